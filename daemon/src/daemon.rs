@@ -1,0 +1,242 @@
+//! `netseg daemon`: keeps the datapath enforcing the compiled policy of the
+//! manifests directory on the pod interfaces of this node namespace.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    net::IpAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, PerCpuArray};
+use futures::StreamExt;
+use netseg_policy::{CompileOptions, Compiled, Compiler, PodRef};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
+use tracing::{error, info, instrument, warn};
+
+use crate::{
+    datapath::{Datapath, KernelMaps, MapSizes, publish::Publisher, state::SlotState},
+    flows::{self, FlowContext},
+    manifests::{self, ManifestStore},
+    node::{self, NodeView},
+    status::{self, InterfaceStatus, Status},
+};
+
+/// Everything `netseg daemon` is told on its command line.
+pub struct DaemonConfig {
+    pub manifests: PathBuf,
+    pub compile: CompileOptions,
+    pub interface_prefixes: Vec<String>,
+    pub flow_log: Option<PathBuf>,
+    pub status_file: Option<PathBuf>,
+    pub sizes: MapSizes,
+}
+
+/// The daemon's state between events.
+struct Enforcer {
+    config: DaemonConfig,
+    datapath: Datapath,
+    publisher: Publisher<KernelMaps>,
+    counters: PerCpuArray<MapData, u64>,
+    store: ManifestStore,
+    compiler: Compiler,
+    /// The last compilation, redone when the manifests or node addresses change.
+    compiled: Option<Compiled>,
+    flow_context: watch::Sender<Arc<FlowContext>>,
+    status: Status,
+}
+
+pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    let (datapath, maps, telemetry) = Datapath::load(config.sizes).context("loading the datapath")?;
+    let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
+    let mut manifest_changes = manifests::watch(&config.manifests).context("watching the manifests")?;
+    let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
+    let flow_out = open_flow_log(config.flow_log.as_deref())?;
+    let exporter = tokio::spawn(flows::export(telemetry.events, context, flow_out));
+    let mut enforcer = Enforcer {
+        config,
+        datapath,
+        publisher: Publisher::new(maps),
+        counters: telemetry.counters,
+        store: ManifestStore::default(),
+        compiler: Compiler::new(),
+        compiled: None,
+        flow_context,
+        status: Status::default(),
+    };
+    enforcer.reload_manifests();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        match NodeView::read(&handle).await {
+            Ok(view) => enforcer.reconcile(&view),
+            Err(error) => error!(error = %anyhow::Error::from(error), "reading the node namespace"),
+        }
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            Some(()) = manifest_changes.changed() => enforcer.reload_manifests(),
+            Some(()) = node_changes.next() => settle(&mut node_changes).await,
+            _ = tick.tick() => {}
+        }
+    }
+    info!("stopping: detaching from every interface");
+    exporter.abort();
+    drop(enforcer);
+    Ok(())
+}
+
+/// Netlink events come in bursts (a veth brings links, addresses, routes):
+/// take them all before reconciling once.
+async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
+    while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {}
+}
+
+fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+    Ok(match path {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        Some(path) if path.as_os_str() == "-" => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening flow log {}", path.display()))?;
+            Box::new(std::io::BufWriter::new(file))
+        }
+    })
+}
+
+impl Enforcer {
+    fn reload_manifests(&mut self) {
+        let reload = self.store.reload(&self.config.manifests);
+        self.status.reloads += 1;
+        self.status.problems = reload.problems.iter().map(ToString::to_string).collect();
+        for problem in &reload.problems {
+            warn!(%problem, "manifest problem; the last good version stays enforced");
+        }
+        if reload.changed {
+            self.compiled = None;
+        }
+    }
+
+    #[instrument(skip_all)]
+    fn reconcile(&mut self, view: &NodeView) {
+        self.attach_pod_interfaces(view);
+        if self.config.compile.node_addresses != view.addresses {
+            self.config.compile.node_addresses = view.addresses.clone();
+            self.compiled = None;
+        }
+        let compiled = match self.compiled.take() {
+            Some(compiled) => compiled,
+            None => self.compiler.compile(&self.store.snapshot(), &self.config.compile),
+        };
+        let (desired, interfaces) = self.slot_state(&compiled, view);
+        match self.publisher.publish(&desired) {
+            Ok(published) if published.upserts + published.removals > 0 => {
+                info!(revision = published.revision, upserts = published.upserts, removals = published.removals, "published")
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let error = anyhow::Error::from(error);
+                error!(error = format!("{error:#}"), "publishing the policy");
+                self.status.problems.push(format!("{error:#}"));
+            }
+        }
+        self.publish_flow_context(&compiled, &interfaces);
+        self.write_status(&compiled, interfaces);
+        self.compiled = Some(compiled);
+    }
+
+    /// Programs go on every pod interface first: until its pod's policy is
+    /// published, the interface has no endpoint and everything is denied.
+    fn attach_pod_interfaces(&mut self, view: &NodeView) {
+        let is_pod = |name: &str| self.config.interface_prefixes.iter().any(|p| name.starts_with(p.as_str()));
+        let present: BTreeMap<&str, u32> = view
+            .links
+            .iter()
+            .filter(|link| is_pod(&link.name))
+            .map(|link| (link.name.as_str(), link.ifindex))
+            .collect();
+        let gone: Vec<String> = self
+            .datapath
+            .attached()
+            .filter(|(name, ifindex)| present.get(name) != Some(ifindex))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for name in gone {
+            self.datapath.detach(&name);
+        }
+        for (name, ifindex) in present {
+            if let Err(error) = self.datapath.attach(name, ifindex) {
+                error!(interface = name, error = format!("{:#}", anyhow::Error::from(error)), "attach");
+            }
+        }
+    }
+
+    /// The desired slot contents, and which pod each attached interface serves.
+    fn slot_state(&self, compiled: &Compiled, view: &NodeView) -> (SlotState, BTreeMap<u32, PodRef>) {
+        let attached: BTreeMap<u32, &str> = self.datapath.attached().map(|(name, index)| (index, name)).collect();
+        let mut endpoints = BTreeMap::new();
+        let mut interfaces = BTreeMap::new();
+        for (pod, endpoint) in &compiled.endpoints {
+            let ip = endpoint.ipv4.map(IpAddr::V4).or(endpoint.ipv6.map(IpAddr::V6));
+            let ifindex = ip.and_then(|ip| view.interface_for(ip)).filter(|i| attached.contains_key(i));
+            if let Some(ifindex) = ifindex {
+                endpoints.insert(ifindex, endpoint.to_contract());
+                interfaces.insert(ifindex, pod.clone());
+            }
+        }
+        let state = SlotState {
+            endpoints,
+            ipcache: compiled.ipcache.clone(),
+            policy: compiled.policy.clone(),
+        };
+        (state, interfaces)
+    }
+
+    fn publish_flow_context(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
+        let context = FlowContext {
+            endpoints: interfaces.clone(),
+            pods: BTreeMap::new(),
+            rules: compiled.rules.clone(),
+            node_addresses: self.config.compile.node_addresses.clone(),
+        };
+        self.flow_context.send_replace(Arc::new(context));
+    }
+
+    fn write_status(&mut self, compiled: &Compiled, interfaces: BTreeMap<u32, PodRef>) {
+        let Some(path) = &self.config.status_file else {
+            return;
+        };
+        let served: Vec<&PodRef> = interfaces.values().collect();
+        self.status.revision = self.publisher.revision();
+        self.status.endpoints = interfaces.len();
+        self.status.interfaces = self
+            .datapath
+            .attached()
+            .map(|(name, ifindex)| InterfaceStatus {
+                name: name.to_owned(),
+                ifindex,
+                pod: interfaces.get(&ifindex).map(ToString::to_string),
+            })
+            .collect();
+        self.status.pods_without_interface = compiled
+            .endpoints
+            .keys()
+            .filter(|pod| !served.contains(pod))
+            .map(ToString::to_string)
+            .collect();
+        self.status.counters = status::read_counters(&self.counters);
+        if let Err(error) = status::write(path, &self.status) {
+            warn!(path = %path.display(), %error, "writing the status file");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Crafted frames for BPF_PROG_TEST_RUN: Ethernet, IPv4 or IPv6 (with
+//! optional extension headers and fragmentation), and an L4 header.
+
+use std::net::IpAddr;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const SCTP: u8 = 132;
+pub const ICMP: u8 = 1;
+pub const ICMPV6: u8 = 58;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const FIN: u8 = 0x01;
+
+/// IPv4 fragmentation of a crafted packet.
+#[derive(Clone, Copy, Default)]
+pub struct Fragment {
+    pub id: u16,
+    /// In 8-octet units.
+    pub offset: u16,
+    pub more: bool,
+}
+
+#[derive(Clone)]
+pub struct Frame {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub l4: Vec<u8>,
+    pub fragment: Fragment,
+    /// IPv6 extension headers before the L4 header: (type, 8-octet header).
+    pub extensions: Vec<u8>,
+}
+
+impl Frame {
+    pub fn new(src: &str, dst: &str, protocol: u8, l4: Vec<u8>) -> Self {
+        Self {
+            src: src.parse().expect("test address"),
+            dst: dst.parse().expect("test address"),
+            protocol,
+            l4,
+            fragment: Fragment::default(),
+            extensions: Vec::new(),
+        }
+    }
+
+    pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Self {
+        let mut l4 = vec![0; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = flags;
+        Self::new(src, dst, TCP, l4)
+    }
+
+    pub fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Self {
+        let mut l4 = vec![0; 8];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..6].copy_from_slice(&8u16.to_be_bytes());
+        Self::new(src, dst, UDP, l4)
+    }
+
+    /// An SCTP common header with an INIT chunk (checksum not checked here).
+    pub fn sctp(src: &str, sport: u16, dst: &str, dport: u16) -> Self {
+        let mut l4 = vec![0; 32];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[12] = 1;
+        Self::new(src, dst, SCTP, l4)
+    }
+
+    pub fn icmp(src: &str, dst: &str, icmp_type: u8, body: &[u8]) -> Self {
+        let protocol = if src.contains(':') { ICMPV6 } else { ICMP };
+        let mut l4 = vec![icmp_type, 0, 0, 0];
+        l4.extend_from_slice(body);
+        Self::new(src, dst, protocol, l4)
+    }
+
+    /// An echo request (`reply` false) or reply with identifier `id`.
+    pub fn echo(src: &str, dst: &str, id: u16, reply: bool) -> Self {
+        let v6 = src.contains(':');
+        let icmp_type = match (v6, reply) {
+            (false, false) => 8,
+            (false, true) => 0,
+            (true, false) => 128,
+            (true, true) => 129,
+        };
+        let mut body = id.to_be_bytes().to_vec();
+        body.extend_from_slice(&[0, 1]);
+        Self::icmp(src, dst, icmp_type, &body)
+    }
+
+    /// Adds an IPv6 extension header of `kind` (0, 43 or 60: 8 octets).
+    pub fn with_extension(mut self, kind: u8) -> Self {
+        self.extensions.push(kind);
+        self
+    }
+
+    pub fn fragmented(mut self, fragment: Fragment) -> Self {
+        self.fragment = fragment;
+        self
+    }
+
+    /// The IP packet without the Ethernet header (for ICMP error quotes).
+    pub fn ip_bytes(&self) -> Vec<u8> {
+        match (self.src, self.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, self.protocol, 0, 0];
+                let total = (20 + self.l4.len()) as u16;
+                ip[2..4].copy_from_slice(&total.to_be_bytes());
+                ip[4..6].copy_from_slice(&self.fragment.id.to_be_bytes());
+                let flags = self.fragment.offset | if self.fragment.more { 0x2000 } else { 0 };
+                ip[6..8].copy_from_slice(&flags.to_be_bytes());
+                ip.extend_from_slice(&src.octets());
+                ip.extend_from_slice(&dst.octets());
+                ip.extend_from_slice(&self.l4);
+                ip
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => self.ipv6_bytes(src.octets(), dst.octets()),
+            _ => panic!("mixed address families"),
+        }
+    }
+
+    fn ipv6_bytes(&self, src: [u8; 16], dst: [u8; 16]) -> Vec<u8> {
+        let mut chain = self.extensions.clone();
+        chain.push(self.protocol);
+        let mut payload = Vec::new();
+        for next in chain.iter().skip(1) {
+            payload.extend_from_slice(&[*next, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        payload.extend_from_slice(&self.l4);
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        let hop_limit = if self.protocol == ICMPV6 && self.l4.first().is_some_and(|t| (133..=136).contains(t)) {
+            255
+        } else {
+            64
+        };
+        ip.extend_from_slice(&[chain[0], hop_limit]);
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        ip.extend_from_slice(&payload);
+        ip
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let ethertype: u16 = if self.src.is_ipv4() { 0x0800 } else { 0x86dd };
+        let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+        frame.extend_from_slice(&ethertype.to_be_bytes());
+        frame.extend_from_slice(&self.ip_bytes());
+        frame
+    }
+}
+
+/// An Ethernet frame of `ethertype` with `payload`.
+pub fn ethernet(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}

@@ -1,0 +1,137 @@
+//! `netseg`: the node daemon, the demo and the offline tools.
+
+mod daemon;
+mod datapath;
+mod flows;
+mod manifests;
+mod node;
+mod status;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use netseg_policy::{CompileOptions, DefaultAction};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "netseg", version, about = "Network segmentation enforcer for Kubernetes nodes")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "NETSEG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enforce the policy of a manifests directory on this node's pod interfaces.
+    Daemon(DaemonArgs),
+    /// Validate a manifests directory offline: one line per problem, non-zero exit if any.
+    Check {
+        /// The directory of Namespace, Pod and NetworkPolicy manifests.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DefaultActionArg {
+    /// Zero trust: every pod is isolated in both directions.
+    Deny,
+    /// Kubernetes: only pods selected by a policy are isolated, per direction.
+    Allow,
+}
+
+#[derive(clap::Args)]
+struct DaemonArgs {
+    /// Directory of Namespace, Pod and NetworkPolicy manifests (*.yaml, *.yml, *.json), watched for changes.
+    #[arg(long, env = "NETSEG_MANIFESTS")]
+    manifests: PathBuf,
+    /// This node's name: pods whose spec.nodeName equals it are enforced here.
+    #[arg(long, env = "NETSEG_NODE_NAME")]
+    node_name: String,
+    /// What happens to traffic that no policy decides.
+    #[arg(long, env = "NETSEG_DEFAULT_ACTION", value_enum, default_value_t = DefaultActionArg::Deny)]
+    default_action: DefaultActionArg,
+    /// Deny traffic from the node itself (kubelet probes) to its pods unless a policy allows it.
+    #[arg(long, env = "NETSEG_DENY_NODE_TRAFFIC")]
+    deny_node_traffic: bool,
+    /// Attach to node-namespace interfaces whose name starts with one of these prefixes.
+    #[arg(long = "interface-prefix", env = "NETSEG_INTERFACE_PREFIXES", value_delimiter = ',', default_value = "veth")]
+    interface_prefixes: Vec<String>,
+    /// Where flow records go, one JSON object per line ("-" for stdout).
+    #[arg(long, env = "NETSEG_FLOW_LOG", default_value = "-")]
+    flow_log: PathBuf,
+    /// A JSON file describing what is enforced, rewritten after every change.
+    #[arg(long, env = "NETSEG_STATUS_FILE")]
+    status_file: Option<PathBuf>,
+    /// Connections the conntrack map holds (least recently used are evicted).
+    #[arg(long, env = "NETSEG_CONNTRACK_ENTRIES", default_value_t = 262_144)]
+    conntrack_entries: u32,
+    /// Bytes of the flow-event ring buffer (a power of two, at least a page).
+    #[arg(long, env = "NETSEG_EVENT_BUFFER_BYTES", default_value_t = 4 << 20)]
+    event_buffer_bytes: u32,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("NETSEG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+impl DaemonArgs {
+    fn into_config(self) -> daemon::DaemonConfig {
+        daemon::DaemonConfig {
+            manifests: self.manifests,
+            compile: CompileOptions {
+                node_name: self.node_name,
+                default_action: match self.default_action {
+                    DefaultActionArg::Deny => DefaultAction::Deny,
+                    DefaultActionArg::Allow => DefaultAction::Allow,
+                },
+                deny_node_traffic: self.deny_node_traffic,
+                node_addresses: Vec::new(),
+            },
+            interface_prefixes: self.interface_prefixes,
+            flow_log: Some(self.flow_log),
+            status_file: self.status_file,
+            sizes: datapath::MapSizes {
+                conntrack: self.conntrack_entries,
+                events_bytes: self.event_buffer_bytes,
+            },
+        }
+    }
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    let problems = manifests::check_dir(dir);
+    for problem in &problems {
+        println!("{problem}");
+    }
+    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { dir } => check(&dir),
+        Command::Daemon(args) => match daemon::run(args.into_config()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("netseg daemon: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

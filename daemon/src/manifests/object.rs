@@ -1,0 +1,79 @@
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+/// The kinds a manifests directory may hold; anything else is reported and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum ObjectKind {
+    Namespace,
+    Pod,
+    NetworkPolicy,
+}
+
+impl ObjectKind {
+    pub(super) fn from_type(api_version: &str, kind: &str) -> Option<Self> {
+        match (api_version, kind) {
+            ("v1", "Namespace") => Some(Self::Namespace),
+            ("v1", "Pod") => Some(Self::Pod),
+            ("networking.k8s.io/v1", "NetworkPolicy") => Some(Self::NetworkPolicy),
+            _ => None,
+        }
+    }
+
+    /// The item kind of a typed list such as `PodList`, whose items the API
+    /// server writes without `apiVersion` and `kind`.
+    pub(super) fn from_list_kind(list_kind: &str) -> Option<Self> {
+        match list_kind {
+            "NamespaceList" => Some(Self::Namespace),
+            "PodList" => Some(Self::Pod),
+            "NetworkPolicyList" => Some(Self::NetworkPolicy),
+            _ => None,
+        }
+    }
+
+    pub(super) fn api_version(self) -> &'static str {
+        match self {
+            Self::Namespace | Self::Pod => "v1",
+            Self::NetworkPolicy => "networking.k8s.io/v1",
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Namespace => "Namespace",
+            Self::Pod => "Pod",
+            Self::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+
+    pub(super) fn is_namespaced(self) -> bool {
+        !matches!(self, Self::Namespace)
+    }
+}
+
+/// What makes two manifests the same object, as the API server would see it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct ObjectId {
+    pub(super) kind: ObjectKind,
+    /// `None` for cluster-scoped kinds.
+    pub(super) namespace: Option<String>,
+    pub(super) name: String,
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind.name(), self.name),
+            None => write!(f, "{} {}", self.kind.name(), self.name),
+        }
+    }
+}
+
+/// Boxed: a Pod is over 2 KiB and these move through vectors and maps.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ManifestObject {
+    Namespace(Box<Namespace>),
+    Pod(Box<Pod>),
+    NetworkPolicy(Box<NetworkPolicy>),
+}

@@ -1,0 +1,257 @@
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use netseg_policy::Snapshot;
+use tracing::{debug, instrument};
+
+use super::Problem;
+use super::files::list_manifest_files;
+use super::object::{ManifestObject, ObjectId};
+use super::parse::{ParseError, ParsedDocument, parse_file};
+
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    #[error("also defined in {}, which wins; ignored", first.display())]
+    Duplicate { first: PathBuf },
+    #[error("defined twice in this file; the first definition wins")]
+    DuplicateInFile,
+    #[error("cannot read")]
+    Unreadable {
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The objects of a manifests directory, each at its last version that
+/// parsed and validated.
+#[derive(Debug, Default)]
+pub struct ManifestStore {
+    objects: BTreeMap<ObjectId, StoredObject>,
+}
+
+#[derive(Clone, Debug)]
+struct StoredObject {
+    object: ManifestObject,
+    /// A file that stops parsing keeps what it last yielded: from a broken
+    /// file we cannot tell what the user meant.
+    file: PathBuf,
+}
+
+/// The outcome of [`ManifestStore::reload`].
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// In file order; objects with problems keep their last good version.
+    pub problems: Vec<Problem>,
+    /// Whether [`ManifestStore::snapshot`] differs from before the reload.
+    pub changed: bool,
+}
+
+/// What a reload builds before it replaces the store's state.
+#[derive(Default)]
+struct NextState {
+    objects: BTreeMap<ObjectId, StoredObject>,
+    /// The first file (by sorted path) to define each identity owns it.
+    claimed: BTreeMap<ObjectId, PathBuf>,
+    problems: Vec<Problem>,
+}
+
+impl NextState {
+    fn claim(&mut self, id: &ObjectId, file: &Path) -> Result<(), PathBuf> {
+        match self.claimed.get(id) {
+            Some(first) => Err(first.clone()),
+            None => {
+                self.claimed.insert(id.clone(), file.to_path_buf());
+                Ok(())
+            }
+        }
+    }
+
+    fn insert(&mut self, id: ObjectId, object: ManifestObject, file: &Path) {
+        let file = file.to_path_buf();
+        self.objects.insert(id, StoredObject { object, file });
+    }
+
+    fn duplicate(&mut self, file: &Path, id: &ObjectId, first: PathBuf) {
+        let error = if first == file {
+            StoreError::DuplicateInFile
+        } else {
+            StoreError::Duplicate { first }
+        };
+        self.problems
+            .push(Problem::new(file, Some(id.to_string()), None, &error));
+    }
+}
+
+enum Source {
+    Parse,
+    /// Under a directory entry that could not be read this time.
+    KeepLast,
+}
+
+impl ManifestStore {
+    /// Rereads `dir` and replaces the store's objects with what it holds now,
+    /// keeping the last good version of anything that is malformed.
+    #[instrument(skip(self), fields(dir = %dir.display()))]
+    pub fn reload(&mut self, dir: &Path) -> Reload {
+        let mut next = NextState::default();
+        for (file, source) in self.sources(dir, &mut next.problems) {
+            match source {
+                Source::KeepLast => self.keep_file(&file, &mut next),
+                Source::Parse => match parse_file(&file) {
+                    Ok(documents) => self.apply_documents(&file, documents, &mut next),
+                    // Deleted since it was listed: its objects go, as they would a moment later.
+                    Err(ParseError::Read { source })
+                        if source.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        let held = self.objects_from(&file).count();
+                        let problem = Problem::new(&file, None, None, &error);
+                        next.problems.push(with_kept_note(problem, held));
+                        self.keep_file(&file, &mut next);
+                    }
+                },
+            }
+        }
+        let changed = !same_objects(&self.objects, &next.objects);
+        debug!(
+            manifests.objects = next.objects.len(),
+            manifests.problems = next.problems.len(),
+            manifests.changed = changed,
+            "reloaded manifests"
+        );
+        self.objects = next.objects;
+        Reload {
+            problems: next.problems,
+            changed,
+        }
+    }
+
+    /// The objects to enforce, in a stable order.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for stored in self.objects.values() {
+            match &stored.object {
+                ManifestObject::Namespace(namespace) => {
+                    snapshot.namespaces.push(namespace.as_ref().clone());
+                }
+                ManifestObject::Pod(pod) => snapshot.pods.push(pod.as_ref().clone()),
+                ManifestObject::NetworkPolicy(policy) => {
+                    snapshot.network_policies.push(policy.as_ref().clone());
+                }
+            }
+        }
+        snapshot
+    }
+
+    /// The files to read, sorted, plus the files last read from under any
+    /// entry that could not be listed this time, so those keep their objects.
+    fn sources(&self, dir: &Path, problems: &mut Vec<Problem>) -> BTreeMap<PathBuf, Source> {
+        let listing = list_manifest_files(dir);
+        let mut sources: BTreeMap<_, _> = listing
+            .files
+            .into_iter()
+            .map(|file| (file, Source::Parse))
+            .collect();
+        for (path, source) in listing.unreadable {
+            let mut held = 0;
+            for stored in self
+                .objects
+                .values()
+                .filter(|stored| stored.file.starts_with(&path))
+            {
+                held += 1;
+                sources
+                    .entry(stored.file.clone())
+                    .or_insert(Source::KeepLast);
+            }
+            let problem = Problem::new(&path, None, None, &StoreError::Unreadable { source });
+            problems.push(with_kept_note(problem, held));
+        }
+        sources
+    }
+
+    fn objects_from<'a>(
+        &'a self,
+        file: &'a Path,
+    ) -> impl Iterator<Item = (&'a ObjectId, &'a ManifestObject)> + 'a {
+        self.objects
+            .iter()
+            .filter(move |(_, stored)| stored.file == file)
+            .map(|(id, stored)| (id, &stored.object))
+    }
+
+    fn keep_file(&self, file: &Path, next: &mut NextState) {
+        for (id, object) in self.objects_from(file) {
+            if next.claim(id, file).is_ok() {
+                next.insert(id.clone(), object.clone(), file);
+            }
+        }
+    }
+
+    fn apply_documents(&self, file: &Path, documents: Vec<ParsedDocument>, next: &mut NextState) {
+        for document in documents {
+            match document {
+                ParsedDocument::Valid { id, object } => match next.claim(&id, file) {
+                    Ok(()) => next.insert(id, object, file),
+                    Err(first) => next.duplicate(file, &id, first),
+                },
+                ParsedDocument::Rejected {
+                    id: Some(id),
+                    label,
+                    errors,
+                } => {
+                    let claim = next.claim(&id, file);
+                    let last_good = claim.as_ref().ok().and_then(|()| self.objects.get(&id));
+                    for error in &errors {
+                        let problem = Problem::new(file, Some(label.clone()), error.field(), error);
+                        next.problems.push(match last_good {
+                            Some(_) => with_note(problem, "its last good version stays enforced"),
+                            None => problem,
+                        });
+                    }
+                    match (claim, last_good) {
+                        (Err(first), _) => next.duplicate(file, &id, first),
+                        (Ok(()), Some(stored)) => next.insert(id, stored.object.clone(), file),
+                        (Ok(()), None) => {}
+                    }
+                }
+                ParsedDocument::Rejected {
+                    id: None,
+                    label,
+                    errors,
+                } => {
+                    for error in &errors {
+                        let problem = Problem::new(file, Some(label.clone()), error.field(), error);
+                        next.problems.push(problem);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn with_note(mut problem: Problem, note: &str) -> Problem {
+    problem.message = format!("{}; {note}", problem.message);
+    problem
+}
+
+fn with_kept_note(problem: Problem, held: usize) -> Problem {
+    match held {
+        0 => problem,
+        1 => with_note(problem, "the object last read from it stays enforced"),
+        n => with_note(
+            problem,
+            &format!("the {n} objects last read from it stay enforced"),
+        ),
+    }
+}
+
+fn same_objects(
+    a: &BTreeMap<ObjectId, StoredObject>,
+    b: &BTreeMap<ObjectId, StoredObject>,
+) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((id_a, a), (id_b, b))| id_a == id_b && a.object == b.object)
+}

@@ -1,0 +1,51 @@
+//! The status file: what the daemon enforces right now, replaced atomically
+//! after every reconciliation, for operators and tests.
+
+use std::{collections::BTreeMap, io, path::Path};
+
+use aya::maps::{MapData, PerCpuArray};
+use netseg_contract::COUNTER_COUNT;
+use serde::Serialize;
+
+use crate::flows::reason_name;
+
+#[derive(Debug, Default, Serialize)]
+pub struct Status {
+    /// The active policy revision in the datapath (0: nothing published).
+    pub revision: u32,
+    /// How many times the manifests directory was read.
+    pub reloads: u64,
+    /// Local pods whose interface has programs and policy.
+    pub endpoints: usize,
+    pub interfaces: Vec<InterfaceStatus>,
+    /// Local pods with an IP that no attached interface is routed to.
+    pub pods_without_interface: Vec<String>,
+    /// Problems of the last reload or publication, one line each.
+    pub problems: Vec<String>,
+    /// Packets per verdict reason since the programs were loaded.
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    /// The pod it belongs to; `None` means every packet is denied.
+    pub pod: Option<String>,
+}
+
+/// Sums the per-CPU verdict counters by reason; zero counters are left out.
+pub fn read_counters(counters: &PerCpuArray<MapData, u64>) -> BTreeMap<&'static str, u64> {
+    (0..COUNTER_COUNT)
+        .filter_map(|index| {
+            let total: u64 = counters.get(&index, 0).ok()?.iter().sum();
+            (total > 0).then(|| (reason_name(index as u8), total))
+        })
+        .collect()
+}
+
+pub fn write(path: &Path, status: &Status) -> io::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec_pretty(status)?)?;
+    std::fs::rename(partial, path)
+}

@@ -1,0 +1,293 @@
+//! The datapath contract between netseg's kernel programs and its daemon.
+//!
+//! Every map key, map value and ring-buffer record is defined here once, as a
+//! `#[repr(C)]` struct of fixed-width integers with explicit, zeroed padding.
+//! Byte order: addresses and ports are in network byte order (as on the wire);
+//! every other integer is in host byte order.
+//!
+//! Policy state is double-buffered: every policy map key starts with a `slot`
+//! (0 or 1). The daemon writes the next policy into the inactive slot, then
+//! publishes it with one 4-byte write of [`CONFIG_REVISION`]; the active slot
+//! is `revision % 2`. A packet therefore sees either the old or the new policy,
+//! never a mixture.
+#![no_std]
+
+use core::mem::size_of;
+
+/// Direction as seen from the pod: traffic the pod receives.
+pub const DIRECTION_INGRESS: u8 = 0;
+/// Direction as seen from the pod: traffic the pod sends.
+pub const DIRECTION_EGRESS: u8 = 1;
+
+pub const VERDICT_ALLOW: u8 = 1;
+pub const VERDICT_DENY: u8 = 2;
+
+/// Why a packet got its verdict. Also the index of its per-CPU counter.
+pub mod reason {
+    /// A new connection that a rule (or the default action) allows.
+    pub const NEW_ALLOWED: u8 = 1;
+    /// A packet of a connection in the conntrack map, either direction.
+    pub const ESTABLISHED: u8 = 2;
+    /// An ICMP error about a connection in the conntrack map.
+    pub const RELATED: u8 = 3;
+    /// ARP, or IPv6 neighbour discovery and MLD kept on the link.
+    pub const LINK_CONTROL: u8 = 4;
+    /// A non-first fragment of a datagram whose first fragment passed.
+    pub const FRAGMENT: u8 = 5;
+
+    /// The interface has no endpoint in the active policy (fail-closed pod start).
+    pub const NO_ENDPOINT: u8 = 16;
+    /// A new connection that no rule allows.
+    pub const POLICY_DENIED: u8 = 17;
+    /// A packet that is not allowed to open a connection (a TCP segment
+    /// without SYN, an echo reply) and belongs to none.
+    pub const NO_CONNECTION: u8 = 18;
+    /// An established connection that the current policy no longer allows.
+    pub const REVOKED: u8 = 19;
+    /// The pod sent from, or was sent to, an address that is not its own.
+    pub const SPOOFED: u8 = 20;
+    /// A truncated or malformed header.
+    pub const MALFORMED: u8 = 21;
+    /// A non-first fragment whose first fragment was not seen or not allowed.
+    pub const FRAGMENT_UNKNOWN: u8 = 22;
+    /// An ethertype other than IPv4, IPv6 and ARP.
+    pub const UNSUPPORTED_L3: u8 = 23;
+    /// More IPv6 extension headers than the program walks.
+    pub const EXTENSION_HEADERS: u8 = 24;
+
+    /// Counter index: flow events dropped because the ring buffer was full.
+    pub const COUNTER_EVENTS_LOST: u8 = 30;
+    /// Counter index: denied events folded into a later event by sampling.
+    pub const COUNTER_EVENTS_SAMPLED: u8 = 31;
+}
+
+/// Number of per-CPU counters (indices are the [`reason`] codes).
+pub const COUNTER_COUNT: u32 = 32;
+
+/// Reserved rule ids; compiled rules start at [`FIRST_COMPILED_RULE`].
+pub mod rule {
+    /// No rule: the packet was denied because nothing allowed it.
+    pub const NONE: u32 = 0;
+    /// The direction is not isolated and the default action is allow.
+    pub const DEFAULT_ALLOW: u32 = 1;
+    /// Traffic from the node itself to a local pod (kubelet probes).
+    pub const NODE_TRAFFIC: u32 = 2;
+}
+pub const FIRST_COMPILED_RULE: u32 = 16;
+
+/// Reserved peer identities; compiled identities start at [`FIRST_COMPILED_IDENTITY`].
+pub mod identity {
+    /// In a policy key only: the rule applies to every peer.
+    pub const ANY: u32 = 0;
+    /// An address the ipcache does not know.
+    pub const WORLD: u32 = 1;
+}
+pub const FIRST_COMPILED_IDENTITY: u32 = 16;
+
+/// Policy id 0 allows nothing.
+pub const POLICY_DENY_ALL: u32 = 0;
+
+/// Index of the active revision in the `CONFIG` array map.
+pub const CONFIG_REVISION: u32 = 0;
+pub const CONFIG_ENTRIES: u32 = 1;
+
+/// Key of `ENDPOINTS`: the ifindex of a pod's host-side interface in one slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointKey {
+    pub slot: u32,
+    pub ifindex: u32,
+}
+
+/// `Endpoint::flags`: `ipv4` holds the pod's IPv4 address.
+pub const ENDPOINT_HAS_IPV4: u32 = 1;
+/// `Endpoint::flags`: `ipv6` holds the pod's IPv6 address.
+pub const ENDPOINT_HAS_IPV6: u32 = 2;
+
+/// A local pod: the policies of its two directions and its own addresses
+/// (anything else it sends from, or is sent to, is spoofed).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ingress_policy: u32,
+    pub egress_policy: u32,
+    pub flags: u32,
+    pub ipv4: [u8; 4],
+    pub ipv6: [u8; 16],
+}
+
+/// LPM data of `IPCACHE_V4`: prefix length = 32 (slot) + address prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpcacheV4Key {
+    pub slot: u32,
+    pub addr: [u8; 4],
+}
+
+/// LPM data of `IPCACHE_V6`: prefix length = 32 (slot) + address prefix.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpcacheV6Key {
+    pub slot: u32,
+    pub addr: [u8; 16],
+}
+
+/// Bits of [`PolicyKey`] before the protocol: slot, policy and identity.
+pub const POLICY_PREFIX_ANY_PROTOCOL: u32 = 96;
+/// Bits of [`PolicyKey`] up to and including the protocol.
+pub const POLICY_PREFIX_ANY_PORT: u32 = 104;
+/// Bits of a fully specified [`PolicyKey`].
+pub const POLICY_PREFIX_FULL: u32 = 120;
+
+/// LPM data of `POLICY`. A rule for a port range becomes a few prefixes of
+/// `port`; a rule for every port stops at the protocol; a rule for every
+/// protocol stops at the identity.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyKey {
+    pub slot: u32,
+    pub policy: u32,
+    pub identity: u32,
+    pub protocol: u8,
+    /// Destination port of the connection, network byte order.
+    pub port: [u8; 2],
+    pub _pad: u8,
+}
+
+/// What a `POLICY` entry decides: the compiled rule that allows the traffic.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyValue {
+    pub rule: u32,
+}
+
+/// Key of `CONNTRACK`: one connection as seen at one endpoint, in the
+/// direction of its first packet. IPv4 addresses are IPv4-mapped IPv6.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnKey {
+    pub ifindex: u32,
+    /// Direction of the first packet: [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
+    pub origin: u8,
+    pub protocol: u8,
+    pub _pad: [u8; 2],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+pub const CONN_OPEN: u32 = 0;
+/// A FIN or RST was seen: the entry expires after [`CONN_CLOSING_TIMEOUT_NS`]
+/// and a new SYN on the same tuple is a new connection.
+pub const CONN_CLOSING: u32 = 1;
+
+pub const CONN_TCP_TIMEOUT_NS: u64 = 6 * 3600 * 1_000_000_000;
+pub const CONN_CLOSING_TIMEOUT_NS: u64 = 10 * 1_000_000_000;
+pub const CONN_OTHER_TIMEOUT_NS: u64 = 60 * 1_000_000_000;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnValue {
+    pub last_seen_ns: u64,
+    /// The revision whose policy last allowed this connection.
+    pub revision: u32,
+    pub rule: u32,
+    pub state: u32,
+    pub _pad: u32,
+}
+
+/// Key of `FRAGMENTS`: one fragmented datagram at one endpoint, so that a
+/// first fragment admitted at one hook admits nothing at another.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentKey {
+    pub ifindex: u32,
+    pub id: u32,
+    pub protocol: u8,
+    pub direction: u8,
+    pub _pad: [u8; 2],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+
+/// The ports of an admitted first fragment, network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FragmentValue {
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// Denied events for one [`ConnKey`] are emitted at most once per
+/// [`DENY_SAMPLE_INTERVAL_NS`]; the ones in between are counted here and
+/// reported with the next.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DenySample {
+    pub last_emit_ns: u64,
+    pub suppressed: u32,
+    pub _pad: u32,
+}
+
+pub const DENY_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Flow event in the `EVENTS` ring buffer: a new connection, or a denied packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+    pub timestamp_ns: u64,
+    pub ifindex: u32,
+    pub rule: u32,
+    pub revision: u32,
+    /// Denied packets of this flow not reported since the previous event.
+    pub suppressed: u32,
+    /// IPv4-mapped for IPv4.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub direction: u8,
+    pub verdict: u8,
+    pub reason: u8,
+}
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+pub const PROTO_SCTP: u8 = 132;
+
+const _: () = assert!(size_of::<EndpointKey>() == 8);
+const _: () = assert!(size_of::<Endpoint>() == 32);
+const _: () = assert!(size_of::<IpcacheV4Key>() == 8);
+const _: () = assert!(size_of::<IpcacheV6Key>() == 20);
+const _: () = assert!(size_of::<PolicyKey>() == 16);
+const _: () = assert!(size_of::<PolicyValue>() == 4);
+const _: () = assert!(size_of::<ConnKey>() == 44);
+const _: () = assert!(size_of::<ConnValue>() == 24);
+const _: () = assert!(size_of::<FragmentKey>() == 44);
+const _: () = assert!(size_of::<FragmentValue>() == 4);
+const _: () = assert!(size_of::<DenySample>() == 16);
+const _: () = assert!(size_of::<FlowEvent>() == 64);
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: every type is repr(C), Copy, made of integers and byte arrays,
+    // with all padding spelled out as fields, so any bit pattern is valid.
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for IpcacheV4Key {}
+    unsafe impl aya::Pod for IpcacheV6Key {}
+    unsafe impl aya::Pod for PolicyKey {}
+    unsafe impl aya::Pod for PolicyValue {}
+    unsafe impl aya::Pod for ConnKey {}
+    unsafe impl aya::Pod for ConnValue {}
+    unsafe impl aya::Pod for FragmentKey {}
+    unsafe impl aya::Pod for FragmentValue {}
+    unsafe impl aya::Pod for DenySample {}
+    unsafe impl aya::Pod for FlowEvent {}
+}

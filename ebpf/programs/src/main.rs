@@ -1,0 +1,213 @@
+//! netseg's TC classifiers, attached with tcx to the host side of each pod's
+//! veth: `pod_egress` on its ingress hook (what the pod sends), `pod_ingress`
+//! on its egress hook (what the pod receives). Every path that is not an
+//! explicit allow drops.
+#![no_std]
+#![no_main]
+
+mod conntrack;
+mod events;
+mod maps;
+mod parse;
+mod policy;
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_ktime_get_ns,
+    macros::classifier,
+    programs::TcContext,
+};
+use netseg_contract::{
+    CONFIG_REVISION, CONN_CLOSING, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint,
+    EndpointKey, FragmentKey, FragmentValue, PROTO_TCP, reason,
+};
+
+use crate::{
+    events::{Decision, Hook, record},
+    maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
+    parse::{Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, mapped_ipv4, parse},
+    policy::{allowing_rule, is_ipv4_mapped},
+};
+
+#[classifier]
+pub fn pod_egress(ctx: TcContext) -> i32 {
+    classify(&ctx, DIRECTION_EGRESS)
+}
+
+#[classifier]
+pub fn pod_ingress(ctx: TcContext) -> i32 {
+    classify(&ctx, DIRECTION_INGRESS)
+}
+
+#[inline(always)]
+fn classify(ctx: &TcContext, direction: u8) -> i32 {
+    let hook = Hook {
+        // SAFETY: the context's skb pointer is valid for the whole program.
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        direction,
+        revision: CONFIG.get(CONFIG_REVISION).copied().unwrap_or(0),
+        // SAFETY: a helper without preconditions.
+        now: unsafe { bpf_ktime_get_ns() },
+    };
+    match try_classify(ctx, &hook) {
+        Ok(action) => action,
+        Err(action) => action,
+    }
+}
+
+#[inline(always)]
+fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
+    let scratch = SCRATCH.get_ptr_mut(0).ok_or(TC_ACT_SHOT)?;
+    // SAFETY: this CPU's scratch slot; nothing else uses it while the program runs.
+    let packet = unsafe { &mut *scratch };
+    if let Err(why) = parse(ctx, packet) {
+        return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
+    }
+    let packet = &*packet;
+    if packet.kind == Kind::LinkControl {
+        events::count(reason::LINK_CONTROL);
+        return Ok(TC_ACT_OK);
+    }
+    let slot = hook.revision & 1;
+    let key = EndpointKey {
+        slot,
+        ifindex: hook.ifindex,
+    };
+    // SAFETY: the value is copied out before any map update.
+    let Some(endpoint) = (unsafe { ENDPOINTS.get(&key) }).copied() else {
+        return Err(deny(hook, &packet.tuple, Decision::deny(reason::NO_ENDPOINT, 0)));
+    };
+    if spoofed(&endpoint, hook.direction, &packet.tuple) {
+        return Err(deny(hook, &packet.tuple, Decision::deny(reason::SPOOFED, 0)));
+    }
+    let decision = match packet.kind {
+        Kind::LaterFragment => later_fragment(hook, packet),
+        Kind::IcmpError => related(hook, packet),
+        _ => flow(hook, slot, &endpoint, packet),
+    };
+    record(hook, &packet.tuple, &decision);
+    if !decision.allow {
+        return Err(TC_ACT_SHOT);
+    }
+    if packet.first_fragment {
+        remember_fragment(hook, packet);
+    }
+    Ok(TC_ACT_OK)
+}
+
+#[inline(always)]
+fn deny(hook: &Hook, tuple: &Tuple, decision: Decision) -> i32 {
+    record(hook, tuple, &decision);
+    TC_ACT_SHOT
+}
+
+/// A pod may only send from, and only be sent to, its own addresses.
+#[inline(always)]
+fn spoofed(endpoint: &Endpoint, direction: u8, tuple: &Tuple) -> bool {
+    let own = if direction == DIRECTION_EGRESS { &tuple.src } else { &tuple.dst };
+    if is_ipv4_mapped(own) {
+        endpoint.flags & ENDPOINT_HAS_IPV4 == 0 || *own != mapped_ipv4(endpoint.ipv4)
+    } else {
+        endpoint.flags & ENDPOINT_HAS_IPV6 == 0 || *own != endpoint.ipv6
+    }
+}
+
+/// A packet that starts, continues or answers a connection.
+#[inline(always)]
+fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decision {
+    let tuple = &packet.tuple;
+    let tcp = tuple.protocol == PROTO_TCP;
+    let syn_only = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+    if let Some((key, entry)) = conntrack::find(hook.ifindex, hook.direction, tuple, hook.now) {
+        // SAFETY: a valid pointer into the conntrack map's value.
+        let value = unsafe { &mut *entry };
+        // A SYN on a closed tuple is a new connection (port reuse).
+        if !(syn_only && value.state == CONN_CLOSING) {
+            if value.revision != hook.revision {
+                let original = conntrack::original(&key);
+                let peer = if key.origin == DIRECTION_EGRESS { &original.dst } else { &original.src };
+                match allowing_rule(slot, endpoint, key.origin, peer, key.protocol, key.dst_port) {
+                    Some(rule) => {
+                        value.revision = hook.revision;
+                        value.rule = rule;
+                    }
+                    None => {
+                        let rule = value.rule;
+                        conntrack::close(&key);
+                        return Decision::deny(reason::REVOKED, rule);
+                    }
+                }
+            }
+            let closing = tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+            conntrack::touch(value, closing, hook.now);
+            return Decision::allow(reason::ESTABLISHED, value.rule);
+        }
+    }
+    // Only a first packet may open a connection: never a reply.
+    if (tcp && !syn_only) || packet.kind == Kind::EchoReply {
+        return Decision::deny(reason::NO_CONNECTION, 0);
+    }
+    let peer = if hook.direction == DIRECTION_EGRESS { &tuple.dst } else { &tuple.src };
+    match allowing_rule(slot, endpoint, hook.direction, peer, tuple.protocol, tuple.dst_port) {
+        Some(rule) => {
+            conntrack::open(hook.ifindex, hook.direction, tuple, hook.revision, rule, hook.now);
+            Decision::allow(reason::NEW_ALLOWED, rule)
+        }
+        None => Decision::deny(reason::POLICY_DENIED, 0),
+    }
+}
+
+/// An ICMP error passes only when it is about a connection this endpoint
+/// has; the quoted packet travelled the other way.
+#[inline(always)]
+fn related(hook: &Hook, packet: &Packet) -> Decision {
+    let back = conntrack::opposite(hook.direction);
+    match conntrack::find(hook.ifindex, back, &packet.inner, hook.now) {
+        // SAFETY: a valid pointer into the conntrack map's value.
+        Some((_, entry)) => Decision::allow(reason::RELATED, unsafe { (*entry).rule }),
+        None => Decision::deny(reason::NO_CONNECTION, 0),
+    }
+}
+
+#[inline(always)]
+fn fragment_key(hook: &Hook, packet: &Packet) -> FragmentKey {
+    FragmentKey {
+        ifindex: hook.ifindex,
+        id: packet.fragment_id,
+        protocol: packet.tuple.protocol,
+        direction: hook.direction,
+        _pad: [0; 2],
+        src: packet.tuple.src,
+        dst: packet.tuple.dst,
+    }
+}
+
+#[inline(always)]
+fn remember_fragment(hook: &Hook, packet: &Packet) {
+    let ports = FragmentValue {
+        src_port: packet.tuple.src_port,
+        dst_port: packet.tuple.dst_port,
+    };
+    let _ = FRAGMENTS.insert(&fragment_key(hook, packet), &ports, 0);
+}
+
+/// Later fragments carry no ports: they pass only behind an admitted first
+/// fragment of the same datagram at the same hook.
+#[inline(always)]
+fn later_fragment(hook: &Hook, packet: &Packet) -> Decision {
+    // SAFETY: the value is only read.
+    match unsafe { FRAGMENTS.get(&fragment_key(hook, packet)) } {
+        Some(_) => Decision::allow(reason::FRAGMENT, 0),
+        None => Decision::deny(reason::FRAGMENT_UNKNOWN, 0),
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

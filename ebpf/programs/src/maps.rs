@@ -1,0 +1,48 @@
+//! The maps shared with the daemon. Sizes here are defaults: the daemon may
+//! resize them before loading.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+};
+use crate::parse::Packet;
+use netseg_contract::{
+    CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenySample, Endpoint, EndpointKey, FragmentKey,
+    FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
+};
+
+#[map]
+pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
+
+#[map]
+pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> = HashMap::with_max_entries(2 * 4096, 0);
+
+#[map]
+pub static IPCACHE_V4: LpmTrie<IpcacheV4Key, u32> = LpmTrie::with_max_entries(2 * 65536, 0);
+
+#[map]
+pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, u32> = LpmTrie::with_max_entries(2 * 65536, 0);
+
+#[map]
+pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(2 * 262144, 0);
+
+#[map]
+pub static CONNTRACK: LruHashMap<ConnKey, ConnValue> = LruHashMap::with_max_entries(262144, 0);
+
+#[map]
+pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentValue> = LruHashMap::with_max_entries(8192, 0);
+
+#[map]
+pub static DENY_SAMPLES: LruHashMap<ConnKey, DenySample> = LruHashMap::with_max_entries(65536, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Scratch space for the packet being classified.
+#[map]
+pub static SCRATCH: PerCpuArray<Packet> = PerCpuArray::with_max_entries(1, 0);
+
+pub type LpmKey<K> = Key<K>;

@@ -1,0 +1,298 @@
+//! Packet parsing. Every read goes through `bpf_skb_load_bytes`, which fails
+//! on a short packet; callers turn any failure into a drop.
+
+use aya_ebpf::programs::TcContext;
+use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, reason};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_ARP: u16 = 0x0806;
+const IPV6_HLEN: usize = 40;
+/// IPv6 extension headers walked before the program gives up (and drops).
+const MAX_EXTENSION_HEADERS: usize = 6;
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What the packet is, for the classifier.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// TCP, UDP, SCTP, ICMP echo, or any other protocol (ports 0).
+    Flow,
+    /// ICMP(v6) echo reply: may only belong to a connection.
+    EchoReply,
+    /// ICMP(v6) error; `inner` is the quoted packet's tuple.
+    IcmpError,
+    /// ARP, neighbour discovery, MLD: link housekeeping.
+    LinkControl,
+    /// A non-first fragment: ports come from the first fragment.
+    LaterFragment,
+}
+
+/// A connection's addressing: IPv4 addresses are IPv4-mapped IPv6.
+#[derive(Clone, Copy)]
+pub struct Tuple {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub protocol: u8,
+    /// Network byte order.
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+pub struct Packet {
+    pub kind: Kind,
+    pub tuple: Tuple,
+    pub tcp_flags: u8,
+    /// First fragment of a fragmented datagram (ports present, more follow).
+    pub first_fragment: bool,
+    pub fragment_id: u32,
+    /// The quoted packet of an ICMP error.
+    pub inner: Tuple,
+}
+
+pub type Drop = u8;
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, Drop> {
+    ctx.load::<T>(offset).map_err(|_| reason::MALFORMED)
+}
+
+#[inline(always)]
+fn load_u16(ctx: &TcContext, offset: usize) -> Result<u16, Drop> {
+    load::<u16>(ctx, offset).map(u16::from_be)
+}
+
+#[inline(always)]
+pub fn mapped_ipv4(addr: [u8; 4]) -> [u8; 16] {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+    ]
+}
+
+#[inline(always)]
+pub fn empty_tuple() -> Tuple {
+    Tuple {
+        src: [0; 16],
+        dst: [0; 16],
+        protocol: 0,
+        src_port: 0,
+        dst_port: 0,
+    }
+}
+
+/// Parses into `packet`, a per-CPU scratch slot (the BPF stack is too small
+/// to hold it beside the map keys).
+#[inline(always)]
+pub fn parse(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
+    let ethertype = load_u16(ctx, 12)?;
+    packet.kind = Kind::Flow;
+    packet.tuple = empty_tuple();
+    packet.tcp_flags = 0;
+    packet.first_fragment = false;
+    packet.fragment_id = 0;
+    packet.inner = empty_tuple();
+    match ethertype {
+        ETH_P_IP => parse_ipv4(ctx, packet),
+        ETH_P_IPV6 => parse_ipv6(ctx, packet),
+        ETH_P_ARP => {
+            packet.kind = Kind::LinkControl;
+            Ok(())
+        }
+        _ => Err(reason::UNSUPPORTED_L3),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
+    let version_ihl: u8 = load(ctx, ETH_HLEN)?;
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || header_len < 20 {
+        return Err(reason::MALFORMED);
+    }
+    let fragment = load_u16(ctx, ETH_HLEN + 6)?;
+    let more_fragments = fragment & 0x2000 != 0;
+    let offset = fragment & 0x1fff;
+    packet.fragment_id = load_u16(ctx, ETH_HLEN + 4)? as u32;
+    packet.tuple.protocol = load(ctx, ETH_HLEN + 9)?;
+    packet.tuple.src = mapped_ipv4(load(ctx, ETH_HLEN + 12)?);
+    packet.tuple.dst = mapped_ipv4(load(ctx, ETH_HLEN + 16)?);
+    if offset != 0 {
+        packet.kind = Kind::LaterFragment;
+        return Ok(());
+    }
+    packet.first_fragment = more_fragments;
+    parse_l4(ctx, packet, ETH_HLEN + header_len)
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
+    let version: u8 = load(ctx, ETH_HLEN)?;
+    if version >> 4 != 6 {
+        return Err(reason::MALFORMED);
+    }
+    let mut next: u8 = load(ctx, ETH_HLEN + 6)?;
+    let hop_limit: u8 = load(ctx, ETH_HLEN + 7)?;
+    packet.tuple.src = load(ctx, ETH_HLEN + 8)?;
+    packet.tuple.dst = load(ctx, ETH_HLEN + 24)?;
+    let mut offset = ETH_HLEN + IPV6_HLEN;
+    let mut walked = 0;
+    while walked < MAX_EXTENSION_HEADERS {
+        match next {
+            // Hop-by-hop, routing, destination options: length in 8-octet units.
+            0 | 43 | 60 => {
+                let header: [u8; 2] = load(ctx, offset)?;
+                next = header[0];
+                offset += (header[1] as usize + 1) * 8;
+            }
+            // Authentication header: length in 4-octet units, minus 2.
+            51 => {
+                let header: [u8; 2] = load(ctx, offset)?;
+                next = header[0];
+                offset += (header[1] as usize + 2) * 4;
+            }
+            44 => {
+                let header: [u8; 8] = load(ctx, offset)?;
+                next = header[0];
+                let fragment = u16::from_be_bytes([header[2], header[3]]);
+                packet.fragment_id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                offset += 8;
+                if fragment >> 3 != 0 {
+                    packet.tuple.protocol = next;
+                    packet.kind = Kind::LaterFragment;
+                    return Ok(());
+                }
+                packet.first_fragment = fragment & 1 != 0;
+            }
+            _ => break,
+        }
+        walked += 1;
+    }
+    if walked == MAX_EXTENSION_HEADERS && matches!(next, 0 | 43 | 44 | 51 | 60) {
+        return Err(reason::EXTENSION_HEADERS);
+    }
+    packet.tuple.protocol = next;
+    parse_l4(ctx, packet, offset)?;
+    if packet.kind == Kind::LinkControl && !valid_link_control(packet, hop_limit) {
+        return Err(reason::MALFORMED);
+    }
+    Ok(())
+}
+
+/// Neighbour discovery must arrive with hop limit 255 (RFC 4861) and MLD
+/// with hop limit 1 from a link-local source (RFC 3810), so neither can be
+/// forwarded to a pod from off the link.
+#[inline(always)]
+fn valid_link_control(packet: &Packet, hop_limit: u8) -> bool {
+    let link_local = packet.tuple.src[0] == 0xfe && packet.tuple.src[1] & 0xc0 == 0x80;
+    let unspecified = packet.tuple.src == [0; 16];
+    match packet.tuple.src_port {
+        133..=136 => hop_limit == 255,
+        _ => hop_limit == 1 && (link_local || unspecified),
+    }
+}
+
+#[inline(always)]
+fn parse_l4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+    match packet.tuple.protocol {
+        PROTO_TCP => {
+            read_ports(ctx, &mut packet.tuple, offset)?;
+            packet.tcp_flags = load(ctx, offset + 13)?;
+        }
+        PROTO_UDP => {
+            read_ports(ctx, &mut packet.tuple, offset)?;
+            let _length: u16 = load(ctx, offset + 6)?;
+        }
+        PROTO_SCTP => {
+            read_ports(ctx, &mut packet.tuple, offset)?;
+            let _checksum: u32 = load(ctx, offset + 8)?;
+        }
+        PROTO_ICMP => parse_icmp(ctx, packet, offset, false)?,
+        PROTO_ICMPV6 => parse_icmp(ctx, packet, offset, true)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn read_ports(ctx: &TcContext, tuple: &mut Tuple, offset: usize) -> Result<(), Drop> {
+    let ports: [u16; 2] = load(ctx, offset)?;
+    tuple.src_port = ports[0];
+    tuple.dst_port = ports[1];
+    Ok(())
+}
+
+/// Echo requests and replies are tracked by their identifier (used as both
+/// ports); errors carry the packet they are about.
+#[inline(always)]
+fn parse_icmp(ctx: &TcContext, packet: &mut Packet, offset: usize, v6: bool) -> Result<(), Drop> {
+    let header: [u8; 2] = load(ctx, offset)?;
+    let icmp_type = header[0];
+    let (echo_request, echo_reply) = if v6 { (128, 129) } else { (8, 0) };
+    if icmp_type == echo_request || icmp_type == echo_reply {
+        let id: u16 = load(ctx, offset + 4)?;
+        packet.tuple.src_port = id;
+        packet.tuple.dst_port = id;
+        if icmp_type == echo_reply {
+            packet.kind = Kind::EchoReply;
+        }
+        return Ok(());
+    }
+    let is_error = if v6 {
+        matches!(icmp_type, 1..=4)
+    } else {
+        matches!(icmp_type, 3 | 11 | 12)
+    };
+    if is_error {
+        packet.kind = Kind::IcmpError;
+        return if v6 {
+            parse_inner_ipv6(ctx, packet, offset + 8)
+        } else {
+            parse_inner_ipv4(ctx, packet, offset + 8)
+        };
+    }
+    if v6 && matches!(icmp_type, 130..=136 | 143) {
+        packet.kind = Kind::LinkControl;
+        // Kept for valid_link_control: the type decides the hop-limit rule.
+        packet.tuple.src_port = icmp_type as u16;
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn parse_inner_ipv4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+    let version_ihl: u8 = load(ctx, offset)?;
+    let header_len = ((version_ihl & 0x0f) as usize) * 4;
+    if version_ihl >> 4 != 4 || header_len < 20 {
+        return Err(reason::MALFORMED);
+    }
+    packet.inner.protocol = load(ctx, offset + 9)?;
+    packet.inner.src = mapped_ipv4(load(ctx, offset + 12)?);
+    packet.inner.dst = mapped_ipv4(load(ctx, offset + 16)?);
+    read_inner_ports(ctx, packet, offset + header_len)
+}
+
+#[inline(always)]
+fn parse_inner_ipv6(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+    packet.inner.protocol = load(ctx, offset + 6)?;
+    packet.inner.src = load(ctx, offset + 8)?;
+    packet.inner.dst = load(ctx, offset + 24)?;
+    read_inner_ports(ctx, packet, offset + IPV6_HLEN)
+}
+
+#[inline(always)]
+fn read_inner_ports(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+    match packet.inner.protocol {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => read_ports(ctx, &mut packet.inner, offset),
+        PROTO_ICMP | PROTO_ICMPV6 => {
+            let id: u16 = load(ctx, offset + 4)?;
+            packet.inner.src_port = id;
+            packet.inner.dst_port = id;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

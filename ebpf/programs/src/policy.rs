@@ -1,0 +1,75 @@
+//! The policy question for a new connection: may this endpoint, in this
+//! direction, talk to this peer on this protocol and port? Two LPM lookups
+//! at most (the peer's identity, then "any peer"), whatever the rule count.
+
+use netseg_contract::{
+    DIRECTION_INGRESS, Endpoint, IpcacheV4Key, IpcacheV6Key, POLICY_PREFIX_FULL, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+    PolicyKey, identity,
+};
+
+use crate::maps::{IPCACHE_V4, IPCACHE_V6, LpmKey, POLICY};
+
+/// The rule id that allows the connection, or `None`.
+#[inline(always)]
+pub fn allowing_rule(
+    slot: u32,
+    endpoint: &Endpoint,
+    direction: u8,
+    peer: &[u8; 16],
+    protocol: u8,
+    dst_port: u16,
+) -> Option<u32> {
+    let policy = if direction == DIRECTION_INGRESS {
+        endpoint.ingress_policy
+    } else {
+        endpoint.egress_policy
+    };
+    // Only these protocols have ports; for the rest a rule either allows
+    // every protocol or does not apply.
+    let port = match protocol {
+        PROTO_TCP | PROTO_UDP | PROTO_SCTP => dst_port,
+        _ => 0,
+    };
+    let peer_identity = identity_of(slot, peer);
+    lookup(slot, policy, peer_identity, protocol, port).or_else(|| lookup(slot, policy, identity::ANY, protocol, port))
+}
+
+#[inline(always)]
+fn lookup(slot: u32, policy: u32, identity: u32, protocol: u8, port: u16) -> Option<u32> {
+    let key = LpmKey::new(
+        POLICY_PREFIX_FULL,
+        PolicyKey {
+            slot,
+            policy,
+            identity,
+            protocol,
+            // `port` holds the wire bytes, so its native bytes are big-endian.
+            port: port.to_ne_bytes(),
+            _pad: 0,
+        },
+    );
+    POLICY.get(&key).map(|value| value.rule)
+}
+
+#[inline(always)]
+pub fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
+}
+
+#[inline(always)]
+fn identity_of(slot: u32, addr: &[u8; 16]) -> u32 {
+    let found = if is_ipv4_mapped(addr) {
+        let key = LpmKey::new(
+            32 + 32,
+            IpcacheV4Key {
+                slot,
+                addr: [addr[12], addr[13], addr[14], addr[15]],
+            },
+        );
+        IPCACHE_V4.get(&key).copied()
+    } else {
+        let key = LpmKey::new(32 + 128, IpcacheV6Key { slot, addr: *addr });
+        IPCACHE_V6.get(&key).copied()
+    };
+    found.unwrap_or(identity::WORLD)
+}

@@ -1,0 +1,63 @@
+//! netseg's policy compiler. Pure: no I/O, no clock, no async.
+//!
+//! Input: a [`Snapshot`] of Namespaces, Pods and NetworkPolicies plus the
+//! node's [`CompileOptions`]. Output: the exact datapath map entries for the
+//! node ([`Compiler::compile`]), a diff between two compilations
+//! ([`diff_maps`]), the datapath's decision over compiled maps ([`lookup`]),
+//! and a reference evaluator that answers the same question directly from
+//! the API semantics ([`evaluate`]).
+
+mod compile;
+mod diff;
+mod evaluate;
+mod lookup;
+mod model;
+mod ports;
+mod types;
+mod validate;
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+
+pub use compile::Compiler;
+pub use diff::{MapDiff, diff_maps};
+pub use evaluate::{Allowance, Decision, Denial, evaluate};
+pub use lookup::{lookup, lookup_identity};
+pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
+pub use ports::{protocol_number, range_to_prefixes};
+pub use types::{
+    Compiled, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef, PolicyEntryKey, PortPrefix, RuleRef,
+};
+pub use validate::{validate_namespace, validate_network_policy, validate_pod};
+
+/// Everything the compiler reads: the cluster state relevant to one node.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub namespaces: Vec<Namespace>,
+    pub pods: Vec<Pod>,
+    pub network_policies: Vec<NetworkPolicy>,
+}
+
+/// What happens to traffic that no policy decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DefaultAction {
+    /// Zero trust: every local pod is isolated in both directions.
+    #[default]
+    Deny,
+    /// Kubernetes: a pod is isolated in a direction only when a policy selects it for it.
+    Allow,
+}
+
+/// The node the compilation is for.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Pods whose `spec.nodeName` equals this are local endpoints.
+    pub node_name: String,
+    pub default_action: DefaultAction,
+    /// Deny traffic from the node's own addresses to local pods unless a policy allows it.
+    pub deny_node_traffic: bool,
+    /// The node's own addresses (the source of kubelet probes).
+    pub node_addresses: Vec<IpAddr>,
+}

@@ -1,0 +1,21 @@
+//! Validated, normalized forms of the Kubernetes objects the compiler reads.
+//!
+//! Parsing is validation: each `parse_*` pushes every problem it finds as a
+//! [`FieldError`] and yields a model only for a valid object, so the compiler
+//! and `validate_*` cannot disagree on what is valid.
+
+mod errors;
+mod names;
+mod pod;
+mod policy;
+mod selector;
+
+pub use errors::{FieldError, FieldProblem};
+pub use pod::NAMESPACE_NAME_LABEL;
+
+pub(crate) use errors::Errors;
+pub(crate) use pod::{PodModel, namespace_labels, parse_namespace, parse_pod};
+pub(crate) use policy::{
+    IpBlockModel, NamespaceScope, PeerModel, PolicyModel, PortModel, RuleModel, parse_policy,
+};
+pub(crate) use selector::Labels;

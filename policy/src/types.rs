@@ -1,0 +1,260 @@
+//! The compiler's output types: what the daemon writes into the maps and
+//! what flow logs and `explain` use to name things.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::IpNetwork;
+use netseg_contract as contract;
+use serde::{Deserialize, Serialize};
+
+/// A pod by namespace and name; displays as `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PodRef {
+    /// A reference to pod `name` in `namespace`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        PodRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for PodRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Direction of traffic as seen from the local pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// The pod receives; the peer is the source.
+    Ingress,
+    /// The pod sends; the peer is the destination.
+    Egress,
+}
+
+impl Direction {
+    /// Both directions, ingress first.
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    /// The datapath's encoding ([`contract::DIRECTION_INGRESS`] / [`contract::DIRECTION_EGRESS`]).
+    pub fn as_contract(self) -> u8 {
+        match self {
+            Direction::Ingress => contract::DIRECTION_INGRESS,
+            Direction::Egress => contract::DIRECTION_EGRESS,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+/// A pod on this node: its addresses and the policy ids of its two directions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LocalEndpoint {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+    pub ingress_policy: u32,
+    pub egress_policy: u32,
+}
+
+impl LocalEndpoint {
+    /// The policy id of `direction`.
+    pub fn policy(&self, direction: Direction) -> u32 {
+        match direction {
+            Direction::Ingress => self.ingress_policy,
+            Direction::Egress => self.egress_policy,
+        }
+    }
+
+    /// The `ENDPOINTS` map value for this endpoint.
+    pub fn to_contract(&self) -> contract::Endpoint {
+        let mut flags = 0;
+        if self.ipv4.is_some() {
+            flags |= contract::ENDPOINT_HAS_IPV4;
+        }
+        if self.ipv6.is_some() {
+            flags |= contract::ENDPOINT_HAS_IPV6;
+        }
+        contract::Endpoint {
+            ingress_policy: self.ingress_policy,
+            egress_policy: self.egress_policy,
+            flags,
+            ipv4: self.ipv4.map_or([0; 4], |a| a.octets()),
+            ipv6: self.ipv6.map_or([0; 16], |a| a.octets()),
+        }
+    }
+}
+
+/// The first `len` bits of a 16-bit destination port. Bits past `len` are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortPrefix {
+    pub port: u16,
+    /// 0..=16.
+    pub len: u8,
+}
+
+impl PortPrefix {
+    /// The prefix of length `len` (clamped to 16) that contains `port`.
+    pub fn containing(port: u16, len: u8) -> Self {
+        let len = len.min(16);
+        PortPrefix {
+            port: port & Self::mask(len),
+            len,
+        }
+    }
+
+    /// Whether `port` starts with this prefix.
+    pub fn contains(&self, port: u16) -> bool {
+        port & Self::mask(self.len) == self.port
+    }
+
+    /// The first and last port of the prefix.
+    pub fn range(&self) -> (u16, u16) {
+        (self.port, self.port | !Self::mask(self.len))
+    }
+
+    fn mask(len: u8) -> u16 {
+        // `checked_shl` because a shift by 16 overflows a u16.
+        u16::MAX.checked_shl(u32::from(16 - len.min(16))).unwrap_or(0)
+    }
+}
+
+/// A key of the POLICY trie, without the double-buffer slot.
+///
+/// `protocol: None` matches every protocol and port; `port: None` every port
+/// of the protocol. A port is only given with a protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PolicyEntryKey {
+    pub policy: u32,
+    pub identity: u32,
+    pub protocol: Option<u8>,
+    pub port: Option<PortPrefix>,
+}
+
+impl PolicyEntryKey {
+    /// The LPM prefix length of this key in the contract's `PolicyKey`.
+    pub fn prefix_len(&self) -> u32 {
+        match (self.protocol, self.port) {
+            (None, _) => contract::POLICY_PREFIX_ANY_PROTOCOL,
+            (Some(_), None) => contract::POLICY_PREFIX_ANY_PORT,
+            (Some(_), Some(p)) => contract::POLICY_PREFIX_ANY_PORT + u32::from(p.len.min(16)),
+        }
+    }
+
+    /// The contract key in `slot`; unused bits are zero.
+    pub fn to_contract(&self, slot: u32) -> contract::PolicyKey {
+        let port = match (self.protocol, self.port) {
+            (Some(_), Some(p)) => p.port,
+            _ => 0,
+        };
+        contract::PolicyKey {
+            slot,
+            policy: self.policy,
+            identity: self.identity,
+            protocol: self.protocol.unwrap_or(0),
+            port: port.to_be_bytes(),
+            _pad: 0,
+        }
+    }
+}
+
+/// Which rule of which policy a compiled rule id stands for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RuleRef {
+    /// The kind of the policy object: `NetworkPolicy`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub direction: Direction,
+    /// Index of the rule within `spec.ingress` or `spec.egress`.
+    pub index: u32,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}/{} {}[{}]",
+            self.kind, self.namespace, self.name, self.direction, self.index
+        )
+    }
+}
+
+/// What kind of addresses an identity stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum IdentityKind {
+    /// Addresses the ipcache does not know, and ipBlock `except` prefixes
+    /// that no other ipBlock peer includes.
+    World,
+    /// The node's own addresses.
+    Node,
+    /// Pod addresses.
+    Pods,
+    /// Non-pod address space carved out by ipBlock peers.
+    External,
+}
+
+/// A human description of an identity, for flow logs and `explain`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdentityInfo {
+    pub kind: IdentityKind,
+    /// The pods whose addresses carry this identity (sorted).
+    pub pods: Vec<PodRef>,
+    /// The ipcache prefixes that map to this identity (sorted).
+    pub prefixes: Vec<IpNetwork>,
+}
+
+impl fmt::Display for IdentityInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self.kind {
+            IdentityKind::World => "world",
+            IdentityKind::Node => "node",
+            IdentityKind::Pods => "pods",
+            IdentityKind::External => "cidr",
+        };
+        f.write_str(label)?;
+        match self.kind {
+            IdentityKind::Pods => write_list(f, &self.pods),
+            IdentityKind::External => write_list(f, &self.prefixes),
+            IdentityKind::World | IdentityKind::Node => Ok(()),
+        }
+    }
+}
+
+fn write_list<T: fmt::Display>(f: &mut fmt::Formatter<'_>, items: &[T]) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        f.write_str(if i == 0 { " " } else { ", " })?;
+        write!(f, "{item}")?;
+    }
+    Ok(())
+}
+
+/// One compilation for one node: every map entry the datapath needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compiled {
+    /// Local pods that have an IP (host-network pods are not endpoints).
+    pub endpoints: BTreeMap<PodRef, LocalEndpoint>,
+    /// Address prefix (network address, host bits zero) to identity.
+    pub ipcache: BTreeMap<IpNetwork, u32>,
+    /// POLICY trie entries to the rule id that allows them.
+    pub policy: BTreeMap<PolicyEntryKey, u32>,
+    /// Compiled rule id to the policy rule it stands for.
+    pub rules: BTreeMap<u32, RuleRef>,
+    /// Identity to what it stands for, [`contract::identity::WORLD`] included.
+    pub identities: BTreeMap<u32, IdentityInfo>,
+}

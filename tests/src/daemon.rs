@@ -1,0 +1,326 @@
+//! The real `netseg` daemon, started inside a node namespace.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::topology::Node;
+
+/// How long the daemon gets to apply policies before a wait fails.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon gets to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(50);
+
+/// The status file the daemon rewrites (atomically) after every policy
+/// application. Unknown fields are ignored, missing ones default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DaemonStatus {
+    /// The active policy revision in the datapath (0: nothing published).
+    pub revision: u32,
+    /// How many times the manifests directory was read.
+    pub reloads: u64,
+    /// Local pods whose interface has programs and policy.
+    pub endpoints: u64,
+    pub interfaces: Vec<InterfaceStatus>,
+    pub pods_without_interface: Vec<String>,
+    pub problems: Vec<String>,
+    /// Packets per verdict reason.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// One interface the daemon attached to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    /// `namespace/name` of the pod behind it, if known.
+    pub pod: Option<String>,
+}
+
+impl DaemonStatus {
+    pub fn interface_names(&self) -> Vec<&str> {
+        self.interfaces.iter().map(|i| i.name.as_str()).collect()
+    }
+}
+
+/// Where the daemon binary is: `$NETSEG_BIN`, else `netseg` in the cargo
+/// profile directory of the running test (`target/<profile>/netseg`).
+pub fn netseg_binary() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os("NETSEG_BIN") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("NETSEG_BIN={} is not a file", path.display());
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // Test executables live in target/<profile>/deps/.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join("netseg"))
+        .collect();
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "the netseg binary is not built (looked at {candidates:?}): run `cargo build -p netseg` \
+                 with the same profile as the tests, or set NETSEG_BIN"
+            )
+        })
+}
+
+/// A running daemon; dropping it sends SIGTERM and kills it after 5 s.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Daemon {
+    /// Runs `ip netns exec <node-ns> netseg daemon --manifests DIR
+    /// --node-name <node> --flow-log FILE --status-file FILE [extra...]`
+    /// with stdout and stderr written to [`Daemon::log_path`].
+    pub fn start(node: &Node, manifests_dir: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::start_binary(&netseg_binary()?, node, manifests_dir, extra_args)
+    }
+
+    /// [`Daemon::start`] with another executable that takes the same
+    /// arguments (the harness tests its plumbing with a fake daemon).
+    pub fn start_binary(
+        binary: &Path,
+        node: &Node,
+        manifests_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("netseg-daemon-")
+            .tempdir()?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("daemon.log"))?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", node.netns_name()])
+            .arg(binary)
+            .arg("daemon")
+            .arg("--manifests")
+            .arg(manifests_dir)
+            .args(["--node-name", node.name()])
+            .arg("--flow-log")
+            .arg(dir.path().join("flows.jsonl"))
+            .arg("--status-file")
+            .arg(dir.path().join("status.json"))
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the
+        // parent. `ip netns exec` execs the daemon in the same process, so
+        // the daemon gets SIGTERM if the thread that started it dies without
+        // dropping it (e.g. the test process is killed).
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Self {
+            child: Some(child),
+            dir,
+        })
+    }
+
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.path().join("status.json")
+    }
+
+    pub fn flow_log_path(&self) -> PathBuf {
+        self.dir.path().join("flows.jsonl")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    /// What the daemon printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The current status, `None` before the first policy application.
+    pub fn status(&self) -> Result<Option<DaemonStatus>> {
+        match fs::read_to_string(self.status_path()) {
+            Ok(text) => Ok(Some(
+                serde_json::from_str(&text).with_context(|| format!("status file: {text}"))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).context("reading the status file"),
+        }
+    }
+
+    /// Waits until the daemon reports `endpoints` attached endpoints.
+    pub fn wait_ready(&mut self, endpoints: u64) -> Result<DaemonStatus> {
+        self.wait_status(&format!("{endpoints} endpoints"), READY_TIMEOUT, |s| {
+            s.endpoints == endpoints
+        })
+    }
+
+    /// Waits until the daemon applied policy again after `previous_reloads`.
+    pub fn wait_reload_after(&mut self, previous_reloads: u64) -> Result<DaemonStatus> {
+        self.wait_status(
+            &format!("a reload after reload {previous_reloads}"),
+            READY_TIMEOUT,
+            |s| s.reloads > previous_reloads,
+        )
+    }
+
+    /// Waits until the status satisfies `done`; fails early if the daemon
+    /// exits, and with its log on timeout.
+    pub fn wait_status(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&DaemonStatus) -> bool,
+    ) -> Result<DaemonStatus> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            // A status file written between two reads may be mid-rename on
+            // other file systems; a parse error is retried until the deadline.
+            if let Ok(Some(status)) = self.status() {
+                if done(&status) {
+                    return Ok(status);
+                }
+                last = Some(status);
+            }
+            if let Some(exit) = self.try_exit()? {
+                bail!(
+                    "the daemon exited ({exit}) while waiting for {what}\n--- daemon log ---\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {last:?}\n\
+                     --- daemon log ---\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Every complete line of the flow log, parsed.
+    pub fn flows(&self) -> Result<Vec<Value>> {
+        let text = match fs::read_to_string(self.flow_log_path()) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).context("reading the flow log"),
+        };
+        // The last line may still be being written.
+        let complete = text.rsplit_once('\n').map_or("", |(done, _)| done);
+        complete
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).with_context(|| format!("flow log line: {line}"))
+            })
+            .collect()
+    }
+
+    /// Waits for a flow record matching `matches`.
+    pub fn wait_for_flow(
+        &self,
+        matches: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let flows = self.flows()?;
+            if let Some(flow) = flows.iter().find(|flow| matches(flow)) {
+                return Ok(flow.clone());
+            }
+            if Instant::now() >= deadline {
+                let tail: Vec<String> = flows.iter().rev().take(20).map(Value::to_string).collect();
+                bail!(
+                    "no matching flow within {timeout:?}; {} flows, the last ones:\n{}",
+                    flows.len(),
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The daemon's exit status if it has exited.
+    pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+        match self.child.as_mut() {
+            Some(child) => Ok(child.try_wait()?),
+            None => bail!("the daemon was already stopped"),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; returns how it exited.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .context("the daemon was already stopped")?;
+        if child.try_wait()?.is_none() {
+            let pid = Pid::from_raw(i32::try_from(child.id())?);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while child.try_wait()?.is_none() && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+            if child.try_wait()?.is_none() {
+                eprintln!(
+                    "netseg-tests: the daemon ignored SIGTERM for {STOP_TIMEOUT:?}, killing it"
+                );
+                child.kill()?;
+            }
+        }
+        Ok(child.wait()?)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            return;
+        }
+        if let Err(e) = self.stop() {
+            eprintln!("netseg-tests: stopping the daemon: {e:#}");
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- daemon log ({}) ---\n{}",
+                self.log_path().display(),
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Root-only test harness of netseg.
+//!
+//! Every privileged test builds its own isolated world: a "node" network
+//! namespace without uplink or default route, pod namespaces behind veth
+//! pairs, servers and clients that run inside those namespaces, and the real
+//! `netseg` daemon started inside the node namespace. Nothing touches the
+//! machine's own interfaces, routes, sysctls or firewall, and no probe is
+//! addressed outside the test's namespaces.
+//!
+//! Namespaces are named `nst-<pid>-<n>-<role>` and deleted on drop; the first
+//! namespace a process creates first removes those left by dead processes.
+
+pub mod daemon;
+pub mod manifests;
+pub mod matrix;
+pub mod netns;
+pub mod probes;
+pub mod reachability;
+pub mod sctp;
+pub mod servers;
+pub mod topology;
+
+pub use daemon::{Daemon, DaemonStatus, InterfaceStatus, netseg_binary};
+pub use manifests::{ContainerPort, Manifests};
+pub use matrix::{Probe, ServerSet};
+pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};
+pub use probes::{
+    ConnectOutcome, Protocol, TcpSession, ping, sctp_probe, tcp_connect, tcp_probe, udp_request,
+};
+pub use reachability::Reachability;
+pub use servers::{SctpPacket, SctpReceiver, TcpEchoServer, UdpEchoServer};
+pub use topology::{Family, Node, Pod};
+
+use std::time::Duration;
+
+/// Default time a single probe waits for an answer. Short on purpose: a
+/// denied cell of a reachability matrix costs exactly this much, and the
+/// matrix probes all cells in parallel.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
