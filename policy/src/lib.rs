@@ -23,7 +23,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 pub use compile::Compiler;
 pub use diff::{MapDiff, diff_maps};
-pub use evaluate::{Allowance, Decision, Denial, evaluate};
+pub use evaluate::{Allowance, Decision, Denial, Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};

@@ -121,17 +121,14 @@ fn endpoints_with_the_same_policies_share_a_policy_id() {
     c.add("x", "web", json!({"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 80}]}]}));
     let m = c.compile();
     let e = |n: &str| m.endpoints[&PodRef::new("x", n)].clone();
-    assert_eq!(e("a"), common_policy(&e("b"), e("a").ipv4));
+    assert_eq!(e("a").ingress_policy, e("b").ingress_policy);
+    assert_eq!(e("a").egress_policy, e("b").egress_policy);
     assert_ne!(e("a").ingress_policy, e("c").ingress_policy);
     // Egress is isolated by the default and allows nothing: the reserved id.
     assert_eq!(e("c").egress_policy, netseg_contract::POLICY_DENY_ALL);
     // No policy id is used by two different entry sets.
     let ids: BTreeSet<u32> = m.endpoints.values().flat_map(|e| [e.ingress_policy, e.egress_policy]).collect();
     assert_eq!(ids.len(), 3);
-}
-
-fn common_policy(other: &netseg_policy::LocalEndpoint, ipv4: Option<std::net::Ipv4Addr>) -> netseg_policy::LocalEndpoint {
-    netseg_policy::LocalEndpoint { ipv4, ..other.clone() }
 }
 
 /// A cluster where pods select each other across policies.

@@ -129,6 +129,8 @@ impl Daemon {
             .arg("--status-file")
             .arg(dir.path().join("status.json"))
             .args(extra_args)
+            // Plain logs: they end up in files and panic messages.
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

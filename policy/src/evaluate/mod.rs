@@ -1,11 +1,14 @@
 //! The reference evaluator: the NetworkPolicy semantics applied directly to
 //! one packet, by walking the policies and rules. It shares no matching code
-//! with the compiler, so that comparing the two finds compiler bugs.
+//! with the compiler (only the validity filter and the protocol names), so
+//! that comparing the two finds compiler bugs.
 
 mod view;
 
 use std::net::IpAddr;
 
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::{Deserialize, Serialize};
 
 use self::view::{View, is_pod_address_holder, labels_of, peer_matches, policy_isolates, port_matches, rules_of, selector_matches};
@@ -46,6 +49,86 @@ impl Decision {
     }
 }
 
+/// The reference evaluator over one snapshot, for evaluating many packets.
+pub struct Evaluator<'a> {
+    view: View<'a>,
+    options: &'a CompileOptions,
+}
+
+impl<'a> Evaluator<'a> {
+    /// Validates the snapshot's objects once.
+    pub fn new(snapshot: &'a Snapshot, options: &'a CompileOptions) -> Self {
+        Evaluator {
+            view: View::new(snapshot),
+            options,
+        }
+    }
+
+    /// See [`evaluate`].
+    pub fn evaluate(&self, endpoint: &PodRef, direction: Direction, peer: IpAddr, protocol: u8, port: u16) -> Decision {
+        let Some(local) = self.local_pod(endpoint) else {
+            return Decision::Denied(Denial::NotAnEndpoint);
+        };
+        let holders = self.view.pods_holding(peer);
+        let selecting = self.selecting(local, direction);
+        let named_port_pods = match direction {
+            Direction::Ingress => vec![local],
+            Direction::Egress => holders.clone(),
+        };
+        for policy in &selecting {
+            for (index, peers, ports) in rules_of(policy, direction) {
+                let peers_ok = peers.is_empty()
+                    || peers.iter().any(|p| peer_matches(&self.view, p, &endpoint.namespace, peer, &holders));
+                let ports_ok = ports.is_empty() || ports.iter().any(|p| port_matches(p, &named_port_pods, protocol, port));
+                if peers_ok && ports_ok {
+                    return Decision::Allowed(Allowance::Rule(RuleRef {
+                        kind: "NetworkPolicy".to_string(),
+                        namespace: endpoint.namespace.clone(),
+                        name: policy.metadata.name.clone().unwrap_or_default(),
+                        direction,
+                        index,
+                    }));
+                }
+            }
+        }
+        let options = self.options;
+        if direction == Direction::Ingress && !options.deny_node_traffic && options.node_addresses.contains(&peer) {
+            return Decision::Allowed(Allowance::NodeTraffic);
+        }
+        if selecting.is_empty() && options.default_action == DefaultAction::Allow {
+            return Decision::Allowed(Allowance::DefaultAllow);
+        }
+        Decision::Denied(Denial::NoRuleAllows)
+    }
+
+    /// The pod `endpoint` if it is a local endpoint of the node.
+    fn local_pod(&self, endpoint: &PodRef) -> Option<&'a Pod> {
+        let pod = self.view.pods.iter().copied().find(|p| {
+            p.metadata.namespace.as_deref() == Some(endpoint.namespace.as_str())
+                && p.metadata.name.as_deref() == Some(endpoint.name.as_str())
+        })?;
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        (is_pod_address_holder(pod) && node == Some(self.options.node_name.as_str())).then_some(pod)
+    }
+
+    /// The policies that select `local` and isolate `direction`, by name.
+    fn selecting(&self, local: &Pod, direction: Direction) -> Vec<&'a NetworkPolicy> {
+        let mut selecting: Vec<&NetworkPolicy> = self
+            .view
+            .policies
+            .iter()
+            .copied()
+            .filter(|p| p.metadata.namespace == local.metadata.namespace)
+            .filter(|p| {
+                let selector = p.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
+                selector.is_none_or(|s| selector_matches(s, labels_of(local))) && policy_isolates(p, direction)
+            })
+            .collect();
+        selecting.sort_by_key(|p| p.metadata.name.clone());
+        selecting
+    }
+}
+
 /// Whether a new connection at local pod `endpoint` in `direction` with
 /// `peer` on `protocol`/`port` (0 for packets without ports) is allowed, and
 /// by what. When several things allow it, a rule is named before node
@@ -59,54 +142,5 @@ pub fn evaluate(
     protocol: u8,
     port: u16,
 ) -> Decision {
-    let view = View::new(snapshot);
-    let local = view.pods.iter().copied().find(|p| {
-        p.metadata.namespace.as_deref() == Some(endpoint.namespace.as_str())
-            && p.metadata.name.as_deref() == Some(endpoint.name.as_str())
-    });
-    let on_node = |pod: &k8s_openapi::api::core::v1::Pod| {
-        pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(options.node_name.as_str())
-    };
-    let Some(local) = local.filter(|p| is_pod_address_holder(p) && on_node(p)) else {
-        return Decision::Denied(Denial::NotAnEndpoint);
-    };
-    let holders = view.pods_holding(peer);
-    let local_labels = labels_of(local);
-    let mut selecting: Vec<_> = view
-        .policies
-        .iter()
-        .copied()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(endpoint.namespace.as_str()))
-        .filter(|p| {
-            let selector = p.spec.as_ref().and_then(|s| s.pod_selector.clone()).unwrap_or_default();
-            selector_matches(&selector, &local_labels) && policy_isolates(p, direction)
-        })
-        .collect();
-    selecting.sort_by_key(|p| p.metadata.name.clone());
-    let named_port_pods = match direction {
-        Direction::Ingress => vec![local],
-        Direction::Egress => holders.clone(),
-    };
-    for policy in &selecting {
-        for (index, peers, ports) in rules_of(policy, direction) {
-            let peers_ok = peers.is_empty() || peers.iter().any(|p| peer_matches(&view, p, &endpoint.namespace, peer, &holders));
-            let ports_ok = ports.is_empty() || ports.iter().any(|p| port_matches(p, &named_port_pods, protocol, port));
-            if peers_ok && ports_ok {
-                return Decision::Allowed(Allowance::Rule(RuleRef {
-                    kind: "NetworkPolicy".to_string(),
-                    namespace: endpoint.namespace.clone(),
-                    name: policy.metadata.name.clone().unwrap_or_default(),
-                    direction,
-                    index,
-                }));
-            }
-        }
-    }
-    if direction == Direction::Ingress && !options.deny_node_traffic && options.node_addresses.contains(&peer) {
-        return Decision::Allowed(Allowance::NodeTraffic);
-    }
-    if selecting.is_empty() && options.default_action == DefaultAction::Allow {
-        return Decision::Allowed(Allowance::DefaultAllow);
-    }
-    Decision::Denied(Denial::NoRuleAllows)
+    Evaluator::new(snapshot, options).evaluate(endpoint, direction, peer, protocol, port)
 }

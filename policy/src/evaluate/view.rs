@@ -78,14 +78,15 @@ pub(super) fn is_pod_address_holder(pod: &Pod) -> bool {
     !host_network && !finished && !pod_ips(pod).is_empty()
 }
 
-pub(super) fn labels_of(pod: &Pod) -> Labels {
-    pod.metadata.labels.clone().unwrap_or_default()
+pub(super) fn labels_of(pod: &Pod) -> &Labels {
+    static NONE: Labels = BTreeMap::new();
+    pod.metadata.labels.as_ref().unwrap_or(&NONE)
 }
 
 pub(super) fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
     let labels_ok = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
     let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.clone().unwrap_or_default();
+        let values = e.values.as_deref().unwrap_or_default();
         let value = labels.get(&e.key);
         match e.operator.as_str() {
             "In" => value.is_some_and(|v| values.contains(v)),
@@ -100,8 +101,11 @@ pub(super) fn selector_matches(selector: &LabelSelector, labels: &Labels) -> boo
 
 /// Whether `policy` isolates `direction` (spelled-out or defaulted policyTypes).
 pub(super) fn policy_isolates(policy: &NetworkPolicy, direction: Direction) -> bool {
-    let spec = policy.spec.clone().unwrap_or_default();
-    let types = spec.policy_types.unwrap_or_default();
+    let Some(spec) = &policy.spec else {
+        // The defaulted spec: every pod of the namespace, Ingress only.
+        return direction == Direction::Ingress;
+    };
+    let types = spec.policy_types.as_deref().unwrap_or_default();
     let wanted = match direction {
         Direction::Ingress => "Ingress",
         Direction::Egress => "Egress",
@@ -111,18 +115,28 @@ pub(super) fn policy_isolates(policy: &NetworkPolicy, direction: Direction) -> b
     }
     match direction {
         Direction::Ingress => true,
-        Direction::Egress => spec.egress.is_some_and(|e| !e.is_empty()),
+        Direction::Egress => spec.egress.as_ref().is_some_and(|e| !e.is_empty()),
     }
 }
 
-/// A rule of a policy as (index, peers, ports), absent lists as empty.
-pub(super) type RawRule = (u32, Vec<NetworkPolicyPeer>, Vec<NetworkPolicyPort>);
+/// A rule of a policy: (index, peers, ports), an absent list as an empty one.
+pub(super) type RawRule<'a> = (u32, &'a [NetworkPolicyPeer], &'a [NetworkPolicyPort]);
 
-pub(super) fn rules_of(policy: &NetworkPolicy, direction: Direction) -> Vec<RawRule> {
-    let spec = policy.spec.clone().unwrap_or_default();
-    let rules: Vec<(Vec<NetworkPolicyPeer>, Vec<NetworkPolicyPort>)> = match direction {
-        Direction::Ingress => spec.ingress.unwrap_or_default().into_iter().map(|r| (r.from.unwrap_or_default(), r.ports.unwrap_or_default())).collect(),
-        Direction::Egress => spec.egress.unwrap_or_default().into_iter().map(|r| (r.to.unwrap_or_default(), r.ports.unwrap_or_default())).collect(),
+pub(super) fn rules_of(policy: &NetworkPolicy, direction: Direction) -> Vec<RawRule<'_>> {
+    let Some(spec) = &policy.spec else { return Vec::new() };
+    let rules: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
+        Direction::Ingress => spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| (r.from.as_deref().unwrap_or_default(), r.ports.as_deref().unwrap_or_default()))
+            .collect(),
+        Direction::Egress => spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| (r.to.as_deref().unwrap_or_default(), r.ports.as_deref().unwrap_or_default()))
+            .collect(),
     };
     (0u32..).zip(rules).map(|(i, (peers, ports))| (i, peers, ports)).collect()
 }
@@ -139,7 +153,7 @@ pub(super) fn peer_matches(view: &View<'_>, peer: &NetworkPolicyPeer, policy_ns:
             None => ns == policy_ns,
             Some(sel) => selector_matches(sel, &view.namespace_labels(ns)),
         };
-        let pod_ok = peer.pod_selector.as_ref().is_none_or(|sel| selector_matches(sel, &labels_of(pod)));
+        let pod_ok = peer.pod_selector.as_ref().is_none_or(|sel| selector_matches(sel, labels_of(pod)));
         ns_ok && pod_ok
     })
 }
