@@ -322,5 +322,8 @@ fn validation_errors(object: &ManifestObject) -> Vec<ParseError> {
         ManifestObject::Pod(pod) => netseg_policy::validate_pod(pod),
         ManifestObject::NetworkPolicy(policy) => netseg_policy::validate_network_policy(policy),
     };
-    errors.into_iter().map(|error| ParseError::Invalid { error }).collect()
+    errors
+        .into_iter()
+        .map(|error| ParseError::Invalid { error })
+        .collect()
 }

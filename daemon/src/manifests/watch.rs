@@ -16,6 +16,7 @@ const QUIET: Duration = Duration::from_millis(50);
 /// inside the one second within which a change must be enforced.
 const MAX_DELAY: Duration = Duration::from_millis(250);
 
+/// Why a manifests directory could not be watched; the daemon cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
     #[error("watching needs a Tokio runtime")]

@@ -197,17 +197,34 @@ fn documents_without_identity_are_reported_with_their_position() {
 }
 
 #[test]
-fn validation_problems_are_reported_by_check_dir() {
+fn an_object_that_fails_validation_is_refused_like_a_malformed_one() {
     let dir = TempDir::new().expect("tempdir");
-    let backwards =
-        policy("a", "8080").replace("- port: 8080\n", "- port: 8080\n          endPort: 80\n");
-    write(dir.path(), "a.yaml", &backwards);
-    let problems = lines(&check_dir(dir.path()));
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(
-        problems[0].contains("NetworkPolicy shop/a: spec.ingress[0].ports[0].endPort"),
-        "{problems:?}"
+    let with_end_port = |end: u16| {
+        let range = format!("- port: 8080\n          endPort: {end}\n");
+        policy("a", "8080").replace("- port: 8080\n", &range)
+    };
+    write(dir.path(), "a.yaml", &with_end_port(9090));
+    let mut store = ManifestStore::default();
+    assert_eq!(
+        lines(&store.reload(dir.path()).problems),
+        Vec::<String>::new()
     );
+
+    write(dir.path(), "a.yaml", &with_end_port(80));
+    let problems = check_dir(dir.path());
+    let fields: Vec<_> = problems
+        .iter()
+        .map(|problem| problem.field.as_deref())
+        .collect();
+    assert_eq!(
+        fields,
+        [Some("spec.ingress[0].ports[0].endPort")],
+        "{:?}",
+        lines(&problems)
+    );
+    let reload = store.reload(dir.path());
+    assert!(!reload.changed, "the valid range stays enforced");
+    assert_eq!(lines(&reload.problems).len(), 1);
 }
 
 #[test]
