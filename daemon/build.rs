@@ -14,7 +14,9 @@ fn main() -> anyhow::Result<()> {
     let skip = env::var_os("NETSEG_SKIP_EBPF").is_some_and(|v| v == "1");
     let linker = Command::new("bpf-linker").arg("--version").output();
     if skip || linker.is_err() {
-        println!("cargo:warning=building without the eBPF programs (bpf-linker missing or NETSEG_SKIP_EBPF=1); run scripts/bootstrap");
+        println!(
+            "cargo:warning=building without the eBPF programs (bpf-linker missing or NETSEG_SKIP_EBPF=1); run scripts/bootstrap"
+        );
         fs::write(&object, []).context("writing the empty eBPF object")?;
         return Ok(());
     }
@@ -22,7 +24,9 @@ fn main() -> anyhow::Result<()> {
     let programs = manifest_dir.join("../ebpf/programs");
     let contract = manifest_dir.join("../ebpf/contract");
     println!("cargo:rerun-if-changed={}", contract.display());
-    let root_dir = programs.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", programs.display()))?;
+    let root_dir = programs
+        .to_str()
+        .ok_or_else(|| anyhow!("non-UTF-8 path {}", programs.display()))?;
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "netseg-ebpf",

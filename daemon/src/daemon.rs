@@ -2,12 +2,7 @@
 //! manifests directory on the pod interfaces of this node namespace.
 
 use std::{
-    collections::BTreeMap,
-    io::Write,
-    net::IpAddr,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
+    collections::BTreeMap, io::Write, net::IpAddr, path::PathBuf, sync::Arc, time::Duration,
 };
 
 use anyhow::Context as _;
@@ -53,9 +48,11 @@ struct Enforcer {
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
-    let (datapath, maps, telemetry) = Datapath::load(config.sizes).context("loading the datapath")?;
+    let (datapath, maps, telemetry) =
+        Datapath::load(config.sizes).context("loading the datapath")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
-    let mut manifest_changes = manifests::watch(&config.manifests).context("watching the manifests")?;
+    let mut manifest_changes =
+        manifests::watch(&config.manifests).context("watching the manifests")?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
     let flow_out = open_flow_log(config.flow_log.as_deref())?;
     let exporter = tokio::spawn(flows::export(telemetry.events, context, flow_out));
@@ -96,13 +93,16 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 /// Netlink events come in bursts (a veth brings links, addresses, routes):
 /// take them all before reconciling once.
 async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
-    while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {}
+    while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {
+    }
 }
 
 fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(match path {
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-        Some(path) if path.as_os_str() == "-" => Box::new(std::io::BufWriter::new(std::io::stdout())),
+        Some(path) if path.as_os_str() == "-" => {
+            Box::new(std::io::BufWriter::new(std::io::stdout()))
+        }
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
@@ -136,12 +136,19 @@ impl Enforcer {
         }
         let compiled = match self.compiled.take() {
             Some(compiled) => compiled,
-            None => self.compiler.compile(&self.store.snapshot(), &self.config.compile),
+            None => self
+                .compiler
+                .compile(&self.store.snapshot(), &self.config.compile),
         };
         let (desired, interfaces) = self.slot_state(&compiled, view);
         match self.publisher.publish(&desired) {
             Ok(published) if published.upserts + published.removals > 0 => {
-                info!(revision = published.revision, upserts = published.upserts, removals = published.removals, "published")
+                info!(
+                    revision = published.revision,
+                    upserts = published.upserts,
+                    removals = published.removals,
+                    "published"
+                )
             }
             Ok(_) => {}
             Err(error) => {
@@ -158,7 +165,12 @@ impl Enforcer {
     /// Programs go on every pod interface first: until its pod's policy is
     /// published, the interface has no endpoint and everything is denied.
     fn attach_pod_interfaces(&mut self, view: &NodeView) {
-        let is_pod = |name: &str| self.config.interface_prefixes.iter().any(|p| name.starts_with(p.as_str()));
+        let is_pod = |name: &str| {
+            self.config
+                .interface_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_str()))
+        };
         let present: BTreeMap<&str, u32> = view
             .links
             .iter()
@@ -176,19 +188,36 @@ impl Enforcer {
         }
         for (name, ifindex) in present {
             if let Err(error) = self.datapath.attach(name, ifindex) {
-                error!(interface = name, error = format!("{:#}", anyhow::Error::from(error)), "attach");
+                error!(
+                    interface = name,
+                    error = format!("{:#}", anyhow::Error::from(error)),
+                    "attach"
+                );
             }
         }
     }
 
     /// The desired slot contents, and which pod each attached interface serves.
-    fn slot_state(&self, compiled: &Compiled, view: &NodeView) -> (SlotState, BTreeMap<u32, PodRef>) {
-        let attached: BTreeMap<u32, &str> = self.datapath.attached().map(|(name, index)| (index, name)).collect();
+    fn slot_state(
+        &self,
+        compiled: &Compiled,
+        view: &NodeView,
+    ) -> (SlotState, BTreeMap<u32, PodRef>) {
+        let attached: BTreeMap<u32, &str> = self
+            .datapath
+            .attached()
+            .map(|(name, index)| (index, name))
+            .collect();
         let mut endpoints = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
         for (pod, endpoint) in &compiled.endpoints {
-            let ip = endpoint.ipv4.map(IpAddr::V4).or(endpoint.ipv6.map(IpAddr::V6));
-            let ifindex = ip.and_then(|ip| view.interface_for(ip)).filter(|i| attached.contains_key(i));
+            let ip = endpoint
+                .ipv4
+                .map(IpAddr::V4)
+                .or(endpoint.ipv6.map(IpAddr::V6));
+            let ifindex = ip
+                .and_then(|ip| view.interface_for(ip))
+                .filter(|i| attached.contains_key(i));
             if let Some(ifindex) = ifindex {
                 endpoints.insert(ifindex, endpoint.to_contract());
                 interfaces.insert(ifindex, pod.clone());

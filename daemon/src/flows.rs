@@ -12,8 +12,8 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use netseg_contract::{
-    DIRECTION_INGRESS, FlowEvent, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, reason,
-    rule,
+    DIRECTION_INGRESS, FlowEvent, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
+    VERDICT_ALLOW, reason, rule,
 };
 use netseg_policy::{PodRef, RuleRef};
 use serde::Serialize;
@@ -121,10 +121,15 @@ impl FlowContext {
             (None, _) => "datapath".to_owned(),
         };
         FlowRecord {
-            time: humantime::format_rfc3339_millis(boot + Duration::from_nanos(event.timestamp_ns)).to_string(),
+            time: humantime::format_rfc3339_millis(boot + Duration::from_nanos(event.timestamp_ns))
+                .to_string(),
             verdict: if allowed { "allow" } else { "deny" },
             reason: reason_name(event.reason),
-            direction: if event.direction == DIRECTION_INGRESS { "ingress" } else { "egress" },
+            direction: if event.direction == DIRECTION_INGRESS {
+                "ingress"
+            } else {
+                "egress"
+            },
             protocol: protocol_name(event.protocol),
             src_ip,
             src_port: port(event.src_port),
@@ -146,7 +151,10 @@ impl FlowContext {
 
 /// The wall-clock time of CLOCK_MONOTONIC's zero, which `bpf_ktime_get_ns` counts from.
 pub fn monotonic_epoch() -> SystemTime {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     let since_boot = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);

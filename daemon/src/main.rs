@@ -2,6 +2,7 @@
 
 mod daemon;
 mod datapath;
+mod demo;
 mod flows;
 mod manifests;
 mod node;
@@ -14,7 +15,11 @@ use netseg_policy::{CompileOptions, DefaultAction};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "netseg", version, about = "Network segmentation enforcer for Kubernetes nodes")]
+#[command(
+    name = "netseg",
+    version,
+    about = "Network segmentation enforcer for Kubernetes nodes"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "NETSEG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -33,6 +38,9 @@ enum LogFormat {
 enum Command {
     /// Enforce the policy of a manifests directory on this node's pod interfaces.
     Daemon(DaemonArgs),
+    /// Run the demo: an isolated node namespace with three pods, the example
+    /// policies under default deny, live traffic and the flow log (root only).
+    Demo,
     /// Validate a manifests directory offline: one line per problem, non-zero exit if any.
     Check {
         /// The directory of Namespace, Pod and NetworkPolicy manifests.
@@ -63,7 +71,12 @@ struct DaemonArgs {
     #[arg(long, env = "NETSEG_DENY_NODE_TRAFFIC")]
     deny_node_traffic: bool,
     /// Attach to node-namespace interfaces whose name starts with one of these prefixes.
-    #[arg(long = "interface-prefix", env = "NETSEG_INTERFACE_PREFIXES", value_delimiter = ',', default_value = "veth")]
+    #[arg(
+        long = "interface-prefix",
+        env = "NETSEG_INTERFACE_PREFIXES",
+        value_delimiter = ',',
+        default_value = "veth"
+    )]
     interface_prefixes: Vec<String>,
     /// Where flow records go, one JSON object per line ("-" for stdout).
     #[arg(long, env = "NETSEG_FLOW_LOG", default_value = "-")]
@@ -81,7 +94,9 @@ struct DaemonArgs {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("NETSEG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -117,7 +132,11 @@ fn check(dir: &std::path::Path) -> ExitCode {
     for problem in &problems {
         println!("{problem}");
     }
-    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 #[tokio::main]
@@ -126,6 +145,17 @@ async fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command {
         Command::Check { dir } => check(&dir),
+        Command::Demo => match tokio::task::spawn_blocking(demo::run).await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(error)) => {
+                eprintln!("netseg demo: {error:#}");
+                ExitCode::FAILURE
+            }
+            Err(panic) => {
+                eprintln!("netseg demo: {panic}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Daemon(args) => match daemon::run(args.into_config()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -14,7 +14,9 @@ use netlink_packet_route::{
 use netlink_sys::{AsyncSocket, SocketAddr};
 use rtnetlink::{
     Handle, RouteMessageBuilder,
-    constants::{RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK},
+    constants::{
+        RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +49,13 @@ pub struct NodeView {
 /// A handle for dumps, and a stream that yields whenever a link, route or
 /// address of the namespace changes.
 pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
-    let (mut connection, handle, messages) = rtnetlink::new_connection().map_err(NodeError::Socket)?;
-    let groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    let (mut connection, handle, messages) =
+        rtnetlink::new_connection().map_err(NodeError::Socket)?;
+    let groups = RTMGRP_LINK
+        | RTMGRP_IPV4_ROUTE
+        | RTMGRP_IPV6_ROUTE
+        | RTMGRP_IPV4_IFADDR
+        | RTMGRP_IPV6_IFADDR;
     connection
         .socket_mut()
         .socket_mut()
@@ -66,17 +73,25 @@ impl NodeView {
             .get()
             .execute()
             .map_ok(|message| {
-                let name = message.attributes.iter().find_map(|attribute| match attribute {
-                    LinkAttribute::IfName(name) => Some(name.clone()),
-                    _ => None,
-                });
+                let name = message
+                    .attributes
+                    .iter()
+                    .find_map(|attribute| match attribute {
+                        LinkAttribute::IfName(name) => Some(name.clone()),
+                        _ => None,
+                    });
                 (message.header.index, name)
             })
             .try_collect::<Vec<_>>()
             .await
             .map_err(dump("links"))?
             .into_iter()
-            .filter_map(|(ifindex, name)| Some(NodeLink { ifindex, name: name? }))
+            .filter_map(|(ifindex, name)| {
+                Some(NodeLink {
+                    ifindex,
+                    name: name?,
+                })
+            })
             .collect();
         let mut routes = Vec::new();
         for request in [
@@ -93,10 +108,13 @@ impl NodeView {
             .get()
             .execute()
             .map_ok(|message| {
-                message.attributes.into_iter().find_map(|attribute| match attribute {
-                    AddressAttribute::Address(ip) => Some(ip),
-                    _ => None,
-                })
+                message
+                    .attributes
+                    .into_iter()
+                    .find_map(|attribute| match attribute {
+                        AddressAttribute::Address(ip) => Some(ip),
+                        _ => None,
+                    })
             })
             .try_collect::<Vec<_>>()
             .await
@@ -122,7 +140,10 @@ impl NodeView {
     }
 }
 
-fn main_table_route(header: &RouteHeader, attributes: &[RouteAttribute]) -> Option<(IpNetwork, u32)> {
+fn main_table_route(
+    header: &RouteHeader,
+    attributes: &[RouteAttribute],
+) -> Option<(IpNetwork, u32)> {
     let table = attributes
         .iter()
         .find_map(|attribute| match attribute {
@@ -137,8 +158,12 @@ fn main_table_route(header: &RouteHeader, attributes: &[RouteAttribute]) -> Opti
     let mut oif = None;
     for attribute in attributes {
         match attribute {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => destination = Some(IpAddr::V4(*ip)),
-            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => destination = Some(IpAddr::V6(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                destination = Some(IpAddr::V4(*ip))
+            }
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                destination = Some(IpAddr::V6(*ip))
+            }
             RouteAttribute::Oif(index) => oif = Some(*index),
             _ => {}
         }

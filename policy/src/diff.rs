@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 /// order of operations inside a diff carries no meaning.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapDiff<K, V> {
+    /// Keys to insert, or to overwrite, with their new values.
     pub upserts: Vec<(K, V)>,
+    /// Keys to delete.
     pub removals: Vec<K>,
 }
 

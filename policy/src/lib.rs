@@ -28,7 +28,8 @@ pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};
 pub use types::{
-    Compiled, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef, PolicyEntryKey, PortPrefix, RuleRef,
+    Compiled, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef, PolicyEntryKey,
+    PortPrefix, RuleRef,
 };
 pub use validate::{validate_namespace, validate_network_policy, validate_pod};
 

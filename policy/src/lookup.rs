@@ -22,13 +22,26 @@ pub fn lookup_identity(compiled: &Compiled, addr: IpAddr) -> u32 {
 
 /// Longest-prefix match of (policy, identity, protocol, port) in the POLICY
 /// entries: the most specific entry's rule id.
-fn lookup_policy(compiled: &Compiled, policy: u32, identity: u32, protocol: u8, port: u16) -> Option<u32> {
-    let with_port = (1..=16u8).rev().map(|len| Some(PortPrefix::containing(port, len)));
+fn lookup_policy(
+    compiled: &Compiled,
+    policy: u32,
+    identity: u32,
+    protocol: u8,
+    port: u16,
+) -> Option<u32> {
+    let with_port = (1..=16u8)
+        .rev()
+        .map(|len| Some(PortPrefix::containing(port, len)));
     let keys = with_port
         .map(|port| (Some(protocol), port))
         .chain([(Some(protocol), None), (None, None)]);
-    keys.map(|(protocol, port)| PolicyEntryKey { policy, identity, protocol, port })
-        .find_map(|key| compiled.policy.get(&key).copied())
+    keys.map(|(protocol, port)| PolicyEntryKey {
+        policy,
+        identity,
+        protocol,
+        port,
+    })
+    .find_map(|key| compiled.policy.get(&key).copied())
 }
 
 /// Whether a new connection of `endpoint` in `direction` with `peer` on

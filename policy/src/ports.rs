@@ -27,7 +27,11 @@ pub fn range_to_prefixes(first: u16, last: u16) -> Vec<PortPrefix> {
     let end = u32::from(last);
     while start <= end {
         // Largest power-of-two block aligned at `start`; port 0 aligns to 2^16.
-        let mut size: u32 = if start == 0 { 1 << 16 } else { 1 << start.trailing_zeros().min(16) };
+        let mut size: u32 = if start == 0 {
+            1 << 16
+        } else {
+            1 << start.trailing_zeros().min(16)
+        };
         while start + size - 1 > end {
             size >>= 1;
         }
@@ -51,23 +55,41 @@ mod tests {
 
     #[test]
     fn single_port_is_one_full_prefix() {
-        assert_eq!(range_to_prefixes(80, 80), vec![PortPrefix { port: 80, len: 16 }]);
+        assert_eq!(
+            range_to_prefixes(80, 80),
+            vec![PortPrefix { port: 80, len: 16 }]
+        );
     }
 
     #[test]
     fn whole_space_is_one_empty_prefix() {
-        assert_eq!(range_to_prefixes(0, u16::MAX), vec![PortPrefix { port: 0, len: 0 }]);
+        assert_eq!(
+            range_to_prefixes(0, u16::MAX),
+            vec![PortPrefix { port: 0, len: 0 }]
+        );
     }
 
     #[test]
     fn aligned_block() {
-        assert_eq!(range_to_prefixes(8000, 8007), vec![PortPrefix { port: 8000, len: 13 }]);
+        assert_eq!(
+            range_to_prefixes(8000, 8007),
+            vec![PortPrefix {
+                port: 8000,
+                len: 13
+            }]
+        );
     }
 
     #[test]
     fn upper_edge_does_not_overflow() {
         let p = range_to_prefixes(65535, 65535);
-        assert_eq!(p, vec![PortPrefix { port: 65535, len: 16 }]);
+        assert_eq!(
+            p,
+            vec![PortPrefix {
+                port: 65535,
+                len: 16
+            }]
+        );
         let p = range_to_prefixes(1, 65535);
         assert_eq!(p.len(), 16);
         assert_eq!(covered(&p, 0), 0);

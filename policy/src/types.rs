@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 /// A pod by namespace and name; displays as `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PodRef {
+    /// `metadata.namespace`.
     pub namespace: String,
+    /// `metadata.name`.
     pub name: String,
 }
 
@@ -66,9 +68,13 @@ impl fmt::Display for Direction {
 /// A pod on this node: its addresses and the policy ids of its two directions.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LocalEndpoint {
+    /// The pod's IPv4 address, if it has one.
     pub ipv4: Option<Ipv4Addr>,
+    /// The pod's IPv6 address, if it has one.
     pub ipv6: Option<Ipv6Addr>,
+    /// Policy id for traffic the pod receives.
     pub ingress_policy: u32,
+    /// Policy id for traffic the pod sends.
     pub egress_policy: u32,
 }
 
@@ -103,6 +109,7 @@ impl LocalEndpoint {
 /// The first `len` bits of a 16-bit destination port. Bits past `len` are zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PortPrefix {
+    /// The port with the bits past `len` cleared.
     pub port: u16,
     /// 0..=16.
     pub len: u8,
@@ -130,7 +137,9 @@ impl PortPrefix {
 
     fn mask(len: u8) -> u16 {
         // `checked_shl` because a shift by 16 overflows a u16.
-        u16::MAX.checked_shl(u32::from(16 - len.min(16))).unwrap_or(0)
+        u16::MAX
+            .checked_shl(u32::from(16 - len.min(16)))
+            .unwrap_or(0)
     }
 }
 
@@ -140,9 +149,13 @@ impl PortPrefix {
 /// of the protocol. A port is only given with a protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PolicyEntryKey {
+    /// The policy id of an endpoint's direction.
     pub policy: u32,
+    /// The peer identity, or [`contract::identity::ANY`].
     pub identity: u32,
+    /// The IP protocol number; `None` for every protocol.
     pub protocol: Option<u8>,
+    /// The destination port prefix; `None` for every port.
     pub port: Option<PortPrefix>,
 }
 
@@ -178,8 +191,11 @@ impl PolicyEntryKey {
 pub struct RuleRef {
     /// The kind of the policy object: `NetworkPolicy`.
     pub kind: String,
+    /// Namespace of the policy.
     pub namespace: String,
+    /// Name of the policy.
     pub name: String,
+    /// Whether the rule is in `spec.ingress` or `spec.egress`.
     pub direction: Direction,
     /// Index of the rule within `spec.ingress` or `spec.egress`.
     pub index: u32,
@@ -212,6 +228,7 @@ pub enum IdentityKind {
 /// A human description of an identity, for flow logs and `explain`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdentityInfo {
+    /// What kind of addresses the identity stands for.
     pub kind: IdentityKind,
     /// The pods whose addresses carry this identity (sorted).
     pub pods: Vec<PodRef>,

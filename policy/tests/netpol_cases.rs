@@ -15,7 +15,11 @@ fn all(_: &str, _: &str) -> bool {
 fn default_deny_ingress_over_tcp_udp_and_sctp() {
     // Cases 1, 43, 46.
     let mut c = Cluster::model_3x3();
-    c.add("x", "deny", json!({"podSelector": {}, "policyTypes": ["Ingress"]}));
+    c.add(
+        "x",
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    );
     for proto in [TCP, UDP, SCTP] {
         c.expect_matrix(proto, 80, |_, to| ns_of(to) != "x");
     }
@@ -25,7 +29,11 @@ fn default_deny_ingress_over_tcp_udp_and_sctp() {
 fn default_deny_all() {
     // Case 2.
     let mut c = Cluster::model_3x3();
-    c.add("x", "deny", json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}));
+    c.add(
+        "x",
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+    );
     c.expect_matrix(TCP, 80, |from, to| ns_of(to) != "x" && ns_of(from) != "x");
 }
 
@@ -37,7 +45,11 @@ fn pod_selector_peer_in_own_namespace() {
         json!({"podSelector": {"matchExpressions": [{"key": "pod", "operator": "In", "values": ["b"]}]}}),
     ] {
         let mut c = Cluster::model_3x3();
-        c.add("x", "p", json!({"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [peer]}]}));
+        c.add(
+            "x",
+            "p",
+            json!({"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"from": [peer]}]}),
+        );
         c.expect_matrix(TCP, 80, |from, to| to != "x/a" || from == "x/b");
     }
 }
@@ -46,11 +58,19 @@ fn pod_selector_peer_in_own_namespace() {
 fn allow_all_peers_for_one_target_over_namespace_deny() {
     // Case 4.
     let mut c = Cluster::model_3x3();
-    c.add("x", "deny", json!({"podSelector": {}, "policyTypes": ["Ingress"]}));
-    c.add("x", "allow-a", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"podSelector": {}, "namespaceSelector": {}}]}],
-    }));
+    c.add(
+        "x",
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    );
+    c.add(
+        "x",
+        "allow-a",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"podSelector": {}, "namespaceSelector": {}}]}],
+        }),
+    );
     c.expect_matrix(TCP, 80, |_, to| ns_of(to) != "x" || to == "x/a");
 }
 
@@ -87,7 +107,9 @@ fn two_peers_are_or() {
             {"podSelector": {"matchLabels": {"pod": "b"}}},
         ]}],
     }));
-    c.expect_matrix(TCP, 80, |from, to| to != "x/a" || ns_of(from) != "x" || from == "x/b");
+    c.expect_matrix(TCP, 80, |from, to| {
+        to != "x/a" || ns_of(from) != "x" || from == "x/b"
+    });
 }
 
 #[test]
@@ -101,7 +123,8 @@ fn pod_and_namespace_selector_in_one_peer_are_and() {
             "podSelector": {"matchExpressions": [{"key": "pod", "operator": "In", "values": ["b", "c"]}]},
         }]}],
     }));
-    let expected = |from: &str, to: &str| to != "x/a" || (ns_of(from) != "x" && !from.ends_with("/a"));
+    let expected =
+        |from: &str, to: &str| to != "x/a" || (ns_of(from) != "x" && !from.ends_with("/a"));
     for proto in [TCP, UDP, SCTP] {
         c.expect_matrix(proto, 80, expected);
     }
@@ -115,7 +138,9 @@ fn any_of_several_pod_selectors() {
         "podSelector": {"matchLabels": {"pod": "a"}},
         "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}, {"podSelector": {"matchLabels": {"pod": "c"}}}]}],
     }));
-    c.expect_matrix(TCP, 80, |from, to| to != "x/a" || from == "x/b" || from == "x/c");
+    c.expect_matrix(TCP, 80, |from, to| {
+        to != "x/a" || from == "x/b" || from == "x/c"
+    });
 }
 
 #[test]
@@ -137,10 +162,12 @@ fn numeric_port_from_namespace() {
 fn stacked_policies_add_up() {
     // Case 15.
     let mut c = Cluster::model_3x3();
-    let spec = |port: u16| json!({
-        "podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}], "ports": [{"port": port}]}],
-    });
+    let spec = |port: u16| {
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}], "ports": [{"port": port}]}],
+        })
+    };
     c.add("x", "p81", spec(81));
     c.expect_matrix(TCP, 81, |from, to| to != "x/a" || ns_of(from) == "y");
     c.expect_matrix(TCP, 80, |_, to| to != "x/a");
@@ -152,7 +179,11 @@ fn stacked_policies_add_up() {
 fn allow_all_rule_and_its_precedence_over_a_port_rule() {
     // Cases 16, 31.
     let mut c = Cluster::model_3x3();
-    c.add("x", "only-80", json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}));
+    c.add(
+        "x",
+        "only-80",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}),
+    );
     c.expect_matrix(TCP, 81, |_, to| ns_of(to) != "x");
     c.add("x", "all", json!({"podSelector": {}, "ingress": [{}]}));
     c.expect_matrix(TCP, 80, all);
@@ -165,7 +196,11 @@ fn egress_allow_all_takes_precedence_over_a_port_rule() {
     let mut c = Cluster::model_3x3();
     c.add("x", "only-80", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 80}]}]}));
     c.expect_matrix(TCP, 81, |from, _| ns_of(from) != "x");
-    c.add("x", "all", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}));
+    c.add(
+        "x",
+        "all",
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]}),
+    );
     c.expect_matrix(TCP, 81, all);
 }
 
@@ -173,7 +208,11 @@ fn egress_allow_all_takes_precedence_over_a_port_rule() {
 fn named_ingress_ports_resolve_at_the_destination() {
     // Cases 17, 18.
     let mut c = Cluster::model_3x3();
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}));
+    c.add(
+        "x",
+        "p",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": "serve-81-tcp"}]}]}),
+    );
     c.expect_matrix(TCP, 81, all);
     c.expect_matrix(TCP, 80, |_, to| ns_of(to) != "x");
     let mut c = Cluster::model_3x3();
@@ -206,16 +245,24 @@ fn updates_of_policies_namespaces_and_pods() {
     c.remove_policies();
     c.expect_matrix(TCP, 81, all);
 
-    c.add("x", "from-updated", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns2": "updated"}}}]}],
-    }));
+    c.add(
+        "x",
+        "from-updated",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns2": "updated"}}}]}],
+        }),
+    );
     c.expect_matrix(TCP, 80, |_, to| to != "x/a");
     c.snapshot.namespaces[1] = common::namespace("y", json!({"ns": "y", "ns2": "updated"}));
     c.expect_matrix(TCP, 80, |from, to| to != "x/a" || ns_of(from) == "y");
 
     c.remove_policies();
-    c.add("x", "deny-isolated", json!({"podSelector": {"matchLabels": {"target": "isolated"}}, "policyTypes": ["Ingress"]}));
+    c.add(
+        "x",
+        "deny-isolated",
+        json!({"podSelector": {"matchLabels": {"target": "isolated"}}, "policyTypes": ["Ingress"]}),
+    );
     c.expect_matrix(TCP, 80, all);
     let labels = c.snapshot.pods[0].metadata.labels.get_or_insert_default();
     labels.insert("target".into(), "isolated".into());
@@ -226,7 +273,11 @@ fn updates_of_policies_namespaces_and_pods() {
 fn pod_selector_only_stays_in_the_policy_namespace() {
     // Case 23.
     let mut c = Cluster::model_3x3();
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}));
+    c.add(
+        "x",
+        "p",
+        json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}),
+    );
     c.expect_matrix(TCP, 80, |from, to| ns_of(to) != "x" || ns_of(from) == "x");
 }
 
@@ -237,7 +288,11 @@ fn empty_egress_denies_when_egress_is_a_policy_type() {
     c.add("x", "p", json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"], "egress": []}));
     c.expect_matrix(TCP, 80, |from, _| from != "x/a");
     c.remove_policies();
-    c.add("x", "p", json!({"podSelector": {}, "policyTypes": ["Egress"]}));
+    c.add(
+        "x",
+        "p",
+        json!({"podSelector": {}, "policyTypes": ["Egress"]}),
+    );
     c.expect_matrix(TCP, 80, |from, _| ns_of(from) != "x");
 }
 
@@ -245,13 +300,19 @@ fn empty_egress_denies_when_egress_is_a_policy_type() {
 fn ingress_and_egress_together() {
     // Case 27.
     let mut c = Cluster::model_3x3();
-    c.add("x", "p", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}},
-        "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}],
-        "egress": [{"ports": [{"port": 80, "protocol": "TCP"}]}],
-    }));
+    c.add(
+        "x",
+        "p",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}],
+            "egress": [{"ports": [{"port": 80, "protocol": "TCP"}]}],
+        }),
+    );
     c.expect_matrix(TCP, 80, |from, to| to != "x/a" || from == "x/b");
-    c.expect_matrix(TCP, 81, |from, to| from != "x/a" && (to != "x/a" || from == "x/b"));
+    c.expect_matrix(TCP, 81, |from, to| {
+        from != "x/a" && (to != "x/a" || from == "x/b")
+    });
 }
 
 #[test]
@@ -283,10 +344,14 @@ fn ip_block_egress_with_except_and_update() {
     // Cases 34, 35, 36 (IPv4 and IPv6 blocks side by side).
     let mut c = Cluster::model_3x3();
     let block = |cidr: &str, except: &[&str]| json!({"ipBlock": {"cidr": cidr, "except": except}});
-    c.add("x", "p", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
-        "egress": [{"to": [block("10.0.2.2/32", &[]), block("fd00::2:2/128", &[])]}],
-    }));
+    c.add(
+        "x",
+        "p",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [block("10.0.2.2/32", &[]), block("fd00::2:2/128", &[])]}],
+        }),
+    );
     c.expect_matrix(TCP, 80, |from, to| from != "x/a" || to == "y/b");
     c.remove_policies();
     c.add("x", "p", json!({
@@ -295,10 +360,14 @@ fn ip_block_egress_with_except_and_update() {
     }));
     c.expect_matrix(TCP, 80, |from, to| from != "x/a" || to != "x/b");
     c.remove_policies();
-    c.add("x", "p", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
-        "egress": [{"to": [block("10.0.1.2/32", &[]), block("fd00::1:2/128", &[])]}],
-    }));
+    c.add(
+        "x",
+        "p",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [block("10.0.1.2/32", &[]), block("fd00::1:2/128", &[])]}],
+        }),
+    );
     c.expect_matrix(TCP, 80, |from, to| from != "x/a" || to == "x/b");
 }
 
@@ -308,7 +377,11 @@ fn directions_are_independent() {
     let mut c = Cluster::model_3x3();
     c.add("x", "egress-all", json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"], "egress": [{}]}));
     c.expect_matrix(TCP, 80, all);
-    c.add("x", "deny-in", json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"]}));
+    c.add(
+        "x",
+        "deny-in",
+        json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"]}),
+    );
     c.expect_matrix(TCP, 80, |_, to| to != "x/a");
 }
 
@@ -316,7 +389,11 @@ fn directions_are_independent() {
 fn sctp_and_udp_rules_do_not_allow_tcp() {
     // Cases 38, 39, 40.
     let mut c = Cluster::model_3x3();
-    c.add("x", "deny", json!({"podSelector": {}, "policyTypes": ["Ingress"]}));
+    c.add(
+        "x",
+        "deny",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    );
     c.add("x", "sctp", json!({"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [{"ports": [{"protocol": "SCTP", "port": 81}]}]}));
     c.expect_matrix(TCP, 81, |_, to| ns_of(to) != "x");
     c.expect_matrix(SCTP, 81, |_, to| ns_of(to) != "x" || to == "x/a");
@@ -330,10 +407,14 @@ fn sctp_and_udp_rules_do_not_allow_tcp() {
 fn egress_to_namespaces_not_in_a_list_by_name_label() {
     // Case 42.
     let mut c = Cluster::model_3x3();
-    c.add("x", "p", json!({
-        "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
-        "egress": [{"to": [{"namespaceSelector": {"matchExpressions": [
-            {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["y"]}]}}]}],
-    }));
+    c.add(
+        "x",
+        "p",
+        json!({
+            "podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["y"]}]}}]}],
+        }),
+    );
     c.expect_matrix(TCP, 80, |from, to| from != "x/a" || ns_of(to) != "y");
 }

@@ -1,35 +1,26 @@
 //! Table tests per policy shape beyond the upstream e2e cases: policy type
-//! defaulting, port ranges, named ports, protocols, default action, node
-//! traffic, which pods count as peers and endpoints.
+//! defaulting, selector operators, port ranges, named ports, protocols.
 
 mod common;
 
-use common::{Cluster, ICMP, NODE, NODE_IP, SCTP, TCP, UDP, ip, pod, with_ports};
-use netseg_contract::{POLICY_DENY_ALL, identity, rule};
-use netseg_policy::{
-    Allowance, Decision, DefaultAction, Denial, Direction, IdentityKind, PodRef, evaluate, lookup,
-};
+use common::{Cluster, ICMP, NODE, SCTP, TCP, UDP, ip, pair, pod, with_ports};
+use netseg_contract::identity;
+use netseg_policy::{DefaultAction, Direction, PodRef};
 use serde_json::json;
 
 const IN: Direction = Direction::Ingress;
 const OUT: Direction = Direction::Egress;
-
-/// Server `x/s` (10.0.0.1, fd00::1) and client `x/c` (10.0.0.2, fd00::2) on this node.
-fn pair(default_action: DefaultAction) -> Cluster {
-    let mut c = Cluster::new(default_action);
-    let server = pod("x", "s", json!({"app": "server"}), NODE, &["10.0.0.1", "fd00::1"]);
-    let server = with_ports(server, &[("http", 8080, "TCP"), ("dns", 53, "UDP")]);
-    c.snapshot.pods.push(server);
-    c.snapshot.pods.push(pod("x", "c", json!({"app": "client"}), NODE, &["10.0.0.2", "fd00::2"]));
-    c
-}
 
 #[test]
 fn policy_types_default_from_the_spec() {
     let external = ip("203.0.113.9");
     // No policyTypes, `egress: []`: only Ingress (an empty list is not "present").
     let mut c = pair(DefaultAction::Allow);
-    c.add("x", "p", json!({"podSelector": {"matchLabels": {"app": "server"}}, "egress": []}));
+    c.add(
+        "x",
+        "p",
+        json!({"podSelector": {"matchLabels": {"app": "server"}}, "egress": []}),
+    );
     let m = c.compile();
     assert!(!c.allowed(&m, "x/s", IN, external, TCP, 80));
     assert!(c.allowed(&m, "x/s", OUT, external, TCP, 80));
@@ -58,23 +49,46 @@ fn policy_types_default_from_the_spec() {
 fn end_port_ranges_include_both_ends_and_nothing_else() {
     let peer = ip("10.0.0.2");
     let mut c = pair(DefaultAction::Deny);
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"ports": [
-        {"port": 1000, "endPort": 2000},
-        {"port": 32768, "endPort": 65535, "protocol": "UDP"},
-        {"port": 7, "endPort": 7, "protocol": "SCTP"},
-    ]}]}));
+    c.add(
+        "x",
+        "p",
+        json!({"podSelector": {}, "ingress": [{"ports": [
+            {"port": 1000, "endPort": 2000},
+            {"port": 32768, "endPort": 65535, "protocol": "UDP"},
+            {"port": 7, "endPort": 7, "protocol": "SCTP"},
+        ]}]}),
+    );
     let m = c.compile();
     for (proto, port, expected) in [
-        (TCP, 999, false), (TCP, 1000, true), (TCP, 1024, true), (TCP, 1999, true), (TCP, 2000, true), (TCP, 2001, false),
-        (UDP, 1000, false), (UDP, 32767, false), (UDP, 32768, true), (UDP, 65535, true),
-        (SCTP, 6, false), (SCTP, 7, true), (SCTP, 8, false), (TCP, 7, false),
+        (TCP, 999, false),
+        (TCP, 1000, true),
+        (TCP, 1024, true),
+        (TCP, 1999, true),
+        (TCP, 2000, true),
+        (TCP, 2001, false),
+        (UDP, 1000, false),
+        (UDP, 32767, false),
+        (UDP, 32768, true),
+        (UDP, 65535, true),
+        (SCTP, 6, false),
+        (SCTP, 7, true),
+        (SCTP, 8, false),
+        (TCP, 7, false),
     ] {
-        assert_eq!(c.allowed(&m, "x/s", IN, peer, proto, port), expected, "proto {proto} port {port}");
+        assert_eq!(
+            c.allowed(&m, "x/s", IN, peer, proto, port),
+            expected,
+            "proto {proto} port {port}"
+        );
     }
     // Ranges are prefixes, never one entry per port: 1000-2000 is 8 prefixes,
     // 32768-65535 exactly one /1, 7 one /16 (plus the node-traffic entry).
     let ingress = m.endpoints[&PodRef::new("x", "s")].ingress_policy;
-    let entries: Vec<_> = m.policy.keys().filter(|k| k.policy == ingress && k.identity == identity::ANY).collect();
+    let entries: Vec<_> = m
+        .policy
+        .keys()
+        .filter(|k| k.policy == ingress && k.identity == identity::ANY)
+        .collect();
     assert_eq!(entries.len(), 10, "{entries:?}");
 }
 
@@ -92,7 +106,10 @@ fn named_ingress_port_resolves_against_the_local_pod_and_its_protocol() {
     // The client has no named ports: the same policy allows it nothing.
     assert!(!c.allowed(&m, "x/c", IN, ip("10.0.0.1"), TCP, 8080));
     let e = &m.endpoints;
-    assert_ne!(e[&PodRef::new("x", "s")].ingress_policy, e[&PodRef::new("x", "c")].ingress_policy);
+    assert_ne!(
+        e[&PodRef::new("x", "s")].ingress_policy,
+        e[&PodRef::new("x", "c")].ingress_policy
+    );
 }
 
 #[test]
@@ -100,9 +117,13 @@ fn named_egress_ports_resolve_per_destination_pod() {
     let mut c = Cluster::new(DefaultAction::Deny);
     for (name, v4, port) in [("a", "10.0.0.1", 80), ("b", "10.0.0.2", 8080)] {
         let server = pod("x", name, json!({"role": "server"}), "elsewhere", &[v4]);
-        c.snapshot.pods.push(with_ports(server, &[("serve-80-tcp", port, "TCP")]));
+        c.snapshot
+            .pods
+            .push(with_ports(server, &[("serve-80-tcp", port, "TCP")]));
     }
-    c.snapshot.pods.push(pod("x", "client", json!({}), NODE, &["10.0.0.9"]));
+    c.snapshot
+        .pods
+        .push(pod("x", "client", json!({}), NODE, &["10.0.0.9"]));
     c.add("x", "p", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [
         {"to": [{"podSelector": {"matchLabels": {"role": "server"}}}], "ports": [{"port": "serve-80-tcp"}]},
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": "serve-80-tcp", "protocol": "UDP"}]},
@@ -114,7 +135,10 @@ fn named_egress_ports_resolve_per_destination_pod() {
     assert!(c.allowed(&m, "x/client", OUT, b, TCP, 8080));
     assert!(!c.allowed(&m, "x/client", OUT, b, TCP, 80));
     // Same labels, different resolution: different identities.
-    assert_ne!(m.ipcache[&"10.0.0.1/32".parse().unwrap()], m.ipcache[&"10.0.0.2/32".parse().unwrap()]);
+    assert_ne!(
+        m.ipcache[&"10.0.0.1/32".parse().unwrap()],
+        m.ipcache[&"10.0.0.2/32".parse().unwrap()]
+    );
     // A named port has nothing to resolve against outside pods.
     assert!(!c.allowed(&m, "x/client", OUT, ip("198.51.100.1"), UDP, 80));
     assert!(!c.allowed(&m, "x/client", OUT, a, UDP, 80));
@@ -146,147 +170,30 @@ fn icmp_and_unknown_protocols_pass_only_rules_without_ports() {
 }
 
 #[test]
-fn default_allow_and_default_deny() {
-    let external = ip("203.0.113.9");
-    let c = pair(DefaultAction::Allow);
-    let m = c.compile();
-    for dir in [IN, OUT] {
-        assert!(c.allowed(&m, "x/s", dir, external, UDP, 5353));
-        assert_eq!(lookup(&m, &PodRef::new("x", "s"), dir, external, ICMP, 0), Some(rule::DEFAULT_ALLOW));
-    }
-    let c = pair(DefaultAction::Deny);
-    let m = c.compile();
-    for dir in [IN, OUT] {
-        assert!(!c.allowed(&m, "x/s", dir, ip("10.0.0.2"), TCP, 80));
-    }
-    assert_eq!(m.endpoints[&PodRef::new("x", "s")].egress_policy, POLICY_DENY_ALL);
-}
-
-#[test]
-fn node_traffic_is_allowed_unless_denied() {
-    let node = ip(NODE_IP);
-    for default_action in [DefaultAction::Allow, DefaultAction::Deny] {
-        let mut c = pair(default_action);
-        c.add("x", "deny", json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}));
-        let m = c.compile();
-        assert!(c.allowed(&m, "x/s", IN, node, TCP, 10250));
-        assert!(c.allowed(&m, "x/s", IN, ip(common::NODE_IP6), TCP, 8080));
-        assert_eq!(lookup(&m, &PodRef::new("x", "s"), IN, node, TCP, 1), Some(rule::NODE_TRAFFIC));
-        assert!(!c.allowed(&m, "x/s", OUT, node, TCP, 10250), "node traffic is ingress only");
-        let node_id = m.ipcache[&"192.168.0.10/32".parse().unwrap()];
-        assert_eq!(m.identities[&node_id].kind, IdentityKind::Node);
-        assert_eq!(m.identities[&node_id].to_string(), "node");
-        c.options.deny_node_traffic = true;
-        let m = c.compile();
-        assert!(!c.allowed(&m, "x/s", IN, node, TCP, 10250));
-    }
-    // Not isolated, default allow: the node still gets in, by the default.
-    let mut c = pair(DefaultAction::Allow);
-    c.options.deny_node_traffic = true;
-    let m = c.compile();
-    assert!(c.allowed(&m, "x/s", IN, node, TCP, 10250));
-}
-
-#[test]
-fn node_addresses_carry_the_ip_blocks_that_contain_them() {
+fn not_in_and_does_not_exist_match_pods_without_the_label() {
     let mut c = pair(DefaultAction::Deny);
-    c.options.deny_node_traffic = true;
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "192.168.0.0/24", "except": ["192.168.0.128/25"]}}]}]}));
+    c.snapshot
+        .pods
+        .push(pod("x", "t", json!({"tier": "front"}), NODE, &["10.0.0.3"]));
+    c.add("x", "p", json!({"podSelector": {"matchLabels": {"app": "server"}}, "ingress": [
+        {"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["back"]}]}}], "ports": [{"port": 1}]},
+        {"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}}], "ports": [{"port": 2}]},
+        {"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]}}], "ports": [{"port": 3}]},
+    ]}));
     let m = c.compile();
-    assert!(c.allowed(&m, "x/s", IN, ip(NODE_IP), TCP, 1));
-    assert!(c.allowed(&m, "x/s", IN, ip("192.168.0.11"), TCP, 1));
-    assert!(!c.allowed(&m, "x/s", IN, ip("192.168.0.200"), TCP, 1));
-}
-
-#[test]
-fn host_network_and_finished_pods_are_not_peers_or_endpoints() {
-    let mut c = pair(DefaultAction::Deny);
-    c.options.deny_node_traffic = true;
-    let mut host = pod("x", "host", json!({"app": "agent"}), NODE, &[NODE_IP]);
-    if let Some(spec) = host.spec.as_mut() {
-        spec.host_network = Some(true);
+    let (client, tiered) = (ip("10.0.0.2"), ip("10.0.0.3"));
+    for (peer, port, expected) in [
+        (client, 1, true),
+        (tiered, 1, true),
+        (client, 2, true),
+        (tiered, 2, false),
+        (client, 3, false),
+        (tiered, 3, true),
+    ] {
+        assert_eq!(
+            c.allowed(&m, "x/s", IN, peer, TCP, port),
+            expected,
+            "{peer} port {port}"
+        );
     }
-    c.snapshot.pods.push(host);
-    let mut done = pod("x", "done", json!({"app": "old"}), NODE, &["10.0.0.2"]);
-    if let Some(status) = done.status.as_mut() {
-        status.phase = Some("Succeeded".into());
-    }
-    c.snapshot.pods.push(done);
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [
-        {"podSelector": {"matchLabels": {"app": "agent"}}},
-        {"podSelector": {"matchLabels": {"app": "old"}}},
-    ]}]}));
-    let m = c.compile();
-    assert!(!c.allowed(&m, "x/s", IN, ip(NODE_IP), TCP, 80));
-    assert!(!c.allowed(&m, "x/s", IN, ip("10.0.0.2"), TCP, 80), "10.0.0.2 belongs to the running x/c");
-    for name in ["host", "done"] {
-        let endpoint = PodRef::new("x", name);
-        assert!(!m.endpoints.contains_key(&endpoint));
-        let decision = evaluate(&c.snapshot, &c.options, &endpoint, IN, ip("10.0.0.1"), TCP, 80);
-        assert_eq!(decision, Decision::Denied(Denial::NotAnEndpoint));
-    }
-}
-
-#[test]
-fn pods_on_other_nodes_are_peers_not_endpoints() {
-    let mut c = pair(DefaultAction::Deny);
-    c.snapshot.pods.push(pod("y", "remote", json!({"app": "client"}), "node-2", &["10.1.0.1"]));
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "client"}}}]}]}));
-    let m = c.compile();
-    assert!(c.allowed(&m, "x/s", IN, ip("10.1.0.1"), TCP, 80));
-    assert!(!m.endpoints.contains_key(&PodRef::new("y", "remote")));
-    assert_eq!(lookup(&m, &PodRef::new("y", "remote"), OUT, ip("10.0.0.1"), TCP, 80), None);
-}
-
-#[test]
-fn namespace_name_label_is_always_set() {
-    let mut c = pair(DefaultAction::Deny);
-    // No Namespace object for "orphan"; "y" has one that mislabels itself.
-    c.snapshot.pods.push(pod("orphan", "o", json!({}), "node-2", &["10.2.0.1"]));
-    c.snapshot.namespaces.push(common::namespace("y", json!({"kubernetes.io/metadata.name": "wrong"})));
-    c.snapshot.pods.push(pod("y", "w", json!({}), "node-2", &["10.3.0.1"]));
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["orphan", "y"]}]}}]}]}));
-    let m = c.compile();
-    assert!(c.allowed(&m, "x/s", IN, ip("10.2.0.1"), TCP, 80));
-    assert!(c.allowed(&m, "x/s", IN, ip("10.3.0.1"), TCP, 80));
-    assert!(!c.allowed(&m, "x/s", IN, ip("10.0.0.2"), TCP, 80));
-}
-
-#[test]
-fn invalid_policies_are_skipped() {
-    let mut c = pair(DefaultAction::Allow);
-    c.add("x", "bad-op", json!({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Equals", "values": ["b"]}]}}));
-    c.add("x", "bad-cidr", json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}));
-    c.add("x", "bad-proto", json!({"podSelector": {}, "ingress": [{"ports": [{"protocol": "ICMP"}]}]}));
-    let m = c.compile();
-    assert!(c.allowed(&m, "x/s", IN, ip("10.0.0.2"), TCP, 80));
-    assert!(m.rules.is_empty());
-}
-
-#[test]
-fn an_address_shared_by_two_pods_stands_for_both() {
-    let mut c = pair(DefaultAction::Deny);
-    c.snapshot.pods.push(pod("x", "twin", json!({"app": "twin"}), "node-2", &["10.0.0.2"]));
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "twin"}}}]}]}));
-    let m = c.compile();
-    assert!(c.allowed(&m, "x/s", IN, ip("10.0.0.2"), TCP, 80));
-    let id = m.ipcache[&"10.0.0.2/32".parse().unwrap()];
-    let pods: Vec<String> = m.identities[&id].pods.iter().map(ToString::to_string).collect();
-    assert_eq!(pods, ["x/c", "x/twin"]);
-}
-
-#[test]
-fn evaluator_names_the_allowing_rule() {
-    let mut c = pair(DefaultAction::Deny);
-    c.add("x", "p", json!({"podSelector": {}, "ingress": [{"ports": [{"port": 1}]}, {"ports": [{"port": 80}]}]}));
-    let m = c.compile();
-    let endpoint = PodRef::new("x", "s");
-    let decision = evaluate(&c.snapshot, &c.options, &endpoint, IN, ip("10.0.0.2"), TCP, 80);
-    let Decision::Allowed(Allowance::Rule(rule)) = decision else { panic!("{decision:?}") };
-    assert_eq!((rule.name.as_str(), rule.index, rule.direction), ("p", 1, IN));
-    let id = lookup(&m, &endpoint, IN, ip("10.0.0.2"), TCP, 80).expect("allowed");
-    assert_eq!(m.rules[&id], rule);
-    assert_eq!(rule.to_string(), "NetworkPolicy x/p ingress[1]");
-    assert_eq!(m.identities[&identity::WORLD].kind, IdentityKind::World);
 }

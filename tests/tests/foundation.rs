@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use netseg_tests::{
-    ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod, SctpReceiver, TcpEchoServer, TcpSession,
-    UdpEchoServer, ping, require_root, sctp_probe, tcp_probe, udp_request,
+use netseg_testbed::{
+    ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod, SctpReceiver,
+    TcpEchoServer, TcpSession, UdpEchoServer, ping, require_root, sctp_probe, tcp_probe,
+    udp_request,
 };
 
 const FLOW_WAIT: Duration = Duration::from_secs(5);
@@ -30,7 +31,15 @@ fn world(tag: &str) -> Result<World> {
     let manifests = Manifests::new()?;
     manifests.namespace("app", &[])?;
     manifests.pod(&a, &[("role", "client")], &[])?;
-    manifests.pod(&b, &[("role", "server")], &[ContainerPort::new("http", 80, netseg_tests::Protocol::Tcp)])?;
+    manifests.pod(
+        &b,
+        &[("role", "server")],
+        &[ContainerPort::new(
+            "http",
+            80,
+            netseg_testbed::Protocol::Tcp,
+        )],
+    )?;
     let mut daemon = Daemon::start(&node, manifests.dir(), &[])?;
     daemon.wait_ready(2)?;
     Ok(World {
@@ -67,7 +76,8 @@ spec:
 impl World {
     fn allow_client_to_server(&mut self) -> Result<()> {
         let reloads = self.daemon.status()?.map_or(0, |s| s.reloads);
-        self.manifests.policy("client-to-server", CLIENT_TO_SERVER)?;
+        self.manifests
+            .policy("client-to-server", CLIENT_TO_SERVER)?;
         self.daemon.wait_reload_after(reloads)?;
         Ok(())
     }
@@ -76,14 +86,29 @@ impl World {
 #[test]
 fn an_endpoint_no_policy_allows_is_denied_both_ways() -> Result<()> {
     let w = world("deny")?;
-    let _servers = [TcpEchoServer::start(&w.a, 80)?, TcpEchoServer::start(&w.b, 80)?];
+    let _servers = [
+        TcpEchoServer::start(&w.a, 80)?,
+        TcpEchoServer::start(&w.b, 80)?,
+    ];
     for family in [Family::V4, Family::V6] {
-        assert!(!tcp_probe(&w.a, w.b.ip(family), 80, PROBE_TIMEOUT)?, "a -> b {family:?}");
-        assert!(!tcp_probe(&w.b, w.a.ip(family), 80, PROBE_TIMEOUT)?, "b -> a {family:?}");
-        assert!(!ping(&w.a, w.b.ip(family), PROBE_TIMEOUT)?, "ping a -> b {family:?}");
+        assert!(
+            !tcp_probe(&w.a, w.b.ip(family), 80, PROBE_TIMEOUT)?,
+            "a -> b {family:?}"
+        );
+        assert!(
+            !tcp_probe(&w.b, w.a.ip(family), 80, PROBE_TIMEOUT)?,
+            "b -> a {family:?}"
+        );
+        assert!(
+            !ping(&w.a, w.b.ip(family), PROBE_TIMEOUT)?,
+            "ping a -> b {family:?}"
+        );
     }
     // Kubelet probes from the node itself stay allowed unless --deny-node-traffic.
-    assert!(tcp_probe(&w.node, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?, "node -> b");
+    assert!(
+        tcp_probe(&w.node, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+        "node -> b"
+    );
     Ok(())
 }
 
@@ -95,16 +120,34 @@ fn an_allowed_connection_succeeds_over_tcp_udp_icmp_and_both_families() -> Resul
     let _udp = UdpEchoServer::start(&w.b, 53)?;
     w.allow_client_to_server()?;
     for family in [Family::V4, Family::V6] {
-        assert!(tcp_probe(&w.a, w.b.ip(family), 80, PROBE_TIMEOUT)?, "tcp 80 {family:?}");
-        assert!(udp_request(&w.a, w.b.ip(family), 53, PROBE_TIMEOUT)?, "udp 53 {family:?}");
-        assert!(!tcp_probe(&w.a, w.b.ip(family), 81, PROBE_TIMEOUT)?, "tcp 81 is not allowed {family:?}");
+        assert!(
+            tcp_probe(&w.a, w.b.ip(family), 80, PROBE_TIMEOUT)?,
+            "tcp 80 {family:?}"
+        );
+        assert!(
+            udp_request(&w.a, w.b.ip(family), 53, PROBE_TIMEOUT)?,
+            "udp 53 {family:?}"
+        );
+        assert!(
+            !tcp_probe(&w.a, w.b.ip(family), 81, PROBE_TIMEOUT)?,
+            "tcp 81 is not allowed {family:?}"
+        );
         // The server may answer but not open connections of its own.
-        assert!(!tcp_probe(&w.b, w.a.ip(family), 80, PROBE_TIMEOUT)?, "b -> a {family:?}");
+        assert!(
+            !tcp_probe(&w.b, w.a.ip(family), 80, PROBE_TIMEOUT)?,
+            "b -> a {family:?}"
+        );
     }
     // ICMP: egress allows every protocol to b, but b's ingress lists ports only.
-    assert!(!ping(&w.a, w.b.ip(Family::V4), PROBE_TIMEOUT)?, "ping needs an ingress rule without ports");
+    assert!(
+        !ping(&w.a, w.b.ip(Family::V4), PROBE_TIMEOUT)?,
+        "ping needs an ingress rule without ports"
+    );
     // Both ends record the new connection, each naming the rule that admitted it.
-    for (direction, policy, rule) in [("egress", "client-to-server", "egress[0]"), ("ingress", "server-from-client", "ingress[0]")] {
+    for (direction, policy, rule) in [
+        ("egress", "client-to-server", "egress[0]"),
+        ("ingress", "server-from-client", "ingress[0]"),
+    ] {
         let allowed = w.daemon.wait_for_flow(
             |f| f["verdict"] == "allow" && f["dst_port"] == 80 && f["direction"] == direction,
             FLOW_WAIT,
@@ -121,8 +164,14 @@ fn sctp_is_enforced_by_crafted_packets() -> Result<()> {
     let mut w = world("sctp")?;
     let receiver = SctpReceiver::start(&w.b)?;
     w.allow_client_to_server()?;
-    assert!(sctp_probe(&w.a, &receiver, w.b.ip(Family::V4), 9, PROBE_TIMEOUT)?, "SCTP 9 is allowed");
-    assert!(!sctp_probe(&w.a, &receiver, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?, "SCTP 80 is not: the http port is TCP");
+    assert!(
+        sctp_probe(&w.a, &receiver, w.b.ip(Family::V4), 9, PROBE_TIMEOUT)?,
+        "SCTP 9 is allowed"
+    );
+    assert!(
+        !sctp_probe(&w.a, &receiver, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+        "SCTP 80 is not: the http port is TCP"
+    );
     Ok(())
 }
 
@@ -150,14 +199,22 @@ fn revoking_an_allow_cuts_an_established_connection() -> Result<()> {
     let _server = TcpEchoServer::start(&w.b, 80)?;
     w.allow_client_to_server()?;
     let mut session = TcpSession::open(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?;
-    assert!(session.exchange(PROBE_TIMEOUT), "the connection carries data while allowed");
+    assert!(
+        session.exchange(PROBE_TIMEOUT),
+        "the connection carries data while allowed"
+    );
     let reloads = w.daemon.status()?.map_or(0, |s| s.reloads);
     w.manifests.remove_policy("client-to-server")?;
     w.daemon.wait_reload_after(reloads)?;
-    assert!(!session.exchange(PROBE_TIMEOUT), "the established connection is cut");
+    assert!(
+        !session.exchange(PROBE_TIMEOUT),
+        "the established connection is cut"
+    );
     let flows = w.daemon.flows()?;
     assert!(
-        flows.iter().any(|f| f["verdict"] == "deny" && f["reason"] == "revoked"),
+        flows
+            .iter()
+            .any(|f| f["verdict"] == "deny" && f["reason"] == "revoked"),
         "a revoked flow record: {flows:?}"
     );
     Ok(())
@@ -168,17 +225,60 @@ fn a_new_pod_interface_is_denied_before_its_policy_exists() -> Result<()> {
     let mut w = world("newpod")?;
     let c = w.node.add_pod("app/c")?;
     let host_ifname = c.host_ifname().to_owned();
-    w.daemon.wait_status("the new interface attached", Duration::from_secs(10), |s| {
-        s.interfaces.iter().any(|i| i.name == host_ifname)
-    })?;
+    w.daemon
+        .wait_status("the new interface attached", Duration::from_secs(10), |s| {
+            s.interfaces.iter().any(|i| i.name == host_ifname)
+        })?;
     let _server = TcpEchoServer::start(&c, 80)?;
     // The daemon has attached to c's interface but knows no pod for it.
-    assert!(!tcp_probe(&w.node, c.ip(Family::V4), 80, PROBE_TIMEOUT)?, "even node traffic is denied");
+    assert!(
+        !tcp_probe(&w.node, c.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+        "even node traffic is denied"
+    );
     assert!(!ping(&c, w.a.ip(Family::V4), PROBE_TIMEOUT)?);
-    w.daemon.wait_for_flow(|f| f["reason"] == "no-endpoint", FLOW_WAIT)?;
+    w.daemon
+        .wait_for_flow(|f| f["reason"] == "no-endpoint", FLOW_WAIT)?;
     // Once the pod is known, the node may reach it again.
     w.manifests.pod(&c, &[], &[])?;
     w.daemon.wait_ready(3)?;
-    assert!(tcp_probe(&w.node, c.ip(Family::V4), 80, PROBE_TIMEOUT)?, "node -> c once c is known");
+    assert!(
+        tcp_probe(&w.node, c.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+        "node -> c once c is known"
+    );
+    Ok(())
+}
+
+#[test]
+fn republishing_keeps_allowed_traffic_flowing_and_denied_traffic_denied() -> Result<()> {
+    let mut w = world("republish")?;
+    let _server = TcpEchoServer::start(&w.b, 80)?;
+    w.allow_client_to_server()?;
+    let mut session = TcpSession::open(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?;
+    // New node addresses change the compiled policy, so the daemon publishes
+    // new revisions while connections are open and new ones are attempted.
+    for extra in 9..12 {
+        let revision = w.daemon.status()?.map_or(0, |s| s.revision);
+        netseg_testbed::netns::ip_batch(
+            w.node.netns_name(),
+            &[format!("addr add 10.250.0.{extra}/32 dev node0")],
+        )?;
+        w.daemon
+            .wait_status("a new revision", Duration::from_secs(10), |s| {
+                s.revision > revision
+            })?;
+        assert!(
+            session.exchange(PROBE_TIMEOUT),
+            "the open connection survives revision {}",
+            revision + 1
+        );
+        assert!(
+            tcp_probe(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+            "a new allowed connection"
+        );
+        assert!(
+            !tcp_probe(&w.b, w.a.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+            "a denied one stays denied"
+        );
+    }
     Ok(())
 }

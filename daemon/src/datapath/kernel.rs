@@ -49,8 +49,15 @@ impl KernelMaps {
     }
 }
 
-fn failed(map: &'static str, operation: &'static str) -> impl FnOnce(aya::maps::MapError) -> MapError {
-    move |source| MapError { map, operation, source }
+fn failed(
+    map: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(aya::maps::MapError) -> MapError {
+    move |source| MapError {
+        map,
+        operation,
+        source,
+    }
 }
 
 /// Removing an entry that is already gone is not an error.
@@ -89,31 +96,57 @@ fn ipcache_key(slot: u32, prefix: IpNetwork) -> IpcacheKey {
 impl MapWriter for KernelMaps {
     type Error = MapError;
 
-    fn upsert_endpoint(&mut self, slot: u32, ifindex: u32, endpoint: &Endpoint) -> Result<(), MapError> {
+    fn upsert_endpoint(
+        &mut self,
+        slot: u32,
+        ifindex: u32,
+        endpoint: &Endpoint,
+    ) -> Result<(), MapError> {
         self.endpoints
             .insert(EndpointKey { slot, ifindex }, endpoint, 0)
             .map_err(failed("ENDPOINTS", "insert"))
     }
 
     fn remove_endpoint(&mut self, slot: u32, ifindex: u32) -> Result<(), MapError> {
-        removed(self.endpoints.remove(&EndpointKey { slot, ifindex })).map_err(failed("ENDPOINTS", "remove"))
+        removed(self.endpoints.remove(&EndpointKey { slot, ifindex }))
+            .map_err(failed("ENDPOINTS", "remove"))
     }
 
-    fn upsert_ipcache(&mut self, slot: u32, prefix: IpNetwork, identity: u32) -> Result<(), MapError> {
+    fn upsert_ipcache(
+        &mut self,
+        slot: u32,
+        prefix: IpNetwork,
+        identity: u32,
+    ) -> Result<(), MapError> {
         match ipcache_key(slot, prefix) {
-            IpcacheKey::V4(key) => self.ipcache_v4.insert(&key, identity, 0).map_err(failed("IPCACHE_V4", "insert")),
-            IpcacheKey::V6(key) => self.ipcache_v6.insert(&key, identity, 0).map_err(failed("IPCACHE_V6", "insert")),
+            IpcacheKey::V4(key) => self
+                .ipcache_v4
+                .insert(&key, identity, 0)
+                .map_err(failed("IPCACHE_V4", "insert")),
+            IpcacheKey::V6(key) => self
+                .ipcache_v6
+                .insert(&key, identity, 0)
+                .map_err(failed("IPCACHE_V6", "insert")),
         }
     }
 
     fn remove_ipcache(&mut self, slot: u32, prefix: IpNetwork) -> Result<(), MapError> {
         match ipcache_key(slot, prefix) {
-            IpcacheKey::V4(key) => removed(self.ipcache_v4.remove(&key)).map_err(failed("IPCACHE_V4", "remove")),
-            IpcacheKey::V6(key) => removed(self.ipcache_v6.remove(&key)).map_err(failed("IPCACHE_V6", "remove")),
+            IpcacheKey::V4(key) => {
+                removed(self.ipcache_v4.remove(&key)).map_err(failed("IPCACHE_V4", "remove"))
+            }
+            IpcacheKey::V6(key) => {
+                removed(self.ipcache_v6.remove(&key)).map_err(failed("IPCACHE_V6", "remove"))
+            }
         }
     }
 
-    fn upsert_policy(&mut self, slot: u32, key: &PolicyEntryKey, rule: u32) -> Result<(), MapError> {
+    fn upsert_policy(
+        &mut self,
+        slot: u32,
+        key: &PolicyEntryKey,
+        rule: u32,
+    ) -> Result<(), MapError> {
         let lpm = Key::new(key.prefix_len(), key.to_contract(slot));
         self.policy
             .insert(&lpm, PolicyValue { rule }, 0)

@@ -28,7 +28,9 @@ const POD_INGRESS: &str = "pod_ingress";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("this netseg was built without its eBPF programs (bpf-linker was missing); run scripts/bootstrap and rebuild")]
+    #[error(
+        "this netseg was built without its eBPF programs (bpf-linker was missing); run scripts/bootstrap and rebuild"
+    )]
     NotBuilt,
     #[error("loading the eBPF object failed")]
     Load(#[source] aya::EbpfError),
@@ -92,7 +94,10 @@ impl Datapath {
         for name in [POD_EGRESS, POD_INGRESS] {
             classifier(&mut ebpf, name)?
                 .load()
-                .map_err(|source| DatapathError::Program { program: name, source })?;
+                .map_err(|source| DatapathError::Program {
+                    program: name,
+                    source,
+                })?;
         }
         let maps = KernelMaps::take(&mut ebpf)?;
         let telemetry = Telemetry {
@@ -108,7 +113,9 @@ impl Datapath {
 
     /// The interfaces the programs are attached to, with their ifindex.
     pub fn attached(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.attached.iter().map(|(name, a)| (name.as_str(), a.ifindex))
+        self.attached
+            .iter()
+            .map(|(name, a)| (name.as_str(), a.ifindex))
     }
 
     /// Attaches both programs to `interface` unless they already are (for
@@ -121,7 +128,11 @@ impl Datapath {
         }
         let attach = |ebpf: &mut Ebpf, program: &'static str, hook: TcAttachType| {
             classifier(ebpf, program)?
-                .attach_with_options(interface, hook, TcAttachOptions::TcxOrder(Default::default()))
+                .attach_with_options(
+                    interface,
+                    hook,
+                    TcAttachOptions::TcxOrder(Default::default()),
+                )
                 .map_err(|source| DatapathError::Attach {
                     interface: interface.to_owned(),
                     source,
@@ -180,13 +191,22 @@ impl Datapath {
             data_out: Some(&mut out),
             ..TestRunOptions::default()
         };
-        program.test_run(options).expect("BPF_PROG_TEST_RUN").return_value
+        program
+            .test_run(options)
+            .expect("BPF_PROG_TEST_RUN")
+            .return_value
     }
 }
 
-fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DatapathError> {
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
     ebpf.program_mut(name)
         .ok_or(DatapathError::Missing(name))?
         .try_into()
-        .map_err(|source| DatapathError::Program { program: name, source })
+        .map_err(|source| DatapathError::Program {
+            program: name,
+            source,
+        })
 }

@@ -16,11 +16,26 @@ use super::state::SlotState;
 /// Writes map entries of one slot. The kernel maps in production, memory in tests.
 pub trait MapWriter {
     type Error: std::error::Error + Send + Sync + 'static;
-    fn upsert_endpoint(&mut self, slot: u32, ifindex: u32, endpoint: &Endpoint) -> Result<(), Self::Error>;
+    fn upsert_endpoint(
+        &mut self,
+        slot: u32,
+        ifindex: u32,
+        endpoint: &Endpoint,
+    ) -> Result<(), Self::Error>;
     fn remove_endpoint(&mut self, slot: u32, ifindex: u32) -> Result<(), Self::Error>;
-    fn upsert_ipcache(&mut self, slot: u32, prefix: IpNetwork, identity: u32) -> Result<(), Self::Error>;
+    fn upsert_ipcache(
+        &mut self,
+        slot: u32,
+        prefix: IpNetwork,
+        identity: u32,
+    ) -> Result<(), Self::Error>;
     fn remove_ipcache(&mut self, slot: u32, prefix: IpNetwork) -> Result<(), Self::Error>;
-    fn upsert_policy(&mut self, slot: u32, key: &PolicyEntryKey, rule: u32) -> Result<(), Self::Error>;
+    fn upsert_policy(
+        &mut self,
+        slot: u32,
+        key: &PolicyEntryKey,
+        rule: u32,
+    ) -> Result<(), Self::Error>;
     fn remove_policy(&mut self, slot: u32, key: &PolicyEntryKey) -> Result<(), Self::Error>;
     /// Makes `revision % 2` the active slot.
     fn set_revision(&mut self, revision: u32) -> Result<(), Self::Error>;
@@ -91,15 +106,26 @@ impl<W: MapWriter> Publisher<W> {
             active: self.revision,
             source,
         };
-        let written = write_slot(&mut self.writer, slot, &mut self.slots[slot as usize], desired).map_err(failed)?;
-        self.writer.set_revision(revision).map_err(|source| PublishError {
-            revision,
+        let written = write_slot(
+            &mut self.writer,
             slot,
-            active: self.revision,
-            source,
-        })?;
+            &mut self.slots[slot as usize],
+            desired,
+        )
+        .map_err(failed)?;
+        self.writer
+            .set_revision(revision)
+            .map_err(|source| PublishError {
+                revision,
+                slot,
+                active: self.revision,
+                source,
+            })?;
         self.revision = revision;
-        Ok(Published { revision, ..written })
+        Ok(Published {
+            revision,
+            ..written
+        })
     }
 }
 
@@ -113,20 +139,35 @@ fn write_slot<W: MapWriter>(
 ) -> Result<Published, W::Error> {
     let mut written = Published::default();
     let endpoints = diff_maps(&held.endpoints, &desired.endpoints);
-    apply(&endpoints, &mut held.endpoints, &mut written, |key, value| match value {
-        Some(endpoint) => writer.upsert_endpoint(slot, *key, endpoint),
-        None => writer.remove_endpoint(slot, *key),
-    })?;
+    apply(
+        &endpoints,
+        &mut held.endpoints,
+        &mut written,
+        |key, value| match value {
+            Some(endpoint) => writer.upsert_endpoint(slot, *key, endpoint),
+            None => writer.remove_endpoint(slot, *key),
+        },
+    )?;
     let ipcache = diff_maps(&held.ipcache, &desired.ipcache);
-    apply(&ipcache, &mut held.ipcache, &mut written, |key, value| match value {
-        Some(identity) => writer.upsert_ipcache(slot, *key, *identity),
-        None => writer.remove_ipcache(slot, *key),
-    })?;
+    apply(
+        &ipcache,
+        &mut held.ipcache,
+        &mut written,
+        |key, value| match value {
+            Some(identity) => writer.upsert_ipcache(slot, *key, *identity),
+            None => writer.remove_ipcache(slot, *key),
+        },
+    )?;
     let policy = diff_maps(&held.policy, &desired.policy);
-    apply(&policy, &mut held.policy, &mut written, |key, value| match value {
-        Some(rule) => writer.upsert_policy(slot, key, *rule),
-        None => writer.remove_policy(slot, key),
-    })?;
+    apply(
+        &policy,
+        &mut held.policy,
+        &mut written,
+        |key, value| match value {
+            Some(rule) => writer.upsert_policy(slot, key, *rule),
+            None => writer.remove_policy(slot, key),
+        },
+    )?;
     Ok(written)
 }
 

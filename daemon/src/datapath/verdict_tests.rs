@@ -8,7 +8,7 @@
 
 mod packet;
 
-use netseg_contract::{Endpoint, ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, POLICY_DENY_ALL};
+use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
 use netseg_policy::{PolicyEntryKey, PortPrefix};
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
@@ -24,7 +24,12 @@ struct Bench {
     publisher: Publisher<KernelMaps>,
 }
 
-fn entry(policy: u32, identity: u32, protocol: Option<u8>, port: Option<(u16, u8)>) -> PolicyEntryKey {
+fn entry(
+    policy: u32,
+    identity: u32,
+    protocol: Option<u8>,
+    port: Option<(u16, u8)>,
+) -> PolicyEntryKey {
     PolicyEntryKey {
         policy,
         identity,
@@ -39,12 +44,19 @@ fn policy() -> SlotState {
         egress_policy: EGRESS_POLICY,
         flags: ENDPOINT_HAS_IPV4 | ENDPOINT_HAS_IPV6,
         ipv4: [10, 0, 0, 1],
-        ipv6: "fd00::1".parse::<std::net::Ipv6Addr>().expect("address").octets(),
+        ipv6: "fd00::1"
+            .parse::<std::net::Ipv6Addr>()
+            .expect("address")
+            .octets(),
     };
-    let ipcache = [("10.0.0.2/32", 16), ("fd00::2/128", 16), ("10.0.0.3/32", 17)]
-        .into_iter()
-        .map(|(prefix, identity)| (prefix.parse().expect("prefix"), identity))
-        .collect();
+    let ipcache = [
+        ("10.0.0.2/32", 16),
+        ("fd00::2/128", 16),
+        ("10.0.0.3/32", 17),
+    ]
+    .into_iter()
+    .map(|(prefix, identity)| (prefix.parse().expect("prefix"), identity))
+    .collect();
     let policy = [
         (entry(EGRESS_POLICY, 16, Some(TCP), Some((80, 16))), 100),
         (entry(EGRESS_POLICY, 16, Some(UDP), Some((53, 16))), 101),
@@ -73,7 +85,10 @@ fn bench() -> Bench {
     let (datapath, maps, _telemetry) = Datapath::load(sizes).expect("load the datapath");
     let mut publisher = Publisher::new(maps);
     publisher.publish(&policy()).expect("publish");
-    Bench { datapath, publisher }
+    Bench {
+        datapath,
+        publisher,
+    }
 }
 
 fn nix_is_root() -> bool {
@@ -98,60 +113,119 @@ fn an_interface_without_an_endpoint_is_denied_both_ways() {
     let mut empty = policy();
     empty.endpoints.clear();
     bench.publisher.publish(&empty).expect("publish");
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)), DROP);
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 4000, "10.0.0.1", 8000, SYN)), DROP);
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)),
+        DROP
+    );
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 4000, "10.0.0.1", 8000, SYN)),
+        DROP
+    );
 }
 
 #[test]
 fn an_allowed_connection_opens_and_its_replies_pass() {
     let mut bench = bench();
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)), PASS);
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, SYN | ACK)), PASS);
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, ACK)), PASS);
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)),
+        PASS
+    );
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, SYN | ACK)),
+        PASS
+    );
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, ACK)),
+        PASS
+    );
 }
 
 #[test]
 fn a_reply_without_a_connection_is_not_a_new_connection() {
     let mut bench = bench();
     // The peer is allowed on port 8000 inbound, but a SYN-ACK or a bare ACK opens nothing.
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 8000, "10.0.0.1", 4000, SYN | ACK)), DROP);
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 4000, "10.0.0.1", 8000, ACK)), DROP);
-    assert_eq!(bench.egress(&Frame::echo("10.0.0.1", "10.0.0.2", 7, true)), DROP);
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 8000, "10.0.0.1", 4000, SYN | ACK)),
+        DROP
+    );
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 4000, "10.0.0.1", 8000, ACK)),
+        DROP
+    );
+    assert_eq!(
+        bench.egress(&Frame::echo("10.0.0.1", "10.0.0.2", 7, true)),
+        DROP
+    );
 }
 
 #[test]
 fn policy_decides_peer_protocol_and_port() {
     let mut bench = bench();
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4001, "10.0.0.2", 81, SYN)), DROP);
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4002, "10.0.0.3", 80, SYN)), DROP);
-    assert_eq!(bench.egress(&Frame::udp("10.0.0.1", 4003, "10.0.0.2", 53)), PASS);
-    assert_eq!(bench.egress(&Frame::udp("10.0.0.1", 4004, "10.0.0.2", 80)), DROP);
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4001, "10.0.0.2", 81, SYN)),
+        DROP
+    );
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4002, "10.0.0.3", 80, SYN)),
+        DROP
+    );
+    assert_eq!(
+        bench.egress(&Frame::udp("10.0.0.1", 4003, "10.0.0.2", 53)),
+        PASS
+    );
+    assert_eq!(
+        bench.egress(&Frame::udp("10.0.0.1", 4004, "10.0.0.2", 80)),
+        DROP
+    );
     // A port range by prefixes: 8000-8003 in, 7999 and 8004 out.
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 5000, "10.0.0.1", 8003, SYN)), PASS);
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 5001, "10.0.0.1", 8004, SYN)), DROP);
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 5002, "10.0.0.1", 7999, SYN)), DROP);
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 5000, "10.0.0.1", 8003, SYN)),
+        PASS
+    );
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 5001, "10.0.0.1", 8004, SYN)),
+        DROP
+    );
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 5002, "10.0.0.1", 7999, SYN)),
+        DROP
+    );
 }
 
 #[test]
 fn sctp_is_never_treated_as_tcp() {
     let mut bench = bench();
-    assert_eq!(bench.egress(&Frame::sctp("10.0.0.1", 4000, "10.0.0.2", 80)), PASS);
+    assert_eq!(
+        bench.egress(&Frame::sctp("10.0.0.1", 4000, "10.0.0.2", 80)),
+        PASS
+    );
     // Ingress allows TCP 8000, which must not admit SCTP 8000.
-    assert_eq!(bench.ingress(&Frame::sctp("10.0.0.2", 4000, "10.0.0.1", 8000)), DROP);
+    assert_eq!(
+        bench.ingress(&Frame::sctp("10.0.0.2", 4000, "10.0.0.1", 8000)),
+        DROP
+    );
 }
 
 #[test]
 fn ipv6_with_extension_headers_is_classified_by_its_transport() {
     let mut bench = bench();
-    let allowed = Frame::tcp("fd00::1", 4000, "fd00::2", 80, SYN).with_extension(0).with_extension(60);
+    let allowed = Frame::tcp("fd00::1", 4000, "fd00::2", 80, SYN)
+        .with_extension(0)
+        .with_extension(60);
     assert_eq!(bench.egress(&allowed), PASS);
-    let denied = Frame::tcp("fd00::1", 4001, "fd00::2", 81, SYN).with_extension(0).with_extension(60);
+    let denied = Frame::tcp("fd00::1", 4001, "fd00::2", 81, SYN)
+        .with_extension(0)
+        .with_extension(60);
     assert_eq!(bench.egress(&denied), DROP);
     let mut deep = Frame::tcp("fd00::1", 4002, "fd00::2", 80, SYN);
     for _ in 0..7 {
         deep = deep.with_extension(60);
     }
-    assert_eq!(bench.egress(&deep), DROP, "more extension headers than the program walks");
+    assert_eq!(
+        bench.egress(&deep),
+        DROP,
+        "more extension headers than the program walks"
+    );
 }
 
 #[test]
@@ -161,7 +235,11 @@ fn truncated_and_malformed_headers_are_dropped() {
     // Test runs refuse frames shorter than an IPv4 header, so a header that
     // claims more options than the frame holds stands in for a cut one.
     for cut in [14 + 20, 14 + 20 + 4, 14 + 20 + 12] {
-        assert_eq!(bench.datapath.run_program(false, &syn[..cut]), DROP, "cut at {cut}");
+        assert_eq!(
+            bench.datapath.run_program(false, &syn[..cut]),
+            DROP,
+            "cut at {cut}"
+        );
     }
     let mut bad_ihl = syn.clone();
     bad_ihl[14] = 0x43;
@@ -170,22 +248,50 @@ fn truncated_and_malformed_headers_are_dropped() {
     long_options[14] = 0x4f;
     assert_eq!(bench.datapath.run_program(false, &long_options), DROP);
     // Neither IPv4, IPv6 nor ARP.
-    assert_eq!(bench.datapath.run_program(false, &ethernet(0x88cc, &[0; 46])), DROP);
+    assert_eq!(
+        bench
+            .datapath
+            .run_program(false, &ethernet(0x88cc, &[0; 46])),
+        DROP
+    );
     // ARP passes: pods must resolve their gateway.
-    assert_eq!(bench.datapath.run_program(false, &ethernet(0x0806, &[0; 28])), PASS);
+    assert_eq!(
+        bench
+            .datapath
+            .run_program(false, &ethernet(0x0806, &[0; 28])),
+        PASS
+    );
 }
 
 #[test]
 fn fragments_pass_only_behind_an_admitted_first_fragment() {
     let mut bench = bench();
-    let later = |id| Frame::udp("10.0.0.1", 4000, "10.0.0.2", 53).fragmented(Fragment { id, offset: 4, more: false });
+    let later = |id| {
+        Frame::udp("10.0.0.1", 4000, "10.0.0.2", 53).fragmented(Fragment {
+            id,
+            offset: 4,
+            more: false,
+        })
+    };
     assert_eq!(bench.egress(&later(9)), DROP, "no first fragment seen");
-    let first = Frame::udp("10.0.0.1", 4000, "10.0.0.2", 53).fragmented(Fragment { id: 10, offset: 0, more: true });
+    let first = Frame::udp("10.0.0.1", 4000, "10.0.0.2", 53).fragmented(Fragment {
+        id: 10,
+        offset: 0,
+        more: true,
+    });
     assert_eq!(bench.egress(&first), PASS);
     assert_eq!(bench.egress(&later(10)), PASS);
-    let denied_first = Frame::udp("10.0.0.1", 4000, "10.0.0.2", 99).fragmented(Fragment { id: 11, offset: 0, more: true });
+    let denied_first = Frame::udp("10.0.0.1", 4000, "10.0.0.2", 99).fragmented(Fragment {
+        id: 11,
+        offset: 0,
+        more: true,
+    });
     assert_eq!(bench.egress(&denied_first), DROP);
-    assert_eq!(bench.egress(&later(11)), DROP, "the first fragment was denied");
+    assert_eq!(
+        bench.egress(&later(11)),
+        DROP,
+        "the first fragment was denied"
+    );
 }
 
 #[test]
@@ -194,7 +300,8 @@ fn unknown_transport_protocols_need_a_rule_for_every_protocol() {
     let unknown = Frame::new("10.0.0.1", "10.0.0.2", 253, vec![0; 16]);
     assert_eq!(bench.egress(&unknown), DROP);
     let mut open = policy();
-    open.policy.insert(entry(EGRESS_POLICY, 16, None, None), 105);
+    open.policy
+        .insert(entry(EGRESS_POLICY, 16, None, None), 105);
     bench.publisher.publish(&open).expect("publish");
     assert_eq!(bench.egress(&unknown), PASS);
 }
@@ -202,16 +309,31 @@ fn unknown_transport_protocols_need_a_rule_for_every_protocol() {
 #[test]
 fn a_pod_cannot_send_from_an_address_that_is_not_its_own() {
     let mut bench = bench();
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.9", 4000, "10.0.0.2", 80, SYN)), DROP);
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 4000, "10.0.0.9", 8000, SYN)), DROP);
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.9", 4000, "10.0.0.2", 80, SYN)),
+        DROP
+    );
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 4000, "10.0.0.9", 8000, SYN)),
+        DROP
+    );
 }
 
 #[test]
 fn icmp_echo_and_errors_follow_the_connection() {
     let mut bench = bench();
-    assert_eq!(bench.egress(&Frame::echo("10.0.0.1", "10.0.0.2", 7, false)), PASS);
-    assert_eq!(bench.ingress(&Frame::echo("10.0.0.2", "10.0.0.1", 7, true)), PASS);
-    assert_eq!(bench.ingress(&Frame::echo("10.0.0.2", "10.0.0.1", 8, true)), DROP);
+    assert_eq!(
+        bench.egress(&Frame::echo("10.0.0.1", "10.0.0.2", 7, false)),
+        PASS
+    );
+    assert_eq!(
+        bench.ingress(&Frame::echo("10.0.0.2", "10.0.0.1", 7, true)),
+        PASS
+    );
+    assert_eq!(
+        bench.ingress(&Frame::echo("10.0.0.2", "10.0.0.1", 8, true)),
+        DROP
+    );
     // Port unreachable about an allowed UDP flow passes; about another flow it does not.
     let sent = Frame::udp("10.0.0.1", 4500, "10.0.0.2", 53);
     assert_eq!(bench.egress(&sent), PASS);
@@ -221,7 +343,10 @@ fn icmp_echo_and_errors_follow_the_connection() {
         Frame::icmp("10.0.0.2", "10.0.0.1", 3, &body)
     };
     assert_eq!(bench.ingress(&error(&sent)), PASS);
-    assert_eq!(bench.ingress(&error(&Frame::udp("10.0.0.1", 4501, "10.0.0.2", 53))), DROP);
+    assert_eq!(
+        bench.ingress(&error(&Frame::udp("10.0.0.1", 4501, "10.0.0.2", 53))),
+        DROP
+    );
 }
 
 #[test]
@@ -232,18 +357,38 @@ fn revoking_an_allow_cuts_the_established_connection() {
     assert_eq!(bench.egress(&syn), PASS);
     assert_eq!(bench.ingress(&reply), PASS);
     let mut revoked = policy();
-    revoked.policy.retain(|key, _| key.protocol != Some(TCP) || key.policy != EGRESS_POLICY);
-    revoked.endpoints.values_mut().for_each(|e| e.ingress_policy = POLICY_DENY_ALL);
+    revoked
+        .policy
+        .retain(|key, _| key.protocol != Some(TCP) || key.policy != EGRESS_POLICY);
+    revoked
+        .endpoints
+        .values_mut()
+        .for_each(|e| e.ingress_policy = POLICY_DENY_ALL);
     bench.publisher.publish(&revoked).expect("publish");
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, ACK)), DROP);
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, ACK)), DROP);
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, ACK)),
+        DROP
+    );
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, ACK)),
+        DROP
+    );
 }
 
 #[test]
 fn a_new_syn_after_close_is_judged_as_a_new_connection() {
     let mut bench = bench();
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)), PASS);
-    assert_eq!(bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, FIN | ACK)), PASS);
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)),
+        PASS
+    );
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, FIN | ACK)),
+        PASS
+    );
     // The peer may not open a connection on the same tuple backwards.
-    assert_eq!(bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, SYN)), DROP);
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, SYN)),
+        DROP
+    );
 }

@@ -4,8 +4,8 @@
 //! policy change, the next packet re-asks the policy (revocation).
 
 use netseg_contract::{
-    CONN_CLOSING, CONN_CLOSING_TIMEOUT_NS, CONN_OPEN, CONN_OTHER_TIMEOUT_NS, CONN_TCP_TIMEOUT_NS, ConnKey, ConnValue,
-    DIRECTION_EGRESS, DIRECTION_INGRESS, PROTO_TCP,
+    CONN_CLOSING, CONN_CLOSING_TIMEOUT_NS, CONN_OPEN, CONN_OTHER_TIMEOUT_NS, CONN_TCP_TIMEOUT_NS,
+    ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS, PROTO_TCP,
 };
 
 use crate::{maps::CONNTRACK, parse::Tuple};
@@ -50,7 +50,12 @@ pub fn opposite(direction: u8) -> u8 {
 
 /// The live connection this packet belongs to, in either direction.
 #[inline(always)]
-pub fn find(ifindex: u32, direction: u8, tuple: &Tuple, now: u64) -> Option<(ConnKey, *mut ConnValue)> {
+pub fn find(
+    ifindex: u32,
+    direction: u8,
+    tuple: &Tuple,
+    now: u64,
+) -> Option<(ConnKey, *mut ConnValue)> {
     let forward = conn_key(ifindex, direction, tuple);
     if let Some(entry) = live(&forward, now) {
         return Some((forward, entry));

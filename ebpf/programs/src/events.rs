@@ -1,7 +1,9 @@
 //! Verdict counters and flow events. New connections are always reported;
 //! denied packets at most once a second per flow, with the rest counted.
 
-use netseg_contract::{DENY_SAMPLE_INTERVAL_NS, DenySample, FlowEvent, VERDICT_ALLOW, VERDICT_DENY, reason};
+use netseg_contract::{
+    DENY_SAMPLE_INTERVAL_NS, DenySample, FlowEvent, VERDICT_ALLOW, VERDICT_DENY, reason,
+};
 
 use crate::{
     conntrack::conn_key,
@@ -20,12 +22,20 @@ pub struct Decision {
 impl Decision {
     #[inline(always)]
     pub fn allow(reason: u8, rule: u32) -> Self {
-        Self { allow: true, reason, rule }
+        Self {
+            allow: true,
+            reason,
+            rule,
+        }
     }
 
     #[inline(always)]
     pub fn deny(reason: u8, rule: u32) -> Self {
-        Self { allow: false, reason, rule }
+        Self {
+            allow: false,
+            reason,
+            rule,
+        }
     }
 }
 
@@ -108,7 +118,11 @@ fn emit(hook: &Hook, tuple: &Tuple, decision: &Decision, suppressed: u32) {
         dst_port: tuple.dst_port,
         protocol: tuple.protocol,
         direction: hook.direction,
-        verdict: if decision.allow { VERDICT_ALLOW } else { VERDICT_DENY },
+        verdict: if decision.allow {
+            VERDICT_ALLOW
+        } else {
+            VERDICT_DENY
+        },
         reason: decision.reason,
     });
     entry.submit(0);

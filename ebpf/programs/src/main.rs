@@ -18,8 +18,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netseg_contract::{
-    CONFIG_REVISION, CONN_CLOSING, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint,
-    EndpointKey, FragmentKey, FragmentValue, PROTO_TCP, reason,
+    CONFIG_REVISION, CONN_CLOSING, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_HAS_IPV4,
+    ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, FragmentKey, FragmentValue, PROTO_TCP, reason,
 };
 
 use crate::{
@@ -75,10 +75,18 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
     };
     // SAFETY: the value is copied out before any map update.
     let Some(endpoint) = (unsafe { ENDPOINTS.get(&key) }).copied() else {
-        return Err(deny(hook, &packet.tuple, Decision::deny(reason::NO_ENDPOINT, 0)));
+        return Err(deny(
+            hook,
+            &packet.tuple,
+            Decision::deny(reason::NO_ENDPOINT, 0),
+        ));
     };
     if spoofed(&endpoint, hook.direction, &packet.tuple) {
-        return Err(deny(hook, &packet.tuple, Decision::deny(reason::SPOOFED, 0)));
+        return Err(deny(
+            hook,
+            &packet.tuple,
+            Decision::deny(reason::SPOOFED, 0),
+        ));
     }
     let decision = match packet.kind {
         Kind::LaterFragment => later_fragment(hook, packet),
@@ -104,7 +112,11 @@ fn deny(hook: &Hook, tuple: &Tuple, decision: Decision) -> i32 {
 /// A pod may only send from, and only be sent to, its own addresses.
 #[inline(always)]
 fn spoofed(endpoint: &Endpoint, direction: u8, tuple: &Tuple) -> bool {
-    let own = if direction == DIRECTION_EGRESS { &tuple.src } else { &tuple.dst };
+    let own = if direction == DIRECTION_EGRESS {
+        &tuple.src
+    } else {
+        &tuple.dst
+    };
     if is_ipv4_mapped(own) {
         endpoint.flags & ENDPOINT_HAS_IPV4 == 0 || *own != mapped_ipv4(endpoint.ipv4)
     } else {
@@ -125,7 +137,11 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
         if !(syn_only && value.state == CONN_CLOSING) {
             if value.revision != hook.revision {
                 let original = conntrack::original(&key);
-                let peer = if key.origin == DIRECTION_EGRESS { &original.dst } else { &original.src };
+                let peer = if key.origin == DIRECTION_EGRESS {
+                    &original.dst
+                } else {
+                    &original.src
+                };
                 match allowing_rule(slot, endpoint, key.origin, peer, key.protocol, key.dst_port) {
                     Some(rule) => {
                         value.revision = hook.revision;
@@ -147,10 +163,28 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
     if (tcp && !syn_only) || packet.kind == Kind::EchoReply {
         return Decision::deny(reason::NO_CONNECTION, 0);
     }
-    let peer = if hook.direction == DIRECTION_EGRESS { &tuple.dst } else { &tuple.src };
-    match allowing_rule(slot, endpoint, hook.direction, peer, tuple.protocol, tuple.dst_port) {
+    let peer = if hook.direction == DIRECTION_EGRESS {
+        &tuple.dst
+    } else {
+        &tuple.src
+    };
+    match allowing_rule(
+        slot,
+        endpoint,
+        hook.direction,
+        peer,
+        tuple.protocol,
+        tuple.dst_port,
+    ) {
         Some(rule) => {
-            conntrack::open(hook.ifindex, hook.direction, tuple, hook.revision, rule, hook.now);
+            conntrack::open(
+                hook.ifindex,
+                hook.direction,
+                tuple,
+                hook.revision,
+                rule,
+                hook.now,
+            );
             Decision::allow(reason::NEW_ALLOWED, rule)
         }
         None => Decision::deny(reason::POLICY_DENIED, 0),

@@ -1,14 +1,14 @@
 //! The maps shared with the daemon. Sizes here are defaults: the daemon may
 //! resize them before loading.
 
+use crate::parse::Packet;
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
-use crate::parse::Packet;
 use netseg_contract::{
-    CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenySample, Endpoint, EndpointKey, FragmentKey,
-    FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
+    CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenySample, Endpoint, EndpointKey,
+    FragmentKey, FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
 };
 
 #[map]
@@ -30,7 +30,8 @@ pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(2
 pub static CONNTRACK: LruHashMap<ConnKey, ConnValue> = LruHashMap::with_max_entries(262144, 0);
 
 #[map]
-pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentValue> = LruHashMap::with_max_entries(8192, 0);
+pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentValue> =
+    LruHashMap::with_max_entries(8192, 0);
 
 #[map]
 pub static DENY_SAMPLES: LruHashMap<ConnKey, DenySample> = LruHashMap::with_max_entries(65536, 0);

@@ -158,7 +158,8 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
                 let header: [u8; 8] = load(ctx, offset)?;
                 next = header[0];
                 let fragment = u16::from_be_bytes([header[2], header[3]]);
-                packet.fragment_id = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                packet.fragment_id =
+                    u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
                 offset += 8;
                 if fragment >> 3 != 0 {
                     packet.tuple.protocol = next;

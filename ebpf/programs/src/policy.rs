@@ -3,8 +3,8 @@
 //! at most (the peer's identity, then "any peer"), whatever the rule count.
 
 use netseg_contract::{
-    DIRECTION_INGRESS, Endpoint, IpcacheV4Key, IpcacheV6Key, POLICY_PREFIX_FULL, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
-    PolicyKey, identity,
+    DIRECTION_INGRESS, Endpoint, IpcacheV4Key, IpcacheV6Key, POLICY_PREFIX_FULL, PROTO_SCTP,
+    PROTO_TCP, PROTO_UDP, PolicyKey, identity,
 };
 
 use crate::maps::{IPCACHE_V4, IPCACHE_V6, LpmKey, POLICY};
@@ -31,7 +31,8 @@ pub fn allowing_rule(
         _ => 0,
     };
     let peer_identity = identity_of(slot, peer);
-    lookup(slot, policy, peer_identity, protocol, port).or_else(|| lookup(slot, policy, identity::ANY, protocol, port))
+    lookup(slot, policy, peer_identity, protocol, port)
+        .or_else(|| lookup(slot, policy, identity::ANY, protocol, port))
 }
 
 #[inline(always)]

@@ -54,7 +54,11 @@ impl<K: Ord + Clone> IdAllocator<K> {
     fn fresh(&mut self) -> u32 {
         loop {
             let candidate = self.next;
-            self.next = if candidate == u32::MAX { self.first } else { candidate + 1 };
+            self.next = if candidate == u32::MAX {
+                self.first
+            } else {
+                candidate + 1
+            };
             if !self.in_use.contains(&candidate) {
                 return candidate;
             }

@@ -29,10 +29,17 @@ pub(super) struct PolicySetKey {
 }
 
 impl PolicySetKey {
-    pub(super) fn new(direction: Direction, isolated: bool, policies: &[&PolicyModel], pod: &PodModel) -> Self {
+    pub(super) fn new(
+        direction: Direction,
+        isolated: bool,
+        policies: &[&PolicyModel],
+        pod: &PodModel,
+    ) -> Self {
         let mut local_ports = NamedPorts::new();
         if direction == Direction::Ingress {
-            let rules = policies.iter().flat_map(|p| p.rules(direction).unwrap_or_default());
+            let rules = policies
+                .iter()
+                .flat_map(|p| p.rules(direction).unwrap_or_default());
             for port in rules.flat_map(|r| r.ports.iter().flatten()) {
                 if let PortModel::Named { protocol, name } = port {
                     let ports = pod.resolve(name, *protocol);
@@ -45,7 +52,10 @@ impl PolicySetKey {
         PolicySetKey {
             direction,
             isolated,
-            policies: policies.iter().map(|p| (p.namespace.clone(), p.name.clone())).collect(),
+            policies: policies
+                .iter()
+                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .collect(),
             local_ports,
         }
     }
@@ -65,22 +75,35 @@ pub(super) struct EntryContext<'a> {
 /// The entries of the policy set `key`, whose policies are `policies`.
 /// Where several rules yield the same key, the first rule in (namespace,
 /// name, index) order names it; the reserved rules come last.
-pub(super) fn policy_entries(ctx: &EntryContext<'_>, key: &PolicySetKey, policies: &[&PolicyModel]) -> BTreeMap<EntryKey, u32> {
+pub(super) fn policy_entries(
+    ctx: &EntryContext<'_>,
+    key: &PolicySetKey,
+    policies: &[&PolicyModel],
+) -> BTreeMap<EntryKey, u32> {
     let mut entries = BTreeMap::new();
     for policy in policies {
         for rule in policy.rules(key.direction).unwrap_or_default() {
-            let rule_key = (policy.namespace.clone(), policy.name.clone(), key.direction, rule.index);
+            let rule_key = (
+                policy.namespace.clone(),
+                policy.name.clone(),
+                key.direction,
+                rule.index,
+            );
             if let Some(&rule_id) = ctx.rule_ids.get(&rule_key) {
                 rule_entries(ctx, key, rule, rule_id, &mut entries);
             }
         }
     }
     if !key.isolated {
-        entries.entry((identity::ANY, None, None)).or_insert(rule::DEFAULT_ALLOW);
+        entries
+            .entry((identity::ANY, None, None))
+            .or_insert(rule::DEFAULT_ALLOW);
     }
     if key.direction == Direction::Ingress && ctx.node_traffic {
         for &node in &ctx.classes.node {
-            entries.entry((node, None, None)).or_insert(rule::NODE_TRAFFIC);
+            entries
+                .entry((node, None, None))
+                .or_insert(rule::NODE_TRAFFIC);
         }
     }
     entries
@@ -94,7 +117,9 @@ enum Targets {
 
 impl Targets {
     fn of(ctx: &EntryContext<'_>, rule: &RuleModel) -> Self {
-        let Some(peers) = &rule.peers else { return Targets::Any };
+        let Some(peers) = &rule.peers else {
+            return Targets::Any;
+        };
         let ids = peers
             .iter()
             .filter_map(|peer| ctx.peers.index(peer))
@@ -111,7 +136,13 @@ impl Targets {
     }
 }
 
-fn rule_entries(ctx: &EntryContext<'_>, key: &PolicySetKey, rule: &RuleModel, rule_id: u32, out: &mut BTreeMap<EntryKey, u32>) {
+fn rule_entries(
+    ctx: &EntryContext<'_>,
+    key: &PolicySetKey,
+    rule: &RuleModel,
+    rule_id: u32,
+    out: &mut BTreeMap<EntryKey, u32>,
+) {
     let targets = Targets::of(ctx, rule);
     let mut add = |identity: u32, protocol: Option<u8>, port: Option<PortPrefix>| {
         out.entry((identity, protocol, port)).or_insert(rule_id);
@@ -129,7 +160,11 @@ fn rule_entries(ctx: &EntryContext<'_>, key: &PolicySetKey, rule: &RuleModel, ru
                     add(id, Some(*protocol), None);
                 }
             }
-            PortModel::Range { protocol, first, last } => {
+            PortModel::Range {
+                protocol,
+                first,
+                last,
+            } => {
                 for prefix in range_to_prefixes(*first, *last) {
                     // A zero-length prefix is every port: stop at the protocol.
                     let prefix = (prefix.len > 0).then_some(prefix);
@@ -151,19 +186,35 @@ fn rule_entries(ctx: &EntryContext<'_>, key: &PolicySetKey, rule: &RuleModel, ru
 /// (identity, port) pairs a named port allows. On ingress the name resolves
 /// against the local pod, for every allowed peer. On egress it resolves
 /// against each peer: only identities of pods that have the port.
-fn named_port_targets(ctx: &EntryContext<'_>, key: &PolicySetKey, targets: &Targets, name: &(String, u8)) -> Vec<(u32, u16)> {
+fn named_port_targets(
+    ctx: &EntryContext<'_>,
+    key: &PolicySetKey,
+    targets: &Targets,
+    name: &(String, u8),
+) -> Vec<(u32, u16)> {
     match key.direction {
         Direction::Ingress => {
             let ports = key.local_ports.get(name).into_iter().flatten();
-            ports.flat_map(|&port| targets.ids().into_iter().map(move |id| (id, port))).collect()
+            ports
+                .flat_map(|&port| targets.ids().into_iter().map(move |id| (id, port)))
+                .collect()
         }
         Direction::Egress => {
             let resolved = |id: u32| -> Vec<(u32, u16)> {
                 let ports = ctx.classes.named_ports.get(&id).and_then(|n| n.get(name));
-                ports.into_iter().flatten().map(|&port| (id, port)).collect()
+                ports
+                    .into_iter()
+                    .flatten()
+                    .map(|&port| (id, port))
+                    .collect()
             };
             match targets {
-                Targets::Any => ctx.classes.named_ports.keys().flat_map(|&id| resolved(id)).collect(),
+                Targets::Any => ctx
+                    .classes
+                    .named_ports
+                    .keys()
+                    .flat_map(|&id| resolved(id))
+                    .collect(),
                 Targets::Identities(ids) => ids.iter().flat_map(|&id| resolved(id)).collect(),
             }
         }

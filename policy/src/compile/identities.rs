@@ -88,16 +88,22 @@ fn block_contains(block: &IpBlockModel, addr: IpAddr) -> bool {
 
 /// Whether prefix `outer` contains all of prefix `inner`.
 fn covers(outer: &IpNetwork, inner: &IpNetwork) -> bool {
-    outer.is_ipv4() == inner.is_ipv4() && outer.prefix() <= inner.prefix() && outer.contains(inner.network())
+    outer.is_ipv4() == inner.is_ipv4()
+        && outer.prefix() <= inner.prefix()
+        && outer.contains(inner.network())
 }
 
 /// Whether pod peer `peer` selects `pod`.
 fn pod_matches(inv: &Inventory, peer: &PeerModel, pod: &PodModel) -> bool {
-    let PeerModel::Pods { namespaces, pods } = peer else { return false };
+    let PeerModel::Pods { namespaces, pods } = peer else {
+        return false;
+    };
     let namespace = &pod.pod_ref.namespace;
     let in_scope = match namespaces {
         NamespaceScope::Own(own) => own == namespace,
-        NamespaceScope::Selected(sel) => inv.namespace_labels(namespace).is_some_and(|l| sel.matches(l)),
+        NamespaceScope::Selected(sel) => inv
+            .namespace_labels(namespace)
+            .is_some_and(|l| sel.matches(l)),
     };
     in_scope && pods.matches(&pod.labels)
 }
@@ -112,11 +118,18 @@ fn host_signature(
     addr: IpAddr,
     holders: &Holders,
 ) -> GroupKey {
-    let kind = if holders.node { IdentityKind::Node } else { IdentityKind::Pods };
+    let kind = if holders.node {
+        IdentityKind::Node
+    } else {
+        IdentityKind::Pods
+    };
     let matched = (0..peers.0.len())
         .filter(|&i| match &peers.0[i] {
             PeerModel::Block(block) => block_contains(block, addr),
-            peer @ PeerModel::Pods { .. } => holders.pods.iter().any(|&p| pod_matches(inv, peer, &inv.pods[p])),
+            peer @ PeerModel::Pods { .. } => holders
+                .pods
+                .iter()
+                .any(|&p| pod_matches(inv, peer, &inv.pods[p])),
         })
         .collect();
     let mut named = NamedPorts::new();
@@ -124,7 +137,10 @@ fn host_signature(
         for (name, protocol) in egress_names {
             let ports = inv.pods[p].resolve(name, *protocol);
             if !ports.is_empty() {
-                named.entry((name.clone(), *protocol)).or_default().extend(ports);
+                named
+                    .entry((name.clone(), *protocol))
+                    .or_default()
+                    .extend(ports);
             }
         }
     }
@@ -136,7 +152,9 @@ fn host_signature(
 fn prefix_signature(peers: &PeerTable, prefix: &IpNetwork) -> GroupKey {
     let matched = (0..peers.0.len())
         .filter(|&i| match &peers.0[i] {
-            PeerModel::Block(b) => covers(&b.cidr, prefix) && !b.except.iter().any(|e| covers(e, prefix)),
+            PeerModel::Block(b) => {
+                covers(&b.cidr, prefix) && !b.except.iter().any(|e| covers(e, prefix))
+            }
             PeerModel::Pods { .. } => false,
         })
         .collect();
@@ -165,8 +183,12 @@ fn group_addresses(
     }
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for (addr, holder) in &holders {
-        let group = groups.entry(host_signature(inv, peers, egress_names, *addr, holder)).or_default();
-        group.pods.extend(holder.pods.iter().map(|&p| inv.pods[p].pod_ref.clone()));
+        let group = groups
+            .entry(host_signature(inv, peers, egress_names, *addr, holder))
+            .or_default();
+        group
+            .pods
+            .extend(holder.pods.iter().map(|&p| inv.pods[p].pod_ref.clone()));
         group.prefixes.push(IpNetwork::from(*addr));
     }
     let mut split = BTreeSet::new();
@@ -181,7 +203,11 @@ fn group_addresses(
         if is_host_prefix(&prefix) && holders.contains_key(&prefix.ip()) {
             continue;
         }
-        groups.entry(prefix_signature(peers, &prefix)).or_default().prefixes.push(prefix);
+        groups
+            .entry(prefix_signature(peers, &prefix))
+            .or_default()
+            .prefixes
+            .push(prefix);
     }
     groups
 }
@@ -200,7 +226,9 @@ pub(super) fn classify(
         ..Classes::default()
     };
     let mut world = Vec::new();
-    for ((kind, matched, named_ports), group) in group_addresses(inv, peers, egress_names, node_addresses) {
+    for ((kind, matched, named_ports), group) in
+        group_addresses(inv, peers, egress_names, node_addresses)
+    {
         if kind == IdentityKind::External && matched.is_empty() {
             // Matched by nothing: indistinguishable from an unknown address.
             world.extend(group.prefixes);
@@ -215,21 +243,38 @@ pub(super) fn classify(
         for &i in &matched {
             classes.by_peer[i].insert(id);
         }
-        if kind == IdentityKind::Node {
-            classes.node.insert(id);
+        classes.add(id, signature, group);
+    }
+    let world = Group {
+        pods: BTreeSet::new(),
+        prefixes: world,
+    };
+    classes.add_info(identity::WORLD, IdentityKind::World, world);
+    classes
+}
+
+impl Classes {
+    /// Records identity `id` for the addresses of `group`.
+    fn add(&mut self, id: u32, signature: Signature, group: Group) {
+        if signature.kind == IdentityKind::Node {
+            self.node.insert(id);
         }
         if !signature.named_ports.is_empty() {
-            classes.named_ports.insert(id, signature.named_ports);
+            self.named_ports.insert(id, signature.named_ports);
         }
-        classes.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
+        self.add_info(id, signature.kind, group);
+    }
+
+    fn add_info(&mut self, id: u32, kind: IdentityKind, group: Group) {
+        self.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
         let mut prefixes = group.prefixes;
         prefixes.sort();
         let pods = group.pods.into_iter().collect();
-        classes.identities.insert(id, IdentityInfo { kind, pods, prefixes });
+        let info = IdentityInfo {
+            kind,
+            pods,
+            prefixes,
+        };
+        self.identities.insert(id, info);
     }
-    classes.ipcache.extend(world.iter().map(|p| (*p, identity::WORLD)));
-    world.sort();
-    let info = IdentityInfo { kind: IdentityKind::World, pods: Vec::new(), prefixes: world };
-    classes.identities.insert(identity::WORLD, info);
-    classes
 }

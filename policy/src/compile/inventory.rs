@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{Errors, Labels, PodModel, PolicyModel, namespace_labels, parse_namespace, parse_pod, parse_policy};
+use crate::model::{
+    Errors, Labels, PodModel, PolicyModel, namespace_labels, parse_namespace, parse_pod,
+    parse_policy,
+};
 use crate::types::Direction;
 use crate::{CompileOptions, Snapshot};
 
@@ -96,7 +99,9 @@ impl Selection {
             let pod = &inv.pods[pod_index];
             let mut per_direction: [Vec<usize>; 2] = Default::default();
             for (policy_index, policy) in inv.policies.iter().enumerate() {
-                if policy.namespace != pod.pod_ref.namespace || !policy.selector.matches(&pod.labels) {
+                if policy.namespace != pod.pod_ref.namespace
+                    || !policy.selector.matches(&pod.labels)
+                {
                     continue;
                 }
                 for direction in Direction::BOTH {
@@ -108,6 +113,10 @@ impl Selection {
             }
             selecting.push(per_direction);
         }
-        Selection { locals, selecting, relevant }
+        Selection {
+            locals,
+            selecting,
+            relevant,
+        }
     }
 }

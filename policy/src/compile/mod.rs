@@ -13,12 +13,19 @@ use self::alloc::IdAllocator;
 use self::entries::{EntryContext, PolicySetKey, RuleKey, policy_entries};
 use self::identities::{PeerTable, Signature, classify};
 use self::inventory::{Inventory, Selection, slot};
-use crate::model::{PeerModel, PortModel};
+use crate::model::{PeerModel, PolicyModel, PortModel};
 use crate::types::{Compiled, Direction, LocalEndpoint, PolicyEntryKey, RuleRef};
 use crate::{CompileOptions, DefaultAction, Snapshot};
 
 /// First compiled policy id; 0 is [`POLICY_DENY_ALL`].
 const FIRST_COMPILED_POLICY: u32 = 1;
+
+/// The POLICY entries written so far, and the id of each policy set.
+#[derive(Default)]
+struct PolicyMaps {
+    entries: BTreeMap<PolicyEntryKey, u32>,
+    ids: BTreeMap<PolicySetKey, u32>,
+}
 
 /// Compiles snapshots, keeping ids stable from one compilation to the next.
 ///
@@ -59,7 +66,13 @@ impl Compiler {
         let selection = Selection::compute(&inv, options);
         let peers = PeerTable::new(relevant_peers(&inv, &selection));
         let egress_names = egress_named_ports(&inv, &selection);
-        let classes = classify(&inv, &peers, &egress_names, &options.node_addresses, &mut self.identities);
+        let classes = classify(
+            &inv,
+            &peers,
+            &egress_names,
+            &options.node_addresses,
+            &mut self.identities,
+        );
         let (rule_ids, rules) = self.allocate_rules(&inv, &selection);
         let ctx = EntryContext {
             classes: &classes,
@@ -67,9 +80,8 @@ impl Compiler {
             rule_ids: &rule_ids,
             node_traffic: !options.deny_node_traffic,
         };
-        let mut policy = BTreeMap::new();
+        let mut written = PolicyMaps::default();
         let mut endpoints = BTreeMap::new();
-        let mut policy_ids: BTreeMap<PolicySetKey, u32> = BTreeMap::new();
         for (local, &pod_index) in selection.locals.iter().enumerate() {
             let pod = &inv.pods[pod_index];
             let mut ids = [POLICY_DENY_ALL; 2];
@@ -78,20 +90,10 @@ impl Compiler {
                     .iter()
                     .map(|&i| &inv.policies[i])
                     .collect();
-                let isolated = options.default_action == DefaultAction::Deny || !selecting.is_empty();
+                let isolated =
+                    options.default_action == DefaultAction::Deny || !selecting.is_empty();
                 let key = PolicySetKey::new(direction, isolated, &selecting, pod);
-                if let Some(&id) = policy_ids.get(&key) {
-                    ids[slot(direction)] = id;
-                    continue;
-                }
-                let entries = policy_entries(&ctx, &key, &selecting);
-                // An empty policy is the reserved allow-nothing policy.
-                let id = if entries.is_empty() { POLICY_DENY_ALL } else { self.policies.id(&key) };
-                for ((identity, protocol, port), rule) in entries {
-                    policy.insert(PolicyEntryKey { policy: id, identity, protocol, port }, rule);
-                }
-                policy_ids.insert(key, id);
-                ids[slot(direction)] = id;
+                ids[slot(direction)] = self.policy_id(&ctx, key, &selecting, &mut written);
             }
             endpoints.insert(pod.pod_ref.clone(), local_endpoint(pod, ids));
         }
@@ -101,22 +103,62 @@ impl Compiler {
         Compiled {
             endpoints,
             ipcache: classes.ipcache,
-            policy,
+            policy: written.entries,
             rules,
             identities: classes.identities,
         }
     }
 
+    /// The policy id of `key`, writing its entries on first sight. A policy
+    /// without entries is the reserved allow-nothing policy.
+    fn policy_id(
+        &mut self,
+        ctx: &EntryContext<'_>,
+        key: PolicySetKey,
+        selecting: &[&PolicyModel],
+        written: &mut PolicyMaps,
+    ) -> u32 {
+        if let Some(&id) = written.ids.get(&key) {
+            return id;
+        }
+        let entries = policy_entries(ctx, &key, selecting);
+        let id = if entries.is_empty() {
+            POLICY_DENY_ALL
+        } else {
+            self.policies.id(&key)
+        };
+        for ((identity, protocol, port), rule) in entries {
+            let entry = PolicyEntryKey {
+                policy: id,
+                identity,
+                protocol,
+                port,
+            };
+            written.entries.insert(entry, rule);
+        }
+        written.ids.insert(key, id);
+        id
+    }
+
     /// Ids for every rule of a policy that selects a local pod in the rule's
     /// direction, in name order.
-    fn allocate_rules(&mut self, inv: &Inventory, selection: &Selection) -> (BTreeMap<RuleKey, u32>, BTreeMap<u32, RuleRef>) {
+    fn allocate_rules(
+        &mut self,
+        inv: &Inventory,
+        selection: &Selection,
+    ) -> (BTreeMap<RuleKey, u32>, BTreeMap<u32, RuleRef>) {
         let mut ids = BTreeMap::new();
         let mut refs = BTreeMap::new();
         for direction in Direction::BOTH {
             for &p in &selection.relevant[slot(direction)] {
                 let policy = &inv.policies[p];
                 for rule in policy.rules(direction).unwrap_or_default() {
-                    let key = (policy.namespace.clone(), policy.name.clone(), direction, rule.index);
+                    let key = (
+                        policy.namespace.clone(),
+                        policy.name.clone(),
+                        direction,
+                        rule.index,
+                    );
                     let id = self.rules.id(&key);
                     ids.insert(key, id);
                     let rule_ref = RuleRef {

@@ -11,7 +11,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::{Deserialize, Serialize};
 
-use self::view::{View, is_pod_address_holder, labels_of, peer_matches, policy_isolates, port_matches, rules_of, selector_matches};
+use self::view::{
+    View, is_pod_address_holder, labels_of, peer_matches, policy_isolates, port_matches, rules_of,
+    selector_matches,
+};
 use crate::types::{Direction, PodRef, RuleRef};
 use crate::{CompileOptions, DefaultAction, Snapshot};
 
@@ -39,11 +42,14 @@ pub enum Denial {
 /// The evaluator's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Decision {
+    /// A new connection may be opened.
     Allowed(Allowance),
+    /// The packet is dropped.
     Denied(Denial),
 }
 
 impl Decision {
+    /// Whether the connection is allowed, whatever allowed it.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allowed(_))
     }
@@ -65,7 +71,14 @@ impl<'a> Evaluator<'a> {
     }
 
     /// See [`evaluate`].
-    pub fn evaluate(&self, endpoint: &PodRef, direction: Direction, peer: IpAddr, protocol: u8, port: u16) -> Decision {
+    pub fn evaluate(
+        &self,
+        endpoint: &PodRef,
+        direction: Direction,
+        peer: IpAddr,
+        protocol: u8,
+        port: u16,
+    ) -> Decision {
         let Some(local) = self.local_pod(endpoint) else {
             return Decision::Denied(Denial::NotAnEndpoint);
         };
@@ -78,8 +91,13 @@ impl<'a> Evaluator<'a> {
         for policy in &selecting {
             for (index, peers, ports) in rules_of(policy, direction) {
                 let peers_ok = peers.is_empty()
-                    || peers.iter().any(|p| peer_matches(&self.view, p, &endpoint.namespace, peer, &holders));
-                let ports_ok = ports.is_empty() || ports.iter().any(|p| port_matches(p, &named_port_pods, protocol, port));
+                    || peers
+                        .iter()
+                        .any(|p| peer_matches(&self.view, p, &endpoint.namespace, peer, &holders));
+                let ports_ok = ports.is_empty()
+                    || ports
+                        .iter()
+                        .any(|p| port_matches(p, &named_port_pods, protocol, port));
                 if peers_ok && ports_ok {
                     return Decision::Allowed(Allowance::Rule(RuleRef {
                         kind: "NetworkPolicy".to_string(),
@@ -92,7 +110,10 @@ impl<'a> Evaluator<'a> {
             }
         }
         let options = self.options;
-        if direction == Direction::Ingress && !options.deny_node_traffic && options.node_addresses.contains(&peer) {
+        if direction == Direction::Ingress
+            && !options.deny_node_traffic
+            && options.node_addresses.contains(&peer)
+        {
             return Decision::Allowed(Allowance::NodeTraffic);
         }
         if selecting.is_empty() && options.default_action == DefaultAction::Allow {
@@ -121,7 +142,8 @@ impl<'a> Evaluator<'a> {
             .filter(|p| p.metadata.namespace == local.metadata.namespace)
             .filter(|p| {
                 let selector = p.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
-                selector.is_none_or(|s| selector_matches(s, labels_of(local))) && policy_isolates(p, direction)
+                selector.is_none_or(|s| selector_matches(s, labels_of(local)))
+                    && policy_isolates(p, direction)
             })
             .collect();
         selecting.sort_by_key(|p| p.metadata.name.clone());

@@ -11,7 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::types::Direction;
-use crate::{NAMESPACE_NAME_LABEL, Snapshot, protocol_number, validate_namespace, validate_network_policy, validate_pod};
+use crate::{
+    NAMESPACE_NAME_LABEL, Snapshot, protocol_number, validate_namespace, validate_network_policy,
+    validate_pod,
+};
 
 pub(super) type Labels = BTreeMap<String, String>;
 
@@ -23,7 +26,10 @@ pub(super) struct View<'a> {
 }
 
 fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 impl<'a> View<'a> {
@@ -41,11 +47,21 @@ impl<'a> View<'a> {
             .filter(|p| validate_network_policy(p).is_empty() && seen.insert(name_of(&p.metadata)))
             .collect();
         let mut namespaces = BTreeMap::new();
-        for ns in snapshot.namespaces.iter().filter(|ns| validate_namespace(ns).is_empty()) {
+        for ns in snapshot
+            .namespaces
+            .iter()
+            .filter(|ns| validate_namespace(ns).is_empty())
+        {
             let name = ns.metadata.name.clone().unwrap_or_default();
-            namespaces.entry(name).or_insert_with(|| ns.metadata.labels.clone().unwrap_or_default());
+            namespaces
+                .entry(name)
+                .or_insert_with(|| ns.metadata.labels.clone().unwrap_or_default());
         }
-        View { pods, policies, namespaces }
+        View {
+            pods,
+            policies,
+            namespaces,
+        }
     }
 
     /// Labels of namespace `name`, with the name label the API server sets.
@@ -57,22 +73,41 @@ impl<'a> View<'a> {
 
     /// Pods whose addresses are pod addresses and that hold `addr`.
     pub(super) fn pods_holding(&self, addr: IpAddr) -> Vec<&'a Pod> {
-        self.pods.iter().copied().filter(|p| is_pod_address_holder(p) && pod_ips(p).contains(&addr)).collect()
+        self.pods
+            .iter()
+            .copied()
+            .filter(|p| is_pod_address_holder(p) && pod_ips(p).contains(&addr))
+            .collect()
     }
 }
 
 pub(super) fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
-    let Some(status) = &pod.status else { return Vec::new() };
-    let listed: Vec<IpAddr> = status.pod_ips.iter().flatten().filter_map(|ip| ip.ip.parse().ok()).collect();
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
+    let listed: Vec<IpAddr> = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.ip.parse().ok())
+        .collect();
     if !listed.is_empty() {
         return listed;
     }
-    status.pod_ip.iter().filter_map(|ip| ip.parse().ok()).collect()
+    status
+        .pod_ip
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect()
 }
 
 /// Running (or pending) pods with an IP of their own: not host-network, not finished.
 pub(super) fn is_pod_address_holder(pod: &Pod) -> bool {
-    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     let finished = phase == Some("Succeeded") || phase == Some("Failed");
     !host_network && !finished && !pod_ips(pod).is_empty()
@@ -84,7 +119,11 @@ pub(super) fn labels_of(pod: &Pod) -> &Labels {
 }
 
 pub(super) fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
-    let labels_ok = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let labels_ok = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
     let exprs_ok = selector.match_expressions.iter().flatten().all(|e| {
         let values = e.values.as_deref().unwrap_or_default();
         let value = labels.get(&e.key);
@@ -123,28 +162,52 @@ pub(super) fn policy_isolates(policy: &NetworkPolicy, direction: Direction) -> b
 pub(super) type RawRule<'a> = (u32, &'a [NetworkPolicyPeer], &'a [NetworkPolicyPort]);
 
 pub(super) fn rules_of(policy: &NetworkPolicy, direction: Direction) -> Vec<RawRule<'_>> {
-    let Some(spec) = &policy.spec else { return Vec::new() };
+    let Some(spec) = &policy.spec else {
+        return Vec::new();
+    };
     let rules: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
         Direction::Ingress => spec
             .ingress
             .iter()
             .flatten()
-            .map(|r| (r.from.as_deref().unwrap_or_default(), r.ports.as_deref().unwrap_or_default()))
+            .map(|r| {
+                (
+                    r.from.as_deref().unwrap_or_default(),
+                    r.ports.as_deref().unwrap_or_default(),
+                )
+            })
             .collect(),
         Direction::Egress => spec
             .egress
             .iter()
             .flatten()
-            .map(|r| (r.to.as_deref().unwrap_or_default(), r.ports.as_deref().unwrap_or_default()))
+            .map(|r| {
+                (
+                    r.to.as_deref().unwrap_or_default(),
+                    r.ports.as_deref().unwrap_or_default(),
+                )
+            })
             .collect(),
     };
-    (0u32..).zip(rules).map(|(i, (peers, ports))| (i, peers, ports)).collect()
+    (0u32..)
+        .zip(rules)
+        .map(|(i, (peers, ports))| (i, peers, ports))
+        .collect()
 }
 
 /// Whether `peer` (of a policy in `policy_ns`) matches address `addr`, held by `holders`.
-pub(super) fn peer_matches(view: &View<'_>, peer: &NetworkPolicyPeer, policy_ns: &str, addr: IpAddr, holders: &[&Pod]) -> bool {
+pub(super) fn peer_matches(
+    view: &View<'_>,
+    peer: &NetworkPolicyPeer,
+    policy_ns: &str,
+    addr: IpAddr,
+    holders: &[&Pod],
+) -> bool {
     if let Some(block) = &peer.ip_block {
-        let inside = |cidr: &str| cidr.parse::<IpNetwork>().is_ok_and(|net| net.contains(addr));
+        let inside = |cidr: &str| {
+            cidr.parse::<IpNetwork>()
+                .is_ok_and(|net| net.contains(addr))
+        };
         return inside(&block.cidr) && !block.except.iter().flatten().any(|e| inside(e));
     }
     holders.iter().any(|pod| {
@@ -153,24 +216,39 @@ pub(super) fn peer_matches(view: &View<'_>, peer: &NetworkPolicyPeer, policy_ns:
             None => ns == policy_ns,
             Some(sel) => selector_matches(sel, &view.namespace_labels(ns)),
         };
-        let pod_ok = peer.pod_selector.as_ref().is_none_or(|sel| selector_matches(sel, labels_of(pod)));
+        let pod_ok = peer
+            .pod_selector
+            .as_ref()
+            .is_none_or(|sel| selector_matches(sel, labels_of(pod)));
         ns_ok && pod_ok
     })
 }
 
 /// Whether `pod` has a container port `name` for `protocol` numbered `port`.
 fn has_named_port(pod: &Pod, name: &str, protocol: u8, port: u16) -> bool {
-    let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
-    containers.iter().flat_map(|c| c.ports.iter().flatten()).any(|p| {
-        p.name.as_deref() == Some(name)
-            && protocol_number(p.protocol.as_deref().unwrap_or("TCP")) == Some(protocol)
-            && p.container_port == i32::from(port)
-    })
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .any(|p| {
+            p.name.as_deref() == Some(name)
+                && protocol_number(p.protocol.as_deref().unwrap_or("TCP")) == Some(protocol)
+                && p.container_port == i32::from(port)
+        })
 }
 
 /// Whether a `ports` entry matches the packet. Named ports resolve against
 /// `named_port_pods`: the local pod on ingress, the peer's holders on egress.
-pub(super) fn port_matches(entry: &NetworkPolicyPort, named_port_pods: &[&Pod], protocol: u8, port: u16) -> bool {
+pub(super) fn port_matches(
+    entry: &NetworkPolicyPort,
+    named_port_pods: &[&Pod],
+    protocol: u8,
+    port: u16,
+) -> bool {
     if protocol_number(entry.protocol.as_deref().unwrap_or("TCP")) != Some(protocol) {
         return false;
     }
@@ -180,6 +258,8 @@ pub(super) fn port_matches(entry: &NetworkPolicyPort, named_port_pods: &[&Pod], 
             let last = entry.end_port.unwrap_or(*first);
             (*first..=last).contains(&i32::from(port))
         }
-        Some(IntOrString::String(name)) => named_port_pods.iter().any(|p| has_named_port(p, name, protocol, port)),
+        Some(IntOrString::String(name)) => named_port_pods
+            .iter()
+            .any(|p| has_named_port(p, name, protocol, port)),
     }
 }

@@ -10,16 +10,26 @@ pub enum FieldProblem {
     Required,
     /// The value does not parse or breaks a constraint.
     #[error("invalid value {value:?}: {reason}")]
-    Invalid { value: String, reason: String },
+    Invalid {
+        /// The offending value, as written.
+        value: String,
+        /// What the value should be.
+        reason: String,
+    },
     /// The value is not one of a fixed set.
     #[error("unsupported value {value:?}: supported values are {supported}")]
     Unsupported {
+        /// The offending value, as written.
         value: String,
+        /// The values that are supported, comma-separated.
         supported: &'static str,
     },
     /// The field must not be set (in this combination).
     #[error("forbidden: {reason}")]
-    Forbidden { reason: &'static str },
+    Forbidden {
+        /// Why the field may not be set.
+        reason: &'static str,
+    },
 }
 
 /// One problem with one field, named by its path in the object
@@ -27,7 +37,9 @@ pub enum FieldProblem {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct FieldError {
+    /// The path of the field, as in Kubernetes API errors.
     pub field: String,
+    /// What is wrong with it.
     pub problem: FieldProblem,
 }
 

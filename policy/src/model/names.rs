@@ -47,11 +47,12 @@ fn name_part_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() || s.len() > QUALIFIED_NAME_MAX {
         return Some("must be 1 to 63 characters");
     }
-    let ok_chars = s.chars().all(|c| is_alnum(c) || matches!(c, '-' | '_' | '.'));
+    let ok_chars = s
+        .chars()
+        .all(|c| is_alnum(c) || matches!(c, '-' | '_' | '.'));
     let ok_ends = s.starts_with(is_alnum) && s.ends_with(is_alnum);
-    (!ok_chars || !ok_ends).then_some(
-        "must be alphanumerics, '-', '_' or '.', starting and ending alphanumeric",
-    )
+    (!ok_chars || !ok_ends)
+        .then_some("must be alphanumerics, '-', '_' or '.', starting and ending alphanumeric")
 }
 
 /// A label key: `[prefix/]name`.
@@ -87,7 +88,11 @@ pub(crate) fn port_name_problem(s: &str) -> Option<&'static str> {
 }
 
 /// Checks `metadata.labels`.
-pub(crate) fn check_labels(labels: Option<&BTreeMap<String, String>>, path: &str, errs: &mut Errors) {
+pub(crate) fn check_labels(
+    labels: Option<&BTreeMap<String, String>>,
+    path: &str,
+    errs: &mut Errors,
+) {
     for (key, value) in labels.into_iter().flatten() {
         if let Some(reason) = label_key_problem(key) {
             errs.invalid(format_args!("{path}"), key, reason);

@@ -60,19 +60,31 @@ fn parse_container_ports(container: &Container, path: &str, errs: &mut Errors) -
         let at = format!("{path}.ports[{i}]");
         let number = u16::try_from(port.container_port).ok().filter(|p| *p != 0);
         if number.is_none() {
-            errs.invalid(format_args!("{at}.containerPort"), port.container_port, "must be between 1 and 65535, inclusive");
+            errs.invalid(
+                format_args!("{at}.containerPort"),
+                port.container_port,
+                "must be between 1 and 65535, inclusive",
+            );
         }
         let protocol_name = port.protocol.as_deref().unwrap_or("TCP");
         let protocol = protocol_number(protocol_name);
         if protocol.is_none() {
-            errs.unsupported(format_args!("{at}.protocol"), protocol_name, "TCP, UDP, SCTP");
+            errs.unsupported(
+                format_args!("{at}.protocol"),
+                protocol_name,
+                "TCP, UDP, SCTP",
+            );
         }
         let Some(name) = &port.name else { continue };
         if let Some(reason) = port_name_problem(name) {
             errs.invalid(format_args!("{at}.name"), name, reason);
         }
         if let (Some(port), Some(protocol)) = (number, protocol) {
-            named.push(NamedPort { name: name.clone(), protocol, port });
+            named.push(NamedPort {
+                name: name.clone(),
+                protocol,
+                port,
+            });
         }
     }
     named
@@ -87,13 +99,21 @@ fn parse_ip(text: &str, path: &str, errs: &mut Errors) -> Option<IpAddr> {
 }
 
 fn parse_pod_ips(pod: &Pod, errs: &mut Errors) -> Vec<IpAddr> {
-    let Some(status) = &pod.status else { return Vec::new() };
+    let Some(status) = &pod.status else {
+        return Vec::new();
+    };
     let mut ips = Vec::new();
     for (i, ip) in status.pod_ips.iter().flatten().enumerate() {
         let path = format!("status.podIPs[{i}].ip");
-        let Some(addr) = parse_ip(&ip.ip, &path, errs) else { continue };
+        let Some(addr) = parse_ip(&ip.ip, &path, errs) else {
+            continue;
+        };
         if ips.iter().any(|a: &IpAddr| a.is_ipv4() == addr.is_ipv4()) {
-            errs.invalid(path, addr, "may specify no more than one IP for each IP family");
+            errs.invalid(
+                path,
+                addr,
+                "may specify no more than one IP for each IP family",
+            );
         }
         ips.push(addr);
     }
@@ -120,8 +140,17 @@ pub(crate) fn parse_pod(pod: &Pod, errs: &mut Errors) -> Option<PodModel> {
     check_labels(meta.labels.as_ref(), "metadata.labels", errs);
     let spec = pod.spec.as_ref();
     let mut named_ports = Vec::new();
-    for (i, container) in spec.map(|s| s.containers.as_slice()).unwrap_or_default().iter().enumerate() {
-        named_ports.extend(parse_container_ports(container, &format!("spec.containers[{i}]"), errs));
+    for (i, container) in spec
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        named_ports.extend(parse_container_ports(
+            container,
+            &format!("spec.containers[{i}]"),
+            errs,
+        ));
     }
     let ips = parse_pod_ips(pod, errs);
     if !errs.is_empty() {
@@ -131,7 +160,9 @@ pub(crate) fn parse_pod(pod: &Pod, errs: &mut Errors) -> Option<PodModel> {
     Some(PodModel {
         pod_ref: PodRef::new(namespace, name),
         labels: meta.labels.clone().unwrap_or_default(),
-        node: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
+        node: spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
         terminal: matches!(phase, Some("Succeeded" | "Failed")),
         ips,

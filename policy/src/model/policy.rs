@@ -3,7 +3,9 @@
 //! and an object with any problem yields no model.
 
 use ipnetwork::IpNetwork;
-use k8s_openapi::api::networking::v1::{IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::errors::Errors;
@@ -59,7 +61,10 @@ pub(crate) enum NamespaceScope {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum PeerModel {
     /// Pods matching `pods` in the namespaces of `namespaces`.
-    Pods { namespaces: NamespaceScope, pods: Selector },
+    Pods {
+        namespaces: NamespaceScope,
+        pods: Selector,
+    },
     /// Addresses in `cidr` and in none of `except`.
     Block(IpBlockModel),
 }
@@ -108,7 +113,9 @@ fn parse_ip_block(block: &IPBlock, path: &str, errs: &mut Errors) -> Option<IpBl
     let mut except = Vec::new();
     for (i, text) in block.except.iter().flatten().enumerate() {
         let at = format!("{path}.except[{i}]");
-        let Some(net) = parse_cidr(text, &at, errs) else { continue };
+        let Some(net) = parse_cidr(text, &at, errs) else {
+            continue;
+        };
         let strict_subset = cidr.is_some_and(|c| {
             c.is_ipv4() == net.is_ipv4() && c.prefix() < net.prefix() && c.contains(net.network())
         });
@@ -119,19 +126,36 @@ fn parse_ip_block(block: &IPBlock, path: &str, errs: &mut Errors) -> Option<IpBl
     }
     except.sort();
     except.dedup();
-    Some(IpBlockModel { cidr: cidr?, except })
+    Some(IpBlockModel {
+        cidr: cidr?,
+        except,
+    })
 }
 
-fn parse_peer(peer: &NetworkPolicyPeer, namespace: &str, path: &str, errs: &mut Errors) -> Option<PeerModel> {
+fn parse_peer(
+    peer: &NetworkPolicyPeer,
+    namespace: &str,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<PeerModel> {
     let has_selector = peer.pod_selector.is_some() || peer.namespace_selector.is_some();
     match (&peer.ip_block, has_selector) {
         (Some(_), true) => {
-            errs.forbidden(path, "ipBlock may not be combined with podSelector or namespaceSelector");
+            errs.forbidden(
+                path,
+                "ipBlock may not be combined with podSelector or namespaceSelector",
+            );
             None
         }
-        (Some(block), false) => parse_ip_block(block, &format!("{path}.ipBlock"), errs).map(PeerModel::Block),
+        (Some(block), false) => {
+            parse_ip_block(block, &format!("{path}.ipBlock"), errs).map(PeerModel::Block)
+        }
         (None, false) => {
-            errs.invalid(path, "{}", "must specify one of podSelector, namespaceSelector, ipBlock");
+            errs.invalid(
+                path,
+                "{}",
+                "must specify one of podSelector, namespaceSelector, ipBlock",
+            );
             None
         }
         (None, true) => {
@@ -140,10 +164,14 @@ fn parse_peer(peer: &NetworkPolicyPeer, namespace: &str, path: &str, errs: &mut 
                 None => Some(Selector::everything()),
             };
             let namespaces = match &peer.namespace_selector {
-                Some(sel) => parse_selector(sel, &format!("{path}.namespaceSelector"), errs).map(NamespaceScope::Selected),
+                Some(sel) => parse_selector(sel, &format!("{path}.namespaceSelector"), errs)
+                    .map(NamespaceScope::Selected),
                 None => Some(NamespaceScope::Own(namespace.to_string())),
             };
-            Some(PeerModel::Pods { namespaces: namespaces?, pods: pods? })
+            Some(PeerModel::Pods {
+                namespaces: namespaces?,
+                pods: pods?,
+            })
         }
     }
 }
@@ -158,17 +186,18 @@ fn parse_port_number(value: i32, path: &str, errs: &mut Errors) -> Option<u16> {
     }
 }
 
+/// A port's protocol; TCP when absent.
+fn parse_protocol(protocol: Option<&str>, path: &str, errs: &mut Errors) -> Option<u8> {
+    let name = protocol.unwrap_or("TCP");
+    let number = protocol_number(name);
+    if number.is_none() {
+        errs.unsupported(format_args!("{path}.protocol"), name, "TCP, UDP, SCTP");
+    }
+    number
+}
+
 fn parse_port(port: &NetworkPolicyPort, path: &str, errs: &mut Errors) -> Option<PortModel> {
-    let protocol = match port.protocol.as_deref() {
-        None => protocol_number("TCP"),
-        Some(name) => {
-            let number = protocol_number(name);
-            if number.is_none() {
-                errs.unsupported(format_args!("{path}.protocol"), name, "TCP, UDP, SCTP");
-            }
-            number
-        }
-    };
+    let protocol = parse_protocol(port.protocol.as_deref(), path, errs);
     let end_path = format!("{path}.endPort");
     let model = match (&port.port, port.end_port) {
         (None, None) => PortModel::AllPorts(protocol?),
@@ -184,7 +213,10 @@ fn parse_port(port: &NetworkPolicyPort, path: &str, errs: &mut Errors) -> Option
             if let Some(reason) = port_name_problem(name) {
                 errs.invalid(format_args!("{path}.port"), name, reason);
             }
-            PortModel::Named { protocol: protocol?, name: name.clone() }
+            PortModel::Named {
+                protocol: protocol?,
+                name: name.clone(),
+            }
         }
         (Some(IntOrString::Int(first)), end) => {
             let first = parse_port_number(*first, &format!("{path}.port"), errs)?;
@@ -193,10 +225,18 @@ fn parse_port(port: &NetworkPolicyPort, path: &str, errs: &mut Errors) -> Option
                 Some(end) => parse_port_number(end, &end_path, errs)?,
             };
             if last < first {
-                errs.invalid(end_path, last, format!("must be greater than or equal to port ({first})"));
+                errs.invalid(
+                    end_path,
+                    last,
+                    format!("must be greater than or equal to port ({first})"),
+                );
                 return None;
             }
-            PortModel::Range { protocol: protocol?, first, last }
+            PortModel::Range {
+                protocol: protocol?,
+                first,
+                last,
+            }
         }
     };
     Some(model)
@@ -226,28 +266,49 @@ struct RawRule<'a> {
     ports: Option<&'a [NetworkPolicyPort]>,
 }
 
-fn parse_rules(rules: &[RawRule<'_>], namespace: &str, path: &str, peer_field: &str, errs: &mut Errors) -> Option<Vec<RuleModel>> {
+fn parse_rules(
+    rules: &[RawRule<'_>],
+    namespace: &str,
+    path: &str,
+    peer_field: &str,
+    errs: &mut Errors,
+) -> Option<Vec<RuleModel>> {
     let mut parsed = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         let at = format!("{path}[{i}]");
-        let peers = parse_list(rule.peers, &format!("{at}.{peer_field}"), errs, |p, path, errs| {
-            parse_peer(p, namespace, path, errs)
-        });
+        let peers = parse_list(
+            rule.peers,
+            &format!("{at}.{peer_field}"),
+            errs,
+            |p, path, errs| parse_peer(p, namespace, path, errs),
+        );
         let ports = parse_list(rule.ports, &format!("{at}.ports"), errs, parse_port);
         // Indices fit: a rule list longer than u32::MAX cannot be in memory twice.
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         if let (Some(peers), Some(ports)) = (peers, ports) {
-            parsed.push(RuleModel { index, peers, ports });
+            parsed.push(RuleModel {
+                index,
+                peers,
+                ports,
+            });
         }
     }
     (parsed.len() == rules.len()).then_some(parsed)
 }
 
 /// Which directions the policy isolates: `(ingress, egress)`.
-fn effective_types(policy_types: Option<&[String]>, has_egress_rules: bool, errs: &mut Errors) -> (bool, bool) {
+fn effective_types(
+    policy_types: Option<&[String]>,
+    has_egress_rules: bool,
+    errs: &mut Errors,
+) -> (bool, bool) {
     let types = policy_types.unwrap_or_default();
     if types.len() > 2 {
-        errs.invalid("spec.policyTypes", types.join(","), "may not specify more than two policyTypes");
+        errs.invalid(
+            "spec.policyTypes",
+            types.join(","),
+            "may not specify more than two policyTypes",
+        );
     }
     for (i, t) in types.iter().enumerate() {
         if t != "Ingress" && t != "Egress" {
@@ -260,7 +321,10 @@ fn effective_types(policy_types: Option<&[String]>, has_egress_rules: bool, errs
         // dropped on the wire (omitempty), so it does not count as present.
         (true, has_egress_rules)
     } else {
-        (types.iter().any(|t| t == "Ingress"), types.iter().any(|t| t == "Egress"))
+        (
+            types.iter().any(|t| t == "Ingress"),
+            types.iter().any(|t| t == "Egress"),
+        )
     }
 }
 
@@ -278,12 +342,23 @@ pub(crate) fn parse_policy(policy: &NetworkPolicy, errs: &mut Errors) -> Option<
         None => Some(Selector::everything()),
     };
     let egress_rules = spec.egress.as_deref().unwrap_or_default();
-    let (isolates_ingress, isolates_egress) = effective_types(spec.policy_types.as_deref(), !egress_rules.is_empty(), errs);
-    let ingress: Vec<RawRule<'_>> = spec.ingress.iter().flatten()
-        .map(|r| RawRule { peers: r.from.as_deref(), ports: r.ports.as_deref() })
+    let (isolates_ingress, isolates_egress) =
+        effective_types(spec.policy_types.as_deref(), !egress_rules.is_empty(), errs);
+    let ingress: Vec<RawRule<'_>> = spec
+        .ingress
+        .iter()
+        .flatten()
+        .map(|r| RawRule {
+            peers: r.from.as_deref(),
+            ports: r.ports.as_deref(),
+        })
         .collect();
-    let egress: Vec<RawRule<'_>> = egress_rules.iter()
-        .map(|r| RawRule { peers: r.to.as_deref(), ports: r.ports.as_deref() })
+    let egress: Vec<RawRule<'_>> = egress_rules
+        .iter()
+        .map(|r| RawRule {
+            peers: r.to.as_deref(),
+            ports: r.ports.as_deref(),
+        })
         .collect();
     // Rules of a direction the policy does not isolate are still validated.
     let ingress = parse_rules(&ingress, &namespace, "spec.ingress", "from", errs);
@@ -301,7 +376,12 @@ pub(crate) fn parse_policy(policy: &NetworkPolicy, errs: &mut Errors) -> Option<
 }
 
 /// Checks a required object name or namespace.
-pub(crate) fn check_object_name(value: &str, path: &str, syntax: fn(&str) -> Option<&'static str>, errs: &mut Errors) {
+pub(crate) fn check_object_name(
+    value: &str,
+    path: &str,
+    syntax: fn(&str) -> Option<&'static str>,
+    errs: &mut Errors,
+) {
     if value.is_empty() {
         errs.required(path);
     } else if let Some(reason) = syntax(value) {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::errors::Errors;
 use super::names::{label_key_problem, label_value_problem};
@@ -56,8 +56,51 @@ impl Selector {
     }
 }
 
+fn parse_requirement(
+    expr: &LabelSelectorRequirement,
+    at: &str,
+    errs: &mut Errors,
+) -> Option<Requirement> {
+    if let Some(reason) = label_key_problem(&expr.key) {
+        errs.invalid(format_args!("{at}.key"), &expr.key, reason);
+    }
+    let values = expr.values.as_deref().unwrap_or_default();
+    for (j, value) in values.iter().enumerate() {
+        if let Some(reason) = label_value_problem(value) {
+            errs.invalid(format_args!("{at}.values[{j}]"), value, reason);
+        }
+    }
+    let operator = match expr.operator.as_str() {
+        "In" => Operator::In,
+        "NotIn" => Operator::NotIn,
+        "Exists" => Operator::Exists,
+        "DoesNotExist" => Operator::DoesNotExist,
+        other => {
+            let supported = "In, NotIn, Exists, DoesNotExist";
+            errs.unsupported(format_args!("{at}.operator"), other, supported);
+            return None;
+        }
+    };
+    let needs_values = matches!(operator, Operator::In | Operator::NotIn);
+    if needs_values && values.is_empty() {
+        errs.required(format_args!("{at}.values"));
+    } else if !needs_values && !values.is_empty() {
+        let reason = "must be empty for Exists and DoesNotExist";
+        errs.forbidden(format_args!("{at}.values"), reason);
+    }
+    Some(Requirement {
+        key: expr.key.clone(),
+        operator,
+        values: values.iter().cloned().collect(),
+    })
+}
+
 /// Parses `selector` at `path`; `None` (with errors pushed) when invalid.
-pub(crate) fn parse_selector(selector: &LabelSelector, path: &str, errs: &mut Errors) -> Option<Selector> {
+pub(crate) fn parse_selector(
+    selector: &LabelSelector,
+    path: &str,
+    errs: &mut Errors,
+) -> Option<Selector> {
     let before = errs.0.len();
     let mut requirements = Vec::new();
     for (key, value) in selector.match_labels.iter().flatten() {
@@ -75,36 +118,7 @@ pub(crate) fn parse_selector(selector: &LabelSelector, path: &str, errs: &mut Er
     }
     for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
         let at = format!("{path}.matchExpressions[{i}]");
-        if let Some(reason) = label_key_problem(&expr.key) {
-            errs.invalid(format_args!("{at}.key"), &expr.key, reason);
-        }
-        let values = expr.values.as_deref().unwrap_or_default();
-        for (j, value) in values.iter().enumerate() {
-            if let Some(reason) = label_value_problem(value) {
-                errs.invalid(format_args!("{at}.values[{j}]"), value, reason);
-            }
-        }
-        let operator = match expr.operator.as_str() {
-            "In" => Operator::In,
-            "NotIn" => Operator::NotIn,
-            "Exists" => Operator::Exists,
-            "DoesNotExist" => Operator::DoesNotExist,
-            other => {
-                errs.unsupported(format_args!("{at}.operator"), other, "In, NotIn, Exists, DoesNotExist");
-                continue;
-            }
-        };
-        let needs_values = matches!(operator, Operator::In | Operator::NotIn);
-        if needs_values && values.is_empty() {
-            errs.required(format_args!("{at}.values"));
-        } else if !needs_values && !values.is_empty() {
-            errs.forbidden(format_args!("{at}.values"), "must be empty for Exists and DoesNotExist");
-        }
-        requirements.push(Requirement {
-            key: expr.key.clone(),
-            operator,
-            values: values.iter().cloned().collect(),
-        });
+        requirements.extend(parse_requirement(expr, &at, errs));
     }
     requirements.sort();
     requirements.dedup();
@@ -114,10 +128,12 @@ pub(crate) fn parse_selector(selector: &LabelSelector, path: &str, errs: &mut Er
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -130,7 +146,8 @@ mod tests {
 
     fn parse(sel: LabelSelector) -> Result<Selector, Vec<String>> {
         let mut errs = Errors::default();
-        parse_selector(&sel, "s", &mut errs).ok_or_else(|| errs.0.iter().map(|e| e.field.clone()).collect())
+        parse_selector(&sel, "s", &mut errs)
+            .ok_or_else(|| errs.0.iter().map(|e| e.field.clone()).collect())
     }
 
     #[test]

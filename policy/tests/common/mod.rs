@@ -7,7 +7,8 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_policy::{
-    CompileOptions, Compiled, Compiler, DefaultAction, Direction, PodRef, Snapshot, evaluate, lookup,
+    CompileOptions, Compiled, Compiler, DefaultAction, Direction, PodRef, Snapshot, evaluate,
+    lookup,
 };
 use serde_json::{Value, json};
 
@@ -24,7 +25,8 @@ pub fn ip(s: &str) -> IpAddr {
 }
 
 pub fn namespace(name: &str, labels: Value) -> Namespace {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).expect("namespace")
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))
+        .expect("namespace")
 }
 
 /// A pod on `node` with labels and IPs (first one also as `podIP`).
@@ -44,7 +46,8 @@ pub fn with_ports(mut pod: Pod, ports: &[(&str, i32, &str)]) -> Pod {
         .iter()
         .map(|(n, p, proto)| json!({"name": n, "containerPort": p, "protocol": proto}))
         .collect();
-    let container = serde_json::from_value(json!({"name": "c", "image": "i", "ports": ports})).expect("container");
+    let container = serde_json::from_value(json!({"name": "c", "image": "i", "ports": ports}))
+        .expect("container");
     if let Some(spec) = pod.spec.as_mut() {
         spec.containers = vec![container];
     }
@@ -52,7 +55,8 @@ pub fn with_ports(mut pod: Pod, ports: &[(&str, i32, &str)]) -> Pod {
 }
 
 pub fn policy(ns: &str, name: &str, spec: Value) -> NetworkPolicy {
-    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name}, "spec": spec})).expect("policy")
+    serde_json::from_value(json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}))
+        .expect("policy")
 }
 
 /// A cluster whose pods all run on [`NODE`], so that every pod is a local
@@ -92,7 +96,10 @@ impl Cluster {
     pub fn model_3x3() -> Self {
         let mut cluster = Cluster::new(DefaultAction::Allow);
         for (n, ns) in ["x", "y", "z"].iter().enumerate() {
-            cluster.snapshot.namespaces.push(namespace(ns, json!({"ns": ns})));
+            cluster
+                .snapshot
+                .namespaces
+                .push(namespace(ns, json!({"ns": ns})));
             for (p, name) in ["a", "b", "c"].iter().enumerate() {
                 let v4 = format!("10.0.{}.{}", n + 1, p + 1);
                 let v6 = format!("fd00::{}:{}", n + 1, p + 1);
@@ -107,7 +114,13 @@ impl Cluster {
         self.snapshot
             .pods
             .iter()
-            .map(|p| format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or("")))
+            .map(|p| {
+                format!(
+                    "{}/{}",
+                    p.metadata.namespace.as_deref().unwrap_or(""),
+                    p.metadata.name.as_deref().unwrap_or("")
+                )
+            })
             .collect()
     }
 
@@ -130,7 +143,10 @@ impl Cluster {
             .snapshot
             .pods
             .iter()
-            .find(|p| p.metadata.namespace.as_deref() == Some(ns) && p.metadata.name.as_deref() == Some(name))
+            .find(|p| {
+                p.metadata.namespace.as_deref() == Some(ns)
+                    && p.metadata.name.as_deref() == Some(name)
+            })
             .expect("pod exists");
         let status = pod.status.as_ref().expect("status");
         status.pod_ips.iter().flatten().map(|i| ip(&i.ip)).collect()
@@ -138,11 +154,27 @@ impl Cluster {
 
     /// The verdict at `endpoint`, from the compiled maps; asserts that the
     /// reference evaluator agrees.
-    pub fn allowed(&self, compiled: &Compiled, endpoint: &str, direction: Direction, peer: IpAddr, protocol: u8, port: u16) -> bool {
+    pub fn allowed(
+        &self,
+        compiled: &Compiled,
+        endpoint: &str,
+        direction: Direction,
+        peer: IpAddr,
+        protocol: u8,
+        port: u16,
+    ) -> bool {
         let (ns, name) = endpoint.split_once('/').expect("ns/name");
         let endpoint = PodRef::new(ns, name);
         let by_maps = lookup(compiled, &endpoint, direction, peer, protocol, port).is_some();
-        let reference = evaluate(&self.snapshot, &self.options, &endpoint, direction, peer, protocol, port);
+        let reference = evaluate(
+            &self.snapshot,
+            &self.options,
+            &endpoint,
+            direction,
+            peer,
+            protocol,
+            port,
+        );
         assert_eq!(
             by_maps,
             reference.is_allowed(),
@@ -153,7 +185,14 @@ impl Cluster {
 
     /// Whether `from` can open a connection to `to`: egress at `from` and
     /// ingress at `to`, checked over IPv4 and IPv6 (which must agree).
-    pub fn reach(&self, compiled: &Compiled, from: &str, to: &str, protocol: u8, port: u16) -> bool {
+    pub fn reach(
+        &self,
+        compiled: &Compiled,
+        from: &str,
+        to: &str,
+        protocol: u8,
+        port: u16,
+    ) -> bool {
         let verdicts: Vec<bool> = self
             .ips(from)
             .into_iter()
@@ -164,7 +203,10 @@ impl Cluster {
                 egress && ingress
             })
             .collect();
-        assert!(verdicts.windows(2).all(|w| w[0] == w[1]), "{from} -> {to}: IPv4 and IPv6 differ");
+        assert!(
+            verdicts.windows(2).all(|w| w[0] == w[1]),
+            "{from} -> {to}: IPv4 and IPv6 differ"
+        );
         verdicts[0]
     }
 
@@ -183,7 +225,11 @@ impl Cluster {
                 }
             }
         }
-        assert!(wrong.is_empty(), "proto {protocol} port {port}:\n{}", wrong.join("\n"));
+        assert!(
+            wrong.is_empty(),
+            "proto {protocol} port {port}:\n{}",
+            wrong.join("\n")
+        );
     }
 }
 
@@ -195,4 +241,26 @@ pub fn ns_of(pod: &str) -> &str {
 /// The protocol number of `TCP`, `UDP` or `SCTP`.
 pub fn ports_protocol(name: &str) -> u8 {
     netseg_policy::protocol_number(name).expect("known protocol")
+}
+
+/// Server `x/s` (10.0.0.1, fd00::1) and client `x/c` (10.0.0.2, fd00::2) on this node.
+pub fn pair(default_action: DefaultAction) -> Cluster {
+    let mut c = Cluster::new(default_action);
+    let server = pod(
+        "x",
+        "s",
+        json!({"app": "server"}),
+        NODE,
+        &["10.0.0.1", "fd00::1"],
+    );
+    let server = with_ports(server, &[("http", 8080, "TCP"), ("dns", 53, "UDP")]);
+    c.snapshot.pods.push(server);
+    c.snapshot.pods.push(pod(
+        "x",
+        "c",
+        json!({"app": "client"}),
+        NODE,
+        &["10.0.0.2", "fd00::2"],
+    ));
+    c
 }

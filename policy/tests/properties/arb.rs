@@ -18,10 +18,19 @@ const POD_VALUES: &[&str] = &["a", "b"];
 const NS_KEYS: &[&str] = &["team", "kubernetes.io/metadata.name"];
 const NS_VALUES: &[&str] = &["a", "b", "ns0", "ns1"];
 const PORT_NAMES: &[&str] = &["web", "dns", "nope"];
+/// Rules name existing ports more often than not.
+const RULE_PORT_NAMES: &[&str] = &["web", "web", "dns", "nope"];
 const PORTS: &[u16] = &[53, 80, 1000, 8080];
 
 /// Addresses that are no pod's: inside and outside the blocks' pool.
-pub const EXTERNAL: &[&str] = &["10.0.1.200", "10.0.3.7", "10.200.0.1", "8.8.8.8", "fd00:0:0:1::99", "2001:db8::1"];
+pub const EXTERNAL: &[&str] = &[
+    "10.0.1.200",
+    "10.0.3.7",
+    "10.200.0.1",
+    "8.8.8.8",
+    "fd00:0:0:1::99",
+    "2001:db8::1",
+];
 
 fn v4(sub: u8, host: u8) -> String {
     format!("10.0.{sub}.{host}")
@@ -31,11 +40,18 @@ fn v6(sub: u8, host: u8) -> String {
     format!("fd00:0:0:{sub}::{host}")
 }
 
-fn labels(keys: &'static [&'static str], values: &'static [&'static str], max: usize) -> impl Strategy<Value = Value> {
+fn labels(
+    keys: &'static [&'static str],
+    values: &'static [&'static str],
+    max: usize,
+) -> impl Strategy<Value = Value> {
     btree_map(select(keys), select(values), 0..=max).prop_map(|m| json!(m))
 }
 
-fn requirement(keys: &'static [&'static str], values: &'static [&'static str]) -> impl Strategy<Value = Value> {
+fn requirement(
+    keys: &'static [&'static str],
+    values: &'static [&'static str],
+) -> impl Strategy<Value = Value> {
     let operator = prop_oneof![
         8 => select(&["In", "NotIn", "Exists", "DoesNotExist"][..]),
         1 => Just("Equals"),
@@ -46,9 +62,17 @@ fn requirement(keys: &'static [&'static str], values: &'static [&'static str]) -
     })
 }
 
-fn selector(keys: &'static [&'static str], values: &'static [&'static str]) -> impl Strategy<Value = Value> {
-    (labels(keys, values, 1), vec(requirement(keys, values), 0..=1))
-        .prop_map(|(match_labels, exprs)| json!({"matchLabels": match_labels, "matchExpressions": exprs}))
+fn selector(
+    keys: &'static [&'static str],
+    values: &'static [&'static str],
+) -> impl Strategy<Value = Value> {
+    (
+        labels(keys, values, 1),
+        vec(requirement(keys, values), 0..=1),
+    )
+        .prop_map(
+            |(match_labels, exprs)| json!({"matchLabels": match_labels, "matchExpressions": exprs}),
+        )
 }
 
 fn normalized(addr: &str, len: u8) -> Option<IpNetwork> {
@@ -63,8 +87,14 @@ fn ip_block() -> impl Strategy<Value = Value> {
     let v6_lens = select(&[0u8, 16, 64, 127, 128][..]);
     let excepts = vec((0u8..4, 1u8..7, 0u8..=8), 0..=2);
     (base, v4_lens, v6_lens, excepts).prop_map(|((sub, host, is_v4), l4, l6, excepts)| {
-        let (addr, len) = if is_v4 { (v4(sub, host), l4) } else { (v6(sub, host), l6) };
-        let Some(cidr) = normalized(&addr, len) else { return json!({"ipBlock": {"cidr": "0.0.0.0/0"}}) };
+        let (addr, len) = if is_v4 {
+            (v4(sub, host), l4)
+        } else {
+            (v6(sub, host), l6)
+        };
+        let Some(cidr) = normalized(&addr, len) else {
+            return json!({"ipBlock": {"cidr": "0.0.0.0/0"}});
+        };
         let max = if is_v4 { 32 } else { 128 };
         // Excepts: a pool address at a longer prefix; keep the strict subsets.
         let except: Vec<String> = excepts
@@ -73,7 +103,8 @@ fn ip_block() -> impl Strategy<Value = Value> {
                 let a = if is_v4 { v4(s, h) } else { v6(s, h) };
                 let step = if is_v4 { 3 } else { 16 };
                 let l = (u32::from(len) + 1 + u32::from(extra) * step).min(u32::from(max));
-                normalized(&a, u8::try_from(l).unwrap_or(max)).filter(|e| len < max && cidr.contains(e.network()))
+                normalized(&a, u8::try_from(l).unwrap_or(max))
+                    .filter(|e| len < max && cidr.contains(e.network()))
             })
             .map(|e| e.to_string())
             .collect();
@@ -100,11 +131,11 @@ fn port() -> impl Strategy<Value = Value> {
         v
     };
     prop_oneof![
-        protocol.clone().prop_map(move |p| with_protocol(json!({}), p)),
-        (protocol.clone(), select(PORTS)).prop_map(move |(p, n)| with_protocol(json!({"port": n}), p)),
-        (protocol.clone(), select(PORTS), 0u16..3000)
+        1 => protocol.clone().prop_map(move |p| with_protocol(json!({}), p)),
+        1 => (protocol.clone(), select(PORTS)).prop_map(move |(p, n)| with_protocol(json!({"port": n}), p)),
+        1 => (protocol.clone(), select(PORTS), 0u16..3000)
             .prop_map(move |(p, n, extra)| with_protocol(json!({"port": n, "endPort": n + extra}), p)),
-        (protocol, select(PORT_NAMES)).prop_map(move |(p, n)| with_protocol(json!({"port": n}), p)),
+        2 => (protocol, select(RULE_PORT_NAMES)).prop_map(move |(p, n)| with_protocol(json!({"port": n}), p)),
     ]
 }
 
@@ -127,28 +158,54 @@ pub fn rule(peer_field: &'static str) -> impl Strategy<Value = Value> {
 }
 
 fn policy_spec() -> impl Strategy<Value = Value> {
-    const TYPES: &[Option<&[&str]>] = &[None, Some(&[]), Some(&["Ingress"]), Some(&["Egress"]), Some(&["Ingress", "Egress"])];
+    const TYPES: &[Option<&[&str]>] = &[
+        None,
+        Some(&[]),
+        Some(&["Ingress"]),
+        Some(&["Egress"]),
+        Some(&["Ingress", "Egress"]),
+    ];
     let types = select(TYPES);
     let rules = |field| prop_oneof![Just(None), vec(rule(field), 0..=2).prop_map(Some)];
-    (selector(POD_KEYS, POD_VALUES), types, rules("from"), rules("to")).prop_map(|(sel, types, ingress, egress)| {
-        let mut spec = json!({"podSelector": sel});
-        if let Some(types) = types {
-            spec["policyTypes"] = json!(types);
-        }
-        if let Some(ingress) = ingress {
-            spec["ingress"] = json!(ingress);
-        }
-        if let Some(egress) = egress {
-            spec["egress"] = json!(egress);
-        }
-        spec
-    })
+    (
+        selector(POD_KEYS, POD_VALUES),
+        types,
+        rules("from"),
+        rules("to"),
+    )
+        .prop_map(|(sel, types, ingress, egress)| {
+            let mut spec = json!({"podSelector": sel});
+            if let Some(types) = types {
+                spec["policyTypes"] = json!(types);
+            }
+            if let Some(ingress) = ingress {
+                spec["ingress"] = json!(ingress);
+            }
+            if let Some(egress) = egress {
+                spec["egress"] = json!(egress);
+            }
+            spec
+        })
 }
 
 fn pod_json() -> impl Strategy<Value = (usize, Value)> {
     let address = proptest::option::weighted(0.8, (0u8..4, 1u8..7));
-    let container_port = (select(PORT_NAMES), select(&[53i32, 80, 8080][..]), select(&["TCP", "UDP", "SCTP"][..]));
-    let kind = select(&["Running", "Running", "Running", "Running", "Pending", "Succeeded", "host"][..]);
+    let container_port = (
+        select(PORT_NAMES),
+        select(&[53i32, 80, 8080][..]),
+        select(&["TCP", "TCP", "UDP", "SCTP"][..]),
+    );
+    let kind = select(
+        &[
+            "Running",
+            "Running",
+            "Running",
+            "Running",
+            "Pending",
+            "Succeeded",
+            "host",
+        ][..],
+    );
     (0usize..3, labels(POD_KEYS, POD_VALUES, 2), select(&[LOCAL_NODE, LOCAL_NODE, "n2"][..]), address.clone(), address, kind, vec(container_port, 0..=3))
         .prop_map(|(ns, labels, node, a4, a6, kind, ports)| {
             let mut ips: Vec<String> = a4.map(|(s, h)| v4(s, h)).into_iter().chain(a6.map(|(s, h)| v6(s, h))).collect();
@@ -169,13 +226,23 @@ fn pod_json() -> impl Strategy<Value = (usize, Value)> {
 
 /// A random cluster and node options.
 pub fn cluster() -> impl Strategy<Value = (Snapshot, CompileOptions)> {
-    let namespaces = vec(proptest::option::weighted(0.8, labels(NS_KEYS, NS_VALUES, 2)), 3);
+    let namespaces = vec(
+        proptest::option::weighted(0.8, labels(NS_KEYS, NS_VALUES, 2)),
+        3,
+    );
     let policies = vec((0usize..3, policy_spec()), 0..=5);
     let options = (any::<bool>(), any::<bool>()).prop_map(|(deny, deny_node)| CompileOptions {
         node_name: LOCAL_NODE.into(),
-        default_action: if deny { DefaultAction::Deny } else { DefaultAction::Allow },
+        default_action: if deny {
+            DefaultAction::Deny
+        } else {
+            DefaultAction::Allow
+        },
         deny_node_traffic: deny_node,
-        node_addresses: vec![NODE_V4.parse().unwrap_or(IpAddr::from([0; 4])), NODE_V6.parse().unwrap_or(IpAddr::from([0; 16]))],
+        node_addresses: vec![
+            NODE_V4.parse().unwrap_or(IpAddr::from([0; 4])),
+            NODE_V6.parse().unwrap_or(IpAddr::from([0; 16])),
+        ],
     });
     (namespaces, vec(pod_json(), 1..=8), policies, options).prop_map(|(namespaces, pods, policies, options)| {
         let mut snapshot = Snapshot::default();

@@ -2,44 +2,71 @@
 //! reference evaluator, compilation is stable, diffs apply, and adding an
 //! allow rule never takes an allow away.
 
+mod arb;
 #[path = "../common/mod.rs"]
 mod common;
-mod arb;
 
 use std::net::IpAddr;
 
 use netseg_policy::{
-    CompileOptions, Compiled, Compiler, Direction, Evaluator, PodRef, Snapshot, diff_maps, lookup, validate_network_policy,
+    CompileOptions, Compiled, Compiler, Direction, Evaluator, PodRef, Snapshot, diff_maps, lookup,
+    validate_network_policy,
 };
 use proptest::prelude::*;
 use serde_json::Value;
 
 const PROTOCOL_PORTS: &[(u8, u16)] = &[
-    (common::TCP, 53), (common::TCP, 80), (common::TCP, 999), (common::TCP, 1000), (common::TCP, 2999), (common::TCP, 8080),
-    (common::UDP, 53), (common::UDP, 80), (common::UDP, 1500), (common::UDP, 8080),
-    (common::SCTP, 53), (common::SCTP, 80), (common::SCTP, 8080),
-    (common::ICMP, 0), (58, 0),
+    (common::TCP, 53),
+    (common::TCP, 80),
+    (common::TCP, 999),
+    (common::TCP, 1000),
+    (common::TCP, 2999),
+    (common::TCP, 8080),
+    (common::UDP, 53),
+    (common::UDP, 80),
+    (common::UDP, 1500),
+    (common::UDP, 8080),
+    (common::SCTP, 53),
+    (common::SCTP, 80),
+    (common::SCTP, 8080),
+    (common::ICMP, 0),
+    (58, 0),
 ];
 
 fn pod_refs(snapshot: &Snapshot) -> Vec<PodRef> {
     let name = |p: &k8s_openapi::api::core::v1::Pod| {
-        PodRef::new(p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default())
+        PodRef::new(
+            p.metadata.namespace.clone().unwrap_or_default(),
+            p.metadata.name.clone().unwrap_or_default(),
+        )
     };
     snapshot.pods.iter().map(name).collect()
 }
 
 /// Every pod address, the node's, and some external ones.
 fn peers(snapshot: &Snapshot) -> Vec<IpAddr> {
-    let pod_ips = snapshot.pods.iter().filter_map(|p| p.status.as_ref()).flat_map(|s| s.pod_ips.iter().flatten());
+    let pod_ips = snapshot
+        .pods
+        .iter()
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| s.pod_ips.iter().flatten());
     let mut peers: Vec<IpAddr> = pod_ips.filter_map(|ip| ip.ip.parse().ok()).collect();
-    peers.extend([arb::NODE_V4, arb::NODE_V6].iter().chain(arb::EXTERNAL).map(|a| common::ip(a)));
+    peers.extend(
+        [arb::NODE_V4, arb::NODE_V6]
+            .iter()
+            .chain(arb::EXTERNAL)
+            .map(|a| common::ip(a)),
+    );
     peers.sort();
     peers.dedup();
     peers
 }
 
 /// Calls `check` for every (endpoint, direction, peer, protocol, port).
-fn for_each_packet(snapshot: &Snapshot, mut check: impl FnMut(&PodRef, Direction, IpAddr, u8, u16) -> Result<(), TestCaseError>) -> Result<(), TestCaseError> {
+fn for_each_packet(
+    snapshot: &Snapshot,
+    mut check: impl FnMut(&PodRef, Direction, IpAddr, u8, u16) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
     let peers = peers(snapshot);
     for endpoint in pod_refs(snapshot) {
         for direction in Direction::BOTH {
@@ -53,15 +80,26 @@ fn for_each_packet(snapshot: &Snapshot, mut check: impl FnMut(&PodRef, Direction
     Ok(())
 }
 
-fn agree(snapshot: &Snapshot, options: &CompileOptions, compiled: &Compiled) -> Result<(), TestCaseError> {
+fn agree(
+    snapshot: &Snapshot,
+    options: &CompileOptions,
+    compiled: &Compiled,
+) -> Result<(), TestCaseError> {
     let evaluator = Evaluator::new(snapshot, options);
     for_each_packet(snapshot, |endpoint, direction, peer, protocol, port| {
         let by_maps = lookup(compiled, endpoint, direction, peer, protocol, port);
         let reference = evaluator.evaluate(endpoint, direction, peer, protocol, port);
         prop_assert_eq!(
-            by_maps.is_some(), reference.is_allowed(),
+            by_maps.is_some(),
+            reference.is_allowed(),
             "{} {} peer {} proto {} port {}: maps say rule {:?}, evaluator {:?}",
-            endpoint, direction, peer, protocol, port, by_maps, reference
+            endpoint,
+            direction,
+            peer,
+            protocol,
+            port,
+            by_maps,
+            reference
         );
         Ok(())
     })
@@ -69,8 +107,17 @@ fn agree(snapshot: &Snapshot, options: &CompileOptions, compiled: &Compiled) -> 
 
 /// Whether the raw policy isolates `direction` (defaulting as the API server).
 fn isolates(spec: &Value, direction: Direction) -> bool {
-    let types: Vec<&str> = spec["policyTypes"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let name = if direction == Direction::Ingress { "Ingress" } else { "Egress" };
+    let types: Vec<&str> = spec["policyTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let name = if direction == Direction::Ingress {
+        "Ingress"
+    } else {
+        "Egress"
+    };
     if !types.is_empty() {
         return types.contains(&name);
     }
@@ -78,7 +125,7 @@ fn isolates(spec: &Value, direction: Direction) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 80, ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_maps_decide_as_the_evaluator((snapshot, options) in arb::cluster()) {
@@ -153,4 +200,3 @@ proptest! {
         })?;
     }
 }
-#[cfg(test)] mod stats_tmp;

@@ -36,9 +36,16 @@ impl MemoryMaps {
 
 impl MapWriter for MemoryMaps {
     type Error = Full;
-    fn upsert_endpoint(&mut self, slot: u32, ifindex: u32, endpoint: &Endpoint) -> Result<(), Full> {
+    fn upsert_endpoint(
+        &mut self,
+        slot: u32,
+        ifindex: u32,
+        endpoint: &Endpoint,
+    ) -> Result<(), Full> {
         self.count()?;
-        self.slots[slot as usize].endpoints.insert(ifindex, *endpoint);
+        self.slots[slot as usize]
+            .endpoints
+            .insert(ifindex, *endpoint);
         Ok(())
     }
     fn remove_endpoint(&mut self, slot: u32, ifindex: u32) -> Result<(), Full> {
@@ -112,12 +119,20 @@ fn each_publication_fills_the_inactive_slot_then_flips() {
 #[test]
 fn the_diff_into_a_slot_touches_only_changed_entries() {
     let mut publisher = Publisher::new(MemoryMaps::default());
-    publisher.publish(&state(&[(16, 20), (17, 21)])).expect("publish");
-    publisher.publish(&state(&[(16, 20), (17, 21)])).expect("unchanged");
-    publisher.publish(&state(&[(16, 20), (18, 22)])).expect("publish");
+    publisher
+        .publish(&state(&[(16, 20), (17, 21)]))
+        .expect("publish");
+    publisher
+        .publish(&state(&[(16, 20), (17, 21)]))
+        .expect("unchanged");
+    publisher
+        .publish(&state(&[(16, 20), (18, 22)]))
+        .expect("publish");
     // Slot 1 still holds the first state: removing 17 and writing 18 bring it
     // to the next; the unchanged entries (16 and the ipcache) are not rewritten.
-    let published = publisher.publish(&state(&[(16, 20), (18, 23)])).expect("publish");
+    let published = publisher
+        .publish(&state(&[(16, 20), (18, 23)]))
+        .expect("publish");
     assert_eq!((published.upserts, published.removals), (1, 1));
 }
 

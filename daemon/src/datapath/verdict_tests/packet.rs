@@ -133,7 +133,9 @@ impl Frame {
         payload.extend_from_slice(&self.l4);
         let mut ip = vec![0x60, 0, 0, 0];
         ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        let hop_limit = if self.protocol == ICMPV6 && self.l4.first().is_some_and(|t| (133..=136).contains(t)) {
+        let hop_limit = if self.protocol == ICMPV6
+            && self.l4.first().is_some_and(|t| (133..=136).contains(t))
+        {
             255
         } else {
             64

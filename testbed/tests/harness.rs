@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use netseg_tests::netns::{NETNS_PREFIX, netns_exists, run};
-use netseg_tests::{
+use netseg_testbed::netns::{NETNS_PREFIX, netns_exists, run};
+use netseg_testbed::{
     ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod, Probe,
     Reachability, ServerSet, TcpSession, cleanup_stale_namespaces, matrix::probe_matrices, ping,
     require_root, sctp_probe, tcp_connect, tcp_probe, udp_request,
@@ -121,7 +121,12 @@ fn a_matrix_of_nine_pods_is_probed_in_seconds_and_mismatches_are_shown() -> Resu
     // A wrong expectation is reported, with the cell marked.
     let mut wrong = Reachability::new(names.clone(), true);
     wrong.expect("y/b", "z/c", false);
-    netseg_tests::matrix::probe_matrix(&pods, &servers, &Probe::tcp(TCP).attempts(1), &mut wrong)?;
+    netseg_testbed::matrix::probe_matrix(
+        &pods,
+        &servers,
+        &Probe::tcp(TCP).attempts(1),
+        &mut wrong,
+    )?;
     ensure!(
         wrong.mismatches() == [("y/b".into(), "z/c".into(), false, Some(true))],
         "{wrong}"
