@@ -234,7 +234,7 @@ impl Enforcer {
     fn publish_flow_context(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
         let context = FlowContext {
             endpoints: interfaces.clone(),
-            pods: BTreeMap::new(),
+            pods: compiled.pod_addresses.clone(),
             rules: compiled.rules.clone(),
             node_addresses: self.config.compile.node_addresses.clone(),
         };

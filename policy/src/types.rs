@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::IpNetwork;
 use netseg_contract as contract;
@@ -274,4 +274,7 @@ pub struct Compiled {
     pub rules: BTreeMap<u32, RuleRef>,
     /// Identity to what it stands for, [`contract::identity::WORLD`] included.
     pub identities: BTreeMap<u32, IdentityInfo>,
+    /// Every pod address of the snapshot (any node), for naming flow peers.
+    /// An address two pods claim names the first in snapshot order.
+    pub pod_addresses: BTreeMap<IpAddr, PodRef>,
 }

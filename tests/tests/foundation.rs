@@ -190,6 +190,8 @@ fn a_denied_attempt_produces_a_flow_record_with_verdict_and_reason() -> Result<(
     assert_eq!(record["src_ip"], w.a.ipv4().to_string());
     assert_eq!(record["dst_ip"], w.b.ipv4().to_string());
     assert_eq!(record["endpoint"], "app/a");
+    assert_eq!(record["src_pod"], "app/a");
+    assert_eq!(record["dst_pod"], "app/b");
     Ok(())
 }
 

@@ -106,6 +106,7 @@ impl Compiler {
             policy: written.entries,
             rules,
             identities: classes.identities,
+            pod_addresses: pod_addresses(&inv),
         }
     }
 
@@ -217,4 +218,14 @@ fn egress_named_ports(inv: &Inventory, selection: &Selection) -> BTreeSet<(Strin
         }
     }
     names
+}
+
+fn pod_addresses(inv: &Inventory) -> BTreeMap<std::net::IpAddr, crate::types::PodRef> {
+    let mut addresses = BTreeMap::new();
+    for pod in inv.pods.iter().filter(|pod| pod.is_peer()) {
+        for ip in &pod.ips {
+            addresses.entry(*ip).or_insert_with(|| pod.pod_ref.clone());
+        }
+    }
+    addresses
 }
