@@ -11,77 +11,9 @@ use netseg_testbed::{
     udp_request,
 };
 
-const FLOW_WAIT: Duration = Duration::from_secs(5);
+mod common;
 
-/// A node with pods `app/a` and `app/b` described in a manifests directory,
-/// and the daemon enforcing it (default deny).
-struct World {
-    node: Node,
-    a: Pod,
-    b: Pod,
-    manifests: Manifests,
-    daemon: Daemon,
-}
-
-fn world(tag: &str) -> Result<World> {
-    require_root();
-    let node = Node::new(tag)?;
-    let a = node.add_pod("app/a")?;
-    let b = node.add_pod("app/b")?;
-    let manifests = Manifests::new()?;
-    manifests.namespace("app", &[])?;
-    manifests.pod(&a, &[("role", "client")], &[])?;
-    manifests.pod(
-        &b,
-        &[("role", "server")],
-        &[ContainerPort::new(
-            "http",
-            80,
-            netseg_testbed::Protocol::Tcp,
-        )],
-    )?;
-    let mut daemon = Daemon::start(&node, manifests.dir(), &[])?;
-    daemon.wait_ready(2)?;
-    Ok(World {
-        node,
-        a,
-        b,
-        manifests,
-        daemon,
-    })
-}
-
-/// a may open TCP 80 (the named port `http`), UDP 53 and ping to b; b admits it.
-const CLIENT_TO_SERVER: &str = r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: { name: client-to-server, namespace: app }
-spec:
-  podSelector: { matchLabels: { role: client } }
-  policyTypes: [Egress]
-  egress:
-    - to: [{ podSelector: { matchLabels: { role: server } } }]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: { name: server-from-client, namespace: app }
-spec:
-  podSelector: { matchLabels: { role: server } }
-  policyTypes: [Ingress]
-  ingress:
-    - from: [{ podSelector: { matchLabels: { role: client } } }]
-      ports: [{ port: http }, { port: 53, protocol: UDP }, { port: 9, protocol: SCTP }]
-"#;
-
-impl World {
-    fn allow_client_to_server(&mut self) -> Result<()> {
-        let reloads = self.daemon.status()?.map_or(0, |s| s.reloads);
-        self.manifests
-            .policy("client-to-server", CLIENT_TO_SERVER)?;
-        self.daemon.wait_reload_after(reloads)?;
-        Ok(())
-    }
-}
+use common::{FLOW_WAIT, world};
 
 #[test]
 fn an_endpoint_no_policy_allows_is_denied_both_ways() -> Result<()> {
@@ -205,9 +137,7 @@ fn revoking_an_allow_cuts_an_established_connection() -> Result<()> {
         session.exchange(PROBE_TIMEOUT),
         "the connection carries data while allowed"
     );
-    let reloads = w.daemon.status()?.map_or(0, |s| s.reloads);
-    w.manifests.remove_policy("client-to-server")?;
-    w.daemon.wait_reload_after(reloads)?;
+    w.apply(|m| m.remove_policy("client-to-server"))?;
     assert!(
         !session.exchange(PROBE_TIMEOUT),
         "the established connection is cut"

@@ -1,0 +1,81 @@
+//! What the daemon tests share: a node with a client and a server pod, and
+//! the daemon enforcing a manifests directory that describes them.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use netseg_testbed::{ContainerPort, Daemon, Manifests, Node, Pod, Protocol, require_root};
+
+pub const FLOW_WAIT: Duration = Duration::from_secs(5);
+
+/// A node with pods `app/a` and `app/b` described in a manifests directory,
+/// and the daemon enforcing it (default deny).
+/// Fields drop in order: the daemon stops before its manifests and pods go,
+/// and the pods before their node.
+pub struct World {
+    pub daemon: Daemon,
+    pub manifests: Manifests,
+    pub a: Pod,
+    pub b: Pod,
+    pub node: Node,
+}
+
+pub fn world(tag: &str) -> Result<World> {
+    require_root();
+    let node = Node::new(tag)?;
+    let a = node.add_pod("app/a")?;
+    let b = node.add_pod("app/b")?;
+    let manifests = Manifests::new()?;
+    manifests.namespace("app", &[])?;
+    manifests.pod(&a, &[("role", "client")], &[])?;
+    manifests.pod(
+        &b,
+        &[("role", "server")],
+        &[ContainerPort::new("http", 80, Protocol::Tcp)],
+    )?;
+    let mut daemon = Daemon::start(&node, manifests.dir(), &[])?;
+    daemon.wait_ready(2)?;
+    Ok(World {
+        daemon,
+        manifests,
+        a,
+        b,
+        node,
+    })
+}
+
+/// a may open TCP 80 (the named port `http`), UDP 53 and ping to b; b admits it.
+pub const CLIENT_TO_SERVER: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: client-to-server, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: client } }
+  policyTypes: [Egress]
+  egress:
+    - to: [{ podSelector: { matchLabels: { role: server } } }]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: server-from-client, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: server } }
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{ podSelector: { matchLabels: { role: client } } }]
+      ports: [{ port: http }, { port: 53, protocol: UDP }, { port: 9, protocol: SCTP }]
+"#;
+
+impl World {
+    pub fn allow_client_to_server(&mut self) -> Result<()> {
+        self.apply(|m| m.policy("client-to-server", CLIENT_TO_SERVER).map(drop))
+    }
+
+    /// Changes the manifests and waits until the daemon has read them.
+    pub fn apply(&mut self, change: impl FnOnce(&Manifests) -> Result<()>) -> Result<()> {
+        let reloads = self.daemon.status()?.map_or(0, |s| s.reloads);
+        change(&self.manifests)?;
+        self.daemon.wait_reload_after(reloads)?;
+        Ok(())
+    }
+}
