@@ -181,21 +181,3 @@ pub fn mac_of(ns: &str, ifname: &str) -> Result<[u8; 6]> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("MAC of {ifname}: {text}"))
 }
-
-/// Received packets of `ifname` in `ns` (from /proc/net/dev).
-pub fn rx_packets(ns: &str, ifname: &str) -> Result<u64> {
-    let text = netns_sh(ns, "cat /proc/net/dev")?;
-    for line in text.lines() {
-        if let Some((name, counters)) = line.split_once(':')
-            && name.trim() == ifname
-        {
-            let fields: Vec<&str> = counters.split_whitespace().collect();
-            return fields
-                .get(1)
-                .context("rx packets field")?
-                .parse()
-                .context("rx packets");
-        }
-    }
-    bail!("no {ifname} in /proc/net/dev of {ns}")
-}

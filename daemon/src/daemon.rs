@@ -16,7 +16,9 @@ use tokio::{
 use tracing::{error, info, instrument, warn};
 
 use crate::{
-    datapath::{Datapath, KernelMaps, MapSizes, publish::Publisher, state::SlotState},
+    datapath::{
+        Datapath, KernelMaps, MapSizes, pins::PinDir, publish::Publisher, state::SlotState,
+    },
     flows::{self, FlowContext},
     manifests::{self, ManifestStore},
     node::{self, NodeView},
@@ -31,6 +33,8 @@ pub struct DaemonConfig {
     pub flow_log: Option<PathBuf>,
     pub status_file: Option<PathBuf>,
     pub sizes: MapSizes,
+    /// Pin links here so that enforcement outlives the daemon.
+    pub pin_dir: Option<PathBuf>,
 }
 
 /// The daemon's state between events.
@@ -48,8 +52,9 @@ struct Enforcer {
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
+    let pins = config.pin_dir.as_deref().map(PinDir::open).transpose()?;
     let (datapath, maps, telemetry) =
-        Datapath::load(config.sizes).context("loading the datapath")?;
+        Datapath::load(config.sizes, pins).context("loading the datapath")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;
@@ -84,7 +89,12 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             _ = tick.tick() => {}
         }
     }
-    info!("stopping: detaching from every interface");
+    match &enforcer.config.pin_dir {
+        Some(dir) => {
+            info!(pin_dir = %dir.display(), "stopping: the pinned programs keep enforcing the last policy")
+        }
+        None => info!("stopping: detaching from every interface"),
+    }
     exporter.abort();
     drop(enforcer);
     Ok(())
@@ -157,6 +167,12 @@ impl Enforcer {
                 self.status.problems.push(format!("{error:#}"));
             }
         }
+        if let Err(error) = self.datapath.take_over() {
+            error!(
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "taking over the pinned links"
+            );
+        }
         self.publish_flow_context(&compiled, &interfaces);
         self.write_status(&compiled, interfaces);
         self.compiled = Some(compiled);
@@ -177,6 +193,13 @@ impl Enforcer {
             .filter(|link| is_pod(&link.name))
             .map(|link| (link.name.as_str(), link.ifindex))
             .collect();
+        let live: Vec<u32> = present.values().copied().collect();
+        if let Err(error) = self.datapath.sweep_stale_pins(&live) {
+            warn!(
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "removing stale pins"
+            );
+        }
         let gone: Vec<String> = self
             .datapath
             .attached()

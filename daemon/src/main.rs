@@ -41,6 +41,12 @@ enum Command {
     /// Run the demo: an isolated node namespace with three pods, the example
     /// policies under default deny, live traffic and the flow log (root only).
     Demo,
+    /// Detach what a daemon run with --pin-dir left enforcing.
+    Detach {
+        /// The bpffs directory given to the daemon as --pin-dir.
+        #[arg(long, env = "NETSEG_PIN_DIR")]
+        pin_dir: PathBuf,
+    },
     /// Validate a manifests directory offline: one line per problem, non-zero exit if any.
     Check {
         /// The directory of Namespace, Pod and NetworkPolicy manifests.
@@ -87,6 +93,12 @@ struct DaemonArgs {
     /// Connections the conntrack map holds (least recently used are evicted).
     #[arg(long, env = "NETSEG_CONNTRACK_ENTRIES", default_value_t = 262_144)]
     conntrack_entries: u32,
+    /// A directory on bpffs: pin the programs' links there so that the last
+    /// published policy stays enforced while the daemon is stopped, restarted
+    /// or upgraded (`netseg detach` removes them). Without it, the programs
+    /// are detached when the daemon exits.
+    #[arg(long, env = "NETSEG_PIN_DIR")]
+    pin_dir: Option<PathBuf>,
     /// Bytes of the flow-event ring buffer (a power of two, at least a page).
     #[arg(long, env = "NETSEG_EVENT_BUFFER_BYTES", default_value_t = 4 << 20)]
     event_buffer_bytes: u32,
@@ -123,6 +135,7 @@ impl DaemonArgs {
                 conntrack: self.conntrack_entries,
                 events_bytes: self.event_buffer_bytes,
             },
+            pin_dir: self.pin_dir,
         }
     }
 }
@@ -139,12 +152,26 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+fn detach(pin_dir: &std::path::Path) -> ExitCode {
+    match datapath::pins::PinDir::open(pin_dir).and_then(|pins| pins.unpin_all()) {
+        Ok(count) => {
+            println!("unpinned {count} links from {}", pin_dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("netseg detach: {:#}", anyhow::Error::from(error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::Check { dir } => check(&dir),
+        Command::Detach { pin_dir } => detach(&pin_dir),
         Command::Demo => match tokio::task::spawn_blocking(demo::run).await {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(error)) => {

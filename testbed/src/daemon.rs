@@ -285,6 +285,16 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL: the daemon gets no chance to clean up, as in a crash.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        let mut child = self
+            .child
+            .take()
+            .context("the daemon was already stopped")?;
+        child.kill()?;
+        Ok(child.wait()?)
+    }
+
     /// SIGTERM, then SIGKILL after 5 s; returns how it exited.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         let mut child = self

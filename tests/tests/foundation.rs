@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use netseg_testbed::{
-    ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod, SctpReceiver,
-    TcpEchoServer, TcpSession, UdpEchoServer, ping, require_root, sctp_probe, tcp_probe,
-    udp_request,
+    Family, PROBE_TIMEOUT, SctpReceiver, TcpEchoServer, TcpSession, UdpEchoServer, ping,
+    sctp_probe, tcp_probe, udp_request,
 };
 
 mod common;

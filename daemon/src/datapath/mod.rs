@@ -1,7 +1,9 @@
 //! The kernel side: loading the programs, attaching them to pod interfaces
 //! with tcx, and the map handles the rest of the daemon writes and reads.
 
+mod attach;
 mod kernel;
+pub mod pins;
 pub mod publish;
 pub mod state;
 
@@ -10,14 +12,13 @@ use std::collections::BTreeMap;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{
-        ProgramError, SchedClassifier, TcAttachType,
-        tc::{SchedClassifierLinkId, TcAttachOptions},
-    },
+    programs::{ProgramError, SchedClassifier},
 };
-use tracing::{info, warn};
 
 pub use kernel::KernelMaps;
+
+use attach::Attachment;
+use pins::PinDir;
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netseg-ebpf"));
 
@@ -54,6 +55,14 @@ pub enum DatapathError {
         #[source]
         source: ProgramError,
     },
+    #[error("pinning the link of {interface}")]
+    Pin {
+        interface: String,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    #[error(transparent)]
+    Pins(#[from] pins::PinError),
 }
 
 /// Sizes of the maps the daemon may change at start-up.
@@ -69,20 +78,24 @@ pub struct Telemetry {
     pub counters: PerCpuArray<MapData, u64>,
 }
 
-struct Attachment {
-    ifindex: u32,
-    links: [(&'static str, SchedClassifierLinkId); 2],
-}
-
 /// The loaded programs and the interfaces they are attached to. Dropping it
-/// detaches everything.
+/// detaches everything that is not pinned.
 pub struct Datapath {
     ebpf: Ebpf,
     attached: BTreeMap<String, Attachment>,
+    pins: Option<PinDir>,
+    /// Where a previous daemon's connections are copied on take-over.
+    conntrack:
+        Option<aya::maps::HashMap<MapData, netseg_contract::ConnKey, netseg_contract::ConnValue>>,
 }
 
 impl Datapath {
-    pub fn load(sizes: MapSizes) -> Result<(Self, KernelMaps, Telemetry), DatapathError> {
+    /// Loads the programs. With `pins`, links are pinned there, and links a
+    /// previous daemon pinned are taken over (see [`Datapath::take_over`]).
+    pub fn load(
+        sizes: MapSizes,
+        pins: Option<PinDir>,
+    ) -> Result<(Self, KernelMaps, Telemetry), DatapathError> {
         if EBPF_OBJECT.is_empty() {
             return Err(DatapathError::NotBuilt);
         }
@@ -99,6 +112,10 @@ impl Datapath {
                     source,
                 })?;
         }
+        let conntrack = match pins {
+            Some(_) => Some(kernel::take_map(&mut ebpf, "CONNTRACK")?),
+            None => None,
+        };
         let maps = KernelMaps::take(&mut ebpf)?;
         let telemetry = Telemetry {
             events: kernel::take_map(&mut ebpf, "EVENTS")?,
@@ -107,6 +124,8 @@ impl Datapath {
         let datapath = Self {
             ebpf,
             attached: BTreeMap::new(),
+            pins,
+            conntrack,
         };
         Ok((datapath, maps, telemetry))
     }
@@ -116,61 +135,6 @@ impl Datapath {
         self.attached
             .iter()
             .map(|(name, a)| (name.as_str(), a.ifindex))
-    }
-
-    /// Attaches both programs to `interface` unless they already are (for
-    /// this ifindex: a re-created interface gets a fresh attachment).
-    pub fn attach(&mut self, interface: &str, ifindex: u32) -> Result<(), DatapathError> {
-        match self.attached.get(interface) {
-            Some(existing) if existing.ifindex == ifindex => return Ok(()),
-            Some(_) => self.detach(interface),
-            None => {}
-        }
-        let attach = |ebpf: &mut Ebpf, program: &'static str, hook: TcAttachType| {
-            classifier(ebpf, program)?
-                .attach_with_options(
-                    interface,
-                    hook,
-                    TcAttachOptions::TcxOrder(Default::default()),
-                )
-                .map_err(|source| DatapathError::Attach {
-                    interface: interface.to_owned(),
-                    source,
-                })
-        };
-        let egress = attach(&mut self.ebpf, POD_EGRESS, TcAttachType::Ingress)?;
-        let ingress = match attach(&mut self.ebpf, POD_INGRESS, TcAttachType::Egress) {
-            Ok(link) => link,
-            Err(error) => {
-                // Half-attached would filter one direction only: undo.
-                let _ = classifier(&mut self.ebpf, POD_EGRESS).map(|p| p.detach(egress));
-                return Err(error);
-            }
-        };
-        info!(interface, ifindex, "attached");
-        self.attached.insert(
-            interface.to_owned(),
-            Attachment {
-                ifindex,
-                links: [(POD_EGRESS, egress), (POD_INGRESS, ingress)],
-            },
-        );
-        Ok(())
-    }
-
-    /// Detaches from `interface`; a vanished interface took its links with it.
-    pub fn detach(&mut self, interface: &str) {
-        let Some(attachment) = self.attached.remove(interface) else {
-            return;
-        };
-        for (program, link) in attachment.links {
-            if let Ok(program) = classifier(&mut self.ebpf, program)
-                && let Err(error) = program.detach(link)
-            {
-                warn!(interface, %error, "detach");
-            }
-        }
-        info!(interface, "detached");
     }
 }
 

@@ -82,7 +82,7 @@ fn bench() -> Bench {
         conntrack: 1024,
         events_bytes: 1 << 16,
     };
-    let (datapath, maps, _telemetry) = Datapath::load(sizes).expect("load the datapath");
+    let (datapath, maps, _telemetry) = Datapath::load(sizes, None).expect("load the datapath");
     let mut publisher = Publisher::new(maps);
     publisher.publish(&policy()).expect("publish");
     Bench {

@@ -1,5 +1,7 @@
 //! What the daemon tests share: a node with a client and a server pod, and
 //! the daemon enforcing a manifests directory that describes them.
+// Each test file compiles this module on its own and uses a part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -21,6 +23,11 @@ pub struct World {
 }
 
 pub fn world(tag: &str) -> Result<World> {
+    world_with(tag, &[])
+}
+
+/// [`world`] with extra daemon arguments.
+pub fn world_with(tag: &str, daemon_args: &[&str]) -> Result<World> {
     require_root();
     let node = Node::new(tag)?;
     let a = node.add_pod("app/a")?;
@@ -33,7 +40,7 @@ pub fn world(tag: &str) -> Result<World> {
         &[("role", "server")],
         &[ContainerPort::new("http", 80, Protocol::Tcp)],
     )?;
-    let mut daemon = Daemon::start(&node, manifests.dir(), &[])?;
+    let mut daemon = Daemon::start(&node, manifests.dir(), daemon_args)?;
     daemon.wait_ready(2)?;
     Ok(World {
         daemon,

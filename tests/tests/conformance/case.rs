@@ -89,12 +89,17 @@ pub fn cidr_of(addr: IpAddr, prefix: u8) -> String {
 pub enum Change {
     /// Creates or replaces a NetworkPolicy.
     Policy(Value),
-    DeletePolicy { namespace: String, name: String },
     DeleteAllPolicies,
     /// Adds labels to a namespace (its model labels stay).
-    LabelNamespace { namespace: String, labels: Vec<(String, String)> },
+    LabelNamespace {
+        namespace: String,
+        labels: Vec<(String, String)>,
+    },
     /// Adds labels to a pod (its model labels and ports stay).
-    LabelPod { pod: String, labels: Vec<(String, String)> },
+    LabelPod {
+        pod: String,
+        labels: Vec<(String, String)>,
+    },
     /// Restarts the daemon with these arguments instead of the group's.
     DaemonArgs(Vec<&'static str>),
 }
@@ -105,7 +110,10 @@ pub enum Check {
     /// Every ordered pair of pods except a pod with itself.
     Pods { probe: Probe, reach: Reachability },
     /// From the node namespace to every pod, one expectation per pod.
-    Node { probe: Probe, expected: Vec<(String, bool)> },
+    Node {
+        probe: Probe,
+        expected: Vec<(String, bool)>,
+    },
 }
 
 /// Changes, then the probes that must see their effect.
@@ -154,13 +162,6 @@ impl Case {
         self.change(Change::Policy(policy))
     }
 
-    pub fn delete_policy(self, namespace: &str, name: &str) -> Self {
-        self.change(Change::DeletePolicy {
-            namespace: namespace.into(),
-            name: name.into(),
-        })
-    }
-
     pub fn delete_all_policies(self) -> Self {
         self.change(Change::DeleteAllPolicies)
     }
@@ -206,11 +207,7 @@ impl Case {
     }
 
     /// The same expectation for several probes (ports, families).
-    pub fn expect_each(
-        mut self,
-        probes: &[Probe],
-        adjust: impl Fn(&mut Reachability),
-    ) -> Self {
+    pub fn expect_each(mut self, probes: &[Probe], adjust: impl Fn(&mut Reachability)) -> Self {
         for probe in probes {
             self = self.expect(*probe, &adjust);
         }
@@ -219,7 +216,11 @@ impl Case {
 
     /// Probes from the node's own address to every pod.
     pub fn expect_from_node(mut self, probe: Probe, allowed: impl Fn(&str) -> bool) -> Self {
-        let expected = self.pods.iter().map(|pod| (pod.clone(), allowed(pod))).collect();
+        let expected = self
+            .pods
+            .iter()
+            .map(|pod| (pod.clone(), allowed(pod)))
+            .collect();
         self.step_mut().checks.push(Check::Node { probe, expected });
         self
     }

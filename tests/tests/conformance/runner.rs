@@ -43,8 +43,15 @@ pub fn run_group(config: WorldConfig, cases: impl FnOnce(&Model) -> Vec<Case>) -
                 elapsed: Duration::ZERO,
             }
         };
-        let verdict = if outcome.failures.is_empty() { "ok" } else { "FAILED" };
-        eprintln!("{group}: {verdict:6} {} ({:.1?})", outcome.name, outcome.elapsed);
+        let verdict = if outcome.failures.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        eprintln!(
+            "{group}: {verdict:6} {} ({:.1?})",
+            outcome.name, outcome.elapsed
+        );
         outcomes.push(outcome);
     }
     let failed = outcomes.iter().any(|o| !o.failures.is_empty());
@@ -105,7 +112,11 @@ fn run_step(world: &mut World, step: &Step, failures: &mut Vec<String>) -> Resul
     })?;
     for (probe, reach) in &matrices {
         if !reach.is_correct() {
-            failures.push(format!("step '{}', {}:\n{reach}", step.what, ProbeName(probe)));
+            failures.push(format!(
+                "step '{}', {}:\n{reach}",
+                step.what,
+                ProbeName(probe)
+            ));
         }
     }
     for row in &node_rows {
@@ -127,7 +138,10 @@ impl NodeRow {
     fn new(probe: Probe, expected: &[(String, bool)]) -> Self {
         Self {
             probe,
-            cells: expected.iter().map(|(pod, e)| (pod.clone(), *e, None)).collect(),
+            cells: expected
+                .iter()
+                .map(|(pod, e)| (pod.clone(), *e, None))
+                .collect(),
         }
     }
 
@@ -159,7 +173,10 @@ impl NodeRow {
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
                     .collect()
             });
             for (&i, result) in todo.iter().zip(results) {
@@ -209,7 +226,13 @@ impl std::fmt::Display for NodeRow {
             let _ = write!(expected, " {:width$}", mark(*e));
             let _ = write!(observed, " {seen:width$}");
         }
-        writeln!(f, "{}\n{}\n{}", header.trim_end(), expected.trim_end(), observed.trim_end())
+        writeln!(
+            f,
+            "{}\n{}\n{}",
+            header.trim_end(),
+            expected.trim_end(),
+            observed.trim_end()
+        )
     }
 }
 
@@ -221,7 +244,11 @@ fn report(group: &str, outcomes: &[Outcome], elapsed: Duration, log: &str) -> Re
         outcomes.len()
     );
     for outcome in outcomes {
-        let verdict = if outcome.failures.is_empty() { "ok" } else { "FAILED" };
+        let verdict = if outcome.failures.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
         let _ = writeln!(text, "  {verdict:6} {}", outcome.name);
     }
     if failed.is_empty() {
@@ -229,8 +256,16 @@ fn report(group: &str, outcomes: &[Outcome], elapsed: Duration, log: &str) -> Re
         return Ok(());
     }
     for outcome in failed {
-        let _ = write!(text, "\n=== FAILED: {} ===\n{}\n", outcome.name, outcome.failures.join("\n"));
+        let _ = write!(
+            text,
+            "\n=== FAILED: {} ===\n{}\n",
+            outcome.name,
+            outcome.failures.join("\n")
+        );
     }
-    let _ = write!(text, "\n--- the last {LOG_TAIL} lines of the daemon log ---\n{log}");
+    let _ = write!(
+        text,
+        "\n--- the last {LOG_TAIL} lines of the daemon log ---\n{log}"
+    );
     bail!(text)
 }

@@ -260,31 +260,41 @@ fn case_3(m: &Model) -> Case {
 }
 
 fn case_4(m: &Model) -> Case {
-    Case::new(m, "#4 should enforce policy to allow ingress traffic for a target")
-        .policy(netpol("x", "deny-all", json!({"podSelector": {}, "policyTypes": ["Ingress"]})))
-        .policy(netpol(
-            "x",
-            "allow-all-to-a",
-            json!({
-                "podSelector": pod_is("a"), "policyTypes": ["Ingress"],
-                "ingress": [{"from": [{"podSelector": {}, "namespaceSelector": {}}]}],
-            }),
-        ))
-        .expect(Probe::tcp(80), |r| {
-            r.expect_all_ingress("x/a", true);
-            r.expect_all_ingress("x/b", false);
-            r.expect_all_ingress("x/c", false);
-        })
+    Case::new(
+        m,
+        "#4 should enforce policy to allow ingress traffic for a target",
+    )
+    .policy(netpol(
+        "x",
+        "deny-all",
+        json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+    ))
+    .policy(netpol(
+        "x",
+        "allow-all-to-a",
+        json!({
+            "podSelector": pod_is("a"), "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {}, "namespaceSelector": {}}]}],
+        }),
+    ))
+    .expect(Probe::tcp(80), |r| {
+        r.expect_all_ingress("x/a", true);
+        r.expect_all_ingress("x/b", false);
+        r.expect_all_ingress("x/c", false);
+    })
 }
 
 fn case_15(m: &Model) -> Case {
-    Case::new(m, "#15 should enforce multiple, stacked policies with overlapping podSelectors")
-        .policy(from_y_on_port("allow-client-a-via-ns-selector", 81))
-        .expect(Probe::tcp(81), only_y_reaches_xa)
-        .expect(Probe::tcp(80), |r| r.expect_all_ingress("x/a", false))
-        .then("a second policy for port 80")
-        .policy(from_y_on_port("allow-client-a-via-ns-selector-80", 80))
-        .expect_each(&[Probe::tcp(80), Probe::tcp(81)], only_y_reaches_xa)
+    Case::new(
+        m,
+        "#15 should enforce multiple, stacked policies with overlapping podSelectors",
+    )
+    .policy(from_y_on_port("allow-client-a-via-ns-selector", 81))
+    .expect(Probe::tcp(81), only_y_reaches_xa)
+    .expect(Probe::tcp(80), |r| r.expect_all_ingress("x/a", false))
+    .then("a second policy for port 80")
+    .policy(from_y_on_port("allow-client-a-via-ns-selector-80", 80))
+    .expect_each(&[Probe::tcp(80), Probe::tcp(81)], only_y_reaches_xa)
 }
 
 /// x/a admits namespace y on one TCP port.

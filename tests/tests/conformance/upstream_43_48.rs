@@ -10,12 +10,22 @@ use super::upstream_01_21::only_y_reaches_xa;
 
 pub fn cases(m: &Model) -> Vec<Case> {
     let mut cases = vec![super::upstream_01_21::baseline(m)];
-    for (first, protocol, probe) in [(43, "UDP", Probe::udp as fn(u16) -> Probe), (46, "SCTP", Probe::sctp)] {
+    for (first, protocol, probe) in [
+        (43, "UDP", Probe::udp as fn(u16) -> Probe),
+        (46, "SCTP", Probe::sctp),
+    ] {
         let using = protocol.to_lowercase();
         cases.push(
-            Case::new(m, format!("#{first} should support a 'default-deny-ingress' policy ({using})"))
-                .policy(netpol("x", "deny-all", json!({"podSelector": {}, "policyTypes": ["Ingress"]})))
-                .expect(probe(80), |r| r.expect_peer("*", "x/*", false)),
+            Case::new(
+                m,
+                format!("#{first} should support a 'default-deny-ingress' policy ({using})"),
+            )
+            .policy(netpol(
+                "x",
+                "deny-all",
+                json!({"podSelector": {}, "policyTypes": ["Ingress"]}),
+            ))
+            .expect(probe(80), |r| r.expect_peer("*", "x/*", false)),
         );
         cases.push(
             Case::new(m, format!("#{} should enforce policy based on Ports ({using})", first + 1))

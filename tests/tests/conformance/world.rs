@@ -204,7 +204,10 @@ impl World {
     fn wait_enforced(&mut self, before: u64) -> Result<()> {
         let status: DaemonStatus = self.daemon.wait_reload_after(before)?;
         if !status.problems.is_empty() {
-            bail!("the daemon reports manifest problems: {:?}", status.problems);
+            bail!(
+                "the daemon reports manifest problems: {:?}",
+                status.problems
+            );
         }
         Ok(())
     }
@@ -217,13 +220,6 @@ impl World {
                     .policy(&file_stem(&key), &serde_yaml::to_string(policy)?)?;
                 self.policies.insert(key);
             }
-            Change::DeletePolicy { namespace, name } => {
-                let key = format!("{namespace}/{name}");
-                if !self.policies.remove(&key) {
-                    bail!("the case deletes policy {key}, which it never created");
-                }
-                self.manifests.remove_policy(&file_stem(&key))?;
-            }
             Change::DeleteAllPolicies => self.remove_all_policies()?,
             Change::LabelNamespace { namespace, labels } => {
                 let mut all = vec![("ns", namespace.as_str())];
@@ -232,8 +228,10 @@ impl World {
                 self.relabelled_namespaces.insert(namespace.clone());
             }
             Change::LabelPod { pod, labels } => {
-                let extra: Vec<(&str, &str)> =
-                    labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let extra: Vec<(&str, &str)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 self.write_pod(pod, &extra)?;
                 self.relabelled_pods.insert(pod.clone());
             }
@@ -268,7 +266,13 @@ impl World {
 fn container_ports(config: &WorldConfig, pod: &Pod) -> Vec<ContainerPort> {
     let mut ports: Vec<ContainerPort> = MODEL_PORTS
         .iter()
-        .flat_map(|&p| [ContainerPort::tcp(p), ContainerPort::udp(p), ContainerPort::sctp(p)])
+        .flat_map(|&p| {
+            [
+                ContainerPort::tcp(p),
+                ContainerPort::udp(p),
+                ContainerPort::sctp(p),
+            ]
+        })
         .collect();
     ports.extend(
         config

@@ -1,0 +1,163 @@
+//! `netseg-bench`: the benchmark of netseg, run by `scripts/bench`.
+//!
+//! Everything runs inside network namespaces this process creates (the
+//! testbed's isolated node and pod namespaces); no rule, program, route or
+//! sysctl of the machine's own namespace is touched.
+
+mod bed;
+mod connrate;
+mod control;
+mod datapath;
+mod flows;
+mod measures;
+mod netseg;
+mod quiet;
+mod report;
+mod stats;
+mod variants;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use crate::datapath::DatapathPlan;
+use crate::measures::Durations;
+use crate::variants::Variant;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmarks netseg against iptables and nftables in isolated namespaces")]
+struct Args {
+    /// The netseg binary (a release build).
+    #[arg(long, env = "NETSEG_BIN")]
+    netseg: PathBuf,
+    /// Where results (JSON lines, markdown) go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Which parts run.
+    #[arg(long, value_delimiter = ',', default_value = "datapath,control,flows")]
+    sections: Vec<String>,
+    /// Repetitions of the datapath matrix.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Numbers of non-matching rules per policy.
+    #[arg(long, value_delimiter = ',', default_value = "0,100,1000,10000,50000")]
+    sizes: Vec<usize>,
+    /// Variants (default: all).
+    #[arg(long, value_delimiter = ',')]
+    variants: Vec<String>,
+    /// N at which netseg also runs with its flow log to /dev/null.
+    #[arg(long, value_delimiter = ',', default_value = "0,1000")]
+    devnull_sizes: Vec<usize>,
+    /// Seconds per measure (iperf3, trafgen, sockperf; connections use 2/3).
+    #[arg(long, default_value_t = 2)]
+    seconds: u64,
+    /// Share of a core other processes may use during a measurement.
+    #[arg(long, default_value_t = 0.10)]
+    disturbance: f64,
+    /// Attempts per measurement when disturbed.
+    #[arg(long, default_value_t = 3)]
+    attempts: usize,
+    /// Policy changes for the implementation-delay measurement.
+    #[arg(long, default_value_t = 100)]
+    changes: usize,
+    /// Scale of the memory measurement: pods, namespaces, policies.
+    #[arg(long, value_delimiter = ',', default_value = "10000,500,2000")]
+    scale: Vec<usize>,
+    /// Shuffle seed (default: the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    netseg_testbed::require_root();
+    if !args.netseg.is_file() {
+        bail!("--netseg {} is not a file", args.netseg.display());
+    }
+    let netseg = fs::canonicalize(&args.netseg)?;
+    fs::create_dir_all(&args.out)?;
+    let out = fs::canonicalize(&args.out)?;
+    let removed = netseg_testbed::cleanup_stale_namespaces()?;
+    if !removed.is_empty() {
+        eprintln!("netseg-bench: removed stale namespaces {removed:?}");
+    }
+    let section = |name: &str| args.sections.iter().any(|s| s == name);
+    if section("datapath") {
+        let plan = plan(&args)?;
+        let _ = fs::remove_file(out.join("datapath.jsonl"));
+        let results = datapath::run(&plan, &netseg, &out)?;
+        let md = format!(
+            "{}\n\n#### Targets\n{}\n\n#### Disturbance\n\n{}\n",
+            report::datapath_tables(&results),
+            report::targets(&results),
+            report::disturbance(&results, plan.disturbance_threshold)
+        );
+        fs::write(out.join("datapath.md"), &md)?;
+        println!("{md}");
+    }
+    if section("control") {
+        let [pods, namespaces, policies] = args.scale[..] else {
+            bail!("--scale wants pods,namespaces,policies");
+        };
+        let md = control::run(
+            &netseg,
+            &out,
+            args.changes,
+            control::Scale {
+                pods,
+                namespaces,
+                policies,
+            },
+        )?;
+        fs::write(out.join("control.md"), &md)?;
+        println!("{md}");
+    }
+    if section("flows") {
+        let md = flows::run(&netseg, &out)?;
+        fs::write(out.join("flows.md"), &md)?;
+        println!("{md}");
+    }
+    Ok(())
+}
+
+fn plan(args: &Args) -> Result<DatapathPlan> {
+    let variants = if args.variants.is_empty() {
+        Variant::ALL.to_vec()
+    } else {
+        let mut chosen: Vec<Variant> = args
+            .variants
+            .iter()
+            .map(|name| Variant::parse(name).with_context(|| format!("unknown variant {name}")))
+            .collect::<Result<_>>()?;
+        // Ratios need the baseline of every repetition.
+        if !chosen.contains(&Variant::None) {
+            chosen.push(Variant::None);
+        }
+        chosen
+    };
+    let seconds = Duration::from_secs(args.seconds);
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
+    eprintln!("netseg-bench: shuffle seed {seed}");
+    Ok(DatapathPlan {
+        repeats: args.repeats,
+        sizes: args.sizes.clone(),
+        variants,
+        devnull_sizes: args.devnull_sizes.clone(),
+        durations: Durations {
+            tcp: seconds,
+            packets: seconds,
+            latency: seconds,
+            connections: seconds * 2 / 3,
+        },
+        disturbance_threshold: args.disturbance,
+        attempts: args.attempts,
+        seed,
+    })
+}

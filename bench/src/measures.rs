@@ -1,0 +1,225 @@
+//! The four datapath measures, each run from the client pod against the
+//! server pod of a [`Bed`].
+
+use std::fs;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use netseg_testbed::{Netns, in_netns};
+use serde_json::Value;
+
+use crate::bed::{self, Bed, CONN_PORT, IPERF_PORT, SENDER_CPU, SINK_PORT, SOCKPERF_PORT};
+use crate::connrate;
+
+/// How long each measure runs (after its warm-up).
+#[derive(Debug, Clone, Copy)]
+pub struct Durations {
+    pub tcp: Duration,
+    pub packets: Duration,
+    pub latency: Duration,
+    pub connections: Duration,
+}
+
+/// Single-stream TCP throughput in Gbit/s (iperf3, receiver side).
+pub fn tcp_throughput(bed: &Bed, duration: Duration) -> Result<f64> {
+    let out = bed::run_in(
+        bed.client.netns_name(),
+        &[
+            "iperf3",
+            "-c",
+            &bed.server_ip().to_string(),
+            "-p",
+            &IPERF_PORT.to_string(),
+            "-t",
+            &duration.as_secs().max(1).to_string(),
+            "-O",
+            "1",
+            "-J",
+        ],
+    )?;
+    let json: Value = serde_json::from_str(&out).context("iperf3 -J output")?;
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .map(|bps| bps / 1e9)
+        .with_context(|| format!("no end.sum_received in iperf3 output: {out:.400}"))
+}
+
+/// UDP request-response latency (sockperf ping-pong, 64-byte messages):
+/// (p50, p99) in microseconds, one way (sockperf's default: RTT / 2).
+pub fn udp_latency(bed: &Bed, duration: Duration) -> Result<(f64, f64)> {
+    let out = bed::run_in(
+        bed.client.netns_name(),
+        &[
+            "taskset",
+            "-c",
+            &SENDER_CPU.to_string(),
+            "sockperf",
+            "ping-pong",
+            "-i",
+            &bed.server_ip().to_string(),
+            "-p",
+            &SOCKPERF_PORT.to_string(),
+            "-m",
+            "64",
+            "-t",
+            &duration.as_secs().max(1).to_string(),
+        ],
+    )?;
+    let percentile = |p: &str| {
+        out.lines()
+            .find(|line| line.contains(&format!("percentile {p} =")))
+            .and_then(|line| line.rsplit('=').next()?.trim().parse::<f64>().ok())
+            .with_context(|| format!("no percentile {p} in sockperf output: {out:.600}"))
+    };
+    Ok((percentile("50.000")?, percentile("99.000")?))
+}
+
+/// New TCP connections per second, one connect-request-close loop.
+pub fn connection_rate(bed: &Bed, duration: Duration) -> Result<f64> {
+    let addr = SocketAddr::new(bed.server_ip().into(), CONN_PORT);
+    let run = connrate::run_clients(&bed.client, addr, 1, duration)?;
+    if run.completed == 0 {
+        bail!("no connection completed ({} failed)", run.failed);
+    }
+    Ok(run.per_second())
+}
+
+/// A 60-byte frame (64 on the wire with the FCS) from the client to the
+/// server's discard port, with `source_port` and `dest_port` as trafgen
+/// expressions (e.g. `c16(4000)` or `drnd(2)`).
+pub fn trafgen_config(bed: &Bed, source_port: &str, dest_port: &str) -> Result<String> {
+    let dst_mac = bed::mac_of(bed.node.netns_name(), bed.client.host_ifname())?;
+    let src_mac = bed::mac_of(bed.client.netns_name(), "eth0")?;
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|b| format!("0x{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(format!(
+        "{{\n  {}, {},\n  c16(0x0800),\n  0x45, 0x00, c16(46), c16(0), c16(0x4000), 64, 17, csumip(14, 33),\n  \
+         {}, {},\n  {source_port}, {dest_port}, c16(26), csumudp(14, 34),\n  fill(0x00, 18)\n}}\n",
+        hex(&dst_mac),
+        hex(&src_mac),
+        hex(&bed.client_ip().octets()),
+        hex(&bed.server_ip().octets()),
+    ))
+}
+
+/// A trafgen process sending from the client pod on [`SENDER_CPU`];
+/// stopped (its whole process group) on drop.
+pub struct Trafgen {
+    child: std::process::Child,
+    _config: tempfile_path::TempPath,
+}
+
+impl Trafgen {
+    pub fn start(bed: &Bed, config: &str) -> Result<Self> {
+        let path = tempfile_path::TempPath::write("netseg-bench-trafgen", config)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", bed.client.netns_name()])
+            .args(["taskset", "-c", &SENDER_CPU.to_string()])
+            .args(["trafgen", "--dev", "eth0", "--conf"])
+            .arg(path.path())
+            // -t 0: sendto() per packet (the TX ring stalls under RPS);
+            // -A / -Q: leave socket memory sysctls and IRQ affinity alone.
+            .args(["-t", "0", "-P", "1", "-A", "-Q", "-C"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting trafgen")?;
+        Ok(Self {
+            child,
+            _config: path,
+        })
+    }
+}
+
+impl Drop for Trafgen {
+    fn drop(&mut self) {
+        let group = self.child.id() as i32;
+        // SAFETY: signalling the process group this struct created.
+        unsafe { libc::kill(-group, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // trafgen's worker may still be exiting.
+                unsafe { libc::kill(-group, libc::SIGKILL) };
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// 64-byte packets per second received by the server pod's eth0 while
+/// trafgen sends as fast as it can, after a one-second warm-up.
+pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
+    let config = trafgen_config(bed, "c16(4000)", &format!("c16({SINK_PORT})"))?;
+    let _trafgen = Trafgen::start(bed, &config)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let (before, start) = (rx_packets(&bed.server, "eth0")?, Instant::now());
+    std::thread::sleep(duration);
+    let (after, end) = (rx_packets(&bed.server, "eth0")?, Instant::now());
+    Ok((after - before) as f64 / end.duration_since(start).as_secs_f64())
+}
+
+/// Received packets of `ifname` in the namespace of `pod`.
+pub fn rx_packets(pod: &impl Netns, ifname: &str) -> Result<u64> {
+    let text = in_netns(pod.netns_name(), || {
+        fs::read_to_string("/proc/thread-self/net/dev")
+    })??;
+    for line in text.lines() {
+        if let Some((name, counters)) = line.split_once(':')
+            && name.trim() == ifname
+        {
+            let fields: Vec<&str> = counters.split_whitespace().collect();
+            return fields
+                .get(1)
+                .context("rx packets field")?
+                .parse()
+                .context("rx packets");
+        }
+    }
+    bail!("no {ifname} in /proc/net/dev of {}", pod.netns_name())
+}
+
+/// A file in the temp directory, removed on drop.
+mod tempfile_path {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempPath(PathBuf);
+
+    impl TempPath {
+        pub fn write(prefix: &str, content: &str) -> std::io::Result<Self> {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "{prefix}-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, content)?;
+            Ok(Self(path))
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Markdown tables of the datapath results: ratios to the no-enforcement
+//! run of the same repetition, median and range over repetitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use crate::datapath::{ConfigResult, Sample};
+use crate::stats::summarize;
+use crate::variants::Variant;
+
+type Metric = fn(&ConfigResult) -> Option<&Sample>;
+
+const METRICS: [(&str, &str, Metric); 5] = [
+    ("TCP throughput, single stream", "Gbit/s", |r| {
+        r.tcp_gbps.as_ref()
+    }),
+    ("64-byte packets forwarded", "pps", |r| r.pps.as_ref()),
+    ("UDP request-response latency p50", "µs", |r| {
+        r.udp_p50_us.as_ref()
+    }),
+    ("UDP request-response latency p99", "µs", |r| {
+        r.udp_p99_us.as_ref()
+    }),
+    ("New TCP connections", "conn/s", |r| r.conn_per_s.as_ref()),
+];
+
+fn value(r: &ConfigResult, metric: Metric) -> Option<f64> {
+    metric(r).and_then(|s| s.value)
+}
+
+/// Baseline (no enforcement) value per repetition.
+fn baselines(results: &[ConfigResult], metric: Metric) -> BTreeMap<usize, f64> {
+    results
+        .iter()
+        .filter(|r| r.variant == Variant::None)
+        .filter_map(|r| Some((r.repeat, value(r, metric)?)))
+        .collect()
+}
+
+/// Ratios of `variant` at `n` to the baseline of the same repetition.
+pub fn ratios(results: &[ConfigResult], metric: Metric, variant: Variant, n: usize) -> Vec<f64> {
+    let base = baselines(results, metric);
+    results
+        .iter()
+        .filter(|r| r.variant == variant && r.n == n)
+        .filter_map(|r| Some(value(r, metric)? / base.get(&r.repeat)?))
+        .collect()
+}
+
+/// Ratios between two variants at `n`, paired by repetition.
+pub fn paired(
+    results: &[ConfigResult],
+    metric: Metric,
+    a: Variant,
+    b: Variant,
+    n: usize,
+) -> Vec<f64> {
+    let of = |v: Variant| -> BTreeMap<usize, f64> {
+        results
+            .iter()
+            .filter(|r| r.variant == v && r.n == n)
+            .filter_map(|r| Some((r.repeat, value(r, metric)?)))
+            .collect()
+    };
+    let (a, b) = (of(a), of(b));
+    a.iter()
+        .filter_map(|(rep, va)| Some(va / b.get(rep)?))
+        .collect()
+}
+
+fn human(v: f64) -> String {
+    match v.abs() {
+        x if x >= 1e6 => format!("{:.2}M", v / 1e6),
+        x if x >= 1e4 => format!("{:.1}k", v / 1e3),
+        x if x >= 100.0 => format!("{v:.0}"),
+        x if x >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.2}"),
+    }
+}
+
+fn range(values: &[f64], unit: &str) -> String {
+    match summarize(values) {
+        Some(s) if s.count > 1 => format!(
+            "{}{unit} ({}–{})",
+            human(s.median),
+            human(s.min),
+            human(s.max)
+        ),
+        Some(s) => format!("{}{unit}", human(s.median)),
+        None => "–".to_owned(),
+    }
+}
+
+pub fn datapath_tables(results: &[ConfigResult]) -> String {
+    let variants: BTreeSet<Variant> = results.iter().map(|r| r.variant).collect();
+    let sizes: BTreeSet<usize> = results
+        .iter()
+        .filter(|r| r.variant != Variant::None)
+        .map(|r| r.n)
+        .collect();
+    let mut md = String::new();
+    for (title, unit, metric) in METRICS {
+        let base: Vec<f64> = baselines(results, metric).into_values().collect();
+        let _ = writeln!(
+            md,
+            "\n#### {title}\n\nNo enforcement: {} {unit} (median, min–max over repetitions). \
+             Cells: ratio to no enforcement in the same repetition, median (min–max); \
+             below it the median {unit}.\n",
+            range(&base, "")
+        );
+        let header: Vec<String> = sizes.iter().map(|n| format!("N = {n}")).collect();
+        let _ = writeln!(md, "| variant | {} |", header.join(" | "));
+        let _ = writeln!(md, "|---|{}", "---|".repeat(sizes.len()));
+        for &variant in variants.iter().filter(|v| **v != Variant::None) {
+            let cells: Vec<String> = sizes
+                .iter()
+                .map(|&n| {
+                    let rs = ratios(results, metric, variant, n);
+                    let abs: Vec<f64> = results
+                        .iter()
+                        .filter(|r| r.variant == variant && r.n == n)
+                        .filter_map(|r| value(r, metric))
+                        .collect();
+                    if abs.is_empty() {
+                        return "–".to_owned();
+                    }
+                    format!("{}<br>{}", range(&rs, "x"), range(&abs, ""))
+                })
+                .collect();
+            let _ = writeln!(md, "| {} | {} |", variant.name(), cells.join(" | "));
+        }
+    }
+    md.push_str(&setup_table(results, &variants, &sizes));
+    md
+}
+
+fn setup_table(
+    results: &[ConfigResult],
+    variants: &BTreeSet<Variant>,
+    sizes: &BTreeSet<usize>,
+) -> String {
+    let mut md = String::from(
+        "\n#### Time to program the policy (ms; netseg: daemon start to the first status with both endpoints)\n\n",
+    );
+    let header: Vec<String> = sizes.iter().map(|n| format!("N = {n}")).collect();
+    let _ = writeln!(md, "| variant | {} |", header.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(sizes.len()));
+    for &variant in variants.iter().filter(|v| **v != Variant::None) {
+        let cells: Vec<String> = sizes
+            .iter()
+            .map(|&n| {
+                let v: Vec<f64> = results
+                    .iter()
+                    .filter(|r| r.variant == variant && r.n == n)
+                    .filter_map(|r| r.setup_ms)
+                    .collect();
+                range(&v, "")
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", variant.name(), cells.join(" | "));
+    }
+    md
+}
+
+/// The issue's targets, checked against the medians.
+pub fn targets(results: &[ConfigResult]) -> String {
+    let sizes: BTreeSet<usize> = results
+        .iter()
+        .filter(|r| r.variant == Variant::Netseg)
+        .map(|r| r.n)
+        .collect();
+    let mut md = String::from("\n| target | measured (median, min–max) | met |\n|---|---|---|\n");
+    let mut row = |what: String, values: Vec<f64>, goal: f64| {
+        let met = match summarize(&values) {
+            Some(s) if s.median >= goal => "yes",
+            Some(_) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(md, "| {what} | {} | {met} |", range(&values, "x"));
+    };
+    for &n in &sizes {
+        row(
+            format!("netseg TCP ≥ 0.95x no enforcement, N = {n}"),
+            ratios(results, METRICS[0].2, Variant::Netseg, n),
+            0.95,
+        );
+    }
+    for &n in &sizes {
+        row(
+            format!("netseg 64-byte pps ≥ 0.90x no enforcement, N = {n}"),
+            ratios(results, METRICS[1].2, Variant::Netseg, n),
+            0.90,
+        );
+    }
+    for other in [
+        Variant::IptablesLegacy,
+        Variant::IptablesNft,
+        Variant::IptablesLegacyEst,
+        Variant::IptablesNftEst,
+    ] {
+        row(
+            format!("netseg pps ≥ 5x {} at N = 1000", other.name()),
+            paired(results, METRICS[1].2, Variant::Netseg, other, 1000),
+            5.0,
+        );
+    }
+    let devnull: BTreeSet<usize> = results
+        .iter()
+        .filter(|r| r.variant == Variant::NetsegDevNull)
+        .map(|r| r.n)
+        .collect();
+    for &n in &devnull {
+        for (i, what) in [(1, "pps"), (4, "conn/s")] {
+            row(
+                format!("flow log to a file ≥ 0.95x flow log to /dev/null, {what}, N = {n}"),
+                paired(
+                    results,
+                    METRICS[i].2,
+                    Variant::Netseg,
+                    Variant::NetsegDevNull,
+                    n,
+                ),
+                0.95,
+            );
+        }
+    }
+    md
+}
+
+/// How many measurements were retried or stayed disturbed.
+pub fn disturbance(results: &[ConfigResult], threshold: f64) -> String {
+    let samples: Vec<&Sample> = results
+        .iter()
+        .flat_map(|r| [&r.tcp_gbps, &r.pps, &r.udp_p50_us, &r.conn_per_s])
+        .flatten()
+        .collect();
+    let retried = samples.iter().filter(|s| s.attempts > 1).count();
+    let disturbed: Vec<&&Sample> = samples
+        .iter()
+        .filter(|s| s.others.other_cores >= threshold)
+        .collect();
+    let worst = samples
+        .iter()
+        .map(|s| s.others.other_cores)
+        .fold(0.0, f64::max);
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            Some(format!(
+                "{} N={}: {}",
+                r.variant_name,
+                r.n,
+                r.error.as_ref()?
+            ))
+        })
+        .chain(samples.iter().filter_map(|s| s.error.clone()))
+        .collect();
+    format!(
+        "{} measurements; {retried} repeated because other processes used ≥ {:.0}% of a core; \
+         {} still above that after the last attempt (kept: the least disturbed); worst {:.0}% of a core. \
+         Errors: {}.",
+        samples.len(),
+        threshold * 100.0,
+        disturbed.len(),
+        worst * 100.0,
+        if errors.is_empty() {
+            "none".to_owned()
+        } else {
+            errors.join("; ")
+        }
+    )
+}
