@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use netseg_testbed::Manifests;
 use netseg_testbed::manifests::{namespace_yaml, pod_yaml};
 
