@@ -2,7 +2,7 @@
 //! server pod of a [`Bed`].
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,9 +88,14 @@ pub fn connection_rate(bed: &Bed, duration: Duration) -> Result<f64> {
 }
 
 /// A 60-byte frame (64 on the wire with the FCS) from the client to the
-/// server's discard port, with `source_port` and `dest_port` as trafgen
+/// `destination` (the server's discard port in the datapath measure), with `source_port` and `dest_port` as trafgen
 /// expressions (e.g. `c16(4000)` or `drnd(2)`).
-pub fn trafgen_config(bed: &Bed, source_port: &str, dest_port: &str) -> Result<String> {
+pub fn trafgen_config(
+    bed: &Bed,
+    destination: Ipv4Addr,
+    source_port: &str,
+    dest_port: &str,
+) -> Result<String> {
     let dst_mac = bed::mac_of(bed.node.netns_name(), bed.client.host_ifname())?;
     let src_mac = bed::mac_of(bed.client.netns_name(), "eth0")?;
     let hex = |bytes: &[u8]| {
@@ -106,7 +111,7 @@ pub fn trafgen_config(bed: &Bed, source_port: &str, dest_port: &str) -> Result<S
         hex(&dst_mac),
         hex(&src_mac),
         hex(&bed.client_ip().octets()),
-        hex(&bed.server_ip().octets()),
+        hex(&destination.octets()),
     ))
 }
 
@@ -118,8 +123,13 @@ pub struct Trafgen {
 }
 
 impl Trafgen {
-    pub fn start(bed: &Bed, config: &str) -> Result<Self> {
+    /// As fast as it can with `rate` `None` (`-t 0`), else at `rate` pps.
+    pub fn start(bed: &Bed, config: &str, rate: Option<u64>) -> Result<Self> {
         let path = tempfile_path::TempPath::write("netseg-bench-trafgen", config)?;
+        let pacing = match rate {
+            Some(pps) => vec!["-b".to_owned(), format!("{pps}pps")],
+            None => vec!["-t".to_owned(), "0".to_owned()],
+        };
         let child = Command::new("ip")
             .args(["netns", "exec", bed.client.netns_name()])
             .args(["taskset", "-c", &SENDER_CPU.to_string()])
@@ -127,7 +137,8 @@ impl Trafgen {
             .arg(path.path())
             // -t 0: sendto() per packet (the TX ring stalls under RPS);
             // -A / -Q: leave socket memory sysctls and IRQ affinity alone.
-            .args(["-t", "0", "-P", "1", "-A", "-Q", "-C"])
+            .args(&pacing)
+            .args(["-P", "1", "-A", "-Q", "-C"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -164,8 +175,13 @@ impl Drop for Trafgen {
 /// 64-byte packets per second received by the server pod's eth0 while
 /// trafgen sends as fast as it can, after a one-second warm-up.
 pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
-    let config = trafgen_config(bed, "c16(4000)", &format!("c16({SINK_PORT})"))?;
-    let _trafgen = Trafgen::start(bed, &config)?;
+    let config = trafgen_config(
+        bed,
+        bed.server_ip(),
+        "c16(4000)",
+        &format!("c16({SINK_PORT})"),
+    )?;
+    let _trafgen = Trafgen::start(bed, &config, None)?;
     std::thread::sleep(Duration::from_secs(1));
     let (before, start) = (rx_packets(&bed.server, "eth0")?, Instant::now());
     std::thread::sleep(duration);

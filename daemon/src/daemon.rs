@@ -49,6 +49,9 @@ struct Enforcer {
     compiled: Option<Compiled>,
     flow_context: watch::Sender<Arc<FlowContext>>,
     status: Status,
+    /// Problems of the last manifests reload and of the last publication.
+    manifest_problems: Vec<String>,
+    publish_problem: Option<String>,
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
@@ -71,6 +74,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         compiled: None,
         flow_context,
         status: Status::default(),
+        manifest_problems: Vec::new(),
+        publish_problem: None,
     };
     enforcer.reload_manifests();
     let mut terminate = signal(SignalKind::terminate())?;
@@ -128,7 +133,7 @@ impl Enforcer {
     fn reload_manifests(&mut self) {
         let reload = self.store.reload(&self.config.manifests);
         self.status.reloads += 1;
-        self.status.problems = reload.problems.iter().map(ToString::to_string).collect();
+        self.manifest_problems = reload.problems.iter().map(ToString::to_string).collect();
         for problem in &reload.problems {
             warn!(%problem, "manifest problem; the last good version stays enforced");
         }
@@ -270,6 +275,12 @@ impl Enforcer {
         };
         let served: Vec<&PodRef> = interfaces.values().collect();
         self.status.revision = self.publisher.revision();
+        self.status.problems = self
+            .manifest_problems
+            .iter()
+            .chain(&self.publish_problem)
+            .cloned()
+            .collect();
         self.status.endpoints = interfaces.len();
         self.status.interfaces = self
             .datapath

@@ -96,7 +96,12 @@ fn policy(ns: usize, shape: usize, variant: usize) -> Value {
                 "ports": [{ "protocol": "TCP", "port": 443 }] }],
         }),
     };
-    let names = ["default-deny", "allow-dns", "backend-ingress", "frontend-egress"];
+    let names = [
+        "default-deny",
+        "allow-dns",
+        "backend-ingress",
+        "frontend-egress",
+    ];
     let name = if shape < 4 {
         names[shape].to_owned()
     } else {
@@ -110,7 +115,12 @@ fn list(items: Vec<Value>) -> String {
 }
 
 /// Writes the cluster; returns how many pods are local.
-fn write_cluster(bed: &Bed, local: &[netseg_testbed::Pod], manifests: &Manifests, scale: &Scale) -> Result<usize> {
+fn write_cluster(
+    bed: &Bed,
+    local: &[netseg_testbed::Pod],
+    manifests: &Manifests,
+    scale: &Scale,
+) -> Result<usize> {
     let per_ns = scale.pods.div_ceil(scale.namespaces);
     let per_ns_policies = scale.policies.div_ceil(scale.namespaces);
     let mut index = 0;
@@ -140,8 +150,10 @@ fn write_cluster(bed: &Bed, local: &[netseg_testbed::Pod], manifests: &Manifests
             pod
         })
         .collect();
-    let mut kube_system = vec![json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": "kube-system", "labels": { "kubernetes.io/metadata.name": "kube-system" } } })];
+    let mut kube_system = vec![
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": "kube-system", "labels": { "kubernetes.io/metadata.name": "kube-system" } } }),
+    ];
     kube_system.extend(dns);
     manifests.write("kube-system.json", &list(kube_system))?;
     let mut locals = vec![
@@ -180,12 +192,21 @@ fn yaml_to_json_text(yaml: &str) -> Result<String> {
 pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<(String, String)> {
     let bed = Bed::new("bench-scale")?;
     let local: Vec<netseg_testbed::Pod> = (0..EXTRA_LOCAL_PODS)
-        .map(|i| bed.node.add_pod(&format!("{}/local-{i}", namespace_name(i + 1))))
+        .map(|i| {
+            bed.node
+                .add_pod(&format!("{}/local-{i}", namespace_name(i + 1)))
+        })
         .collect::<Result<_>>()?;
     let manifests = Manifests::new()?;
     let endpoints = write_cluster(&bed, &local, &manifests, scale)?;
     let started = Instant::now();
-    let mut daemon = NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &work.join("flows-scale.jsonl"), work)?;
+    let mut daemon = NetsegDaemon::start(
+        netseg,
+        &bed.node,
+        manifests.dir(),
+        &work.join("flows-scale.jsonl"),
+        work,
+    )?;
     let status = daemon.wait_for(Duration::from_secs(600), |s| {
         s.endpoints == endpoints as u64 && s.revision > 0
     })?;
@@ -223,13 +244,23 @@ pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<
         hwm_after as f64 / 1024.0,
     );
     if !status.problems.is_empty() {
-        let _ = write!(memory, " First problems: {:?}", &status.problems[..status.problems.len().min(3)]);
+        let _ = write!(
+            memory,
+            " First problems: {:?}",
+            &status.problems[..status.problems.len().min(3)]
+        );
     }
     let row = summary_row(
-        &format!("{} pods, {} policies: one policy's port changes", scale.pods, scale.policies),
+        &format!(
+            "{} pods, {} policies: one policy's port changes",
+            scale.pods, scale.policies
+        ),
         &delays,
     );
-    std::fs::write(work.join("delays-scale.json"), serde_json::to_string(&delays)?)?;
+    std::fs::write(
+        work.join("delays-scale.json"),
+        serde_json::to_string(&delays)?,
+    )?;
     drop(daemon);
     drop(local);
     Ok((row, memory))

@@ -211,12 +211,11 @@ pub struct FragmentKey {
     pub dst: [u8; 16],
 }
 
-/// The ports of an admitted first fragment, network byte order.
+/// The rule that admitted the datagram's first fragment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragmentValue {
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub rule: u32,
 }
 
 /// Denied events for one [`ConnKey`] are emitted at most once per

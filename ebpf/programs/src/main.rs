@@ -98,7 +98,7 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         return Err(TC_ACT_SHOT);
     }
     if packet.first_fragment {
-        remember_fragment(hook, packet);
+        remember_fragment(hook, packet, decision.rule);
     }
     Ok(TC_ACT_OK)
 }
@@ -217,12 +217,8 @@ fn fragment_key(hook: &Hook, packet: &Packet) -> FragmentKey {
 }
 
 #[inline(always)]
-fn remember_fragment(hook: &Hook, packet: &Packet) {
-    let ports = FragmentValue {
-        src_port: packet.tuple.src_port,
-        dst_port: packet.tuple.dst_port,
-    };
-    let _ = FRAGMENTS.insert(&fragment_key(hook, packet), &ports, 0);
+fn remember_fragment(hook: &Hook, packet: &Packet, rule: u32) {
+    let _ = FRAGMENTS.insert(&fragment_key(hook, packet), &FragmentValue { rule }, 0);
 }
 
 /// Later fragments carry no ports: they pass only behind an admitted first
@@ -231,7 +227,7 @@ fn remember_fragment(hook: &Hook, packet: &Packet) {
 fn later_fragment(hook: &Hook, packet: &Packet) -> Decision {
     // SAFETY: the value is only read.
     match unsafe { FRAGMENTS.get(&fragment_key(hook, packet)) } {
-        Some(_) => Decision::allow(reason::FRAGMENT, 0),
+        Some(first) => Decision::allow(reason::FRAGMENT, first.rule),
         None => Decision::deny(reason::FRAGMENT_UNKNOWN, 0),
     }
 }

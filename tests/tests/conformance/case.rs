@@ -89,6 +89,7 @@ pub fn cidr_of(addr: IpAddr, prefix: u8) -> String {
 pub enum Change {
     /// Creates or replaces a NetworkPolicy.
     Policy(Value),
+    DeletePolicy { namespace: String, name: String },
     DeleteAllPolicies,
     /// Adds labels to a namespace (its model labels stay).
     LabelNamespace {
@@ -160,6 +161,13 @@ impl Case {
     /// Creates the policy, or replaces the one of the same namespace and name.
     pub fn policy(self, policy: Value) -> Self {
         self.change(Change::Policy(policy))
+    }
+
+    pub fn delete_policy(self, namespace: &str, name: &str) -> Self {
+        self.change(Change::DeletePolicy {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
     }
 
     pub fn delete_all_policies(self) -> Self {

@@ -95,6 +95,7 @@ pub fn cases(m: &Model) -> Vec<Case> {
         nested_ip_block_excepts(m),
         selector_operators(m),
         target_moves_on_update(m),
+        deleting_one_of_two_policies(m),
         policy_types(m),
     ]
 }
@@ -354,28 +355,35 @@ fn peers_and_ports_pair_up_per_rule(m: &Model) -> Case {
 fn nested_ip_block_excepts(m: &Model) -> Case {
     // Hosts 0..7 of the pod range are x/a..z/a; z/b and z/c stay outside.
     let block = |cidr: &str, except: String| json!({"ipBlock": {"cidr": cidr, "except": [except]}});
-    Case::new(m, "ipBlock egress to a /8 except the first eight pod addresses, in both families")
-        .policy(netpol(
-            "x",
-            "wide-but-pods",
-            json!({
-                "podSelector": pod_is("a"), "policyTypes": ["Egress"],
-                "egress": [{"to": [
-                    block("10.0.0.0/8", m.cidr_around("x/a", Family::V4, 29)),
-                    block("fd00::/8", m.cidr_around("x/a", Family::V6, 125)),
-                ]}],
-            }),
-        ))
-        .expect_each(&[Probe::tcp(80), Probe::tcp(80).v6()], |r| {
-            r.expect_all_egress("x/a", false);
-            r.expect("x/a", "z/b", true);
-            r.expect("x/a", "z/c", true);
-        })
+    Case::new(
+        m,
+        "ipBlock egress to a /8 except the first eight pod addresses, in both families",
+    )
+    .policy(netpol(
+        "x",
+        "wide-but-pods",
+        json!({
+            "podSelector": pod_is("a"), "policyTypes": ["Egress"],
+            "egress": [{"to": [
+                block("10.0.0.0/8", m.cidr_around("x/a", Family::V4, 29)),
+                block("fd00::/8", m.cidr_around("x/a", Family::V6, 125)),
+            ]}],
+        }),
+    ))
+    .expect_each(&[Probe::tcp(80), Probe::tcp(80).v6()], |r| {
+        r.expect_all_egress("x/a", false);
+        r.expect("x/a", "z/b", true);
+        r.expect("x/a", "z/c", true);
+    })
 }
 
 fn target_moves_on_update(m: &Model) -> Case {
     let deny_ingress_of = |pod: &str| {
-        netpol("x", "moving", json!({"podSelector": pod_is(pod), "policyTypes": ["Ingress"]}))
+        netpol(
+            "x",
+            "moving",
+            json!({"podSelector": pod_is(pod), "policyTypes": ["Ingress"]}),
+        )
     };
     Case::new(m, "an updated podSelector moves isolation from x/a to x/b")
         .policy(deny_ingress_of("a"))
@@ -417,4 +425,26 @@ fn policy_types(m: &Model) -> Case {
             r.expect_all_ingress("x/a", false);
             r.expect("x/b", "x/a", true);
         })
+}
+
+fn deleting_one_of_two_policies(m: &Model) -> Case {
+    let from_y_on = |name: &str, port: u16| {
+        netpol(
+            "x",
+            name,
+            json!({
+                "podSelector": pod_is("a"), "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}], "ports": [{"port": port}]}],
+            }),
+        )
+    };
+    let only_y = super::upstream_01_21::only_y_reaches_xa;
+    Case::new(m, "deleting one of two stacked policies keeps the other enforced")
+        .policy(from_y_on("y-on-80", 80))
+        .policy(from_y_on("y-on-81", 81))
+        .expect_each(&[Probe::tcp(80), Probe::tcp(81)], only_y)
+        .then("the port 80 policy deleted")
+        .delete_policy("x", "y-on-80")
+        .expect(Probe::tcp(80), |r| r.expect_all_ingress("x/a", false))
+        .expect(Probe::tcp(81), only_y)
 }

@@ -220,6 +220,13 @@ impl World {
                     .policy(&file_stem(&key), &serde_yaml::to_string(policy)?)?;
                 self.policies.insert(key);
             }
+            Change::DeletePolicy { namespace, name } => {
+                let key = format!("{namespace}/{name}");
+                if !self.policies.remove(&key) {
+                    bail!("the case deletes policy {key}, which it never created");
+                }
+                self.manifests.remove_policy(&file_stem(&key))?;
+            }
             Change::DeleteAllPolicies => self.remove_all_policies()?,
             Change::LabelNamespace { namespace, labels } => {
                 let mut all = vec![("ns", namespace.as_str())];
