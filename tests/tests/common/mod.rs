@@ -51,7 +51,8 @@ pub fn world_with(tag: &str, daemon_args: &[&str]) -> Result<World> {
     })
 }
 
-/// a may open TCP 80 (the named port `http`), UDP 53 and ping to b; b admits it.
+/// a may send anything to b; b admits TCP on its named port `http` (80), UDP 53
+/// and SCTP 9 from a. Everything else stays denied (default deny).
 pub const CLIENT_TO_SERVER: &str = r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
