@@ -136,9 +136,9 @@ impl Trafgen {
             .args(["trafgen", "--dev", "eth0", "--conf"])
             .arg(path.path())
             // -t 0: sendto() per packet (the TX ring stalls under RPS);
-            // -A / -Q: leave socket memory sysctls and IRQ affinity alone.
+            // --no-sock-mem / --notouch-irq (-A is broken in 0.6.8): leave socket memory sysctls and IRQ affinity alone.
             .args(&pacing)
-            .args(["-P", "1", "-A", "-Q", "-C"])
+            .args(["-P", "1", "--no-sock-mem", "--notouch-irq", "-C"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -28,7 +28,7 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    if p == 50.0 && sorted.len() % 2 == 0 {
+    if p == 50.0 && sorted.len().is_multiple_of(2) {
         let mid = sorted.len() / 2;
         return (sorted[mid - 1] + sorted[mid]) / 2.0;
     }

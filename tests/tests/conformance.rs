@@ -15,6 +15,7 @@
 mod conformance {
     pub mod case;
     pub mod cyclonus;
+    pub mod cyclonus_peers;
     pub mod runner;
     pub mod upstream_01_21;
     pub mod upstream_22_42;

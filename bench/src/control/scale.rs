@@ -37,7 +37,7 @@ fn namespace(i: usize) -> Value {
         "metadata": { "name": namespace_name(i), "labels": {
             "kubernetes.io/metadata.name": namespace_name(i),
             "team": format!("team-{}", i % 25),
-            "env": if i % 3 == 0 { "prod" } else { "staging" },
+            "env": if i.is_multiple_of(3) { "prod" } else { "staging" },
         }},
     })
 }

@@ -89,7 +89,10 @@ pub fn cidr_of(addr: IpAddr, prefix: u8) -> String {
 pub enum Change {
     /// Creates or replaces a NetworkPolicy.
     Policy(Value),
-    DeletePolicy { namespace: String, name: String },
+    DeletePolicy {
+        namespace: String,
+        name: String,
+    },
     DeleteAllPolicies,
     /// Adds labels to a namespace (its model labels stay).
     LabelNamespace {
