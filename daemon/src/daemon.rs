@@ -2,7 +2,12 @@
 //! manifests directory on the pod interfaces of this node namespace.
 
 use std::{
-    collections::BTreeMap, io::Write, net::IpAddr, path::PathBuf, sync::Arc, time::Duration,
+    collections::BTreeMap,
+    io::Write,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -21,6 +26,7 @@ use crate::{
     },
     flows::{self, FlowContext},
     manifests::{self, ManifestStore},
+    metrics::Metrics,
     node::{self, NodeView},
     status::{self, InterfaceStatus, Status},
 };
@@ -32,6 +38,7 @@ pub struct DaemonConfig {
     pub interface_prefixes: Vec<String>,
     pub flow_log: Option<PathBuf>,
     pub status_file: Option<PathBuf>,
+    pub metrics_addr: Option<SocketAddr>,
     pub sizes: MapSizes,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
@@ -49,6 +56,7 @@ struct Enforcer {
     compiled: Option<Compiled>,
     flow_context: watch::Sender<Arc<FlowContext>>,
     status: Status,
+    metrics: Arc<Metrics>,
     /// Problems of the last manifests reload and of the last publication.
     manifest_problems: Vec<String>,
     publish_problem: Option<String>,
@@ -63,7 +71,21 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         manifests::watch(&config.manifests).context("watching the manifests")?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
     let flow_out = open_flow_log(config.flow_log.as_deref())?;
-    let exporter = tokio::spawn(flows::export(telemetry.events, context, flow_out));
+    let metrics = Arc::new(Metrics::new());
+    let exporter = tokio::spawn(flows::export(
+        telemetry.events,
+        context,
+        flow_out,
+        metrics.clone(),
+    ));
+    let server = config.metrics_addr.map(|addr| {
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(error) = crate::metrics::serve(addr, metrics).await {
+                error!(%addr, %error, "serving metrics");
+            }
+        })
+    });
     let mut enforcer = Enforcer {
         config,
         datapath,
@@ -74,6 +96,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         compiled: None,
         flow_context,
         status: Status::default(),
+        metrics,
         manifest_problems: Vec::new(),
         publish_problem: None,
     };
@@ -101,6 +124,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         None => info!("stopping: detaching from every interface"),
     }
     exporter.abort();
+    if let Some(server) = server {
+        server.abort();
+    }
     drop(enforcer);
     Ok(())
 }
@@ -179,7 +205,7 @@ impl Enforcer {
             );
         }
         self.publish_flow_context(&compiled, &interfaces);
-        self.write_status(&compiled, interfaces);
+        self.report(&compiled, interfaces);
         self.compiled = Some(compiled);
     }
 
@@ -269,10 +295,8 @@ impl Enforcer {
         self.flow_context.send_replace(Arc::new(context));
     }
 
-    fn write_status(&mut self, compiled: &Compiled, interfaces: BTreeMap<u32, PodRef>) {
-        let Some(path) = &self.config.status_file else {
-            return;
-        };
+    /// Updates the status (and its file) and the metrics.
+    fn report(&mut self, compiled: &Compiled, interfaces: BTreeMap<u32, PodRef>) {
         let served: Vec<&PodRef> = interfaces.values().collect();
         self.status.revision = self.publisher.revision();
         self.status.problems = self
@@ -297,8 +321,12 @@ impl Enforcer {
             .filter(|pod| !served.contains(pod))
             .map(ToString::to_string)
             .collect();
-        self.status.counters = status::read_counters(&self.counters);
-        if let Err(error) = status::write(path, &self.status) {
+        let counters = status::read_counters(&self.counters);
+        self.status.counters = status::named(&counters);
+        self.metrics.observe(&self.status, &counters);
+        if let Some(path) = &self.config.status_file
+            && let Err(error) = status::write(path, &self.status)
+        {
             warn!(path = %path.display(), %error, "writing the status file");
         }
     }

@@ -19,6 +19,8 @@ use netseg_policy::{PodRef, RuleRef};
 use serde::Serialize;
 use tokio::{io::unix::AsyncFd, sync::watch};
 
+use crate::metrics::{Metrics, RecordLabels};
+
 /// What the exporter needs to name the parties of a flow; replaced after
 /// every policy publication.
 #[derive(Debug, Default)]
@@ -167,6 +169,7 @@ pub async fn export(
     events: RingBuf<MapData>,
     context: watch::Receiver<Arc<FlowContext>>,
     mut out: Box<dyn Write + Send>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
     let boot = monotonic_epoch();
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
@@ -182,8 +185,15 @@ pub async fn export(
             }
             // SAFETY: the programs submit FlowEvent records; the length was checked.
             let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            serde_json::to_writer(&mut out, &context.record(&event, boot))?;
+            let record = context.record(&event, boot);
+            serde_json::to_writer(&mut out, &record)?;
             out.write_all(b"\n")?;
+            metrics
+                .flow_records
+                .get_or_create(&RecordLabels {
+                    verdict: record.verdict,
+                })
+                .inc();
         }
         out.flush()?;
         guard.clear_ready();

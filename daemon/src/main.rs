@@ -5,6 +5,7 @@ mod datapath;
 mod demo;
 mod flows;
 mod manifests;
+mod metrics;
 mod node;
 mod status;
 
@@ -90,6 +91,9 @@ struct DaemonArgs {
     /// A JSON file describing what is enforced, rewritten after every change.
     #[arg(long, env = "NETSEG_STATUS_FILE")]
     status_file: Option<PathBuf>,
+    /// Serve Prometheus metrics on /metrics and a health check on /healthz here (e.g. 127.0.0.1:9750).
+    #[arg(long, env = "NETSEG_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Connections the conntrack map holds (least recently used are evicted).
     #[arg(long, env = "NETSEG_CONNTRACK_ENTRIES", default_value_t = 262_144)]
     conntrack_entries: u32,
@@ -131,6 +135,7 @@ impl DaemonArgs {
             interface_prefixes: self.interface_prefixes,
             flow_log: Some(self.flow_log),
             status_file: self.status_file,
+            metrics_addr: self.metrics_addr,
             sizes: datapath::MapSizes {
                 conntrack: self.conntrack_entries,
                 events_bytes: self.event_buffer_bytes,

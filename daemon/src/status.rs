@@ -34,13 +34,21 @@ pub struct InterfaceStatus {
     pub pod: Option<String>,
 }
 
-/// Sums the per-CPU verdict counters by reason; zero counters are left out.
-pub fn read_counters(counters: &PerCpuArray<MapData, u64>) -> BTreeMap<&'static str, u64> {
+/// Sums the per-CPU counters by reason code; zero counters are left out.
+pub fn read_counters(counters: &PerCpuArray<MapData, u64>) -> BTreeMap<u8, u64> {
     (0..COUNTER_COUNT)
         .filter_map(|index| {
             let total: u64 = counters.get(&index, 0).ok()?.iter().sum();
-            (total > 0).then(|| (reason_name(index as u8), total))
+            (total > 0).then_some((index as u8, total))
         })
+        .collect()
+}
+
+/// The counters by reason name, as the status file shows them.
+pub fn named(counters: &BTreeMap<u8, u64>) -> BTreeMap<&'static str, u64> {
+    counters
+        .iter()
+        .map(|(&code, &total)| (reason_name(code), total))
         .collect()
 }
 

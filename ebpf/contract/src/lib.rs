@@ -35,8 +35,11 @@ pub mod reason {
     /// A non-first fragment of a datagram whose first fragment passed.
     pub const FRAGMENT: u8 = 5;
 
+    /// Reasons from here on deny; the ones below allow.
+    pub const FIRST_DENY: u8 = 16;
+
     /// The interface has no endpoint in the active policy (fail-closed pod start).
-    pub const NO_ENDPOINT: u8 = 16;
+    pub const NO_ENDPOINT: u8 = FIRST_DENY;
     /// A new connection that no rule allows.
     pub const POLICY_DENIED: u8 = 17;
     /// A packet that is not allowed to open a connection (a TCP segment

@@ -1,0 +1,167 @@
+//! Prometheus metrics and a health check over HTTP (`--metrics-addr`):
+//! packets by verdict and reason, flow events lost and sampled, flow
+//! records written, the active revision, endpoints and manifest problems.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use netseg_contract::reason;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use crate::{flows::reason_name, status::Status};
+
+/// Seconds without a reconciliation after which `/healthz` fails.
+const STALE_AFTER_SECONDS: u64 = 30;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PacketLabels {
+    verdict: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordLabels {
+    pub verdict: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    packets: Family<PacketLabels, Counter>,
+    events_lost: Counter,
+    events_sampled: Counter,
+    pub flow_records: Family<RecordLabels, Counter>,
+    revision: Gauge,
+    endpoints: Gauge,
+    problems: Gauge,
+    /// Unix time of the last reconciliation.
+    reconciled_at: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut metrics = Self {
+            registry: Registry::with_prefix("netseg"),
+            packets: Family::default(),
+            events_lost: Counter::default(),
+            events_sampled: Counter::default(),
+            flow_records: Family::default(),
+            revision: Gauge::default(),
+            endpoints: Gauge::default(),
+            problems: Gauge::default(),
+            reconciled_at: AtomicU64::new(0),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "packets",
+            "Packets by verdict and reason",
+            metrics.packets.clone(),
+        );
+        registry.register(
+            "flow_events_lost",
+            "Flow events dropped because the ring buffer was full",
+            metrics.events_lost.clone(),
+        );
+        registry.register(
+            "flow_events_sampled",
+            "Denied packets folded into a later flow event",
+            metrics.events_sampled.clone(),
+        );
+        registry.register(
+            "flow_records",
+            "Flow records written",
+            metrics.flow_records.clone(),
+        );
+        registry.register(
+            "policy_revision",
+            "The active policy revision",
+            metrics.revision.clone(),
+        );
+        registry.register(
+            "endpoints",
+            "Local pods enforced on an interface",
+            metrics.endpoints.clone(),
+        );
+        registry.register(
+            "manifest_problems",
+            "Current problems in the manifests",
+            metrics.problems.clone(),
+        );
+        metrics
+    }
+
+    /// Brings the metrics up to `status` and the kernel counters (by reason code).
+    pub fn observe(&self, status: &Status, counters: &BTreeMap<u8, u64>) {
+        for (&code, &total) in counters {
+            let counter = match code {
+                reason::COUNTER_EVENTS_LOST => self.events_lost.clone(),
+                reason::COUNTER_EVENTS_SAMPLED => self.events_sampled.clone(),
+                _ => {
+                    let labels = PacketLabels {
+                        verdict: if code < reason::FIRST_DENY {
+                            "allow"
+                        } else {
+                            "deny"
+                        },
+                        reason: reason_name(code),
+                    };
+                    self.packets.get_or_create(&labels).clone()
+                }
+            };
+            // The kernel counters only grow: add what is new since the last look.
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        self.revision.set(i64::from(status.revision));
+        self.endpoints.set(status.endpoints as i64);
+        self.problems.set(status.problems.len() as i64);
+        self.reconciled_at.store(unix_now(), Ordering::Relaxed);
+    }
+
+    fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until the task is aborted.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(health))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> Result<String, StatusCode> {
+    metrics
+        .encode()
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn health(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
+    let last = metrics.reconciled_at.load(Ordering::Relaxed);
+    if last != 0 && unix_now().saturating_sub(last) <= STALE_AFTER_SECONDS {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not reconciling\n")
+    }
+}

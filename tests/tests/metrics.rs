@@ -1,0 +1,65 @@
+//! Prometheus metrics and the health check, scraped inside the node namespace.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use common::world_with;
+use netseg_testbed::{Family, PROBE_TIMEOUT, TcpEchoServer, in_netns, tcp_probe};
+
+const ADDR: &str = "127.0.0.1:9750";
+
+fn get(netns: &str, path: &str) -> Result<String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: netseg\r\n\r\n");
+    in_netns(netns, move || -> Result<String> {
+        let mut stream = TcpStream::connect(ADDR).context("connecting to the metrics server")?;
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })?
+}
+
+/// The value of the sample line that starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_count_verdicts_and_flow_records() -> Result<()> {
+    let w = world_with("metrics", &["--metrics-addr", ADDR])?;
+    let _server = TcpEchoServer::start(&w.b, 80)?;
+    assert!(!tcp_probe(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?);
+    let netns = w.node.netns_name().to_owned();
+    let denied = r#"netseg_packets_total{verdict="deny",reason="policy-denied"}"#;
+    let records = r#"netseg_flow_records_total{verdict="deny"}"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = get(&netns, "/metrics")?;
+        let counted = sample(&text, denied).unwrap_or(0.0) >= 1.0
+            && sample(&text, records).unwrap_or(0.0) >= 1.0;
+        if counted {
+            assert_eq!(sample(&text, "netseg_endpoints"), Some(2.0), "{text}");
+            assert!(
+                sample(&text, "netseg_policy_revision").unwrap_or(0.0) >= 1.0,
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no denial counted:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let health = get(&netns, "/healthz")?;
+    assert!(
+        health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
+        "{health}"
+    );
+    Ok(())
+}
