@@ -84,7 +84,7 @@ pub fn reason_name(code: u8) -> &'static str {
     }
 }
 
-fn protocol_name(protocol: u8) -> String {
+pub fn protocol_name(protocol: u8) -> String {
     match protocol {
         PROTO_TCP => "tcp".into(),
         PROTO_UDP => "udp".into(),

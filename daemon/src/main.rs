@@ -3,6 +3,7 @@
 mod daemon;
 mod datapath;
 mod demo;
+mod explain;
 mod flows;
 mod manifests;
 mod metrics;
@@ -12,6 +13,7 @@ mod status;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use netseg_policy::{CompileOptions, DefaultAction};
 use tracing_subscriber::EnvFilter;
 
@@ -42,6 +44,10 @@ enum Command {
     /// Run the demo: an isolated node namespace with three pods, the example
     /// policies under default deny, live traffic and the flow log (root only).
     Demo,
+    /// Explain what the policies of a manifests directory make of one
+    /// connection: the decision and the deciding rule at each end. Exits 0
+    /// when the connection is allowed, 1 when it is denied.
+    Explain(ExplainArgs),
     /// Detach what a daemon run with --pin-dir left enforcing.
     Detach {
         /// The bpffs directory given to the daemon as --pin-dir.
@@ -53,6 +59,36 @@ enum Command {
         /// The directory of Namespace, Pod and NetworkPolicy manifests.
         dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The directory of Namespace, Pod and NetworkPolicy manifests.
+    dir: PathBuf,
+    /// The client: namespace/pod, or an IP address.
+    #[arg(long)]
+    from: String,
+    /// The server: namespace/pod, or an IP address.
+    #[arg(long)]
+    to: String,
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Tcp)]
+    protocol: ProtocolArg,
+    /// The destination port (ignored for ICMP).
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Use the pods' IPv6 addresses.
+    #[arg(long)]
+    ipv6: bool,
+    #[arg(long, value_enum, default_value_t = DefaultActionArg::Deny)]
+    default_action: DefaultActionArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Tcp,
+    Udp,
+    Sctp,
+    Icmp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,16 +155,48 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+impl DefaultActionArg {
+    fn action(self) -> DefaultAction {
+        match self {
+            DefaultActionArg::Deny => DefaultAction::Deny,
+            DefaultActionArg::Allow => DefaultAction::Allow,
+        }
+    }
+}
+
+fn explain(args: &ExplainArgs) -> ExitCode {
+    let protocol = match (args.protocol, args.ipv6) {
+        (ProtocolArg::Tcp, _) => PROTO_TCP,
+        (ProtocolArg::Udp, _) => PROTO_UDP,
+        (ProtocolArg::Sctp, _) => PROTO_SCTP,
+        (ProtocolArg::Icmp, false) => PROTO_ICMP,
+        (ProtocolArg::Icmp, true) => PROTO_ICMPV6,
+    };
+    let question = explain::Question {
+        from: &args.from,
+        to: &args.to,
+        protocol,
+        port: args.port,
+        ipv6: args.ipv6,
+        default_action: args.default_action.action(),
+    };
+    match explain::explain(&args.dir, &question) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("netseg explain: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 impl DaemonArgs {
     fn into_config(self) -> daemon::DaemonConfig {
         daemon::DaemonConfig {
             manifests: self.manifests,
             compile: CompileOptions {
                 node_name: self.node_name,
-                default_action: match self.default_action {
-                    DefaultActionArg::Deny => DefaultAction::Deny,
-                    DefaultActionArg::Allow => DefaultAction::Allow,
-                },
+                default_action: self.default_action.action(),
                 deny_node_traffic: self.deny_node_traffic,
                 node_addresses: Vec::new(),
             },
@@ -177,6 +245,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Check { dir } => check(&dir),
         Command::Detach { pin_dir } => detach(&pin_dir),
+        Command::Explain(args) => explain(&args),
         Command::Demo => match tokio::task::spawn_blocking(demo::run).await {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(error)) => {

@@ -99,3 +99,51 @@ fn check_accepts_the_examples_and_names_each_problem() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn explain_names_the_deciding_rule_at_each_end() -> Result<()> {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let explain = |args: &[&str]| -> Result<(bool, String)> {
+        let out = Command::new(netseg_binary()?)
+            .arg("explain")
+            .arg(examples)
+            .args(args)
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (allowed, text) = explain(&[
+        "--from",
+        "shop/frontend",
+        "--to",
+        "shop/backend",
+        "--port",
+        "8080",
+    ])?;
+    assert!(allowed, "{text}");
+    assert!(
+        text.contains(
+            "egress at shop/frontend: allowed by NetworkPolicy shop/frontend-to-backend egress[0]"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ingress at shop/backend: allowed by NetworkPolicy shop/backend ingress[0]"),
+        "{text}"
+    );
+    let (allowed, text) = explain(&[
+        "--from",
+        "shop/frontend",
+        "--to",
+        "data/db",
+        "--port",
+        "5432",
+        "--ipv6",
+    ])?;
+    assert!(!allowed, "{text}");
+    assert!(text.contains("egress at shop/frontend: denied"), "{text}");
+    assert!(text.contains("verdict: denied"), "{text}");
+    Ok(())
+}
