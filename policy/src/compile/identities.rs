@@ -24,7 +24,7 @@ use netseg_contract::identity;
 
 use super::alloc::IdAllocator;
 use super::inventory::Inventory;
-use crate::model::{IpBlockModel, NamespaceScope, PeerModel, PodModel};
+use crate::model::{IpBlockModel, NamespaceScope, PeerModel};
 use crate::types::{IdentityInfo, IdentityKind, PodRef};
 
 /// Resolutions of named ports: (name, protocol) to port numbers.
@@ -93,19 +93,74 @@ fn covers(outer: &IpNetwork, inner: &IpNetwork) -> bool {
         && outer.contains(inner.network())
 }
 
-/// Whether pod peer `peer` selects `pod`.
-fn pod_matches(inv: &Inventory, peer: &PeerModel, pod: &PodModel) -> bool {
-    let PeerModel::Pods { namespaces, pods } = peer else {
-        return false;
-    };
-    let namespace = &pod.pod_ref.namespace;
-    let in_scope = match namespaces {
-        NamespaceScope::Own(own) => own == namespace,
-        NamespaceScope::Selected(sel) => inv
-            .namespace_labels(namespace)
-            .is_some_and(|l| sel.matches(l)),
-    };
-    in_scope && pods.matches(&pod.labels)
+/// Which peers can match where: pod peers by the namespaces their scope
+/// takes in (decided once per namespace rather than once per pod), and the
+/// ipBlock peers.
+struct PeerIndex<'a> {
+    pods_in_namespace: BTreeMap<&'a str, Vec<usize>>,
+    blocks: Vec<usize>,
+}
+
+impl<'a> PeerIndex<'a> {
+    fn new(inv: &'a Inventory, peers: &PeerTable) -> Self {
+        let namespaces: BTreeSet<&str> = inv
+            .pods
+            .iter()
+            .map(|p| p.pod_ref.namespace.as_str())
+            .collect();
+        let in_scope = |scope: &NamespaceScope, namespace: &str| match scope {
+            NamespaceScope::Own(own) => own == namespace,
+            NamespaceScope::Selected(sel) => inv
+                .namespace_labels(namespace)
+                .is_some_and(|l| sel.matches(l)),
+        };
+        let pods_in_namespace = namespaces
+            .into_iter()
+            .map(|namespace| {
+                let scoped = (0..peers.0.len())
+                    .filter(|&i| matches!(&peers.0[i], PeerModel::Pods { namespaces, .. } if in_scope(namespaces, namespace)))
+                    .collect();
+                (namespace, scoped)
+            })
+            .collect();
+        let blocks = (0..peers.0.len())
+            .filter(|&i| matches!(peers.0[i], PeerModel::Block(_)))
+            .collect();
+        PeerIndex {
+            pods_in_namespace,
+            blocks,
+        }
+    }
+
+    /// The peers (table indices, sorted) that match `addr` held by `pods`.
+    fn matching(
+        &self,
+        inv: &Inventory,
+        peers: &PeerTable,
+        addr: IpAddr,
+        pods: &[usize],
+    ) -> Vec<usize> {
+        let mut matched = BTreeSet::new();
+        for &i in &self.blocks {
+            if let PeerModel::Block(block) = &peers.0[i]
+                && block_contains(block, addr)
+            {
+                matched.insert(i);
+            }
+        }
+        for &p in pods {
+            let pod = &inv.pods[p];
+            let scoped = self.pods_in_namespace.get(pod.pod_ref.namespace.as_str());
+            for &i in scoped.into_iter().flatten() {
+                if let PeerModel::Pods { pods: selector, .. } = &peers.0[i]
+                    && selector.matches(&pod.labels)
+                {
+                    matched.insert(i);
+                }
+            }
+        }
+        matched.into_iter().collect()
+    }
 }
 
 /// The signature of a pod or node address. An address held by several pods
@@ -114,6 +169,7 @@ fn pod_matches(inv: &Inventory, peer: &PeerModel, pod: &PodModel) -> bool {
 fn host_signature(
     inv: &Inventory,
     peers: &PeerTable,
+    index: &PeerIndex<'_>,
     egress_names: &BTreeSet<(String, u8)>,
     addr: IpAddr,
     holders: &Holders,
@@ -123,15 +179,7 @@ fn host_signature(
     } else {
         IdentityKind::Pods
     };
-    let matched = (0..peers.0.len())
-        .filter(|&i| match &peers.0[i] {
-            PeerModel::Block(block) => block_contains(block, addr),
-            peer @ PeerModel::Pods { .. } => holders
-                .pods
-                .iter()
-                .any(|&p| pod_matches(inv, peer, &inv.pods[p])),
-        })
-        .collect();
+    let matched = index.matching(inv, peers, addr, &holders.pods);
     let mut named = NamedPorts::new();
     for &p in &holders.pods {
         for (name, protocol) in egress_names {
@@ -181,10 +229,18 @@ fn group_addresses(
     for addr in node_addresses {
         holders.entry(*addr).or_default().node = true;
     }
+    let index = PeerIndex::new(inv, peers);
     let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
     for (addr, holder) in &holders {
         let group = groups
-            .entry(host_signature(inv, peers, egress_names, *addr, holder))
+            .entry(host_signature(
+                inv,
+                peers,
+                &index,
+                egress_names,
+                *addr,
+                holder,
+            ))
             .or_default();
         group
             .pods
