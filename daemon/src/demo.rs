@@ -6,7 +6,7 @@ use std::{fmt::Write as _, net::IpAddr, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use netseg_testbed::{
-    Daemon, Family, Manifests, Node, Pod, TcpEchoServer, ping, require_root, tcp_probe,
+    Daemon, Family, Manifests, Node, Pod, TcpEchoServer, TcpSession, ping, require_root, tcp_probe,
 };
 use serde::Deserialize as _;
 use serde_json::Value;
@@ -69,7 +69,8 @@ pub fn run() -> Result<()> {
         TcpEchoServer::start(&pods.backend, 8080)?,
         TcpEchoServer::start(&pods.db, 5432)?,
     ];
-    let wrong = run_attempts(&node, &pods)?;
+    let mut wrong = run_attempts(&node, &pods)?;
+    wrong += usize::from(!revoke_live_connection(&pods, &manifests, &mut daemon)?);
     // The exporter flushes after each batch of events; give it a moment.
     std::thread::sleep(Duration::from_millis(500));
     print!("{}", flow_table(&daemon.flows()?));
@@ -86,6 +87,25 @@ pub fn run() -> Result<()> {
     }
     println!("\nevery connection got the verdict the policies call for; cleaning up");
     Ok(())
+}
+
+/// Removes db's policy while backend holds a connection to it: the
+/// established connection is cut, not only new ones. True when it was.
+fn revoke_live_connection(pods: &Pods, manifests: &Manifests, daemon: &mut Daemon) -> Result<bool> {
+    let mut session = TcpSession::open(&pods.backend, pods.db.ip(Family::V4), 5432, TIMEOUT)?;
+    let before = session.exchange(TIMEOUT);
+    let reloads = daemon.status()?.map_or(0, |s| s.reloads);
+    manifests.remove("data-policies.yaml")?;
+    daemon.wait_reload_after(reloads)?;
+    let after = session.exchange(TIMEOUT);
+    let state = |open| if open { "open" } else { "cut" };
+    println!(
+        "live backend -> db connection before / after removing data/db's policy: {} / {}{}\n",
+        state(before),
+        state(after),
+        if before && !after { "" } else { "  <- WRONG" }
+    );
+    Ok(before && !after)
 }
 
 /// The example pods with the addresses the demo's namespaces actually have.

@@ -118,7 +118,10 @@ impl FlowContext {
             (Some(rule), _) => rule.to_string(),
             (None, rule::DEFAULT_ALLOW) => "default-allow".to_owned(),
             (None, rule::NODE_TRAFFIC) => "node-traffic".to_owned(),
-            (None, _) if event.reason == reason::POLICY_DENIED => "default-deny".to_owned(),
+            // No rule allows it (any more): the default action decided.
+            (None, _) if matches!(event.reason, reason::POLICY_DENIED | reason::REVOKED) => {
+                "default-deny".to_owned()
+            }
             (None, _) if allowed => "conntrack".to_owned(),
             (None, _) => "datapath".to_owned(),
         };
