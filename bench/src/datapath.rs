@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -28,6 +28,9 @@ pub struct DatapathPlan {
     pub disturbance_threshold: f64,
     pub attempts: usize,
     pub seed: u64,
+    /// No repetition starts that would, at the pace of the previous one,
+    /// end after this time.
+    pub stop_by: Option<SystemTime>,
 }
 
 /// One measured value and how disturbed its window was.
@@ -75,6 +78,7 @@ pub fn run(plan: &DatapathPlan, netseg: &Path, out: &Path) -> Result<Vec<ConfigR
     let mut results = Vec::new();
     let mut shuffler = Shuffler::new(plan.seed);
     for repeat in 0..plan.repeats {
+        let started = Instant::now();
         let mut configs = configurations(plan);
         shuffler.shuffle(&mut configs);
         for (i, &(variant, n)) in configs.iter().enumerate() {
@@ -86,14 +90,30 @@ pub fn run(plan: &DatapathPlan, netseg: &Path, out: &Path) -> Result<Vec<ConfigR
                 configs.len(),
                 variant.name()
             );
+            let config_started = Instant::now();
             let result = run_config(plan, repeat, variant, n, netseg, out);
-            eprintln!("netseg-bench:   {}", one_line(&result));
+            eprintln!(
+                "netseg-bench:   {} ({:.0} s)",
+                one_line(&result),
+                config_started.elapsed().as_secs_f64()
+            );
             let mut file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&results_path)?;
             writeln!(file, "{}", serde_json::to_string(&result)?)?;
             results.push(result);
+        }
+        if let Some(stop_by) = plan.stop_by
+            && repeat + 1 < plan.repeats
+            && SystemTime::now() + started.elapsed() > stop_by
+        {
+            eprintln!(
+                "netseg-bench: stopping after {} of {} repetitions: another would end after --stop-by",
+                repeat + 1,
+                plan.repeats
+            );
+            break;
         }
     }
     Ok(results)
@@ -209,8 +229,8 @@ fn measure<T: Copy>(plan: &DatapathPlan, mut f: impl FnMut() -> Result<T>) -> Me
         tries = attempt;
         quiet::wait_quiet(
             plan.disturbance_threshold,
-            Duration::from_millis(300),
-            Duration::from_secs(3),
+            Duration::from_millis(250),
+            Duration::from_millis(1500),
         );
         let snapshot = CpuSnapshot::take();
         let value = f().map_err(|e| format!("{e:#}"));

@@ -116,15 +116,19 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     })?;
     bed.start_servers()?;
     let mut md = String::from(
-        "| source | offered | records written | records/s | events-lost | events-sampled | daemon CPU |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| source | offered | records written | records/s | events-lost | events-sampled | daemon CPU | records per daemon CPU-second |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     let before = settle(&mut daemon, &log)?;
     let addr = SocketAddr::new(bed.server_ip().into(), CONN_PORT);
     let conns = connrate::run_clients(&bed.client, addr, 4, RUN)?;
     let after = settle(&mut daemon, &log)?;
+    let kinds = record_kinds(&log, before.lines)?;
     md.push_str(&row(
-        &format!("short TCP connections, 4 clients ({} failed)", conns.failed),
+        &format!(
+            "short TCP connections, 4 clients ({} failed; records by verdict/reason: {kinds})",
+            conns.failed
+        ),
         &format!(
             "{} conn ({:.0}/s) → {} events",
             conns.completed,
@@ -167,16 +171,37 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     Ok(md)
 }
 
+/// `verdict/reason: count` of the records after the first `skip` lines.
+fn record_kinds(log: &Path, skip: u64) -> Result<String> {
+    let text = fs::read_to_string(log)?;
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for line in text.lines().skip(skip as usize) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let kind = format!(
+            "{}/{}",
+            record["verdict"].as_str().unwrap_or("?"),
+            record["reason"].as_str().unwrap_or("?")
+        );
+        *kinds.entry(kind).or_default() += 1;
+    }
+    Ok(kinds
+        .iter()
+        .map(|(kind, n)| format!("{kind}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 fn row(source: &str, offered: &str, a: &Window, b: &Window, elapsed: Duration) -> String {
     let records = b.lines - a.lines;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| {source} | {offered} | {records} | {:.0} | {} | {} | {:.2} s |",
+        "| {source} | {offered} | {records} | {:.0} | {} | {} | {:.2} s | {:.0} |",
         records as f64 / elapsed.as_secs_f64(),
         delta(a, b, "events-lost"),
         delta(a, b, "events-sampled"),
         b.cpu - a.cpu,
+        records as f64 / (b.cpu - a.cpu).max(0.01),
     );
     s
 }

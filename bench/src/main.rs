@@ -66,6 +66,10 @@ struct Args {
     /// Scale of the memory measurement: pods, namespaces, policies.
     #[arg(long, value_delimiter = ',', default_value = "10000,500,2000")]
     scale: Vec<usize>,
+    /// Unix time after which no datapath repetition should end: fewer
+    /// repetitions rather than a missed deadline.
+    #[arg(long)]
+    stop_by: Option<u64>,
     /// Shuffle seed (default: the clock).
     #[arg(long)]
     seed: Option<u64>,
@@ -85,19 +89,6 @@ fn main() -> Result<()> {
         eprintln!("netseg-bench: removed stale namespaces {removed:?}");
     }
     let section = |name: &str| args.sections.iter().any(|s| s == name);
-    if section("datapath") {
-        let plan = plan(&args)?;
-        let _ = fs::remove_file(out.join("datapath.jsonl"));
-        let results = datapath::run(&plan, &netseg, &out)?;
-        let md = format!(
-            "{}\n\n#### Targets\n{}\n\n#### Disturbance\n\n{}\n",
-            report::datapath_tables(&results),
-            report::targets(&results),
-            report::disturbance(&results, plan.disturbance_threshold)
-        );
-        fs::write(out.join("datapath.md"), &md)?;
-        println!("{md}");
-    }
     if section("control") {
         let [pods, namespaces, policies] = args.scale[..] else {
             bail!("--scale wants pods,namespaces,policies");
@@ -118,6 +109,22 @@ fn main() -> Result<()> {
     if section("flows") {
         let md = flows::run(&netseg, &out)?;
         fs::write(out.join("flows.md"), &md)?;
+        println!("{md}");
+    }
+    if section("datapath") {
+        let plan = plan(&args)?;
+        let _ = fs::remove_file(out.join("datapath.jsonl"));
+        let results = datapath::run(&plan, &netseg, &out)?;
+        let repeats = results.iter().map(|r| r.repeat + 1).max().unwrap_or(0);
+        let md = format!(
+            "Repetitions: {repeats} of {} requested; {} configurations measured.\n{}\n\n#### Targets\n{}\n\n#### Disturbance\n\n{}\n",
+            plan.repeats,
+            results.len(),
+            report::datapath_tables(&results),
+            report::targets(&results),
+            report::disturbance(&results, plan.disturbance_threshold)
+        );
+        fs::write(out.join("datapath.md"), &md)?;
         println!("{md}");
     }
     Ok(())
@@ -159,5 +166,8 @@ fn plan(args: &Args) -> Result<DatapathPlan> {
         disturbance_threshold: args.disturbance,
         attempts: args.attempts,
         seed,
+        stop_by: args
+            .stop_by
+            .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs)),
     })
 }

@@ -28,6 +28,8 @@ pub fn tcp_throughput(bed: &Bed, duration: Duration) -> Result<f64> {
     let out = bed::run_in(
         bed.client.netns_name(),
         &[
+            "timeout",
+            "60",
             "iperf3",
             "-c",
             &bed.server_ip().to_string(),
@@ -53,6 +55,8 @@ pub fn udp_latency(bed: &Bed, duration: Duration) -> Result<(f64, f64)> {
     let out = bed::run_in(
         bed.client.netns_name(),
         &[
+            "timeout",
+            "60",
             "taskset",
             "-c",
             &SENDER_CPU.to_string(),
@@ -183,10 +187,77 @@ pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
     )?;
     let _trafgen = Trafgen::start(bed, &config, None)?;
     std::thread::sleep(Duration::from_secs(1));
+    let sent_before = dev_counter(&bed.client, "eth0", 9)?;
+    let cpu_before = cpu_times()?;
     let (before, start) = (rx_packets(&bed.server, "eth0")?, Instant::now());
     std::thread::sleep(duration);
     let (after, end) = (rx_packets(&bed.server, "eth0")?, Instant::now());
-    Ok((after - before) as f64 / end.duration_since(start).as_secs_f64())
+    let seconds = end.duration_since(start).as_secs_f64();
+    let sent = dev_counter(&bed.client, "eth0", 9)? - sent_before;
+    let busy: Vec<String> = cpu_times()?
+        .iter()
+        .zip(&cpu_before)
+        .map(|(a, b)| {
+            let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x - y) as f64).collect();
+            let total: f64 = d.iter().sum::<f64>().max(1.0);
+            // user nice system idle iowait irq softirq
+            format!(
+                "usr+sys {:.0}% softirq {:.0}% idle {:.0}%",
+                100.0 * (d[0] + d[1] + d[2]) / total,
+                100.0 * d[6] / total,
+                100.0 * d[3] / total
+            )
+        })
+        .collect();
+    eprintln!(
+        "netseg-bench:     packets: client sent {:.0}/s, server received {:.0}/s; {}",
+        sent as f64 / seconds,
+        (after - before) as f64 / seconds,
+        busy.iter()
+            .enumerate()
+            .map(|(i, b)| format!("cpu{i} {b}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Ok((after - before) as f64 / seconds)
+}
+
+/// Jiffies per CPU from /proc/stat: user, nice, system, idle, iowait, irq, softirq.
+fn cpu_times() -> Result<Vec<Vec<u64>>> {
+    let text = fs::read_to_string("/proc/stat")?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .take(7)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .collect())
+}
+
+/// Field `index` (0 = rx bytes, 1 = rx packets, 9 = tx packets) of `ifname`.
+fn dev_counter(pod: &impl Netns, ifname: &str, index: usize) -> Result<u64> {
+    let text = in_netns(pod.netns_name(), || {
+        fs::read_to_string("/proc/thread-self/net/dev")
+    })??;
+    let line = text
+        .lines()
+        .find(|l| l.split_once(':').is_some_and(|(n, _)| n.trim() == ifname))
+        .with_context(|| format!("no {ifname} in /proc/net/dev"))?;
+    let fields: Vec<&str> = line
+        .split_once(':')
+        .context("dev line")?
+        .1
+        .split_whitespace()
+        .collect();
+    fields
+        .get(index)
+        .context("counter field")?
+        .parse()
+        .context("counter")
 }
 
 /// Received packets of `ifname` in the namespace of `pod`.

@@ -26,6 +26,9 @@ pub struct Scale {
 
 /// Pods of the harness that run on the node; the rest are peers elsewhere.
 const EXTRA_LOCAL_PODS: usize = 4;
+/// The namespace whose backend-ingress policy the delay measure edits:
+/// `local-1` (a backend on this node) lives there.
+const EDITED_NS: usize = 2;
 
 fn namespace_name(i: usize) -> String {
     format!("ns-{i:03}")
@@ -214,14 +217,20 @@ pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<
     std::thread::sleep(Duration::from_secs(3));
     let (rss, hwm) = daemon.memory_kib()?;
     let cpu = daemon.cpu_seconds()?;
+    // ns-002 holds local-1, a backend: its ingress policy is on this node.
     let edited = |i: usize| -> Result<()> {
-        let mut items = vec![namespace(0)];
-        for shape in 0..scale.policies.div_ceil(scale.namespaces) {
-            items.push(policy(0, shape, if shape == 2 { i + 1 } else { 0 }));
-        }
         let per_ns = scale.pods.div_ceil(scale.namespaces);
-        items.extend((0..per_ns).map(|j| remote_pod(0, j, j)));
-        manifests.write(&format!("{}.json", namespace_name(0)), &list(items))?;
+        let mut items = vec![namespace(EDITED_NS)];
+        items.extend(
+            (0..per_ns)
+                .map(|j| (j, EDITED_NS * per_ns + j))
+                .filter(|(_, index)| *index < scale.pods)
+                .map(|(j, index)| remote_pod(EDITED_NS, j, index)),
+        );
+        for shape in 0..scale.policies.div_ceil(scale.namespaces) {
+            items.push(policy(EDITED_NS, shape, if shape == 2 { i + 1 } else { 0 }));
+        }
+        manifests.write(&format!("{}.json", namespace_name(EDITED_NS)), &list(items))?;
         Ok(())
     };
     let delays = delays(&mut daemon, changes, edited)?;

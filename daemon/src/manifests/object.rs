@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -70,10 +71,11 @@ impl fmt::Display for ObjectId {
     }
 }
 
-/// Boxed: a Pod is over 2 KiB and these move through vectors and maps.
+/// Shared: a Pod is over 2 KiB, and the objects of an unchanged file are
+/// carried from one reload to the next without copying.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum ManifestObject {
-    Namespace(Box<Namespace>),
-    Pod(Box<Pod>),
-    NetworkPolicy(Box<NetworkPolicy>),
+    Namespace(Arc<Namespace>),
+    Pod(Arc<Pod>),
+    NetworkPolicy(Arc<NetworkPolicy>),
 }

@@ -1,6 +1,7 @@
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -84,14 +85,17 @@ pub(super) enum ParsedDocument {
     },
 }
 
-/// Reads one file. `Err` means the file as a whole could not be understood
-/// (unreadable, YAML/JSON syntax), so nothing in it can be trusted.
-pub(super) fn parse_file(path: &Path) -> Result<Vec<ParsedDocument>, ParseError> {
-    let text = fs::read_to_string(path).map_err(|source| ParseError::Read { source })?;
+pub(super) fn read_file(path: &Path) -> Result<String, ParseError> {
+    fs::read_to_string(path).map_err(|source| ParseError::Read { source })
+}
+
+/// Parses the text of one file. `Err` means the file as a whole could not be
+/// understood (YAML/JSON syntax), so nothing in it can be trusted.
+pub(super) fn parse_text(path: &Path, text: &str) -> Result<Vec<ParsedDocument>, ParseError> {
     let documents = if is_json(path) {
-        json_documents(&text)?
+        json_documents(text)?
     } else {
-        yaml_documents(&text)?
+        yaml_documents(text)?
     };
     let mut parsed = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
@@ -255,16 +259,16 @@ fn rejected(id: Option<ObjectId>, label: String, error: ParseError) -> ParsedDoc
 
 fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseError>> {
     Ok(match kind {
-        ObjectKind::Namespace => ManifestObject::Namespace(decode_as(value)?),
+        ObjectKind::Namespace => ManifestObject::Namespace(Arc::new(decode_as(value)?)),
         ObjectKind::Pod => {
-            let mut pod: Box<Pod> = decode_as(value)?;
+            let mut pod: Pod = decode_as(value)?;
             default_namespace(&mut pod.metadata);
-            ManifestObject::Pod(pod)
+            ManifestObject::Pod(Arc::new(pod))
         }
         ObjectKind::NetworkPolicy => {
-            let mut policy: Box<NetworkPolicy> = decode_as(value)?;
+            let mut policy: NetworkPolicy = decode_as(value)?;
             default_namespace(&mut policy.metadata);
-            ManifestObject::NetworkPolicy(policy)
+            ManifestObject::NetworkPolicy(Arc::new(policy))
         }
     })
 }

@@ -8,7 +8,7 @@ use tracing::{debug, instrument};
 use super::Problem;
 use super::files::list_manifest_files;
 use super::object::{ManifestObject, ObjectId};
-use super::parse::{ParseError, ParsedDocument, parse_file};
+use super::parse::{ParseError, ParsedDocument, parse_text, read_file};
 
 #[derive(Debug, thiserror::Error)]
 enum StoreError {
@@ -28,6 +28,15 @@ enum StoreError {
 #[derive(Debug, Default)]
 pub struct ManifestStore {
     objects: BTreeMap<ObjectId, StoredObject>,
+    /// Files whose every document was valid, by their text: an unchanged
+    /// file is not parsed again (at cluster scale parsing dominates a reload).
+    clean_files: BTreeMap<PathBuf, CleanFile>,
+}
+
+#[derive(Clone, Debug)]
+struct CleanFile {
+    text: String,
+    objects: Vec<(ObjectId, ManifestObject)>,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +60,7 @@ pub struct Reload {
 #[derive(Default)]
 struct NextState {
     objects: BTreeMap<ObjectId, StoredObject>,
+    clean_files: BTreeMap<PathBuf, CleanFile>,
     /// The first file (by sorted path) to define each identity owns it.
     claimed: BTreeMap<ObjectId, PathBuf>,
     problems: Vec<Problem>,
@@ -98,7 +108,7 @@ impl ManifestStore {
         for (file, source) in self.sources(dir, &mut next.problems) {
             match source {
                 Source::KeepLast => self.keep_file(&file, &mut next),
-                Source::Parse => match parse_file(&file) {
+                Source::Parse => match self.documents(&file, &mut next) {
                     Ok(documents) => self.apply_documents(&file, documents, &mut next),
                     // Deleted since it was listed: its objects go, as they would a moment later.
                     Err(ParseError::Read { source })
@@ -120,6 +130,7 @@ impl ManifestStore {
             "reloaded manifests"
         );
         self.objects = next.objects;
+        self.clean_files = next.clean_files;
         Reload {
             problems: next.problems,
             changed,
@@ -168,6 +179,35 @@ impl ManifestStore {
             problems.push(with_kept_note(problem, held));
         }
         sources
+    }
+
+    /// The documents of `file`, reusing those of an unchanged clean file.
+    fn documents(
+        &self,
+        file: &Path,
+        next: &mut NextState,
+    ) -> Result<Vec<ParsedDocument>, ParseError> {
+        let text = read_file(file)?;
+        let clean = match self.clean_files.get(file) {
+            Some(clean) if clean.text == text => clean.clone(),
+            _ => {
+                let documents = parse_text(file, &text)?;
+                match clean_objects(&documents) {
+                    Some(objects) => CleanFile { text, objects },
+                    None => return Ok(documents),
+                }
+            }
+        };
+        let documents = clean
+            .objects
+            .iter()
+            .map(|(id, object)| ParsedDocument::Valid {
+                id: id.clone(),
+                object: object.clone(),
+            })
+            .collect();
+        next.clean_files.insert(file.to_path_buf(), clean);
+        Ok(documents)
     }
 
     fn objects_from<'a>(
@@ -228,6 +268,17 @@ impl ManifestStore {
             }
         }
     }
+}
+
+/// The objects of `documents` if every one of them is valid.
+fn clean_objects(documents: &[ParsedDocument]) -> Option<Vec<(ObjectId, ManifestObject)>> {
+    documents
+        .iter()
+        .map(|document| match document {
+            ParsedDocument::Valid { id, object } => Some((id.clone(), object.clone())),
+            ParsedDocument::Rejected { .. } => None,
+        })
+        .collect()
 }
 
 fn with_note(mut problem: Problem, note: &str) -> Problem {
