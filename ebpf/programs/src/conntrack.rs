@@ -8,7 +8,10 @@ use netseg_contract::{
     ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS, PROTO_TCP,
 };
 
-use crate::{maps::CONNTRACK, parse::Tuple};
+use crate::{
+    maps::CONNTRACK,
+    parse::{Addr, Tuple},
+};
 
 /// last_seen is rewritten at most this often, to keep established packets
 /// from dirtying a shared cache line each time.
@@ -23,8 +26,8 @@ pub fn conn_key(ifindex: u32, origin: u8, tuple: &Tuple) -> ConnKey {
         _pad: [0; 2],
         src_port: tuple.src_port,
         dst_port: tuple.dst_port,
-        src: tuple.src,
-        dst: tuple.dst,
+        src: tuple.src.0,
+        dst: tuple.dst.0,
     }
 }
 
@@ -116,8 +119,8 @@ pub fn close(key: &ConnKey) {
 #[inline(always)]
 pub fn original(key: &ConnKey) -> Tuple {
     Tuple {
-        src: key.src,
-        dst: key.dst,
+        src: Addr(key.src),
+        dst: Addr(key.dst),
         protocol: key.protocol,
         src_port: key.src_port,
         dst_port: key.dst_port,

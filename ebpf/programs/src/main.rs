@@ -25,8 +25,8 @@ use netseg_contract::{
 use crate::{
     events::{Decision, Hook, record},
     maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
-    parse::{Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, mapped_ipv4, parse},
-    policy::{allowing_rule, is_ipv4_mapped},
+    parse::{Addr, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
+    policy::allowing_rule,
 };
 
 #[classifier]
@@ -61,6 +61,9 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
     // SAFETY: this CPU's scratch slot; nothing else uses it while the program runs.
     let packet = unsafe { &mut *scratch };
     if let Err(why) = parse(ctx, packet) {
+        // The addresses may still be the previous packet's.
+        packet.tuple.src = Addr::ZERO;
+        packet.tuple.dst = Addr::ZERO;
         return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
     }
     let packet = &*packet;
@@ -117,10 +120,10 @@ fn spoofed(endpoint: &Endpoint, direction: u8, tuple: &Tuple) -> bool {
     } else {
         &tuple.dst
     };
-    if is_ipv4_mapped(own) {
-        endpoint.flags & ENDPOINT_HAS_IPV4 == 0 || *own != mapped_ipv4(endpoint.ipv4)
+    if own.is_ipv4_mapped() {
+        endpoint.flags & ENDPOINT_HAS_IPV4 == 0 || *own != Addr::mapped_ipv4(endpoint.ipv4)
     } else {
-        endpoint.flags & ENDPOINT_HAS_IPV6 == 0 || *own != endpoint.ipv6
+        endpoint.flags & ENDPOINT_HAS_IPV6 == 0 || *own != Addr(endpoint.ipv6)
     }
 }
 
@@ -211,8 +214,8 @@ fn fragment_key(hook: &Hook, packet: &Packet) -> FragmentKey {
         protocol: packet.tuple.protocol,
         direction: hook.direction,
         _pad: [0; 2],
-        src: packet.tuple.src,
-        dst: packet.tuple.dst,
+        src: packet.tuple.src.0,
+        dst: packet.tuple.dst.0,
     }
 }
 

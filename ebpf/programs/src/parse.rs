@@ -32,11 +32,37 @@ pub enum Kind {
     LaterFragment,
 }
 
-/// A connection's addressing: IPv4 addresses are IPv4-mapped IPv6.
+/// An address, IPv4-mapped for IPv4. Aligned so that the compiler zeroes,
+/// copies and compares it with word operations: byte-aligned 16-byte
+/// arrays become calls to byte-loop memset/memcpy in BPF.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    pub const ZERO: Addr = Addr([0; 16]);
+
+    /// `::ffff:a.b.c.d`, built from two words: zeroing ten bytes one by
+    /// one would again become a memset call.
+    #[inline(always)]
+    pub fn mapped_ipv4(v4: [u8; 4]) -> Addr {
+        let low = u64::from_le_bytes([0, 0, 0xff, 0xff, v4[0], v4[1], v4[2], v4[3]]);
+        // SAFETY: [u64; 2] and [u8; 16] have the same size and every bit
+        // pattern is valid for both; the bytes land in memory order.
+        Addr(unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>([0, low]) })
+    }
+
+    #[inline(always)]
+    pub fn is_ipv4_mapped(&self) -> bool {
+        self.0[..10] == [0; 10] && self.0[10] == 0xff && self.0[11] == 0xff
+    }
+}
+
+/// A connection's addressing.
 #[derive(Clone, Copy)]
 pub struct Tuple {
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+    pub src: Addr,
+    pub dst: Addr,
     pub protocol: u8,
     /// Network byte order.
     pub src_port: u16,
@@ -66,35 +92,23 @@ fn load_u16(ctx: &TcContext, offset: usize) -> Result<u16, Drop> {
     load::<u16>(ctx, offset).map(u16::from_be)
 }
 
-#[inline(always)]
-pub fn mapped_ipv4(addr: [u8; 4]) -> [u8; 16] {
-    [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
-    ]
-}
-
-#[inline(always)]
-pub fn empty_tuple() -> Tuple {
-    Tuple {
-        src: [0; 16],
-        dst: [0; 16],
-        protocol: 0,
-        src_port: 0,
-        dst_port: 0,
-    }
-}
-
 /// Parses into `packet`, a per-CPU scratch slot (the BPF stack is too small
 /// to hold it beside the map keys).
 #[inline(always)]
 pub fn parse(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
     let ethertype = load_u16(ctx, 12)?;
+    // Addresses are written by the IP parsers (and cleared on the error
+    // path); zeroing whole tuples here would cost a memset call per packet.
     packet.kind = Kind::Flow;
-    packet.tuple = empty_tuple();
+    packet.tuple.protocol = 0;
+    packet.tuple.src_port = 0;
+    packet.tuple.dst_port = 0;
     packet.tcp_flags = 0;
     packet.first_fragment = false;
     packet.fragment_id = 0;
-    packet.inner = empty_tuple();
+    packet.inner.protocol = 0;
+    packet.inner.src_port = 0;
+    packet.inner.dst_port = 0;
     match ethertype {
         ETH_P_IP => parse_ipv4(ctx, packet),
         ETH_P_IPV6 => parse_ipv6(ctx, packet),
@@ -118,8 +132,8 @@ fn parse_ipv4(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
     let offset = fragment & 0x1fff;
     packet.fragment_id = load_u16(ctx, ETH_HLEN + 4)? as u32;
     packet.tuple.protocol = load(ctx, ETH_HLEN + 9)?;
-    packet.tuple.src = mapped_ipv4(load(ctx, ETH_HLEN + 12)?);
-    packet.tuple.dst = mapped_ipv4(load(ctx, ETH_HLEN + 16)?);
+    packet.tuple.src = Addr::mapped_ipv4(load(ctx, ETH_HLEN + 12)?);
+    packet.tuple.dst = Addr::mapped_ipv4(load(ctx, ETH_HLEN + 16)?);
     if offset != 0 {
         packet.kind = Kind::LaterFragment;
         return Ok(());
@@ -136,8 +150,8 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
     }
     let mut next: u8 = load(ctx, ETH_HLEN + 6)?;
     let hop_limit: u8 = load(ctx, ETH_HLEN + 7)?;
-    packet.tuple.src = load(ctx, ETH_HLEN + 8)?;
-    packet.tuple.dst = load(ctx, ETH_HLEN + 24)?;
+    packet.tuple.src = Addr(load(ctx, ETH_HLEN + 8)?);
+    packet.tuple.dst = Addr(load(ctx, ETH_HLEN + 24)?);
     let mut offset = ETH_HLEN + IPV6_HLEN;
     let mut walked = 0;
     while walked < MAX_EXTENSION_HEADERS {
@@ -188,8 +202,8 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
 /// forwarded to a pod from off the link.
 #[inline(always)]
 fn valid_link_control(packet: &Packet, hop_limit: u8) -> bool {
-    let link_local = packet.tuple.src[0] == 0xfe && packet.tuple.src[1] & 0xc0 == 0x80;
-    let unspecified = packet.tuple.src == [0; 16];
+    let link_local = packet.tuple.src.0[0] == 0xfe && packet.tuple.src.0[1] & 0xc0 == 0x80;
+    let unspecified = packet.tuple.src == Addr::ZERO;
     match packet.tuple.src_port {
         133..=136 => hop_limit == 255,
         _ => hop_limit == 1 && (link_local || unspecified),
@@ -271,16 +285,16 @@ fn parse_inner_ipv4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Resu
         return Err(reason::MALFORMED);
     }
     packet.inner.protocol = load(ctx, offset + 9)?;
-    packet.inner.src = mapped_ipv4(load(ctx, offset + 12)?);
-    packet.inner.dst = mapped_ipv4(load(ctx, offset + 16)?);
+    packet.inner.src = Addr::mapped_ipv4(load(ctx, offset + 12)?);
+    packet.inner.dst = Addr::mapped_ipv4(load(ctx, offset + 16)?);
     read_inner_ports(ctx, packet, offset + header_len)
 }
 
 #[inline(always)]
 fn parse_inner_ipv6(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
     packet.inner.protocol = load(ctx, offset + 6)?;
-    packet.inner.src = load(ctx, offset + 8)?;
-    packet.inner.dst = load(ctx, offset + 24)?;
+    packet.inner.src = Addr(load(ctx, offset + 8)?);
+    packet.inner.dst = Addr(load(ctx, offset + 24)?);
     read_inner_ports(ctx, packet, offset + IPV6_HLEN)
 }
 

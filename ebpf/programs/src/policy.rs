@@ -7,7 +7,10 @@ use netseg_contract::{
     PROTO_TCP, PROTO_UDP, PolicyKey, identity,
 };
 
-use crate::maps::{IPCACHE_V4, IPCACHE_V6, LpmKey, POLICY};
+use crate::{
+    maps::{IPCACHE_V4, IPCACHE_V6, LpmKey, POLICY},
+    parse::Addr,
+};
 
 /// The rule id that allows the connection, or `None`.
 #[inline(always)]
@@ -15,7 +18,7 @@ pub fn allowing_rule(
     slot: u32,
     endpoint: &Endpoint,
     direction: u8,
-    peer: &[u8; 16],
+    peer: &Addr,
     protocol: u8,
     dst_port: u16,
 ) -> Option<u32> {
@@ -53,23 +56,18 @@ fn lookup(slot: u32, policy: u32, identity: u32, protocol: u8, port: u16) -> Opt
 }
 
 #[inline(always)]
-pub fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
-    addr[..10] == [0; 10] && addr[10] == 0xff && addr[11] == 0xff
-}
-
-#[inline(always)]
-fn identity_of(slot: u32, addr: &[u8; 16]) -> u32 {
-    let found = if is_ipv4_mapped(addr) {
+fn identity_of(slot: u32, addr: &Addr) -> u32 {
+    let found = if addr.is_ipv4_mapped() {
         let key = LpmKey::new(
             32 + 32,
             IpcacheV4Key {
                 slot,
-                addr: [addr[12], addr[13], addr[14], addr[15]],
+                addr: [addr.0[12], addr.0[13], addr.0[14], addr.0[15]],
             },
         );
         IPCACHE_V4.get(&key).copied()
     } else {
-        let key = LpmKey::new(32 + 128, IpcacheV6Key { slot, addr: *addr });
+        let key = LpmKey::new(32 + 128, IpcacheV6Key { slot, addr: addr.0 });
         IPCACHE_V6.get(&key).copied()
     };
     found.unwrap_or(identity::WORLD)
