@@ -2,13 +2,15 @@
 //! manifests, flow log and status file where the benchmark wants them.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use netseg_testbed::{DaemonStatus, Node};
+use netseg_testbed::{
+    DaemonStatus, Node,
+    daemon::{DaemonPaths, daemon_command},
+};
 use serde_json::{Value, json};
 
 /// A daemon this benchmark started; SIGTERM on drop, SIGKILL after 5 s.
@@ -30,31 +32,12 @@ impl NetsegDaemon {
         let log_path = work.join("daemon.log");
         let _ = fs::remove_file(&status_path);
         let log = fs::File::create(&log_path)?;
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", node.netns_name()])
-            .arg(binary)
-            .arg("daemon")
-            .arg("--manifests")
-            .arg(manifests)
-            .args(["--node-name", node.name()])
-            .arg("--flow-log")
-            .arg(flow_log)
-            .arg("--status-file")
-            .arg(&status_path)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; the daemon dies with us.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let paths = DaemonPaths {
+            manifests,
+            flow_log,
+            status_file: &status_path,
+        };
+        let mut command = daemon_command(binary, node, &paths, log)?;
         let child = command.spawn().context("starting netseg daemon")?;
         Ok(Self {
             child,

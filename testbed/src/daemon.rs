@@ -1,7 +1,7 @@
 //! The real `netseg` daemon, started inside a node namespace.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -86,6 +86,54 @@ pub fn netseg_binary() -> Result<PathBuf> {
         })
 }
 
+/// Where a daemon reads its manifests and writes its flow log and status.
+pub struct DaemonPaths<'a> {
+    pub manifests: &'a Path,
+    pub flow_log: &'a Path,
+    pub status_file: &'a Path,
+}
+
+/// `ip netns exec <node> BINARY daemon --manifests .. --node-name ..
+/// --flow-log .. --status-file ..`, output to `log`, and SIGTERM to the
+/// daemon if the thread that starts it dies without stopping it.
+pub fn daemon_command(
+    binary: &Path,
+    node: &Node,
+    paths: &DaemonPaths<'_>,
+    log: File,
+) -> Result<Command> {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", node.netns_name()])
+        .arg(binary)
+        .arg("daemon")
+        .arg("--manifests")
+        .arg(paths.manifests)
+        .args(["--node-name", node.name()])
+        .arg("--flow-log")
+        .arg(paths.flow_log)
+        .arg("--status-file")
+        .arg(paths.status_file)
+        // Plain logs: they end up in files and panic messages.
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the
+    // parent. `ip netns exec` execs the daemon in the same process, so the
+    // daemon gets SIGTERM if the thread that started it dies without
+    // dropping it (e.g. the test process is killed).
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
 /// A running daemon; dropping it sends SIGTERM and kills it after 5 s.
 #[derive(Debug)]
 pub struct Daemon {
@@ -116,36 +164,13 @@ impl Daemon {
             .create(true)
             .append(true)
             .open(dir.path().join("daemon.log"))?;
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", node.netns_name()])
-            .arg(binary)
-            .arg("daemon")
-            .arg("--manifests")
-            .arg(manifests_dir)
-            .args(["--node-name", node.name()])
-            .arg("--flow-log")
-            .arg(dir.path().join("flows.jsonl"))
-            .arg("--status-file")
-            .arg(dir.path().join("status.json"))
-            .args(extra_args)
-            // Plain logs: they end up in files and panic messages.
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the
-        // parent. `ip netns exec` execs the daemon in the same process, so
-        // the daemon gets SIGTERM if the thread that started it dies without
-        // dropping it (e.g. the test process is killed).
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        let paths = DaemonPaths {
+            manifests: manifests_dir,
+            flow_log: &dir.path().join("flows.jsonl"),
+            status_file: &dir.path().join("status.json"),
+        };
+        let mut command = daemon_command(binary, node, &paths, log)?;
+        command.args(extra_args);
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
