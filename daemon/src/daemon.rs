@@ -175,6 +175,7 @@ impl Enforcer {
             self.config.compile.node_addresses = view.addresses.clone();
             self.compiled = None;
         }
+        let recompiled = self.compiled.is_none();
         let compiled = match self.compiled.take() {
             Some(compiled) => compiled,
             None => self
@@ -182,29 +183,37 @@ impl Enforcer {
                 .compile(&self.store.snapshot(), &self.config.compile),
         };
         let (desired, interfaces) = self.slot_state(&compiled, view);
-        match self.publisher.publish(&desired) {
-            Ok(published) if published.upserts + published.removals > 0 => {
-                info!(
-                    revision = published.revision,
-                    upserts = published.upserts,
-                    removals = published.removals,
-                    "published"
-                )
+        self.publish_problem = match self.publisher.publish(&desired) {
+            Ok(published) => {
+                if published.upserts + published.removals > 0 {
+                    info!(
+                        revision = published.revision,
+                        upserts = published.upserts,
+                        removals = published.removals,
+                        "published"
+                    );
+                }
+                None
             }
-            Ok(_) => {}
             Err(error) => {
-                let error = anyhow::Error::from(error);
-                error!(error = format!("{error:#}"), "publishing the policy");
-                self.status.problems.push(format!("{error:#}"));
+                let error = format!("{:#}", anyhow::Error::from(error));
+                error!(
+                    error,
+                    "publishing the policy; the last good policy stays enforced"
+                );
+                Some(error)
             }
-        }
+        };
         if let Err(error) = self.datapath.take_over() {
             error!(
                 error = format!("{:#}", anyhow::Error::from(error)),
                 "taking over the pinned links"
             );
         }
-        self.publish_flow_context(&compiled, &interfaces);
+        // The exporter's names change only with a compilation or the interfaces.
+        if recompiled || self.flow_context.borrow().endpoints != interfaces {
+            self.publish_flow_context(&compiled, &interfaces);
+        }
         self.report(&compiled, interfaces);
         self.compiled = Some(compiled);
     }

@@ -76,11 +76,6 @@ pub fn run() -> Result<()> {
     print!("{}", flow_table(&daemon.flows()?));
     drop(servers);
     daemon.stop()?;
-    if std::env::var_os("NETSEG_DEMO_FLOWS").is_some() {
-        for flow in daemon.flows()? {
-            println!("{flow}");
-        }
-    }
     if wrong > 0 {
         eprintln!("--- daemon log ---\n{}", daemon.log());
         bail!("{wrong} connection(s) did not get the verdict the policies call for");
