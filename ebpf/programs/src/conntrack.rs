@@ -17,6 +17,17 @@ use crate::{
 /// from dirtying a shared cache line each time.
 const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
+/// How long before `now` the entry was last stamped. The hooks of one
+/// endpoint run on several CPUs at once (a pod's FIN on one, its peer's
+/// crossing FIN or ACK on another), so a packet that read the clock before
+/// another CPU stamped the entry sees a stamp later than its `now`: that is
+/// an age of zero. Wrapping it would make a live connection look centuries
+/// idle, and the lookup would delete it and drop the rest of its packets.
+#[inline(always)]
+fn age(now: u64, stamp: u64) -> u64 {
+    now.saturating_sub(stamp)
+}
+
 #[inline(always)]
 pub fn conn_key(ifindex: u32, origin: u8, tuple: &Tuple) -> ConnKey {
     ConnKey {
@@ -79,7 +90,7 @@ fn live(key: &ConnKey, now: u64) -> Option<*mut ConnValue> {
     } else {
         CONN_OTHER_TIMEOUT_NS
     };
-    if now.wrapping_sub(value.last_seen_ns) > timeout {
+    if age(now, value.last_seen_ns) > timeout {
         let _ = CONNTRACK.remove(key);
         return None;
     }
@@ -104,8 +115,8 @@ pub fn open(ifindex: u32, direction: u8, tuple: &Tuple, revision: u32, rule: u32
 pub fn touch(value: &mut ConnValue, closing: bool, now: u64) {
     if closing {
         value.state = CONN_CLOSING;
-        value.last_seen_ns = now;
-    } else if now.wrapping_sub(value.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+        value.last_seen_ns = value.last_seen_ns.max(now);
+    } else if age(now, value.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
         value.last_seen_ns = now;
     }
 }

@@ -78,7 +78,8 @@ fn sample_denial(hook: &Hook, tuple: &Tuple) -> Option<u32> {
         Some(sample) => {
             // SAFETY: a valid pointer into the map's value; races only lose a count.
             let sample = unsafe { &mut *sample };
-            if hook.now.wrapping_sub(sample.last_emit_ns) < DENY_SAMPLE_INTERVAL_NS {
+            // Saturating: another CPU may have emitted after this packet read the clock.
+            if hook.now.saturating_sub(sample.last_emit_ns) < DENY_SAMPLE_INTERVAL_NS {
                 sample.suppressed += 1;
                 count(reason::COUNTER_EVENTS_SAMPLED);
                 return None;
