@@ -125,8 +125,8 @@ fn resolve(
 
 fn node_of(snapshot: &Snapshot, pod: &PodRef) -> Result<String> {
     let found = snapshot.pods.iter().find(|p| {
-        p.metadata.namespace.as_deref() == Some(pod.namespace.as_str())
-            && p.metadata.name.as_deref() == Some(pod.name.as_str())
+        p.metadata.namespace.as_deref() == Some(&*pod.namespace)
+            && p.metadata.name.as_deref() == Some(&*pod.name)
     });
     match found.and_then(|p| p.spec.as_ref()?.node_name.clone()) {
         Some(node) => Ok(node),

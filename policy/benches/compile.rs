@@ -27,10 +27,9 @@ fn cluster() -> Snapshot {
     for i in 0..NAMESPACES {
         let ns = format!("ns-{i}");
         let env = if i % 2 == 0 { "prod" } else { "staging" };
-        snapshot.namespaces.push(namespace(
-            &ns,
-            json!({"team": format!("team-{}", i % 50), "env": env}),
-        ));
+        snapshot
+            .namespaces
+            .push(namespace(&ns, json!({"team": format!("team-{}", i % 50), "env": env})).into());
         for k in 0..PODS_PER_NAMESPACE {
             let n = i * PODS_PER_NAMESPACE + k;
             let app = APPS[k % APPS.len()];
@@ -42,12 +41,17 @@ fn cluster() -> Snapshot {
                 ("metrics", 9090, "TCP"),
                 ("grpc", 9000 + (k % 4) as i32, "TCP"),
             ];
-            snapshot.pods.push(with_ports(
-                pod(&ns, &format!("{app}-{k}"), labels, &node, &[&ip]),
-                &ports,
-            ));
+            snapshot.pods.push(
+                with_ports(
+                    pod(&ns, &format!("{app}-{k}"), labels, &node, &[&ip]),
+                    &ports,
+                )
+                .into(),
+            );
         }
-        snapshot.network_policies.extend(namespace_policies(i));
+        snapshot
+            .network_policies
+            .extend(namespace_policies(i).into_iter().map(Into::into));
     }
     snapshot
 }
@@ -106,7 +110,10 @@ fn options() -> CompileOptions {
 
 fn relabelled(snapshot: &Snapshot) -> Snapshot {
     let mut changed = snapshot.clone();
-    let labels = changed.pods[1].metadata.labels.get_or_insert_default();
+    let labels = std::sync::Arc::make_mut(&mut changed.pods[1])
+        .metadata
+        .labels
+        .get_or_insert_default();
     labels.insert("app".into(), "web".into());
     changed
 }
@@ -119,7 +126,8 @@ fn edited(snapshot: &Snapshot) -> Snapshot {
         json!({
         "podSelector": {"matchLabels": {"app": "web"}},
         "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "worker"}}}], "ports": [{"port": "http"}]}]}),
-    );
+    )
+    .into();
     changed
 }
 

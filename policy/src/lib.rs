@@ -17,6 +17,7 @@ mod types;
 mod validate;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -34,11 +35,16 @@ pub use types::{
 pub use validate::{validate_namespace, validate_network_policy, validate_pod};
 
 /// Everything the compiler reads: the cluster state relevant to one node.
+///
+/// Objects are shared: a [`Compiler`] remembers what it derived from each
+/// object and reuses it while the next snapshot holds the same `Arc`, so a
+/// source that keeps unchanged objects' `Arc`s gets incremental recompiles.
+/// Replace an object's `Arc` (never mutate through it) when it changes.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub namespaces: Vec<Namespace>,
-    pub pods: Vec<Pod>,
-    pub network_policies: Vec<NetworkPolicy>,
+    pub namespaces: Vec<Arc<Namespace>>,
+    pub pods: Vec<Arc<Pod>>,
+    pub network_policies: Vec<Arc<NetworkPolicy>>,
 }
 
 /// What happens to traffic that no policy decides.

@@ -8,19 +8,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnetwork::IpNetwork;
 use netseg_contract as contract;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-/// A pod by namespace and name; displays as `namespace/name`.
+/// A pod by namespace and name; displays as `namespace/name`. Cheap to
+/// clone: compilations hand out one per pod address and identity member.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PodRef {
     /// `metadata.namespace`.
-    pub namespace: String,
+    pub namespace: Arc<str>,
     /// `metadata.name`.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl PodRef {
     /// A reference to pod `name` in `namespace`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(namespace: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
         PodRef {
             namespace: namespace.into(),
             name: name.into(),

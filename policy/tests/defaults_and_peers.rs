@@ -90,12 +90,12 @@ fn host_network_and_finished_pods_are_not_peers_or_endpoints() {
     if let Some(spec) = host.spec.as_mut() {
         spec.host_network = Some(true);
     }
-    c.snapshot.pods.push(host);
+    c.snapshot.pods.push(host.into());
     let mut done = pod("x", "done", json!({"app": "old"}), NODE, &["10.0.0.2"]);
     if let Some(status) = done.status.as_mut() {
         status.phase = Some("Succeeded".into());
     }
-    c.snapshot.pods.push(done);
+    c.snapshot.pods.push(done.into());
     c.add(
         "x",
         "p",
@@ -129,13 +129,16 @@ fn host_network_and_finished_pods_are_not_peers_or_endpoints() {
 #[test]
 fn pods_on_other_nodes_are_peers_not_endpoints() {
     let mut c = pair(DefaultAction::Deny);
-    c.snapshot.pods.push(pod(
-        "y",
-        "remote",
-        json!({"app": "client"}),
-        "node-2",
-        &["10.1.0.1"],
-    ));
+    c.snapshot.pods.push(
+        pod(
+            "y",
+            "remote",
+            json!({"app": "client"}),
+            "node-2",
+            &["10.1.0.1"],
+        )
+        .into(),
+    );
     c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "client"}}}]}]}));
     let m = c.compile();
     assert!(c.allowed(&m, "x/s", IN, ip("10.1.0.1"), TCP, 80));
@@ -159,14 +162,13 @@ fn namespace_name_label_is_always_set() {
     // No Namespace object for "orphan"; "y" has one that mislabels itself.
     c.snapshot
         .pods
-        .push(pod("orphan", "o", json!({}), "node-2", &["10.2.0.1"]));
-    c.snapshot.namespaces.push(common::namespace(
-        "y",
-        json!({"kubernetes.io/metadata.name": "wrong"}),
-    ));
+        .push(pod("orphan", "o", json!({}), "node-2", &["10.2.0.1"]).into());
+    c.snapshot
+        .namespaces
+        .push(common::namespace("y", json!({"kubernetes.io/metadata.name": "wrong"})).into());
     c.snapshot
         .pods
-        .push(pod("y", "w", json!({}), "node-2", &["10.3.0.1"]));
+        .push(pod("y", "w", json!({}), "node-2", &["10.3.0.1"]).into());
     c.add(
         "x",
         "p",
@@ -201,13 +203,9 @@ fn invalid_policies_are_skipped() {
 #[test]
 fn an_address_shared_by_two_pods_stands_for_both() {
     let mut c = pair(DefaultAction::Deny);
-    c.snapshot.pods.push(pod(
-        "x",
-        "twin",
-        json!({"app": "twin"}),
-        "node-2",
-        &["10.0.0.2"],
-    ));
+    c.snapshot
+        .pods
+        .push(pod("x", "twin", json!({"app": "twin"}), "node-2", &["10.0.0.2"]).into());
     c.add("x", "p", json!({"podSelector": {}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "twin"}}}]}]}));
     let m = c.compile();
     assert!(c.allowed(&m, "x/s", IN, ip("10.0.0.2"), TCP, 80));

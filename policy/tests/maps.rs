@@ -26,13 +26,13 @@ fn block_cluster() -> Cluster {
     c.options.deny_node_traffic = true;
     c.snapshot
         .pods
-        .push(pod("x", "s", json!({}), NODE, &["10.9.0.1", "fd00:9::1"]));
+        .push(pod("x", "s", json!({}), NODE, &["10.9.0.1", "fd00:9::1"]).into());
     c.snapshot
         .pods
-        .push(pod("x", "in-except", json!({}), "node-2", &["10.0.1.1"]));
+        .push(pod("x", "in-except", json!({}), "node-2", &["10.0.1.1"]).into());
     c.snapshot
         .pods
-        .push(pod("x", "in-cidr", json!({}), "node-2", &["10.0.2.1"]));
+        .push(pod("x", "in-cidr", json!({}), "node-2", &["10.0.2.1"]).into());
     c.add(
         "x",
         "p",
@@ -116,7 +116,7 @@ fn entry_shapes() {
     c.options.deny_node_traffic = true;
     c.snapshot
         .pods
-        .push(pod("x", "s", json!({}), NODE, &["10.0.0.1"]));
+        .push(pod("x", "s", json!({}), NODE, &["10.0.0.1"]).into());
     c.add(
         "x",
         "p",
@@ -162,13 +162,16 @@ fn entry_shapes() {
 fn endpoints_with_the_same_policies_share_a_policy_id() {
     let mut c = Cluster::new(DefaultAction::Deny);
     for (name, app) in [("a", "web"), ("b", "web"), ("c", "db")] {
-        c.snapshot.pods.push(pod(
-            "x",
-            name,
-            json!({"app": app}),
-            NODE,
-            &[&format!("10.0.0.{}", name.as_bytes()[0] - b'a' + 1)],
-        ));
+        c.snapshot.pods.push(
+            pod(
+                "x",
+                name,
+                json!({"app": app}),
+                NODE,
+                &[&format!("10.0.0.{}", name.as_bytes()[0] - b'a' + 1)],
+            )
+            .into(),
+        );
     }
     c.add("x", "web", json!({"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"ports": [{"port": 80}]}]}));
     let m = c.compile();
@@ -210,7 +213,10 @@ fn relabeling_one_pod_touches_only_its_addresses_and_their_entries() {
         "recompiling the same snapshot changes nothing"
     );
     // x/c gets the label that `from-b` allows.
-    let labels = c.snapshot.pods[2].metadata.labels.get_or_insert_default();
+    let labels = std::sync::Arc::make_mut(&mut c.snapshot.pods[2])
+        .metadata
+        .labels
+        .get_or_insert_default();
     labels.insert("pod".into(), "b".into());
     let after = compiler.compile(&c.snapshot, &c.options);
     let ipcache = diff_maps(&before.ipcache, &after.ipcache);
@@ -247,7 +253,8 @@ fn editing_one_policy_keeps_ids_and_touches_only_its_entries() {
         "y",
         "web",
         json!({"podSelector": {}, "ingress": [{"ports": [{"port": 8080}]}]}),
-    );
+    )
+    .into();
     let after = compiler.compile(&c.snapshot, &c.options);
     assert_eq!(before.endpoints, after.endpoints);
     assert_eq!(before.ipcache, after.ipcache);

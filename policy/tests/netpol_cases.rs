@@ -254,7 +254,7 @@ fn updates_of_policies_namespaces_and_pods() {
         }),
     );
     c.expect_matrix(TCP, 80, |_, to| to != "x/a");
-    c.snapshot.namespaces[1] = common::namespace("y", json!({"ns": "y", "ns2": "updated"}));
+    c.snapshot.namespaces[1] = common::namespace("y", json!({"ns": "y", "ns2": "updated"})).into();
     c.expect_matrix(TCP, 80, |from, to| to != "x/a" || ns_of(from) == "y");
 
     c.remove_policies();
@@ -264,7 +264,10 @@ fn updates_of_policies_namespaces_and_pods() {
         json!({"podSelector": {"matchLabels": {"target": "isolated"}}, "policyTypes": ["Ingress"]}),
     );
     c.expect_matrix(TCP, 80, all);
-    let labels = c.snapshot.pods[0].metadata.labels.get_or_insert_default();
+    let labels = std::sync::Arc::make_mut(&mut c.snapshot.pods[0])
+        .metadata
+        .labels
+        .get_or_insert_default();
     labels.insert("target".into(), "isolated".into());
     c.expect_matrix(TCP, 80, |_, to| to != "x/a");
 }

@@ -119,11 +119,11 @@ fn named_egress_ports_resolve_per_destination_pod() {
         let server = pod("x", name, json!({"role": "server"}), "elsewhere", &[v4]);
         c.snapshot
             .pods
-            .push(with_ports(server, &[("serve-80-tcp", port, "TCP")]));
+            .push(with_ports(server, &[("serve-80-tcp", port, "TCP")]).into());
     }
     c.snapshot
         .pods
-        .push(pod("x", "client", json!({}), NODE, &["10.0.0.9"]));
+        .push(pod("x", "client", json!({}), NODE, &["10.0.0.9"]).into());
     c.add("x", "p", json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [
         {"to": [{"podSelector": {"matchLabels": {"role": "server"}}}], "ports": [{"port": "serve-80-tcp"}]},
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": "serve-80-tcp", "protocol": "UDP"}]},
@@ -174,7 +174,7 @@ fn not_in_and_does_not_exist_match_pods_without_the_label() {
     let mut c = pair(DefaultAction::Deny);
     c.snapshot
         .pods
-        .push(pod("x", "t", json!({"tier": "front"}), NODE, &["10.0.0.3"]));
+        .push(pod("x", "t", json!({"tier": "front"}), NODE, &["10.0.0.3"]).into());
     c.add("x", "p", json!({"podSelector": {"matchLabels": {"app": "server"}}, "ingress": [
         {"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["back"]}]}}], "ports": [{"port": 1}]},
         {"from": [{"podSelector": {"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}}], "ports": [{"port": 2}]},

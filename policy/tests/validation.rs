@@ -270,17 +270,19 @@ fn the_compiler_never_panics_on_invalid_objects() {
     let mut c = common::Cluster::new(netseg_policy::DefaultAction::Allow);
     c.snapshot
         .pods
-        .push(pod("x", "a", json!({}), NODE, &["not-an-ip"]));
+        .push(pod("x", "a", json!({}), NODE, &["not-an-ip"]).into());
     c.snapshot
         .pods
-        .push(pod("x", "b", json!({}), NODE, &["10.0.0.1"]));
-    c.snapshot.namespaces.push(namespace("Bad!", json!({})));
+        .push(pod("x", "b", json!({}), NODE, &["10.0.0.1"]).into());
+    c.snapshot
+        .namespaces
+        .push(namespace("Bad!", json!({})).into());
     c.snapshot
         .network_policies
-        .push(ingress_ports(json!([{"port": -1}])));
-    c.snapshot
-        .network_policies
-        .push(serde_json::from_value(json!({"metadata": {}})).unwrap());
+        .push(ingress_ports(json!([{"port": -1}])).into());
+    c.snapshot.network_policies.push(std::sync::Arc::new(
+        serde_json::from_value(json!({"metadata": {}})).unwrap(),
+    ));
     let m = c.compile();
     assert_eq!(m.endpoints.len(), 1, "only the valid pod is an endpoint");
     assert!(c.allowed(

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use netseg_policy::Snapshot;
 use tracing::{debug, instrument};
@@ -143,11 +144,11 @@ impl ManifestStore {
         for stored in self.objects.values() {
             match &stored.object {
                 ManifestObject::Namespace(namespace) => {
-                    snapshot.namespaces.push(namespace.as_ref().clone());
+                    snapshot.namespaces.push(Arc::clone(namespace));
                 }
-                ManifestObject::Pod(pod) => snapshot.pods.push(pod.as_ref().clone()),
+                ManifestObject::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
                 ManifestObject::NetworkPolicy(policy) => {
-                    snapshot.network_policies.push(policy.as_ref().clone());
+                    snapshot.network_policies.push(Arc::clone(policy));
                 }
             }
         }

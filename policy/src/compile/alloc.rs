@@ -41,6 +41,12 @@ impl<K: Ord + Clone> IdAllocator<K> {
         id
     }
 
+    /// Marks `id`, handed out earlier for a key, as used in this compilation
+    /// without looking its key up again.
+    pub(super) fn keep(&mut self, id: u32) {
+        self.used_now.insert(id);
+    }
+
     /// Forgets the keys not asked for since the previous call.
     pub(super) fn finish_compilation(&mut self) {
         let used = std::mem::take(&mut self.used_now);

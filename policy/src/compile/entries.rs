@@ -72,15 +72,15 @@ pub(super) struct EntryContext<'a> {
     pub node_traffic: bool,
 }
 
-/// The entries of the policy set `key`, whose policies are `policies`.
-/// Where several rules yield the same key, the first rule in (namespace,
-/// name, index) order names it; the reserved rules come last.
+/// The entries of the policy set `key`, whose policies are `policies`,
+/// sorted by key. Where several rules yield the same key, the first rule in
+/// (namespace, name, index) order names it; the reserved rules come last.
 pub(super) fn policy_entries(
     ctx: &EntryContext<'_>,
     key: &PolicySetKey,
     policies: &[&PolicyModel],
-) -> BTreeMap<EntryKey, u32> {
-    let mut entries = BTreeMap::new();
+) -> Vec<(EntryKey, u32)> {
+    let mut entries = Vec::new();
     for policy in policies {
         for rule in policy.rules(key.direction).unwrap_or_default() {
             let rule_key = (
@@ -95,17 +95,16 @@ pub(super) fn policy_entries(
         }
     }
     if !key.isolated {
-        entries
-            .entry((identity::ANY, None, None))
-            .or_insert(rule::DEFAULT_ALLOW);
+        entries.push(((identity::ANY, None, None), rule::DEFAULT_ALLOW));
     }
     if key.direction == Direction::Ingress && ctx.node_traffic {
         for &node in &ctx.classes.node {
-            entries
-                .entry((node, None, None))
-                .or_insert(rule::NODE_TRAFFIC);
+            entries.push(((node, None, None), rule::NODE_TRAFFIC));
         }
     }
+    // Stable: of equal keys the first pushed stays.
+    entries.sort_by_key(|(key, _)| *key);
+    entries.dedup_by_key(|(key, _)| *key);
     entries
 }
 
@@ -141,14 +140,15 @@ fn rule_entries(
     key: &PolicySetKey,
     rule: &RuleModel,
     rule_id: u32,
-    out: &mut BTreeMap<EntryKey, u32>,
+    out: &mut Vec<(EntryKey, u32)>,
 ) {
     let targets = Targets::of(ctx, rule);
+    let ids = targets.ids();
     let mut add = |identity: u32, protocol: Option<u8>, port: Option<PortPrefix>| {
-        out.entry((identity, protocol, port)).or_insert(rule_id);
+        out.push(((identity, protocol, port), rule_id));
     };
     let Some(ports) = &rule.ports else {
-        for id in targets.ids() {
+        for &id in &ids {
             add(id, None, None);
         }
         return;
@@ -156,7 +156,7 @@ fn rule_entries(
     for port in ports {
         match port {
             PortModel::AllPorts(protocol) => {
-                for id in targets.ids() {
+                for &id in &ids {
                     add(id, Some(*protocol), None);
                 }
             }
@@ -168,7 +168,7 @@ fn rule_entries(
                 for prefix in range_to_prefixes(*first, *last) {
                     // A zero-length prefix is every port: stop at the protocol.
                     let prefix = (prefix.len > 0).then_some(prefix);
-                    for id in targets.ids() {
+                    for &id in &ids {
                         add(id, Some(*protocol), prefix);
                     }
                 }
@@ -200,13 +200,9 @@ fn named_port_targets(
                 .collect()
         }
         Direction::Egress => {
-            let resolved = |id: u32| -> Vec<(u32, u16)> {
+            let resolved = |id: u32| {
                 let ports = ctx.classes.named_ports.get(&id).and_then(|n| n.get(name));
-                ports
-                    .into_iter()
-                    .flatten()
-                    .map(|&port| (id, port))
-                    .collect()
+                ports.into_iter().flatten().map(move |&port| (id, port))
             };
             match targets {
                 Targets::Any => ctx

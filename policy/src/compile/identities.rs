@@ -17,14 +17,16 @@
 //! in no split prefix is in no ipBlock: it misses the ipcache and is WORLD.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 use netseg_contract::identity;
 
 use super::alloc::IdAllocator;
+use super::hosts::{HostMemo, HostSignature, HostTable};
 use super::inventory::Inventory;
-use crate::model::{IpBlockModel, NamespaceScope, PeerModel};
+use crate::model::PeerModel;
 use crate::types::{IdentityInfo, IdentityKind, PodRef};
 
 /// Resolutions of named ports: (name, protocol) to port numbers.
@@ -32,15 +34,21 @@ pub(super) type NamedPorts = BTreeMap<(String, u8), BTreeSet<u16>>;
 
 /// The relevant rule peers of one compilation, sorted and deduplicated; a
 /// peer's position is its index in signatures during the compilation.
-pub(super) struct PeerTable(Vec<PeerModel>);
+/// Shared, so that the host memo can keep it.
+#[derive(Clone, Default)]
+pub(super) struct PeerTable(Arc<[PeerModel]>);
 
 impl PeerTable {
-    pub(super) fn new(peers: BTreeSet<PeerModel>) -> Self {
-        PeerTable(peers.into_iter().collect())
+    pub(super) fn new(peers: BTreeSet<&PeerModel>) -> Self {
+        PeerTable(peers.into_iter().cloned().collect())
     }
 
     pub(super) fn index(&self, peer: &PeerModel) -> Option<usize> {
         self.0.binary_search(peer).ok()
+    }
+
+    pub(super) fn peers(&self) -> &[PeerModel] {
+        &self.0
     }
 }
 
@@ -56,7 +64,8 @@ pub(super) struct Signature {
 /// The identities of one compilation.
 #[derive(Default)]
 pub(super) struct Classes {
-    pub ipcache: BTreeMap<IpNetwork, u32>,
+    /// Unsorted while identities are added; see [`Classes::ipcache`].
+    ipcache: Vec<(IpNetwork, u32)>,
     pub identities: BTreeMap<u32, IdentityInfo>,
     /// For each peer of the [`PeerTable`], the identities it matches.
     pub by_peer: Vec<BTreeSet<u32>>,
@@ -66,24 +75,11 @@ pub(super) struct Classes {
     pub node: BTreeSet<u32>,
 }
 
-/// Signature content during a compilation, with peers as table indices.
-type GroupKey = (IdentityKind, Vec<usize>, NamedPorts);
-
+/// The addresses of one identity.
 #[derive(Default)]
-struct Group {
-    pods: BTreeSet<PodRef>,
+struct Group<'a> {
+    pods: Vec<&'a PodRef>,
     prefixes: Vec<IpNetwork>,
-}
-
-/// Who holds a host address.
-#[derive(Default)]
-struct Holders {
-    pods: Vec<usize>,
-    node: bool,
-}
-
-fn block_contains(block: &IpBlockModel, addr: IpAddr) -> bool {
-    block.cidr.contains(addr) && !block.except.iter().any(|e| e.contains(addr))
 }
 
 /// Whether prefix `outer` contains all of prefix `inner`.
@@ -93,179 +89,21 @@ fn covers(outer: &IpNetwork, inner: &IpNetwork) -> bool {
         && outer.contains(inner.network())
 }
 
-/// Which peers can match where: pod peers by the namespaces their scope
-/// takes in (decided once per namespace rather than once per pod), and the
-/// ipBlock peers.
-struct PeerIndex<'a> {
-    pods_in_namespace: BTreeMap<&'a str, Vec<usize>>,
-    blocks: Vec<usize>,
-}
-
-impl<'a> PeerIndex<'a> {
-    fn new(inv: &'a Inventory, peers: &PeerTable) -> Self {
-        let namespaces: BTreeSet<&str> = inv
-            .pods
-            .iter()
-            .map(|p| p.pod_ref.namespace.as_str())
-            .collect();
-        let in_scope = |scope: &NamespaceScope, namespace: &str| match scope {
-            NamespaceScope::Own(own) => own == namespace,
-            NamespaceScope::Selected(sel) => inv
-                .namespace_labels(namespace)
-                .is_some_and(|l| sel.matches(l)),
-        };
-        let pods_in_namespace = namespaces
-            .into_iter()
-            .map(|namespace| {
-                let scoped = (0..peers.0.len())
-                    .filter(|&i| matches!(&peers.0[i], PeerModel::Pods { namespaces, .. } if in_scope(namespaces, namespace)))
-                    .collect();
-                (namespace, scoped)
-            })
-            .collect();
-        let blocks = (0..peers.0.len())
-            .filter(|&i| matches!(peers.0[i], PeerModel::Block(_)))
-            .collect();
-        PeerIndex {
-            pods_in_namespace,
-            blocks,
-        }
-    }
-
-    /// The peers (table indices, sorted) that match `addr` held by `pods`.
-    fn matching(
-        &self,
-        inv: &Inventory,
-        peers: &PeerTable,
-        addr: IpAddr,
-        pods: &[usize],
-    ) -> Vec<usize> {
-        let mut matched = BTreeSet::new();
-        for &i in &self.blocks {
-            if let PeerModel::Block(block) = &peers.0[i]
-                && block_contains(block, addr)
-            {
-                matched.insert(i);
-            }
-        }
-        for &p in pods {
-            let pod = &inv.pods[p];
-            let scoped = self.pods_in_namespace.get(pod.pod_ref.namespace.as_str());
-            for &i in scoped.into_iter().flatten() {
-                if let PeerModel::Pods { pods: selector, .. } = &peers.0[i]
-                    && selector.matches(&pod.labels)
-                {
-                    matched.insert(i);
-                }
-            }
-        }
-        matched.into_iter().collect()
-    }
-}
-
-/// The signature of a pod or node address. An address held by several pods
-/// (a stale pod whose IP was reused) stands for all of them: a peer matches
-/// if it matches any holder, and named ports resolve over all holders.
-fn host_signature(
-    inv: &Inventory,
-    peers: &PeerTable,
-    index: &PeerIndex<'_>,
-    egress_names: &BTreeSet<(String, u8)>,
-    addr: IpAddr,
-    holders: &Holders,
-) -> GroupKey {
-    let kind = if holders.node {
-        IdentityKind::Node
-    } else {
-        IdentityKind::Pods
-    };
-    let matched = index.matching(inv, peers, addr, &holders.pods);
-    let mut named = NamedPorts::new();
-    for &p in &holders.pods {
-        for (name, protocol) in egress_names {
-            let ports = inv.pods[p].resolve(name, *protocol);
-            if !ports.is_empty() {
-                named
-                    .entry((name.clone(), *protocol))
-                    .or_default()
-                    .extend(ports);
-            }
-        }
-    }
-    (kind, matched, named)
-}
-
 /// The signature of a split prefix: the ipBlocks that contain all of it
 /// (see the module docs for why this is exact).
-fn prefix_signature(peers: &PeerTable, prefix: &IpNetwork) -> GroupKey {
-    let matched = (0..peers.0.len())
+fn prefix_signature(peers: &PeerTable, prefix: &IpNetwork) -> Vec<usize> {
+    (0..peers.0.len())
         .filter(|&i| match &peers.0[i] {
             PeerModel::Block(b) => {
                 covers(&b.cidr, prefix) && !b.except.iter().any(|e| covers(e, prefix))
             }
             PeerModel::Pods { .. } => false,
         })
-        .collect();
-    (IdentityKind::External, matched, NamedPorts::new())
+        .collect()
 }
 
 fn is_host_prefix(prefix: &IpNetwork) -> bool {
     prefix.prefix() == if prefix.is_ipv4() { 32 } else { 128 }
-}
-
-/// Groups every ipcache prefix by signature.
-fn group_addresses(
-    inv: &Inventory,
-    peers: &PeerTable,
-    egress_names: &BTreeSet<(String, u8)>,
-    node_addresses: &[IpAddr],
-) -> BTreeMap<GroupKey, Group> {
-    let mut holders: BTreeMap<IpAddr, Holders> = BTreeMap::new();
-    for (i, pod) in inv.pods.iter().enumerate() {
-        for ip in &pod.ips {
-            holders.entry(*ip).or_default().pods.push(i);
-        }
-    }
-    for addr in node_addresses {
-        holders.entry(*addr).or_default().node = true;
-    }
-    let index = PeerIndex::new(inv, peers);
-    let mut groups: BTreeMap<GroupKey, Group> = BTreeMap::new();
-    for (addr, holder) in &holders {
-        let group = groups
-            .entry(host_signature(
-                inv,
-                peers,
-                &index,
-                egress_names,
-                *addr,
-                holder,
-            ))
-            .or_default();
-        group
-            .pods
-            .extend(holder.pods.iter().map(|&p| inv.pods[p].pod_ref.clone()));
-        group.prefixes.push(IpNetwork::from(*addr));
-    }
-    let mut split = BTreeSet::new();
-    for peer in &peers.0 {
-        if let PeerModel::Block(block) = peer {
-            split.insert(block.cidr);
-            split.extend(block.except.iter().copied());
-        }
-    }
-    for prefix in split {
-        // A host entry already says everything about its one address.
-        if is_host_prefix(&prefix) && holders.contains_key(&prefix.ip()) {
-            continue;
-        }
-        groups
-            .entry(prefix_signature(peers, &prefix))
-            .or_default()
-            .prefixes
-            .push(prefix);
-    }
-    groups
 }
 
 /// Computes the identities and the ipcache, allocating ids from `alloc`.
@@ -274,61 +112,118 @@ pub(super) fn classify(
     inv: &Inventory,
     peers: &PeerTable,
     egress_names: &BTreeSet<(String, u8)>,
-    node_addresses: &[IpAddr],
+    hosts: &HostTable,
     alloc: &mut IdAllocator<Signature>,
+    memo: &mut HostMemo,
 ) -> Classes {
     let mut classes = Classes {
         by_peer: vec![BTreeSet::new(); peers.0.len()],
         ..Classes::default()
     };
+    memo.update(inv, peers, egress_names, hosts);
+    let identities = memo.identities(|host| alloc.id(&Signature::of_host(peers, host)));
+    let mut groups: BTreeMap<u32, (&HostSignature, Group<'_>)> = BTreeMap::new();
+    for (host, (signature, id)) in hosts.hosts().zip(identities) {
+        let (_, group) = groups
+            .entry(id)
+            .or_insert_with(|| (signature, Group::default()));
+        group.pods.extend(host.pods().map(|p| &inv.pods[p].pod_ref));
+        group.prefixes.push(IpNetwork::from(host.addr));
+    }
+    for (id, (signature, group)) in groups {
+        alloc.keep(id);
+        classes.add(id, signature.kind, &signature.matched, group);
+        if !signature.named_ports.is_empty() {
+            classes
+                .named_ports
+                .insert(id, signature.named_ports.clone());
+        }
+    }
+    let mut by_prefix: BTreeMap<Vec<usize>, Vec<IpNetwork>> = BTreeMap::new();
+    for prefix in split_prefixes(peers) {
+        // A host entry already says everything about its one address.
+        if !(is_host_prefix(&prefix) && hosts.contains(prefix.ip())) {
+            by_prefix
+                .entry(prefix_signature(peers, &prefix))
+                .or_default()
+                .push(prefix);
+        }
+    }
     let mut world = Vec::new();
-    for ((kind, matched, named_ports), group) in
-        group_addresses(inv, peers, egress_names, node_addresses)
-    {
-        if kind == IdentityKind::External && matched.is_empty() {
+    for (matched, prefixes) in by_prefix {
+        if matched.is_empty() {
             // Matched by nothing: indistinguishable from an unknown address.
-            world.extend(group.prefixes);
+            world.extend(prefixes);
             continue;
         }
         let signature = Signature {
-            kind,
+            kind: IdentityKind::External,
             peers: matched.iter().map(|&i| peers.0[i].clone()).collect(),
-            named_ports,
+            named_ports: NamedPorts::new(),
         };
         let id = alloc.id(&signature);
-        for &i in &matched {
-            classes.by_peer[i].insert(id);
-        }
-        classes.add(id, signature, group);
+        let group = Group {
+            pods: Vec::new(),
+            prefixes,
+        };
+        classes.add(id, IdentityKind::External, &matched, group);
     }
     let world = Group {
-        pods: BTreeSet::new(),
+        pods: Vec::new(),
         prefixes: world,
     };
-    classes.add_info(identity::WORLD, IdentityKind::World, world);
+    classes.add(identity::WORLD, IdentityKind::World, &[], world);
     classes
 }
 
+/// The prefixes that split the address space: every ipBlock's cidr and excepts.
+fn split_prefixes(peers: &PeerTable) -> BTreeSet<IpNetwork> {
+    let mut split = BTreeSet::new();
+    for peer in peers.peers() {
+        if let PeerModel::Block(block) = peer {
+            split.insert(block.cidr);
+            split.extend(block.except.iter().copied());
+        }
+    }
+    split
+}
+
+impl Signature {
+    fn of_host(peers: &PeerTable, host: &HostSignature) -> Self {
+        Signature {
+            kind: host.kind,
+            peers: host.matched.iter().map(|&i| peers.0[i].clone()).collect(),
+            named_ports: host.named_ports.clone(),
+        }
+    }
+}
+
 impl Classes {
-    /// Records identity `id` for the addresses of `group`.
-    fn add(&mut self, id: u32, signature: Signature, group: Group) {
-        if signature.kind == IdentityKind::Node {
-            self.node.insert(id);
-        }
-        if !signature.named_ports.is_empty() {
-            self.named_ports.insert(id, signature.named_ports);
-        }
-        self.add_info(id, signature.kind, group);
+    /// Address prefix to identity.
+    pub(super) fn ipcache(&mut self) -> BTreeMap<IpNetwork, u32> {
+        // Each prefix is in one identity: sorting makes the map a bulk build.
+        self.ipcache.sort_unstable();
+        std::mem::take(&mut self.ipcache).into_iter().collect()
     }
 
-    fn add_info(&mut self, id: u32, kind: IdentityKind, group: Group) {
+    /// Records identity `id`, matched by the peers `matched`, for the
+    /// addresses of `group`.
+    fn add(&mut self, id: u32, kind: IdentityKind, matched: &[usize], group: Group<'_>) {
+        if kind == IdentityKind::Node {
+            self.node.insert(id);
+        }
+        for &i in matched {
+            self.by_peer[i].insert(id);
+        }
         self.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
         let mut prefixes = group.prefixes;
         prefixes.sort();
-        let pods = group.pods.into_iter().collect();
+        let mut pods = group.pods;
+        pods.sort();
+        pods.dedup();
         let info = IdentityInfo {
             kind,
-            pods,
+            pods: pods.into_iter().cloned().collect(),
             prefixes,
         };
         self.identities.insert(id, info);

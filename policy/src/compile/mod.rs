@@ -2,8 +2,10 @@
 
 mod alloc;
 mod entries;
+mod hosts;
 mod identities;
 mod inventory;
+mod models;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,19 +13,21 @@ use netseg_contract::{FIRST_COMPILED_IDENTITY, FIRST_COMPILED_RULE, POLICY_DENY_
 
 use self::alloc::IdAllocator;
 use self::entries::{EntryContext, PolicySetKey, RuleKey, policy_entries};
+use self::hosts::{HostMemo, HostTable};
 use self::identities::{PeerTable, Signature, classify};
-use self::inventory::{Inventory, Selection, slot};
+use self::inventory::{Inventory, Models, Selection, slot};
 use crate::model::{PeerModel, PolicyModel, PortModel};
-use crate::types::{Compiled, Direction, LocalEndpoint, PolicyEntryKey, RuleRef};
+use crate::types::{Compiled, Direction, LocalEndpoint, PodRef, PolicyEntryKey, RuleRef};
 use crate::{CompileOptions, DefaultAction, Snapshot};
 
 /// First compiled policy id; 0 is [`POLICY_DENY_ALL`].
 const FIRST_COMPILED_POLICY: u32 = 1;
 
-/// The POLICY entries written so far, and the id of each policy set.
+/// The POLICY entries written so far (each policy id's once, so without
+/// duplicate keys), and the id of each policy set.
 #[derive(Default)]
 struct PolicyMaps {
-    entries: BTreeMap<PolicyEntryKey, u32>,
+    entries: Vec<(PolicyEntryKey, u32)>,
     ids: BTreeMap<PolicySetKey, u32>,
 }
 
@@ -35,8 +39,9 @@ struct PolicyMaps {
 /// rule index). A key used in one compilation keeps its id in the next; ids
 /// of keys that disappear are not handed out again (until the 32-bit space
 /// wraps), so a flow record's id never silently changes meaning.
-#[derive(Clone, Debug)]
 pub struct Compiler {
+    models: Models,
+    hosts: HostMemo,
     identities: IdAllocator<Signature>,
     policies: IdAllocator<PolicySetKey>,
     rules: IdAllocator<RuleKey>,
@@ -52,6 +57,8 @@ impl Compiler {
     /// A compiler with no history.
     pub fn new() -> Self {
         Compiler {
+            models: Models::default(),
+            hosts: HostMemo::default(),
             identities: IdAllocator::new(FIRST_COMPILED_IDENTITY),
             policies: IdAllocator::new(FIRST_COMPILED_POLICY),
             rules: IdAllocator::new(FIRST_COMPILED_RULE),
@@ -62,16 +69,18 @@ impl Compiler {
     /// skipped (see [`crate::validate_network_policy`] and friends); this
     /// never fails.
     pub fn compile(&mut self, snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
-        let inv = Inventory::build(snapshot);
+        let inv = Inventory::build(snapshot, &mut self.models);
         let selection = Selection::compute(&inv, options);
         let peers = PeerTable::new(relevant_peers(&inv, &selection));
         let egress_names = egress_named_ports(&inv, &selection);
-        let classes = classify(
+        let hosts = HostTable::new(&inv, &options.node_addresses);
+        let mut classes = classify(
             &inv,
             &peers,
             &egress_names,
-            &options.node_addresses,
+            &hosts,
             &mut self.identities,
+            &mut self.hosts,
         );
         let (rule_ids, rules) = self.allocate_rules(&inv, &selection);
         let ctx = EntryContext {
@@ -88,7 +97,7 @@ impl Compiler {
             for direction in Direction::BOTH {
                 let selecting: Vec<_> = selection.selecting[local][slot(direction)]
                     .iter()
-                    .map(|&i| &inv.policies[i])
+                    .map(|&i| inv.policies[i].as_ref())
                     .collect();
                 let isolated =
                     options.default_action == DefaultAction::Deny || !selecting.is_empty();
@@ -97,16 +106,17 @@ impl Compiler {
             }
             endpoints.insert(pod.pod_ref.clone(), local_endpoint(pod, ids));
         }
+        self.models.finish_compilation();
         self.identities.finish_compilation();
         self.policies.finish_compilation();
         self.rules.finish_compilation();
         Compiled {
             endpoints,
-            ipcache: classes.ipcache,
-            policy: written.entries,
+            ipcache: classes.ipcache(),
+            policy: written.entries.into_iter().collect(),
             rules,
             identities: classes.identities,
-            pod_addresses: pod_addresses(&inv),
+            pod_addresses: pod_addresses(&inv, &hosts),
         }
     }
 
@@ -135,7 +145,7 @@ impl Compiler {
                 protocol,
                 port,
             };
-            written.entries.insert(entry, rule);
+            written.entries.push((entry, rule));
         }
         written.ids.insert(key, id);
         id
@@ -193,12 +203,12 @@ fn local_endpoint(pod: &crate::model::PodModel, ids: [u32; 2]) -> LocalEndpoint 
 }
 
 /// Every peer of a rule that can reach the maps.
-fn relevant_peers(inv: &Inventory, selection: &Selection) -> BTreeSet<PeerModel> {
+fn relevant_peers<'a>(inv: &'a Inventory, selection: &Selection) -> BTreeSet<&'a PeerModel> {
     let mut peers = BTreeSet::new();
     for direction in Direction::BOTH {
         for &p in &selection.relevant[slot(direction)] {
             for rule in inv.policies[p].rules(direction).unwrap_or_default() {
-                peers.extend(rule.peers.iter().flatten().cloned());
+                peers.extend(rule.peers.iter().flatten());
             }
         }
     }
@@ -220,12 +230,13 @@ fn egress_named_ports(inv: &Inventory, selection: &Selection) -> BTreeSet<(Strin
     names
 }
 
-fn pod_addresses(inv: &Inventory) -> BTreeMap<std::net::IpAddr, crate::types::PodRef> {
-    let mut addresses = BTreeMap::new();
-    for pod in inv.pods.iter().filter(|pod| pod.is_peer()) {
-        for ip in &pod.ips {
-            addresses.entry(*ip).or_insert_with(|| pod.pod_ref.clone());
-        }
-    }
-    addresses
+/// Every pod address, naming the first pod of the snapshot that holds it.
+fn pod_addresses(inv: &Inventory, hosts: &HostTable) -> BTreeMap<std::net::IpAddr, PodRef> {
+    hosts
+        .hosts()
+        .filter_map(|host| {
+            let first = host.pods().next()?;
+            Some((host.addr, inv.pods[first].pod_ref.clone()))
+        })
+        .collect()
 }

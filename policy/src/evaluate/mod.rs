@@ -101,7 +101,7 @@ impl<'a> Evaluator<'a> {
                 if peers_ok && ports_ok {
                     return Decision::Allowed(Allowance::Rule(RuleRef {
                         kind: "NetworkPolicy".to_string(),
-                        namespace: endpoint.namespace.clone(),
+                        namespace: endpoint.namespace.to_string(),
                         name: policy.metadata.name.clone().unwrap_or_default(),
                         direction,
                         index,
@@ -125,8 +125,8 @@ impl<'a> Evaluator<'a> {
     /// The pod `endpoint` if it is a local endpoint of the node.
     fn local_pod(&self, endpoint: &PodRef) -> Option<&'a Pod> {
         let pod = self.view.pods.iter().copied().find(|p| {
-            p.metadata.namespace.as_deref() == Some(endpoint.namespace.as_str())
-                && p.metadata.name.as_deref() == Some(endpoint.name.as_str())
+            p.metadata.namespace.as_deref() == Some(&*endpoint.namespace)
+                && p.metadata.name.as_deref() == Some(&*endpoint.name)
         })?;
         let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
         (is_pod_address_holder(pod) && node == Some(self.options.node_name.as_str())).then_some(pod)

@@ -39,12 +39,14 @@ impl<'a> View<'a> {
             .pods
             .iter()
             .filter(|p| validate_pod(p).is_empty() && seen.insert(name_of(&p.metadata)))
+            .map(AsRef::as_ref)
             .collect();
         let mut seen = BTreeSet::new();
         let policies = snapshot
             .network_policies
             .iter()
             .filter(|p| validate_network_policy(p).is_empty() && seen.insert(name_of(&p.metadata)))
+            .map(AsRef::as_ref)
             .collect();
         let mut namespaces = BTreeMap::new();
         for ns in snapshot

@@ -14,7 +14,7 @@ pub use errors::{FieldError, FieldProblem};
 pub use pod::NAMESPACE_NAME_LABEL;
 
 pub(crate) use errors::Errors;
-pub(crate) use pod::{PodModel, namespace_labels, parse_namespace, parse_pod};
+pub(crate) use pod::{NamespaceModel, PodModel, namespace_labels, parse_namespace, parse_pod};
 pub(crate) use policy::{
     IpBlockModel, NamespaceScope, PeerModel, PolicyModel, PortModel, RuleModel, parse_policy,
 };

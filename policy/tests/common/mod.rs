@@ -99,12 +99,15 @@ impl Cluster {
             cluster
                 .snapshot
                 .namespaces
-                .push(namespace(ns, json!({"ns": ns})));
+                .push(namespace(ns, json!({"ns": ns})).into());
             for (p, name) in ["a", "b", "c"].iter().enumerate() {
                 let v4 = format!("10.0.{}.{}", n + 1, p + 1);
                 let v6 = format!("fd00::{}:{}", n + 1, p + 1);
                 let pod = pod(ns, name, json!({"pod": name}), NODE, &[&v4, &v6]);
-                cluster.snapshot.pods.push(with_ports(pod, &serve_ports()));
+                cluster
+                    .snapshot
+                    .pods
+                    .push(with_ports(pod, &serve_ports()).into());
             }
         }
         cluster
@@ -125,7 +128,9 @@ impl Cluster {
     }
 
     pub fn add(&mut self, ns: &str, name: &str, spec: Value) {
-        self.snapshot.network_policies.push(policy(ns, name, spec));
+        self.snapshot
+            .network_policies
+            .push(policy(ns, name, spec).into());
     }
 
     pub fn remove_policies(&mut self) {
@@ -254,13 +259,16 @@ pub fn pair(default_action: DefaultAction) -> Cluster {
         &["10.0.0.1", "fd00::1"],
     );
     let server = with_ports(server, &[("http", 8080, "TCP"), ("dns", 53, "UDP")]);
-    c.snapshot.pods.push(server);
-    c.snapshot.pods.push(pod(
-        "x",
-        "c",
-        json!({"app": "client"}),
-        NODE,
-        &["10.0.0.2", "fd00::2"],
-    ));
+    c.snapshot.pods.push(server.into());
+    c.snapshot.pods.push(
+        pod(
+            "x",
+            "c",
+            json!({"app": "client"}),
+            NODE,
+            &["10.0.0.2", "fd00::2"],
+        )
+        .into(),
+    );
     c
 }

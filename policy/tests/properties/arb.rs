@@ -1,6 +1,7 @@
 //! Random small clusters that use every feature the compiler knows.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 use netseg_policy::{CompileOptions, DefaultAction, Snapshot};
@@ -248,17 +249,17 @@ pub fn cluster() -> impl Strategy<Value = (Snapshot, CompileOptions)> {
         let mut snapshot = Snapshot::default();
         for (name, labels) in NAMESPACES.iter().zip(namespaces) {
             if let Some(labels) = labels {
-                snapshot.namespaces.push(from_json(json!({"metadata": {"name": name, "labels": labels}})));
+                snapshot.namespaces.push(Arc::new(from_json(json!({"metadata": {"name": name, "labels": labels}}))));
             }
         }
         for (i, (ns, mut pod)) in pods.into_iter().enumerate() {
             pod["metadata"]["namespace"] = json!(NAMESPACES[ns]);
             pod["metadata"]["name"] = json!(format!("p{i}"));
-            snapshot.pods.push(from_json(pod));
+            snapshot.pods.push(Arc::new(from_json(pod)));
         }
         for (i, (ns, spec)) in policies.into_iter().enumerate() {
             let policy = json!({"metadata": {"namespace": NAMESPACES[ns], "name": format!("pol{i}")}, "spec": spec});
-            snapshot.network_policies.push(from_json(policy));
+            snapshot.network_policies.push(Arc::new(from_json(policy)));
         }
         (snapshot, options)
     })

@@ -7,6 +7,7 @@ mod arb;
 mod common;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use netseg_policy::{
     CompileOptions, Compiled, Compiler, Direction, Evaluator, PodRef, Snapshot, diff_maps, lookup,
@@ -34,7 +35,7 @@ const PROTOCOL_PORTS: &[(u8, u16)] = &[
 ];
 
 fn pod_refs(snapshot: &Snapshot) -> Vec<PodRef> {
-    let name = |p: &k8s_openapi::api::core::v1::Pod| {
+    let name = |p: &Arc<k8s_openapi::api::core::v1::Pod>| {
         PodRef::new(
             p.metadata.namespace.clone().unwrap_or_default(),
             p.metadata.name.clone().unwrap_or_default(),
@@ -105,6 +106,24 @@ fn agree(
     })
 }
 
+/// `a`, with the object at position `i` taken from `b` where bit `i` of
+/// `take` is set, and `b`'s objects beyond `a`'s length appended where the
+/// top bit is.
+fn mix<T>(a: &[Arc<T>], b: &[Arc<T>], take: u32) -> Vec<Arc<T>> {
+    let mut mixed: Vec<Arc<T>> = a
+        .iter()
+        .enumerate()
+        .map(|(i, object)| match b.get(i) {
+            Some(other) if take & (1 << (i % 31)) != 0 => Arc::clone(other),
+            _ => Arc::clone(object),
+        })
+        .collect();
+    if take & (1 << 31) != 0 {
+        mixed.extend(b.iter().skip(a.len()).cloned());
+    }
+    mixed
+}
+
 /// Whether the raw policy isolates `direction` (defaulting as the API server).
 fn isolates(spec: &Value, direction: Direction) -> bool {
     let types: Vec<&str> = spec["policyTypes"]
@@ -154,6 +173,28 @@ proptest! {
     }
 
     #[test]
+    fn warm_recompiles_after_edits_decide_as_the_evaluator(
+        (a, options) in arb::cluster(),
+        (b, _) in arb::cluster(),
+        edits in any::<[u32; 3]>(),
+    ) {
+        // `edited` shares `a`'s objects except where a bit of `edits` takes
+        // `b`'s object at that position (same names, other content), so the
+        // warm compiler reuses what it derived from the shared ones.
+        let edited = Snapshot {
+            namespaces: mix(&a.namespaces, &b.namespaces, edits[0]),
+            pods: mix(&a.pods, &b.pods, edits[1]),
+            network_policies: mix(&a.network_policies, &b.network_policies, edits[2]),
+        };
+        let mut compiler = Compiler::new();
+        compiler.compile(&a, &options);
+        let warm = compiler.compile(&edited, &options);
+        agree(&edited, &options, &warm)?;
+        let back = compiler.compile(&a, &options);
+        agree(&a, &options, &back)?;
+    }
+
+    #[test]
     fn adding_an_allow_rule_never_removes_an_allow(
         (snapshot, options) in arb::cluster(),
         which in any::<prop::sample::Index>(),
@@ -170,7 +211,7 @@ proptest! {
         } else {
             (Direction::Ingress, "ingress", ingress_rule)
         };
-        let mut policy = serde_json::to_value(&snapshot.network_policies[index]).expect("serializes");
+        let mut policy = serde_json::to_value(snapshot.network_policies[index].as_ref()).expect("serializes");
         if !isolates(&policy["spec"], direction) || !validate_network_policy(&snapshot.network_policies[index]).is_empty() {
             return Ok(());
         }
@@ -182,7 +223,7 @@ proptest! {
             list.push(rule);
         }
         let mut after = snapshot.clone();
-        after.network_policies[index] = arb::from_json(policy);
+        after.network_policies[index] = Arc::new(arb::from_json(policy));
         if !validate_network_policy(&after.network_policies[index]).is_empty() {
             return Ok(());
         }

@@ -1,0 +1,363 @@
+//! Signatures of host addresses (pod and node addresses): the rule peers
+//! that match each, and its egress named-port resolutions.
+//!
+//! They are remembered from one compilation to the next. An address whose
+//! holders, their namespaces' labels and the egress named ports are
+//! unchanged keeps its signature, adjusted only for the peers that came and
+//! went, so a recompile after one change re-evaluates what that change can
+//! affect rather than every address against every peer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::identities::{NamedPorts, PeerTable};
+use super::inventory::Inventory;
+use crate::model::{IpBlockModel, Labels, NamespaceScope, PeerModel, PodModel};
+use crate::types::IdentityKind;
+
+/// Who holds each host address: (address, holder) pairs sorted by address,
+/// a holder being an index into [`Inventory::pods`] or [`NODE`]. Flat, so
+/// that building it allocates once rather than once per address.
+pub(super) struct HostTable(Vec<(IpAddr, usize)>);
+
+/// The holder that stands for the node; sorts after every pod.
+const NODE: usize = usize::MAX;
+
+/// One host address and its holders.
+#[derive(Clone, Copy)]
+pub(super) struct Host<'a> {
+    pub addr: IpAddr,
+    holders: &'a [(IpAddr, usize)],
+}
+
+impl HostTable {
+    pub(super) fn new(inv: &Inventory, node_addresses: &[IpAddr]) -> Self {
+        let mut table: Vec<(IpAddr, usize)> = inv
+            .pods
+            .iter()
+            .enumerate()
+            .flat_map(|(i, pod)| pod.ips.iter().map(move |ip| (*ip, i)))
+            .chain(node_addresses.iter().map(|addr| (*addr, NODE)))
+            .collect();
+        table.sort_unstable();
+        table.dedup();
+        HostTable(table)
+    }
+
+    pub(super) fn hosts(&self) -> impl Iterator<Item = Host<'_>> {
+        self.0.chunk_by(|a, b| a.0 == b.0).map(|holders| Host {
+            addr: holders[0].0,
+            holders,
+        })
+    }
+
+    pub(super) fn contains(&self, addr: IpAddr) -> bool {
+        self.0.binary_search_by(|(a, _)| a.cmp(&addr)).is_ok()
+    }
+}
+
+impl Host<'_> {
+    /// The pods holding the address, as indices into [`Inventory::pods`].
+    pub(super) fn pods(&self) -> impl Iterator<Item = usize> + '_ {
+        self.holders.iter().map(|(_, p)| *p).filter(|&p| p != NODE)
+    }
+
+    fn kind(&self) -> IdentityKind {
+        match self.holders.last() {
+            Some((_, NODE)) => IdentityKind::Node,
+            _ => IdentityKind::Pods,
+        }
+    }
+}
+
+/// How the rules see one host address. An address held by several pods (a
+/// stale pod whose IP was reused) stands for all of them: a peer matches if
+/// it matches any holder, and named ports resolve over all holders.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct HostSignature {
+    pub kind: IdentityKind,
+    /// Indices into the compilation's [`PeerTable`], ascending.
+    pub matched: Vec<usize>,
+    pub named_ports: NamedPorts,
+}
+
+struct Remembered {
+    /// Held so that their addresses cannot be reused while remembered.
+    holders: Vec<Arc<PodModel>>,
+    signature: HostSignature,
+    /// The identity of `signature`, once allocated.
+    identity: Option<u32>,
+}
+
+/// The signatures of the previous compilation and what they were computed from.
+#[derive(Default)]
+pub(super) struct HostMemo {
+    peers: PeerTable,
+    namespaces: BTreeMap<String, Labels>,
+    egress_names: BTreeSet<(String, u8)>,
+    /// One per host of the last [`HostTable`], in its (address) order.
+    hosts: Vec<(IpAddr, Remembered)>,
+}
+
+/// What changed since the memo was written, as far as kept entries care.
+struct Changes {
+    /// Index in the memo's peer table to index in the new one.
+    remap: Vec<Option<usize>>,
+    /// Indices of peers that are new in the new table.
+    added: Vec<usize>,
+    peers: bool,
+    /// Namespaces whose labels changed, appeared or disappeared.
+    namespaces: BTreeSet<String>,
+    egress_names: bool,
+}
+
+impl HostMemo {
+    /// Brings the signature of every address of `hosts` up to date and
+    /// forgets the addresses no longer held.
+    pub(super) fn update(
+        &mut self,
+        inv: &Inventory,
+        peers: &PeerTable,
+        egress_names: &BTreeSet<(String, u8)>,
+        hosts: &HostTable,
+    ) {
+        let changes = self.changes(inv, peers, egress_names);
+        let mut index = PeerIndex::new(peers);
+        let mut previous = std::mem::take(&mut self.hosts).into_iter().peekable();
+        for host in hosts.hosts() {
+            while previous.next_if(|(addr, _)| *addr < host.addr).is_some() {}
+            let kept = previous
+                .next_if(|(addr, _)| *addr == host.addr)
+                .map(|(_, remembered)| remembered)
+                .filter(|r| changes.keep(inv, r, host));
+            let remembered = match kept {
+                Some(mut remembered) => {
+                    if changes.peers && changes.adjust(inv, peers, host, &mut remembered.signature)
+                    {
+                        remembered.identity = None;
+                    }
+                    remembered
+                }
+                None => Remembered {
+                    holders: host.pods().map(|p| Arc::clone(&inv.pods[p])).collect(),
+                    signature: signature(inv, &mut index, egress_names, host),
+                    identity: None,
+                },
+            };
+            self.hosts.push((host.addr, remembered));
+        }
+        self.peers = peers.clone();
+        self.namespaces = inv.namespaces().clone();
+        self.egress_names = egress_names.clone();
+    }
+
+    /// The signature and identity of each host of the last update, in
+    /// address order. A signature without an identity yet gets `id` of it,
+    /// called once per distinct signature, in address order (so that new ids
+    /// do not depend on the memo's history).
+    pub(super) fn identities(
+        &mut self,
+        mut id: impl FnMut(&HostSignature) -> u32,
+    ) -> Vec<(&HostSignature, u32)> {
+        let mut assigned: BTreeMap<HostSignature, u32> = BTreeMap::new();
+        let mut assign = |signature: &HostSignature| match assigned.get(signature) {
+            Some(&identity) => identity,
+            None => *assigned
+                .entry(signature.clone())
+                .or_insert_with_key(|signature| id(signature)),
+        };
+        self.hosts
+            .iter_mut()
+            .map(|(_, remembered)| {
+                let Remembered {
+                    signature,
+                    identity,
+                    ..
+                } = remembered;
+                let identity = *identity.get_or_insert_with(|| assign(signature));
+                (&*signature, identity)
+            })
+            .collect()
+    }
+
+    fn changes(
+        &self,
+        inv: &Inventory,
+        peers: &PeerTable,
+        egress_names: &BTreeSet<(String, u8)>,
+    ) -> Changes {
+        let remap: Vec<Option<usize>> = self.peers.peers().iter().map(|p| peers.index(p)).collect();
+        let mut kept = vec![false; peers.peers().len()];
+        for &i in remap.iter().flatten() {
+            kept[i] = true;
+        }
+        let added: Vec<usize> = (0..kept.len()).filter(|&i| !kept[i]).collect();
+        let peers_changed =
+            !added.is_empty() || remap.iter().enumerate().any(|(i, n)| *n != Some(i));
+        let now = inv.namespaces();
+        let namespaces = self
+            .namespaces
+            .keys()
+            .chain(now.keys())
+            .filter(|ns| self.namespaces.get(*ns) != now.get(*ns))
+            .cloned()
+            .collect();
+        Changes {
+            remap,
+            added,
+            peers: peers_changed,
+            namespaces,
+            egress_names: self.egress_names != *egress_names,
+        }
+    }
+}
+
+impl Changes {
+    /// Whether `remembered` was computed from the same holders, namespace
+    /// labels and named ports as `holder` has now.
+    fn keep(&self, inv: &Inventory, remembered: &Remembered, host: Host<'_>) -> bool {
+        !self.egress_names
+            && remembered.signature.kind == host.kind()
+            && remembered.holders.len() == host.pods().count()
+            && remembered.holders.iter().zip(host.pods()).all(|(old, p)| {
+                Arc::ptr_eq(old, &inv.pods[p]) && !self.namespaces.contains(&*old.pod_ref.namespace)
+            })
+    }
+
+    /// Moves a kept signature to the new peer table: drops the peers that
+    /// went, renumbers the rest, and evaluates only the new ones. Returns
+    /// whether the set of matching peers changed.
+    fn adjust(
+        &self,
+        inv: &Inventory,
+        peers: &PeerTable,
+        host: Host<'_>,
+        signature: &mut HostSignature,
+    ) -> bool {
+        let before = signature.matched.len();
+        let mut matched: Vec<usize> = signature
+            .matched
+            .iter()
+            .filter_map(|&i| self.remap[i])
+            .collect();
+        let kept = matched.len();
+        let table = peers.peers();
+        matched.extend(
+            self.added
+                .iter()
+                .copied()
+                .filter(|&i| peer_matches(inv, &table[i], host)),
+        );
+        matched.sort_unstable();
+        let changed = kept != before || matched.len() != kept;
+        signature.matched = matched;
+        changed
+    }
+}
+
+fn signature(
+    inv: &Inventory,
+    index: &mut PeerIndex<'_>,
+    egress_names: &BTreeSet<(String, u8)>,
+    host: Host<'_>,
+) -> HostSignature {
+    let mut named_ports = NamedPorts::new();
+    for p in host.pods() {
+        for (name, protocol) in egress_names {
+            let ports = inv.pods[p].resolve(name, *protocol);
+            if !ports.is_empty() {
+                named_ports
+                    .entry((name.clone(), *protocol))
+                    .or_default()
+                    .extend(ports);
+            }
+        }
+    }
+    HostSignature {
+        kind: host.kind(),
+        matched: index.matching(inv, host),
+        named_ports,
+    }
+}
+
+fn block_contains(block: &IpBlockModel, addr: IpAddr) -> bool {
+    block.cidr.contains(addr) && !block.except.iter().any(|e| e.contains(addr))
+}
+
+fn in_scope(inv: &Inventory, scope: &NamespaceScope, namespace: &str) -> bool {
+    match scope {
+        NamespaceScope::Own(own) => own == namespace,
+        NamespaceScope::Selected(selector) => inv
+            .namespace_labels(namespace)
+            .is_some_and(|labels| selector.matches(labels)),
+    }
+}
+
+/// Whether `peer` matches `host`.
+fn peer_matches(inv: &Inventory, peer: &PeerModel, host: Host<'_>) -> bool {
+    match peer {
+        PeerModel::Block(block) => block_contains(block, host.addr),
+        PeerModel::Pods {
+            namespaces,
+            pods: selector,
+        } => host.pods().any(|p| {
+            let pod = &inv.pods[p];
+            in_scope(inv, namespaces, &pod.pod_ref.namespace) && selector.matches(&pod.labels)
+        }),
+    }
+}
+
+/// Which peers can match where: pod peers by the namespaces their scope
+/// takes in (decided once per namespace, when first needed, rather than
+/// once per pod), and the ipBlock peers.
+struct PeerIndex<'a> {
+    peers: &'a [PeerModel],
+    pods_in_namespace: BTreeMap<String, Vec<usize>>,
+    blocks: Vec<usize>,
+}
+
+impl<'a> PeerIndex<'a> {
+    fn new(peers: &'a PeerTable) -> Self {
+        let peers = peers.peers();
+        let blocks = (0..peers.len())
+            .filter(|&i| matches!(peers[i], PeerModel::Block(_)))
+            .collect();
+        PeerIndex {
+            peers,
+            pods_in_namespace: BTreeMap::new(),
+            blocks,
+        }
+    }
+
+    /// The peers (table indices, ascending) that match `host`.
+    fn matching(&mut self, inv: &Inventory, host: Host<'_>) -> Vec<usize> {
+        let mut matched = BTreeSet::new();
+        for &i in &self.blocks {
+            if let PeerModel::Block(block) = &self.peers[i]
+                && block_contains(block, host.addr)
+            {
+                matched.insert(i);
+            }
+        }
+        for p in host.pods() {
+            let pod = &inv.pods[p];
+            let peers = self.peers;
+            let namespace = &pod.pod_ref.namespace;
+            if !self.pods_in_namespace.contains_key(&**namespace) {
+                let scoped = (0..peers.len())
+                    .filter(|&i| matches!(&peers[i], PeerModel::Pods { namespaces, .. } if in_scope(inv, namespaces, namespace)))
+                    .collect();
+                self.pods_in_namespace.insert(namespace.to_string(), scoped);
+            }
+            for &i in &self.pods_in_namespace[&**namespace] {
+                if let PeerModel::Pods { pods: selector, .. } = &peers[i]
+                    && selector.matches(&pod.labels)
+                {
+                    matched.insert(i);
+                }
+            }
+        }
+        matched.into_iter().collect()
+    }
+}
