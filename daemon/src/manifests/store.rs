@@ -221,6 +221,16 @@ impl ManifestStore {
             .map(|(id, stored)| (id, &stored.object))
     }
 
+    /// The stored version of `id` if it equals `object`: an edited file's
+    /// unchanged objects keep their identity, so the compiler reuses what it
+    /// derived from them.
+    fn previous_if_equal(&self, id: &ObjectId, object: ManifestObject) -> ManifestObject {
+        match self.objects.get(id) {
+            Some(stored) if stored.object == object => stored.object.clone(),
+            _ => object,
+        }
+    }
+
     fn keep_file(&self, file: &Path, next: &mut NextState) {
         for (id, object) in self.objects_from(file) {
             if next.claim(id, file).is_ok() {
@@ -233,7 +243,10 @@ impl ManifestStore {
         for document in documents {
             match document {
                 ParsedDocument::Valid { id, object } => match next.claim(&id, file) {
-                    Ok(()) => next.insert(id, object, file),
+                    Ok(()) => {
+                        let object = self.previous_if_equal(&id, object);
+                        next.insert(id, object, file);
+                    }
                     Err(first) => next.duplicate(file, &id, first),
                 },
                 ParsedDocument::Rejected {

@@ -1,4 +1,5 @@
 use std::fs;
+use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -165,4 +166,23 @@ fn an_unreadable_directory_keeps_what_it_held() {
         line.ends_with("the object last read from it stays enforced"),
         "{line}"
     );
+}
+
+#[test]
+fn editing_one_document_keeps_the_others_shared_with_the_compiler() {
+    let dir = TempDir::new().expect("tempdir");
+    let text = |b_app: &str| format!("{}---\n{}", pod("a", "a"), pod("b", b_app));
+    write(dir.path(), "pods.yaml", &text("b"));
+    let mut store = ManifestStore::default();
+    store.reload(dir.path());
+    let before = store.snapshot();
+    write(dir.path(), "pods.yaml", &text("edited"));
+    assert!(store.reload(dir.path()).changed);
+    let after = store.snapshot();
+    // The compiler reuses what it derived from an object while its Arc stays.
+    assert!(
+        Arc::ptr_eq(&before.pods[0], &after.pods[0]),
+        "a is unchanged"
+    );
+    assert!(!Arc::ptr_eq(&before.pods[1], &after.pods[1]), "b changed");
 }
