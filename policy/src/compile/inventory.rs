@@ -24,14 +24,6 @@ pub(super) struct Models {
     policies: ModelCache<NetworkPolicy, PolicyModel>,
 }
 
-impl Models {
-    pub(super) fn finish_compilation(&mut self) {
-        self.namespaces.finish_compilation();
-        self.pods.finish_compilation();
-        self.policies.finish_compilation();
-    }
-}
-
 /// The valid objects of a snapshot. Invalid objects are dropped; of several
 /// valid objects with the same name, the first in the snapshot wins.
 pub(super) struct Inventory {
@@ -48,21 +40,25 @@ impl Inventory {
     pub(super) fn build(snapshot: &Snapshot, models: &mut Models) -> Self {
         let parse = |ns: &Namespace| parse_namespace(ns, &mut Errors::default());
         let mut namespaces = BTreeMap::new();
-        for ns in &snapshot.namespaces {
-            if let Some(ns) = models.namespaces.model(ns, parse) {
-                namespaces
-                    .entry(ns.name.clone())
-                    .or_insert_with(|| ns.labels.clone());
-            }
+        for ns in models
+            .namespaces
+            .models(&snapshot.namespaces, parse)
+            .iter()
+            .flatten()
+        {
+            namespaces
+                .entry(ns.name.clone())
+                .or_insert_with(|| ns.labels.clone());
         }
         let parse = |pod: &Pod| parse_pod(pod, &mut Errors::default());
         let mut names = FxHashSet::default();
         // Deduplicate before filtering, so a later copy of a terminated pod
         // cannot stand in for the first one.
-        let pods: Vec<Arc<PodModel>> = snapshot
+        let pods: Vec<Arc<PodModel>> = models
             .pods
-            .iter()
-            .filter_map(|p| models.pods.model(p, parse))
+            .models(&snapshot.pods, parse)
+            .into_iter()
+            .flatten()
             .filter(|p| names.insert(p.pod_ref.clone()) && p.is_peer())
             .collect();
         let mut namespace = None;
@@ -74,11 +70,8 @@ impl Inventory {
             namespace = Some(ns);
         }
         let parse = |policy: &NetworkPolicy| parse_policy(policy, &mut Errors::default());
-        let policies = snapshot
-            .network_policies
-            .iter()
-            .filter_map(|p| models.policies.model(p, parse));
-        let policies = first_by_name(policies.collect(), |a, b| {
+        let policies = models.policies.models(&snapshot.network_policies, parse);
+        let policies = first_by_name(policies.into_iter().flatten().collect(), |a, b| {
             (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
         });
         Inventory {

@@ -106,7 +106,6 @@ impl Compiler {
             }
             endpoints.insert(pod.pod_ref.clone(), local_endpoint(pod, ids));
         }
-        self.models.finish_compilation();
         self.identities.finish_compilation();
         self.policies.finish_compilation();
         self.rules.finish_compilation();

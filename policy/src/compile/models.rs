@@ -4,50 +4,56 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-/// What the compiler parsed from each object of the previous snapshots,
-/// keyed by the address of the object's `Arc`. Each entry holds that `Arc`,
-/// so while it is cached no other object can live at the same address.
+/// What the compiler parsed from each object of the previous snapshot. The
+/// objects are held, so while they are remembered no other object can live
+/// at their addresses: an object whose `Arc` is remembered is unchanged.
 pub(super) struct ModelCache<T, M> {
-    entries: FxHashMap<usize, Cached<T, M>>,
-}
-
-struct Cached<T, M> {
-    _object: Arc<T>,
-    /// `None` for an invalid object.
-    model: Option<Arc<M>>,
-    used: bool,
+    /// The previous snapshot's objects in its order, each with its model
+    /// (`None` for an invalid object).
+    previous: Vec<(Arc<T>, Option<Arc<M>>)>,
 }
 
 impl<T, M> Default for ModelCache<T, M> {
     fn default() -> Self {
         ModelCache {
-            entries: FxHashMap::default(),
+            previous: Vec::new(),
         }
     }
 }
 
 impl<T, M> ModelCache<T, M> {
-    /// The model of `object`, parsing it only if this `Arc` is new.
-    pub(super) fn model(
+    /// The model of each of `objects`, parsing only the objects that the
+    /// previous call did not see. Objects usually keep their positions, so
+    /// each is first compared with the one at its position; the others are
+    /// looked up by address.
+    pub(super) fn models(
         &mut self,
-        object: &Arc<T>,
-        parse: impl FnOnce(&T) -> Option<M>,
-    ) -> Option<Arc<M>> {
-        let entry = self
-            .entries
-            .entry(Arc::as_ptr(object) as usize)
-            .or_insert_with(|| Cached {
-                _object: Arc::clone(object),
-                model: parse(object).map(Arc::new),
-                used: false,
-            });
-        entry.used = true;
-        entry.model.clone()
-    }
-
-    /// Forgets the objects not asked for since the previous call.
-    pub(super) fn finish_compilation(&mut self) {
-        self.entries
-            .retain(|_, entry| std::mem::take(&mut entry.used));
+        objects: &[Arc<T>],
+        parse: impl Fn(&T) -> Option<M>,
+    ) -> Vec<Option<Arc<M>>> {
+        let address = |object: &Arc<T>| Arc::as_ptr(object) as usize;
+        let mut by_address: Option<FxHashMap<usize, &Option<Arc<M>>>> = None;
+        let models: Vec<Option<Arc<M>>> = objects
+            .iter()
+            .enumerate()
+            .map(|(i, object)| match self.previous.get(i) {
+                Some((seen, model)) if Arc::ptr_eq(seen, object) => model.clone(),
+                _ => {
+                    let previous = by_address.get_or_insert_with(|| {
+                        self.previous.iter().map(|(o, m)| (address(o), m)).collect()
+                    });
+                    match previous.get(&address(object)) {
+                        Some(model) => (*model).clone(),
+                        None => parse(object).map(Arc::new),
+                    }
+                }
+            })
+            .collect();
+        self.previous = objects
+            .iter()
+            .cloned()
+            .zip(models.iter().cloned())
+            .collect();
+        models
     }
 }
