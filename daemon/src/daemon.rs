@@ -22,7 +22,8 @@ use tracing::{error, info, instrument, warn};
 
 use crate::{
     datapath::{
-        Datapath, KernelMaps, MapSizes, pins::PinDir, publish::Publisher, state::SlotState,
+        Datapath, FlowEvents, KernelMaps, MapSizes, pins::PinDir, publish::Publisher,
+        state::SlotState,
     },
     flows::{self, FlowContext},
     manifests::{self, ManifestStore},
@@ -40,6 +41,7 @@ pub struct DaemonConfig {
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub sizes: MapSizes,
+    pub flow_events: FlowEvents,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
 }
@@ -64,8 +66,10 @@ struct Enforcer {
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let pins = config.pin_dir.as_deref().map(PinDir::open).transpose()?;
-    let (datapath, maps, telemetry) =
+    let (datapath, mut maps, telemetry) =
         Datapath::load(config.sizes, pins).context("loading the datapath")?;
+    maps.set_flow_events(config.flow_events)
+        .context("configuring flow events")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;

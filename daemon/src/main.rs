@@ -92,6 +92,16 @@ enum ProtocolArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum FlowEventsArg {
+    /// New allowed connections and denials (sampled to one a second per flow).
+    All,
+    /// Only denials.
+    Denied,
+    /// None: counters and metrics only.
+    None,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum DefaultActionArg {
     /// Zero trust: every pod is isolated in both directions.
     Deny,
@@ -124,6 +134,9 @@ struct DaemonArgs {
     /// Where flow records go, one JSON object per line ("-" for stdout).
     #[arg(long, env = "NETSEG_FLOW_LOG", default_value = "-")]
     flow_log: PathBuf,
+    /// Which flow events the datapath reports (verdicts and counters do not change).
+    #[arg(long, env = "NETSEG_FLOW_EVENTS", value_enum, default_value_t = FlowEventsArg::All)]
+    flow_events: FlowEventsArg,
     /// A JSON file describing what is enforced, rewritten after every change.
     #[arg(long, env = "NETSEG_STATUS_FILE")]
     status_file: Option<PathBuf>,
@@ -207,6 +220,11 @@ impl DaemonArgs {
             sizes: datapath::MapSizes {
                 conntrack: self.conntrack_entries,
                 events_bytes: self.event_buffer_bytes,
+            },
+            flow_events: match self.flow_events {
+                FlowEventsArg::All => datapath::FlowEvents::All,
+                FlowEventsArg::Denied => datapath::FlowEvents::Denied,
+                FlowEventsArg::None => datapath::FlowEvents::None,
             },
             pin_dir: self.pin_dir,
         }

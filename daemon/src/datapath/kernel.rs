@@ -6,11 +6,12 @@ use aya::{
 };
 use ipnetwork::IpNetwork;
 use netseg_contract::{
-    CONFIG_REVISION, Endpoint, EndpointKey, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
+    CONFIG_FLOW_EVENTS_OFF, CONFIG_REVISION, Endpoint, EndpointKey, IpcacheV4Key, IpcacheV6Key,
+    PolicyKey, PolicyValue,
 };
 use netseg_policy::PolicyEntryKey;
 
-use super::{DatapathError, publish::MapWriter};
+use super::{DatapathError, FlowEvents, publish::MapWriter};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} in map {map}")]
@@ -38,6 +39,13 @@ pub(super) fn take_map<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
 }
 
 impl KernelMaps {
+    /// Turns kinds of flow events off (or back on) in the programs.
+    pub fn set_flow_events(&mut self, events: FlowEvents) -> Result<(), MapError> {
+        self.config
+            .set(CONFIG_FLOW_EVENTS_OFF, events.off_bits(), 0)
+            .map_err(failed("CONFIG", "set flow events"))
+    }
+
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
         Ok(Self {
             config: take_map(ebpf, "CONFIG")?,

@@ -72,6 +72,30 @@ pub struct MapSizes {
     pub events_bytes: u32,
 }
 
+/// Which flow events the programs report. Verdicts and counters are the
+/// same either way; fewer events cost less on busy nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlowEvents {
+    /// New allowed connections and (sampled) denials.
+    #[default]
+    All,
+    /// Only denials.
+    Denied,
+    /// None: counters only.
+    None,
+}
+
+impl FlowEvents {
+    fn off_bits(self) -> u32 {
+        use netseg_contract::flow_events_off::{ALLOWED, DENIED};
+        match self {
+            FlowEvents::All => 0,
+            FlowEvents::Denied => ALLOWED,
+            FlowEvents::None => ALLOWED | DENIED,
+        }
+    }
+}
+
 /// Readers of what the programs report.
 pub struct Telemetry {
     pub events: RingBuf<MapData>,

@@ -7,13 +7,16 @@
 //! identity 16; ingress allows TCP 8000-8003 from identity 16.
 
 mod conntrack;
+mod flow_events;
 mod packet;
 
 use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
 use netseg_policy::{PolicyEntryKey, PortPrefix};
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
-use super::{Datapath, KernelMaps, MapSizes, publish::Publisher, state::SlotState};
+use super::{
+    Datapath, FlowEvents, KernelMaps, MapSizes, Telemetry, publish::Publisher, state::SlotState,
+};
 
 const PASS: u32 = 0;
 const DROP: u32 = 2;
@@ -23,6 +26,7 @@ const EGRESS_POLICY: u32 = 2;
 struct Bench {
     datapath: Datapath,
     publisher: Publisher<KernelMaps>,
+    telemetry: Telemetry,
 }
 
 fn entry(
@@ -75,6 +79,10 @@ fn policy() -> SlotState {
 }
 
 fn bench() -> Bench {
+    bench_with(FlowEvents::All)
+}
+
+fn bench_with(flow_events: FlowEvents) -> Bench {
     assert!(
         nix_is_root(),
         "the verdict tests load eBPF programs: run them as root (scripts/test does)"
@@ -83,12 +91,14 @@ fn bench() -> Bench {
         conntrack: 1024,
         events_bytes: 1 << 16,
     };
-    let (datapath, maps, _telemetry) = Datapath::load(sizes, None).expect("load the datapath");
+    let (datapath, mut maps, telemetry) = Datapath::load(sizes, None).expect("load the datapath");
+    maps.set_flow_events(flow_events).expect("set flow events");
     let mut publisher = Publisher::new(maps);
     publisher.publish(&policy()).expect("publish");
     Bench {
         datapath,
         publisher,
+        telemetry,
     }
 }
 

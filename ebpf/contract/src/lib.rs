@@ -92,7 +92,19 @@ pub const POLICY_DENY_ALL: u32 = 0;
 
 /// Index of the active revision in the `CONFIG` array map.
 pub const CONFIG_REVISION: u32 = 0;
-pub const CONFIG_ENTRIES: u32 = 1;
+/// Index of the flow events the operator turned off ([`flow_events_off`]
+/// bits) in the `CONFIG` array map. Zero, as a fresh map holds, reports
+/// everything. Verdicts and counters do not depend on it.
+pub const CONFIG_FLOW_EVENTS_OFF: u32 = 1;
+pub const CONFIG_ENTRIES: u32 = 2;
+
+/// Bits of `CONFIG[CONFIG_FLOW_EVENTS_OFF]`.
+pub mod flow_events_off {
+    /// No event for an allowed new connection.
+    pub const ALLOWED: u32 = 1;
+    /// No event for a denied packet (and no denial sampling state).
+    pub const DENIED: u32 = 2;
+}
 
 /// Key of `ENDPOINTS`: the ifindex of a pod's host-side interface in one slot.
 #[repr(C)]

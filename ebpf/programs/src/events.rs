@@ -2,12 +2,13 @@
 //! denied packets at most once a second per flow, with the rest counted.
 
 use netseg_contract::{
-    DENY_SAMPLE_INTERVAL_NS, DenySample, FlowEvent, VERDICT_ALLOW, VERDICT_DENY, reason,
+    CONFIG_FLOW_EVENTS_OFF, DENY_SAMPLE_INTERVAL_NS, DenySample, FlowEvent, VERDICT_ALLOW,
+    VERDICT_DENY, flow_events_off, reason,
 };
 
 use crate::{
     conntrack::conn_key,
-    maps::{COUNTERS, DENY_SAMPLES, EVENTS},
+    maps::{CONFIG, COUNTERS, DENY_SAMPLES, EVENTS},
     parse::Tuple,
 };
 
@@ -55,19 +56,31 @@ pub fn count(index: u8) {
     }
 }
 
-/// Counts the decision and reports it when a user would want to see it.
+/// Counts the decision and reports it when a user would want to see it
+/// (and has not turned that kind of event off).
 #[inline(always)]
 pub fn record(hook: &Hook, tuple: &Tuple, decision: &Decision) {
     count(decision.reason);
     if decision.allow {
-        if decision.reason == reason::NEW_ALLOWED {
+        if decision.reason == reason::NEW_ALLOWED && reported(flow_events_off::ALLOWED) {
             emit(hook, tuple, decision, 0);
         }
+        return;
+    }
+    if !reported(flow_events_off::DENIED) {
         return;
     }
     if let Some(suppressed) = sample_denial(hook, tuple) {
         emit(hook, tuple, decision, suppressed);
     }
+}
+
+/// Whether events of kind `off_bit` are reported. Read only when an event
+/// is due, so established traffic never pays for it.
+#[inline(always)]
+fn reported(off_bit: u32) -> bool {
+    let off = CONFIG.get(CONFIG_FLOW_EVENTS_OFF).copied().unwrap_or(0);
+    off & off_bit == 0
 }
 
 /// `Some(suppressed count)` when this denial should be reported.
