@@ -76,6 +76,7 @@ fn small_delay(netseg: &Path, work: &Path, changes: usize) -> Result<String> {
         manifests.dir(),
         &work.join("flows.jsonl"),
         work,
+        &[],
     )?;
     daemon.wait_for(Duration::from_secs(30), |s| {
         s.endpoints == 2 && s.revision > 0

@@ -21,7 +21,7 @@ pub struct DatapathPlan {
     pub sizes: Vec<usize>,
     pub variants: Vec<Variant>,
     /// N at which the /dev/null flow-log variant of netseg runs.
-    pub devnull_sizes: Vec<usize>,
+    pub no_flow_events_sizes: Vec<usize>,
     pub durations: Durations,
     /// A measurement during which others used more than this share of a
     /// core is repeated (up to `attempts` times; the least disturbed is kept).
@@ -64,8 +64,8 @@ fn configurations(plan: &DatapathPlan) -> Vec<(Variant, usize)> {
     for &variant in &plan.variants {
         match variant {
             Variant::None => configs.push((variant, 0)),
-            Variant::NetsegDevNull => {
-                configs.extend(plan.devnull_sizes.iter().map(|&n| (variant, n)))
+            Variant::NetsegNoFlowEvents => {
+                configs.extend(plan.no_flow_events_sizes.iter().map(|&n| (variant, n)))
             }
             _ => configs.extend(plan.sizes.iter().map(|&n| (variant, n))),
         }

@@ -110,7 +110,7 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     let _ = fs::remove_file(&log);
     let mut bed = Bed::new("bench-flows")?;
     let manifests = netseg_manifests(&bed, 0)?;
-    let mut daemon = NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &log, &work)?;
+    let mut daemon = NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &log, &work, &[])?;
     daemon.wait_for(Duration::from_secs(30), |s| {
         s.endpoints == 2 && s.revision > 0
     })?;

@@ -48,9 +48,9 @@ struct Args {
     /// Variants (default: all).
     #[arg(long, value_delimiter = ',')]
     variants: Vec<String>,
-    /// N at which netseg also runs with its flow log to /dev/null.
+    /// N at which netseg also runs with flow events off (`--flow-events none`).
     #[arg(long, value_delimiter = ',', default_value = "0,1000")]
-    devnull_sizes: Vec<usize>,
+    no_flow_events_sizes: Vec<usize>,
     /// Seconds per measure (iperf3, trafgen, sockperf; connections use 2/3).
     #[arg(long, default_value_t = 2)]
     seconds: u64,
@@ -156,7 +156,7 @@ fn plan(args: &Args) -> Result<DatapathPlan> {
         repeats: args.repeats,
         sizes: args.sizes.clone(),
         variants,
-        devnull_sizes: args.devnull_sizes.clone(),
+        no_flow_events_sizes: args.no_flow_events_sizes.clone(),
         durations: Durations {
             tcp: seconds,
             packets: seconds,

@@ -27,6 +27,7 @@ impl NetsegDaemon {
         manifests: &Path,
         flow_log: &Path,
         work: &Path,
+        extra_args: &[&str],
     ) -> Result<Self> {
         let status_path = work.join("status.json");
         let log_path = work.join("daemon.log");
@@ -38,6 +39,7 @@ impl NetsegDaemon {
             status_file: &status_path,
         };
         let mut command = daemon_command(binary, node, &paths, log)?;
+        command.args(extra_args);
         let child = command.spawn().context("starting netseg daemon")?;
         Ok(Self {
             child,

@@ -204,20 +204,20 @@ pub fn targets(results: &[ConfigResult]) -> String {
             5.0,
         );
     }
-    let devnull: BTreeSet<usize> = results
+    let quiet: BTreeSet<usize> = results
         .iter()
-        .filter(|r| r.variant == Variant::NetsegDevNull)
+        .filter(|r| r.variant == Variant::NetsegNoFlowEvents)
         .map(|r| r.n)
         .collect();
-    for &n in &devnull {
+    for &n in &quiet {
         for (i, what) in [(1, "pps"), (4, "conn/s")] {
             row(
-                format!("flow log to a file ≥ 0.95x flow log to /dev/null, {what}, N = {n}"),
+                format!("flow events on ≥ 0.95x flow events off, {what}, N = {n}"),
                 paired(
                     results,
                     METRICS[i].2,
                     Variant::Netseg,
-                    Variant::NetsegDevNull,
+                    Variant::NetsegNoFlowEvents,
                     n,
                 ),
                 0.95,

@@ -23,7 +23,7 @@ use crate::netseg::{NetsegDaemon, rule_walk_policy, unrelated_ipv4};
 pub enum Variant {
     None,
     Netseg,
-    NetsegDevNull,
+    NetsegNoFlowEvents,
     IptablesNft,
     IptablesNftEst,
     IptablesLegacy,
@@ -37,7 +37,7 @@ impl Variant {
     pub const ALL: [Variant; 10] = [
         Variant::None,
         Variant::Netseg,
-        Variant::NetsegDevNull,
+        Variant::NetsegNoFlowEvents,
         Variant::IptablesNft,
         Variant::IptablesNftEst,
         Variant::IptablesLegacy,
@@ -51,7 +51,7 @@ impl Variant {
         match self {
             Variant::None => "none",
             Variant::Netseg => "netseg",
-            Variant::NetsegDevNull => "netseg-flowlog-devnull",
+            Variant::NetsegNoFlowEvents => "netseg-no-flow-events",
             Variant::IptablesNft => "iptables-nft",
             Variant::IptablesNftEst => "iptables-nft+est",
             Variant::IptablesLegacy => "iptables-legacy",
@@ -90,15 +90,21 @@ pub fn enforce(
     let start = std::time::Instant::now();
     let enforcement = match variant {
         Variant::None => Enforcement::Kernel,
-        Variant::Netseg | Variant::NetsegDevNull => {
+        Variant::Netseg | Variant::NetsegNoFlowEvents => {
             let manifests = netseg_manifests(bed, n)?;
-            let flow_log = if variant == Variant::Netseg {
-                work.join("flows.jsonl")
-            } else {
-                "/dev/null".into()
+            let flow_events: &[&str] = match variant {
+                Variant::Netseg => &[],
+                _ => &["--flow-events", "none"],
             };
-            let mut daemon =
-                NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &flow_log, work)?;
+            let flow_log = work.join("flows.jsonl");
+            let mut daemon = NetsegDaemon::start(
+                netseg,
+                &bed.node,
+                manifests.dir(),
+                &flow_log,
+                work,
+                flow_events,
+            )?;
             daemon.wait_for(Duration::from_secs(120), |s| {
                 s.endpoints == 2 && s.revision > 0
             })?;

@@ -209,6 +209,7 @@ pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<
         manifests.dir(),
         &work.join("flows-scale.jsonl"),
         work,
+        &[],
     )?;
     let status = daemon.wait_for(Duration::from_secs(600), |s| {
         s.endpoints == endpoints as u64 && s.revision > 0
