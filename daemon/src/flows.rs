@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
+    io::{self, Write},
     net::{IpAddr, Ipv6Addr},
     sync::Arc,
     time::{Duration, SystemTime},
@@ -166,18 +166,51 @@ pub fn monotonic_epoch() -> SystemTime {
     SystemTime::now() - since_boot
 }
 
+/// The exporter's work for one event: name its parties, write its JSON line,
+/// count it. The daemon and the flow pipeline benchmark share it.
+pub struct FlowWriter<W> {
+    out: W,
+    boot: SystemTime,
+    metrics: Arc<Metrics>,
+}
+
+impl<W: Write> FlowWriter<W> {
+    /// `boot` is the wall-clock time of the events' clock zero ([`monotonic_epoch`]).
+    pub fn new(out: W, boot: SystemTime, metrics: Arc<Metrics>) -> Self {
+        Self { out, boot, metrics }
+    }
+
+    /// Writes one record, buffered: [`FlowWriter::flush`] makes it visible.
+    pub fn write_event(&mut self, context: &FlowContext, event: &FlowEvent) -> io::Result<()> {
+        let record = context.record(event, self.boot);
+        serde_json::to_writer(&mut self.out, &record)?;
+        self.out.write_all(b"\n")?;
+        self.metrics
+            .flow_records
+            .get_or_create(&RecordLabels {
+                verdict: record.verdict,
+            })
+            .inc();
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// Reads flow events until the ring buffer's fd fails, writing one JSON
 /// record per line to `out`.
 pub async fn export(
     events: RingBuf<MapData>,
     context: watch::Receiver<Arc<FlowContext>>,
-    mut out: Box<dyn Write + Send>,
+    out: Box<dyn Write + Send>,
     metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
-    let boot = monotonic_epoch();
+) -> io::Result<()> {
+    let mut writer = FlowWriter::new(out, monotonic_epoch(), metrics);
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open for as long as it is registered.
-    let mut ready = unsafe { AsyncFd::register(events) }.map_err(std::io::Error::from)?;
+    let mut ready = unsafe { AsyncFd::register(events) }.map_err(io::Error::from)?;
     loop {
         let mut guard = ready.readable_mut().await?;
         let context = context.borrow().clone();
@@ -188,17 +221,12 @@ pub async fn export(
             }
             // SAFETY: the programs submit FlowEvent records; the length was checked.
             let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            let record = context.record(&event, boot);
-            serde_json::to_writer(&mut out, &record)?;
-            out.write_all(b"\n")?;
-            metrics
-                .flow_records
-                .get_or_create(&RecordLabels {
-                    verdict: record.verdict,
-                })
-                .inc();
+            writer.write_event(&context, &event)?;
         }
-        out.flush()?;
+        writer.flush()?;
         guard.clear_ready();
     }
 }
+
+#[cfg(test)]
+mod tests;
