@@ -138,7 +138,8 @@ async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
     }
 }
 
-fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+/// Where `--flow-log` points: a buffered file opened for appending, or stdout.
+pub fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(match path {
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         Some(path) if path.as_os_str() == "-" => {
