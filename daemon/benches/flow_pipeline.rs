@@ -15,7 +15,6 @@ use std::{
     hint::black_box,
     io::{self, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -225,12 +224,12 @@ fn write_batch<W: Write>(writer: &mut FlowWriter<W>, context: &FlowContext, even
 fn pipeline(c: &mut Criterion) {
     let context = context();
     let events = events();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Metrics::new();
     let mut group = c.benchmark_group("flow_pipeline");
     group.throughput(Throughput::Elements(BATCH as u64));
 
     let sink: Box<dyn Write + Send> = Box::new(io::sink());
-    let mut writer = FlowWriter::new(sink, monotonic_epoch(), metrics.clone());
+    let mut writer = FlowWriter::new(sink, monotonic_epoch(), &metrics);
     group.bench_function("sink", |b| {
         b.iter(|| write_batch(&mut writer, &context, &events))
     });
@@ -240,7 +239,7 @@ fn pipeline(c: &mut Criterion) {
         .tempfile()
         .expect("creating a file in the temporary directory");
     let out = open_flow_log(Some(log.path())).expect("opening the flow log");
-    let mut writer = FlowWriter::new(out, monotonic_epoch(), metrics);
+    let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
     group.bench_function("file", |b| {
         b.iter_custom(|iterations| {
             let mut spent = Duration::ZERO;

@@ -11,7 +11,7 @@ use netseg_contract::{
 use netseg_policy::{Direction, PodRef, RuleRef};
 
 use super::{FlowContext, FlowWriter};
-use crate::metrics::{Metrics, RecordLabels};
+use crate::metrics::Metrics;
 
 const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
 const WEB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -75,10 +75,10 @@ fn allowed() -> FlowEvent {
 
 /// The lines `events` become, and the records counted as allowed and denied.
 fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
-    let metrics = std::sync::Arc::new(Metrics::new());
+    let metrics = Metrics::new();
     let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut out = Vec::new();
-    let mut writer = FlowWriter::new(&mut out, boot, metrics.clone());
+    let mut writer = FlowWriter::new(&mut out, boot, &metrics);
     let context = context();
     for event in events {
         writer
@@ -87,12 +87,7 @@ fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
     }
     writer.flush().expect("flushing a Vec");
     drop(writer);
-    let count = |verdict| {
-        metrics
-            .flow_records
-            .get_or_create(&RecordLabels { verdict })
-            .get()
-    };
+    let count = |verdict| metrics.flow_records(verdict).get();
     let text = String::from_utf8(out).expect("JSON is UTF-8");
     (text, count("allow"), count("deny"))
 }
