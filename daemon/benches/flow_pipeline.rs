@@ -12,6 +12,7 @@
 //! a fifth of the flows use IPv6.
 
 use std::{
+    collections::BTreeMap,
     hint::black_box,
     io::{self, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -59,34 +60,34 @@ fn pod_ref(n: u32) -> PodRef {
 }
 
 fn context() -> FlowContext {
-    let mut context = FlowContext {
-        node_addresses: vec![IpAddr::V4(NODE_V4), IpAddr::V6(NODE_V6)],
-        ..FlowContext::default()
-    };
+    let mut pods = BTreeMap::new();
     for n in 0..PODS {
-        context.pods.insert(IpAddr::V4(pod_v4(n)), pod_ref(n));
+        pods.insert(IpAddr::V4(pod_v4(n)), pod_ref(n));
         if n % DUAL_STACK_EVERY == 0 {
-            context.pods.insert(IpAddr::V6(pod_v6(n)), pod_ref(n));
+            pods.insert(IpAddr::V6(pod_v6(n)), pod_ref(n));
         }
     }
-    for n in 0..ENDPOINTS {
-        context.endpoints.insert(FIRST_IFINDEX + n, pod_ref(n));
-    }
-    for n in 0..RULES {
-        let rule = RuleRef {
-            kind: "NetworkPolicy".into(),
-            namespace: format!("team-{}", n % 500),
-            name: format!("allow-from-frontend-{n}"),
-            direction: if n % 3 == 0 {
-                Direction::Egress
-            } else {
-                Direction::Ingress
-            },
-            index: n % 4,
-        };
-        context.rules.insert(FIRST_COMPILED_RULE + n, rule);
-    }
-    context
+    let endpoints = (0..ENDPOINTS)
+        .map(|n| (FIRST_IFINDEX + n, pod_ref(n)))
+        .collect();
+    let rules = (0..RULES)
+        .map(|n| {
+            let rule = RuleRef {
+                kind: "NetworkPolicy".into(),
+                namespace: format!("team-{}", n % 500),
+                name: format!("allow-from-frontend-{n}"),
+                direction: if n % 3 == 0 {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                },
+                index: n % 4,
+            };
+            (FIRST_COMPILED_RULE + n, rule)
+        })
+        .collect();
+    let node = vec![IpAddr::V4(NODE_V4), IpAddr::V6(NODE_V6)];
+    FlowContext::new(endpoints, &pods, &rules, node)
 }
 
 /// splitmix64: a fixed, reproducible mix without a dependency.

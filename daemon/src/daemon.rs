@@ -212,7 +212,7 @@ impl Enforcer {
             );
         }
         // The exporter's names change only with a compilation or the interfaces.
-        if recompiled || self.flow_context.borrow().endpoints != interfaces {
+        if recompiled || self.flow_context.borrow().endpoints() != &interfaces {
             self.publish_flow_context(&compiled, &interfaces);
         }
         self.report(&compiled, interfaces);
@@ -296,12 +296,12 @@ impl Enforcer {
     }
 
     fn publish_flow_context(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
-        let context = FlowContext {
-            endpoints: interfaces.clone(),
-            pods: compiled.pod_addresses.clone(),
-            rules: compiled.rules.clone(),
-            node_addresses: self.config.compile.node_addresses.clone(),
-        };
+        let context = FlowContext::new(
+            interfaces.clone(),
+            &compiled.pod_addresses,
+            &compiled.rules,
+            self.config.compile.node_addresses.clone(),
+        );
         self.flow_context.send_replace(Arc::new(context));
     }
 

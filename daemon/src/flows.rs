@@ -2,37 +2,26 @@
 //! records (one object per line), named with the pods and the policy rule
 //! that decided them.
 
+mod clock;
+mod context;
 mod record;
 
 use std::{
-    collections::BTreeMap,
     io::{self, Write},
-    net::IpAddr,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
 use aya::maps::{MapData, RingBuf};
 use netseg_contract::{FlowEvent, VERDICT_ALLOW};
-use netseg_policy::{PodRef, RuleRef};
 use prometheus_client::metrics::counter::Counter;
 use tokio::{io::unix::AsyncFd, sync::watch};
 
 use crate::metrics::Metrics;
 
+use clock::Clock;
+pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
-
-/// What the exporter needs to name the parties of a flow; replaced after
-/// every policy publication.
-#[derive(Debug, Default)]
-pub struct FlowContext {
-    /// Local endpoints by the ifindex of their host-side interface.
-    pub endpoints: BTreeMap<u32, PodRef>,
-    /// Every known pod address.
-    pub pods: BTreeMap<IpAddr, PodRef>,
-    pub rules: BTreeMap<u32, RuleRef>,
-    pub node_addresses: Vec<IpAddr>,
-}
 
 /// The wall-clock time of CLOCK_MONOTONIC's zero, which `bpf_ktime_get_ns` counts from.
 pub fn monotonic_epoch() -> SystemTime {
@@ -50,21 +39,24 @@ pub fn monotonic_epoch() -> SystemTime {
 /// count it. The daemon and the flow pipeline benchmark share it.
 pub struct FlowWriter<W> {
     out: W,
-    boot: SystemTime,
-    /// One JSON line, reused: `out` gets one write per record rather than
-    /// one per token.
-    line: Vec<u8>,
+    clock: Clock,
+    /// Records not yet handed to `out`: it gets one write per
+    /// [`FLUSH_AT`] bytes rather than one per record or per token.
+    pending: Vec<u8>,
     allowed: Counter,
     denied: Counter,
 }
+
+/// Bytes of records the writer gathers before writing them out.
+const FLUSH_AT: usize = 64 * 1024;
 
 impl<W: Write> FlowWriter<W> {
     /// `boot` is the wall-clock time of the events' clock zero ([`monotonic_epoch`]).
     pub fn new(out: W, boot: SystemTime, metrics: &Metrics) -> Self {
         Self {
             out,
-            boot,
-            line: Vec::with_capacity(1024),
+            clock: Clock::new(boot),
+            pending: Vec::with_capacity(FLUSH_AT + 1024),
             allowed: metrics.flow_records("allow"),
             denied: metrics.flow_records("deny"),
         }
@@ -72,20 +64,33 @@ impl<W: Write> FlowWriter<W> {
 
     /// Writes one record, buffered: [`FlowWriter::flush`] makes it visible.
     pub fn write_event(&mut self, context: &FlowContext, event: &FlowEvent) -> io::Result<()> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, &context.record(event, self.boot))?;
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)?;
+        let time = self.clock.text(event.timestamp_ns)?;
+        let start = self.pending.len();
+        if let Err(error) = record::write_record(&mut self.pending, context, event, time) {
+            // Never half a record.
+            self.pending.truncate(start);
+            return Err(error);
+        }
         if event.verdict == VERDICT_ALLOW {
             self.allowed.inc();
         } else {
             self.denied.inc();
         }
+        if self.pending.len() >= FLUSH_AT {
+            self.write_pending()?;
+        }
         Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         self.out.flush()
+    }
+
+    fn write_pending(&mut self) -> io::Result<()> {
+        let written = self.out.write_all(&self.pending);
+        self.pending.clear();
+        written
     }
 }
 

@@ -22,31 +22,28 @@ const STRANGER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99);
 fn context() -> FlowContext {
     let web = PodRef::new("app", "web");
     let db = PodRef::new("app", "db");
-    FlowContext {
-        endpoints: [(7, web.clone()), (8, db.clone())].into(),
-        pods: [
-            (IpAddr::V4(WEB), web),
-            (IpAddr::V4(DB), db.clone()),
-            (IpAddr::V6(DB_V6), db),
-            (
-                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
-                PodRef::new("app", "we\"ird"),
-            ),
-        ]
-        .into(),
-        rules: [(
-            16,
-            RuleRef {
-                kind: "NetworkPolicy".into(),
-                namespace: "app".into(),
-                name: "db-from-web".into(),
-                direction: Direction::Ingress,
-                index: 1,
-            },
-        )]
-        .into(),
-        node_addresses: vec![IpAddr::V4(NODE)],
-    }
+    let pods = [
+        (IpAddr::V4(WEB), web.clone()),
+        (IpAddr::V4(DB), db.clone()),
+        (IpAddr::V6(DB_V6), db.clone()),
+        (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
+            PodRef::new("app", "we\"ird"),
+        ),
+    ];
+    let rule = RuleRef {
+        kind: "NetworkPolicy".into(),
+        namespace: "app".into(),
+        name: "db-from-web".into(),
+        direction: Direction::Ingress,
+        index: 1,
+    };
+    FlowContext::new(
+        [(7, web), (8, db)].into(),
+        &pods.into(),
+        &[(16, rule)].into(),
+        vec![IpAddr::V4(NODE)],
+    )
 }
 
 fn v4(ip: Ipv4Addr) -> [u8; 16] {
@@ -214,4 +211,46 @@ fn time_keeps_milliseconds_across_seconds() {
             "2023-11-14T22:14:19.001Z"
         ]
     );
+}
+
+#[test]
+fn names_are_escaped_as_serde_json_escapes_them() {
+    let odd = PodRef::new("app", "tab\there\\é\u{1}");
+    let pods = [(IpAddr::V4(WEB), odd.clone())].into();
+    let context = FlowContext::new([(8, odd.clone())].into(), &pods, &[].into(), vec![]);
+    let metrics = Metrics::new();
+    let mut out = Vec::new();
+    let mut writer = FlowWriter::new(&mut out, SystemTime::UNIX_EPOCH, &metrics);
+    writer
+        .write_event(&context, &allowed())
+        .expect("writing to a Vec");
+    writer.flush().expect("flushing a Vec");
+    drop(writer);
+    let line = String::from_utf8(out).expect("JSON is UTF-8");
+    let escaped = serde_json::to_string(&odd.to_string()).expect("a string serializes");
+    assert!(line.contains(&format!(
+        r#""src_pod":{escaped},"dst_pod":null,"endpoint":{escaped},"#
+    )));
+    let record: serde_json::Value = serde_json::from_str(&line).expect("the line is JSON");
+    assert_eq!(record["src_pod"], "app/tab\there\\é\u{1}");
+}
+
+#[test]
+fn many_records_arrive_whole_and_in_order() {
+    let events: Vec<FlowEvent> = (0..1000)
+        .map(|n| FlowEvent {
+            revision: n,
+            ..allowed()
+        })
+        .collect();
+    let (text, allowed, denied) = lines(&events);
+    let revisions: Vec<u64> = text
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+            record["revision"].as_u64().expect("a revision")
+        })
+        .collect();
+    assert_eq!(revisions, (0..1000).collect::<Vec<u64>>());
+    assert_eq!((allowed, denied), (1000, 0));
 }
