@@ -142,7 +142,8 @@ async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
     }
 }
 
-fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+/// Where `--flow-log` points: a buffered file opened for appending, or stdout.
+pub fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
     Ok(match path {
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         Some(path) if path.as_os_str() == "-" => {
@@ -215,7 +216,7 @@ impl Enforcer {
             );
         }
         // The exporter's names change only with a compilation or the interfaces.
-        if recompiled || self.flow_context.borrow().endpoints != interfaces {
+        if recompiled || self.flow_context.borrow().endpoints() != &interfaces {
             self.publish_flow_context(&compiled, &interfaces);
         }
         self.report(&compiled, interfaces);
@@ -299,12 +300,12 @@ impl Enforcer {
     }
 
     fn publish_flow_context(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
-        let context = FlowContext {
-            endpoints: interfaces.clone(),
-            pods: compiled.pod_addresses.clone(),
-            rules: compiled.rules.clone(),
-            node_addresses: self.config.compile.node_addresses.clone(),
-        };
+        let context = FlowContext::new(
+            interfaces.clone(),
+            &compiled.pod_addresses,
+            &compiled.rules,
+            self.config.compile.node_addresses.clone(),
+        );
         self.flow_context.send_replace(Arc::new(context));
     }
 

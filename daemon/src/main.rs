@@ -1,18 +1,9 @@
 //! `netseg`: the node daemon, the demo and the offline tools.
 
-mod daemon;
-mod datapath;
-mod demo;
-mod explain;
-mod flows;
-mod manifests;
-mod metrics;
-mod node;
-mod status;
-
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use netseg::{daemon, datapath, demo, explain, manifests};
 use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use netseg_policy::{CompileOptions, DefaultAction};
 use tracing_subscriber::EnvFilter;

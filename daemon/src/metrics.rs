@@ -32,8 +32,8 @@ struct PacketLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RecordLabels {
-    pub verdict: &'static str,
+struct RecordLabels {
+    verdict: &'static str,
 }
 
 pub struct Metrics {
@@ -41,7 +41,7 @@ pub struct Metrics {
     packets: Family<PacketLabels, Counter>,
     events_lost: Counter,
     events_sampled: Counter,
-    pub flow_records: Family<RecordLabels, Counter>,
+    flow_records: Family<RecordLabels, Counter>,
     revision: Gauge,
     endpoints: Gauge,
     problems: Gauge,
@@ -101,6 +101,15 @@ impl Metrics {
         metrics
     }
 
+    /// The counter of flow records with `verdict` (`allow`, `deny`): the
+    /// exporter holds it, so counting a record is one atomic add rather
+    /// than a label lookup.
+    pub fn flow_records(&self, verdict: &'static str) -> Counter {
+        self.flow_records
+            .get_or_create(&RecordLabels { verdict })
+            .clone()
+    }
+
     /// Brings the metrics up to `status` and the kernel counters (by reason code).
     pub fn observe(&self, status: &Status, counters: &BTreeMap<u8, u64>) {
         for (&code, &total) in counters {
@@ -132,6 +141,12 @@ impl Metrics {
         let mut text = String::new();
         encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

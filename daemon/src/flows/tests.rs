@@ -1,0 +1,256 @@
+//! The exact JSON lines analysts and log pipelines parse: field names,
+//! order and values are a contract, so these compare whole lines.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime};
+
+use netseg_contract::{
+    DIRECTION_EGRESS, DIRECTION_INGRESS, FlowEvent, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    VERDICT_ALLOW, VERDICT_DENY, reason, rule,
+};
+use netseg_policy::{Direction, PodRef, RuleRef};
+
+use super::{FlowContext, FlowWriter};
+use crate::metrics::Metrics;
+
+const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+const WEB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const DB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const DB_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+const STRANGER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99);
+
+fn context() -> FlowContext {
+    let web = PodRef::new("app", "web");
+    let db = PodRef::new("app", "db");
+    let pods = [
+        (IpAddr::V4(WEB), web.clone()),
+        (IpAddr::V4(DB), db.clone()),
+        (IpAddr::V6(DB_V6), db.clone()),
+        (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
+            PodRef::new("app", "we\"ird"),
+        ),
+    ];
+    let rule = RuleRef {
+        kind: "NetworkPolicy".into(),
+        namespace: "app".into(),
+        name: "db-from-web".into(),
+        direction: Direction::Ingress,
+        index: 1,
+    };
+    FlowContext::new(
+        [(7, web), (8, db)].into(),
+        &pods.into(),
+        &[(16, rule)].into(),
+        vec![IpAddr::V4(NODE)],
+    )
+}
+
+fn v4(ip: Ipv4Addr) -> [u8; 16] {
+    ip.to_ipv6_mapped().octets()
+}
+
+/// A new TCP connection web:40000 -> db:5432 that rule 16 allowed at db.
+fn allowed() -> FlowEvent {
+    FlowEvent {
+        // One day, 2 minutes, 3.456789 s after boot.
+        timestamp_ns: 86_523_456_789_000,
+        ifindex: 8,
+        rule: 16,
+        revision: 3,
+        suppressed: 0,
+        src: v4(WEB),
+        dst: v4(DB),
+        src_port: 40_000u16.to_be(),
+        dst_port: 5432u16.to_be(),
+        protocol: PROTO_TCP,
+        direction: DIRECTION_INGRESS,
+        verdict: VERDICT_ALLOW,
+        reason: reason::NEW_ALLOWED,
+    }
+}
+
+/// The lines `events` become, and the records counted as allowed and denied.
+fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
+    let metrics = Metrics::new();
+    let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut out = Vec::new();
+    let mut writer = FlowWriter::new(&mut out, boot, &metrics);
+    let context = context();
+    for event in events {
+        writer
+            .write_event(&context, event)
+            .expect("writing to a Vec");
+    }
+    writer.flush().expect("flushing a Vec");
+    drop(writer);
+    let count = |verdict| metrics.flow_records(verdict).get();
+    let text = String::from_utf8(out).expect("JSON is UTF-8");
+    (text, count("allow"), count("deny"))
+}
+
+fn line(event: FlowEvent) -> String {
+    lines(&[event]).0
+}
+
+#[test]
+fn allowed_connection_names_pods_and_rule() {
+    assert_eq!(
+        line(allowed()),
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"NetworkPolicy app/db-from-web ingress[1]","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","revision":3,"suppressed":0}"#
+            .to_owned()
+            + "\n"
+    );
+}
+
+/// What web's unknown IPv6 address sent to db's: denied at web, 4 more packets folded in.
+fn denied_v6() -> FlowEvent {
+    FlowEvent {
+        ifindex: 7,
+        rule: rule::NONE,
+        suppressed: 4,
+        src: STRANGER_V6.octets(),
+        dst: DB_V6.octets(),
+        dst_port: 443u16.to_be(),
+        protocol: PROTO_UDP,
+        direction: DIRECTION_EGRESS,
+        verdict: VERDICT_DENY,
+        reason: reason::POLICY_DENIED,
+        ..allowed()
+    }
+}
+
+#[test]
+fn denied_ipv6_flow_names_the_default_action() {
+    assert_eq!(
+        line(denied_v6()),
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"dst_pod":"app/db","endpoint":"app/web","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":4}"#
+            .to_owned()
+            + "\n"
+    );
+}
+
+#[test]
+fn node_traffic_has_no_ports_for_icmp() {
+    let probe = FlowEvent {
+        rule: rule::NODE_TRAFFIC,
+        src: v4(NODE),
+        protocol: PROTO_ICMP,
+        // Whatever the programs leave in the port fields of ICMP is not a port.
+        src_port: 8,
+        dst_port: 1,
+        ..allowed()
+    };
+    assert_eq!(
+        line(probe),
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","dst_pod":"app/db","endpoint":"app/db","decided_by":"node-traffic","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#
+            .to_owned()
+            + "\n"
+    );
+}
+
+#[test]
+fn decided_by_without_a_known_rule() {
+    let revoked = FlowEvent {
+        rule: rule::NONE,
+        verdict: VERDICT_DENY,
+        reason: reason::REVOKED,
+        ..allowed()
+    };
+    let default_allow = FlowEvent {
+        rule: rule::DEFAULT_ALLOW,
+        protocol: PROTO_ICMPV6,
+        src: STRANGER_V6.octets(),
+        dst: DB_V6.octets(),
+        ..allowed()
+    };
+    // A rule of an older compilation: the connection was allowed then.
+    let conntrack = FlowEvent {
+        rule: 9999,
+        reason: reason::ESTABLISHED,
+        ..allowed()
+    };
+    let datapath = FlowEvent {
+        ifindex: 99,
+        rule: rule::NONE,
+        protocol: 47,
+        verdict: VERDICT_DENY,
+        reason: 99,
+        src: v4(Ipv4Addr::new(10, 0, 0, 3)),
+        ..allowed()
+    };
+    let (text, allowed, denied) = lines(&[revoked, default_allow, conntrack, datapath]);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"dst_pod":"app/db","endpoint":"app/db","decided_by":"default-allow","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"conntrack","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","dst_pod":"app/db","endpoint":null,"decided_by":"datapath","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
+        ]
+    );
+    assert_eq!((allowed, denied), (2, 2));
+}
+
+#[test]
+fn time_keeps_milliseconds_across_seconds() {
+    let at = |timestamp_ns| FlowEvent {
+        timestamp_ns,
+        ..allowed()
+    };
+    let times: Vec<String> = lines(&[at(999_999_999), at(1_000_000_000), at(59_001_000_000)])
+        .0
+        .lines()
+        .map(|line| line[9..33].to_owned())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2023-11-14T22:13:20.999Z",
+            "2023-11-14T22:13:21.000Z",
+            "2023-11-14T22:14:19.001Z"
+        ]
+    );
+}
+
+#[test]
+fn names_are_escaped_as_serde_json_escapes_them() {
+    let odd = PodRef::new("app", "tab\there\\é\u{1}");
+    let pods = [(IpAddr::V4(WEB), odd.clone())].into();
+    let context = FlowContext::new([(8, odd.clone())].into(), &pods, &[].into(), vec![]);
+    let metrics = Metrics::new();
+    let mut out = Vec::new();
+    let mut writer = FlowWriter::new(&mut out, SystemTime::UNIX_EPOCH, &metrics);
+    writer
+        .write_event(&context, &allowed())
+        .expect("writing to a Vec");
+    writer.flush().expect("flushing a Vec");
+    drop(writer);
+    let line = String::from_utf8(out).expect("JSON is UTF-8");
+    let escaped = serde_json::to_string(&odd.to_string()).expect("a string serializes");
+    assert!(line.contains(&format!(
+        r#""src_pod":{escaped},"dst_pod":null,"endpoint":{escaped},"#
+    )));
+    let record: serde_json::Value = serde_json::from_str(&line).expect("the line is JSON");
+    assert_eq!(record["src_pod"], "app/tab\there\\é\u{1}");
+}
+
+#[test]
+fn many_records_arrive_whole_and_in_order() {
+    let events: Vec<FlowEvent> = (0..1000)
+        .map(|n| FlowEvent {
+            revision: n,
+            ..allowed()
+        })
+        .collect();
+    let (text, allowed, denied) = lines(&events);
+    let revisions: Vec<u64> = text
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+            record["revision"].as_u64().expect("a revision")
+        })
+        .collect();
+    assert_eq!(revisions, (0..1000).collect::<Vec<u64>>());
+    assert_eq!((allowed, denied), (1000, 0));
+}

@@ -1,0 +1,13 @@
+//! netseg's node daemon as a library: the `netseg` binary is its command
+//! line, and the benchmarks drive the same code (the flow pipeline) without
+//! a kernel.
+
+pub mod daemon;
+pub mod datapath;
+pub mod demo;
+pub mod explain;
+pub mod flows;
+pub mod manifests;
+pub mod metrics;
+mod node;
+mod status;
