@@ -180,7 +180,6 @@ impl Enforcer {
             self.config.compile.node_addresses = view.addresses.clone();
             self.compiled = None;
         }
-        let recompiled = self.compiled.is_none();
         let compiled = match self.compiled.take() {
             Some(compiled) => compiled,
             None => self
@@ -215,8 +214,7 @@ impl Enforcer {
                 "taking over the pinned links"
             );
         }
-        // The exporter's names change only with a compilation or the interfaces.
-        if recompiled || self.flow_context.borrow().endpoints() != &interfaces {
+        if !self.names_the_same(&compiled, &interfaces) {
             self.publish_flow_context(&compiled, &interfaces);
         }
         self.report(&compiled, interfaces);
@@ -297,6 +295,16 @@ impl Enforcer {
             policy: compiled.policy.clone(),
         };
         (state, interfaces)
+    }
+
+    /// Whether the exporter already names what `compiled` and `interfaces` do.
+    fn names_the_same(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) -> bool {
+        self.flow_context.borrow().names_the_same(
+            interfaces,
+            &compiled.pod_addresses,
+            &compiled.rules,
+            &self.config.compile.node_addresses,
+        )
     }
 
     fn publish_flow_context(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {

@@ -56,7 +56,11 @@ impl RuleNames {
 /// every policy publication and every change of the local endpoints.
 #[derive(Debug, Default)]
 pub struct FlowContext {
+    /// What the names were rendered from, to tell whether a new publication
+    /// changes any (rendering them all takes milliseconds at cluster scale).
     endpoints: BTreeMap<u32, PodRef>,
+    pod_refs: BTreeMap<IpAddr, PodRef>,
+    rule_refs: BTreeMap<u32, RuleRef>,
     pub(super) endpoint_names: HashMap<u32, JsonText>,
     pub(super) pods: HashMap<IpAddr, JsonText>,
     pub(super) rules: HashMap<u32, RuleNames>,
@@ -88,11 +92,23 @@ impl FlowContext {
                 .map(|(&id, rule)| (id, RuleNames::of(rule)))
                 .collect(),
             node_addresses,
+            pod_refs: pods.clone(),
+            rule_refs: rules.clone(),
         }
     }
 
-    /// The local endpoints this context names.
-    pub fn endpoints(&self) -> &BTreeMap<u32, PodRef> {
-        &self.endpoints
+    /// Whether this context already names exactly these parties (the
+    /// arguments of [`FlowContext::new`]).
+    pub fn names_the_same(
+        &self,
+        endpoints: &BTreeMap<u32, PodRef>,
+        pods: &BTreeMap<IpAddr, PodRef>,
+        rules: &BTreeMap<u32, RuleRef>,
+        node_addresses: &[IpAddr],
+    ) -> bool {
+        self.endpoints == *endpoints
+            && self.pod_refs == *pods
+            && self.rule_refs == *rules
+            && self.node_addresses == node_addresses
     }
 }
