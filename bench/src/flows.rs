@@ -15,11 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use netseg_testbed::{Netns, in_netns};
 
 use crate::bed::{Bed, CONN_PORT};
 use crate::connrate;
-use crate::measures::{Trafgen, trafgen_config};
+use crate::measures::{TX_PACKETS, Trafgen, dev_counter, trafgen_config};
 use crate::netseg::NetsegDaemon;
 use crate::variants::netseg_manifests;
 
@@ -82,27 +81,6 @@ fn delta(a: &Window, b: &Window, key: &str) -> u64 {
         .saturating_sub(a.counters.get(key).copied().unwrap_or(0))
 }
 
-fn tx_packets(pod: &impl Netns) -> Result<u64> {
-    let text = in_netns(pod.netns_name(), || {
-        fs::read_to_string("/proc/thread-self/net/dev")
-    })??;
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("eth0:"))
-        .context("eth0 in /proc/net/dev")?;
-    let fields: Vec<&str> = line
-        .split_once(':')
-        .context("dev line")?
-        .1
-        .split_whitespace()
-        .collect();
-    fields
-        .get(9)
-        .context("tx packets")?
-        .parse()
-        .context("tx packets")
-}
-
 pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     let work = out.join("work-flows");
     fs::create_dir_all(&work)?;
@@ -143,13 +121,13 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     for rate in RATES {
         // An address no rule allows: denied at the client's egress.
         let config = trafgen_config(&bed, DENIED_DST, "drnd(2)", "drnd(2)")?;
-        let sent_before = tx_packets(&bed.client)?;
+        let sent_before = dev_counter(&bed.client, "eth0", TX_PACKETS)?;
         let start = Instant::now();
         let trafgen = Trafgen::start(&bed, &config, (rate > 0).then_some(rate))?;
         std::thread::sleep(RUN);
         drop(trafgen);
         let elapsed = start.elapsed();
-        let sent = tx_packets(&bed.client)? - sent_before;
+        let sent = dev_counter(&bed.client, "eth0", TX_PACKETS)? - sent_before;
         let after = settle(&mut daemon, &log)?;
         let offered = if rate == 0 {
             "as fast as trafgen sends".to_owned()

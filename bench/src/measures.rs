@@ -187,13 +187,13 @@ pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
     )?;
     let _trafgen = Trafgen::start(bed, &config, None)?;
     std::thread::sleep(Duration::from_secs(1));
-    let sent_before = dev_counter(&bed.client, "eth0", 9)?;
+    let sent_before = dev_counter(&bed.client, "eth0", TX_PACKETS)?;
     let cpu_before = cpu_times()?;
     let (before, start) = (rx_packets(&bed.server, "eth0")?, Instant::now());
     std::thread::sleep(duration);
     let (after, end) = (rx_packets(&bed.server, "eth0")?, Instant::now());
     let seconds = end.duration_since(start).as_secs_f64();
-    let sent = dev_counter(&bed.client, "eth0", 9)? - sent_before;
+    let sent = dev_counter(&bed.client, "eth0", TX_PACKETS)? - sent_before;
     let busy: Vec<String> = cpu_times()?
         .iter()
         .zip(&cpu_before)
@@ -238,8 +238,11 @@ fn cpu_times() -> Result<Vec<Vec<u64>>> {
         .collect())
 }
 
-/// Field `index` (0 = rx bytes, 1 = rx packets, 9 = tx packets) of `ifname`.
-fn dev_counter(pod: &impl Netns, ifname: &str, index: usize) -> Result<u64> {
+/// The field of `/proc/net/dev` that counts transmitted packets.
+pub const TX_PACKETS: usize = 9;
+
+/// Field `index` (0 = rx bytes, 1 = rx packets, [`TX_PACKETS`]) of `ifname`.
+pub fn dev_counter(pod: &impl Netns, ifname: &str, index: usize) -> Result<u64> {
     let text = in_netns(pod.netns_name(), || {
         fs::read_to_string("/proc/thread-self/net/dev")
     })??;
