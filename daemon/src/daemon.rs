@@ -142,20 +142,19 @@ async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
     }
 }
 
-/// Where `--flow-log` points: a buffered file opened for appending, or stdout.
+/// Where `--flow-log` points: a file opened for appending, or stdout.
 pub fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+    // Unbuffered: the flow writer already gathers records into large writes.
     Ok(match path {
-        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
-        Some(path) if path.as_os_str() == "-" => {
-            Box::new(std::io::BufWriter::new(std::io::stdout()))
-        }
+        None => Box::new(std::io::stdout()),
+        Some(path) if path.as_os_str() == "-" => Box::new(std::io::stdout()),
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening flow log {}", path.display()))?;
-            Box::new(std::io::BufWriter::new(file))
+            Box::new(file)
         }
     })
 }
