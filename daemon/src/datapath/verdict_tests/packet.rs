@@ -9,11 +9,16 @@ pub const SCTP: u8 = 132;
 pub const ICMP: u8 = 1;
 pub const ICMPV6: u8 = 58;
 
+/// IPv6 extension header types.
+pub const FRAGMENT_HEADER: u8 = 44;
+pub const DESTINATION_OPTIONS: u8 = 60;
+
 pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const FIN: u8 = 0x01;
 
-/// IPv4 fragmentation of a crafted packet.
+/// Fragmentation of a crafted packet: IPv4's header fields, or IPv6's
+/// Fragment header (extension 44, which takes `id`, `offset` and `more`).
 #[derive(Clone, Copy, Default)]
 pub struct Fragment {
     pub id: u16,
@@ -92,7 +97,7 @@ impl Frame {
         Self::icmp(src, dst, icmp_type, &body)
     }
 
-    /// Adds an IPv6 extension header of `kind` (0, 43 or 60: 8 octets).
+    /// Adds an IPv6 extension header of `kind` (0, 43, 44 or 60: 8 octets).
     pub fn with_extension(mut self, kind: u8) -> Self {
         self.extensions.push(kind);
         self
@@ -127,8 +132,14 @@ impl Frame {
         let mut chain = self.extensions.clone();
         chain.push(self.protocol);
         let mut payload = Vec::new();
-        for next in chain.iter().skip(1) {
-            payload.extend_from_slice(&[*next, 0, 0, 0, 0, 0, 0, 0]);
+        for (kind, next) in chain.iter().zip(chain.iter().skip(1)) {
+            let mut header = [*next, 0, 0, 0, 0, 0, 0, 0];
+            if *kind == FRAGMENT_HEADER {
+                let offset = self.fragment.offset << 3 | u16::from(self.fragment.more);
+                header[2..4].copy_from_slice(&offset.to_be_bytes());
+                header[4..8].copy_from_slice(&u32::from(self.fragment.id).to_be_bytes());
+            }
+            payload.extend_from_slice(&header);
         }
         payload.extend_from_slice(&self.l4);
         let mut ip = vec![0x60, 0, 0, 0];
