@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod matrix;
 pub mod netns;
 pub mod probes;
+pub mod raw;
 pub mod reachability;
 pub mod sctp;
 pub mod servers;
@@ -27,6 +28,7 @@ pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};
 pub use probes::{
     ConnectOutcome, Protocol, TcpSession, ping, sctp_probe, tcp_connect, tcp_probe, udp_request,
 };
+pub use raw::{Capture, send_frame, send_ip};
 pub use reachability::Reachability;
 pub use servers::{SctpPacket, SctpReceiver, TcpEchoServer, UdpEchoServer};
 pub use topology::{Family, Node, Pod};

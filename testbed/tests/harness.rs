@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use netseg_testbed::netns::{NETNS_PREFIX, netns_exists, run};
+use netseg_testbed::raw::carries;
 use netseg_testbed::{
-    ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod, Probe,
-    Reachability, ServerSet, TcpSession, cleanup_stale_namespaces, matrix::probe_matrices, ping,
-    require_root, sctp_probe, tcp_connect, tcp_probe, udp_request,
+    Capture, ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod,
+    Probe, Reachability, ServerSet, TcpSession, cleanup_stale_namespaces, matrix::probe_matrices,
+    ping, require_root, sctp_probe, send_ip, tcp_connect, tcp_probe, udp_request,
 };
 
 const TCP: u16 = 80;
@@ -348,5 +349,38 @@ fn wait_until(timeout: Duration, done: impl Fn() -> Result<bool>) -> Result<()> 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+#[test]
+fn a_raw_frame_from_a_pod_is_routed_by_the_node_and_captured() -> Result<()> {
+    let node = Node::new("raw")?;
+    let a = node.add_pod("x/a")?;
+    let b = node.add_pod("x/b")?;
+    // Resolve b's neighbour entry first, so the first raw packet is not queued.
+    ensure!(ping(&a, b.ip(Family::V6), PROBE_TIMEOUT)?);
+    let capture = Capture::start(&b, "eth0")?;
+    let marker = b"netseg raw frame test";
+    let mut udp = vec![0x9c, 0x40, 0x9c, 0x41, 0, 0, 0, 0];
+    udp[4..6].copy_from_slice(&((8 + marker.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(marker);
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[17, 64]);
+    ip.extend_from_slice(&a.ipv6().octets());
+    ip.extend_from_slice(&b.ipv6().octets());
+    ip.extend_from_slice(&udp);
+    send_ip(&a, &ip)?;
+    ensure!(
+        capture.arrives(PROBE_TIMEOUT, |frame| carries(frame, marker))?,
+        "the raw packet did not reach b"
+    );
+    ensure!(
+        !capture.arrives(Duration::from_millis(200), |frame| carries(
+            frame,
+            b"never sent"
+        ))?,
+        "the capture reports a frame nobody sent"
+    );
     Ok(())
 }
