@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod manifests;
 pub mod matrix;
 pub mod netns;
+pub mod outside;
 pub mod probes;
 pub mod raw;
 pub mod reachability;
@@ -25,6 +26,7 @@ pub use daemon::{Daemon, DaemonStatus, InterfaceStatus, netseg_binary};
 pub use manifests::{ContainerPort, Manifests};
 pub use matrix::{Probe, ServerSet};
 pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};
+pub use outside::Outside;
 pub use probes::{
     ConnectOutcome, Protocol, TcpSession, ping, sctp_probe, tcp_connect, tcp_probe, udp_request,
 };

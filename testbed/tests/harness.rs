@@ -9,9 +9,10 @@ use anyhow::{Result, ensure};
 use netseg_testbed::netns::{NETNS_PREFIX, netns_exists, run};
 use netseg_testbed::raw::carries;
 use netseg_testbed::{
-    Capture, ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod,
-    Probe, Reachability, ServerSet, TcpSession, cleanup_stale_namespaces, matrix::probe_matrices,
-    ping, require_root, sctp_probe, send_ip, tcp_connect, tcp_probe, udp_request,
+    Capture, ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, Outside,
+    PROBE_TIMEOUT, Pod, Probe, Reachability, ServerSet, TcpSession, cleanup_stale_namespaces,
+    matrix::probe_matrices, ping, require_root, sctp_probe, send_ip, tcp_connect, tcp_probe,
+    udp_request,
 };
 
 const TCP: u16 = 80;
@@ -382,5 +383,23 @@ fn a_raw_frame_from_a_pod_is_routed_by_the_node_and_captured() -> Result<()> {
         ))?,
         "the capture reports a frame nobody sent"
     );
+    Ok(())
+}
+
+#[test]
+fn the_outside_host_is_reached_through_the_node_and_nothing_else_is() -> Result<()> {
+    let node = Node::new("outside")?;
+    let a = node.add_pod("x/a")?;
+    let _outside = Outside::attach(&node)?;
+    for family in [Family::V4, Family::V6] {
+        ensure!(
+            ping(&a, Outside::ip(family), PROBE_TIMEOUT)?,
+            "a -> outside {family:?}"
+        );
+    }
+    for unrouted in ["8.8.8.8", "2001:4860:4860::8888"] {
+        let lookup = run("ip", &["-n", node.netns_name(), "route", "get", unrouted]);
+        ensure!(lookup.is_err(), "the node routes {unrouted}: {lookup:?}");
+    }
     Ok(())
 }
