@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod matrix;
 pub mod netns;
 pub mod outside;
+pub mod packet;
 pub mod probes;
 pub mod raw;
 pub mod reachability;

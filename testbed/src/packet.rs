@@ -1,5 +1,7 @@
-//! Crafted frames for BPF_PROG_TEST_RUN: Ethernet, IPv4 or IPv6 (with
-//! optional extension headers and fragmentation), and an L4 header.
+//! Crafted packets: Ethernet, IPv4 or IPv6 (with optional extension headers
+//! and fragmentation), and an L4 header. The verdict tests feed them to
+//! BPF_PROG_TEST_RUN; the namespace tests send them from inside a pod
+//! ([`crate::raw`]).
 
 use std::net::IpAddr;
 
