@@ -8,6 +8,7 @@
 
 mod conntrack;
 mod flow_events;
+mod side_channels;
 
 use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
 use netseg_policy::{PolicyEntryKey, PortPrefix};
