@@ -239,9 +239,9 @@ fn reaffirm(
 
 /// An ICMP error passes only when it is about a connection this endpoint
 /// has (the quoted packet travelled the other way) that the policy in
-/// force still allows, and when it is addressed as an error about that
-/// connection can be. Its length is bounded, so that it cannot carry more
-/// than the start of the quoted packet.
+/// force still allows, and when it is addressed the way an error about
+/// that connection can be. Its length is bounded, so that it cannot carry
+/// more than the start of the quoted packet.
 #[inline(always)]
 fn related(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, len: u32) -> Decision {
     let max_len = if packet.tuple.protocol == PROTO_ICMPV6 {
