@@ -9,11 +9,12 @@
 mod conntrack;
 mod flow_events;
 mod fragments;
-mod packet;
 mod shares;
+mod side_channels;
 
 use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
 use netseg_policy::{PolicyEntryKey, PortPrefix};
+use netseg_testbed::packet;
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
 use super::{

@@ -22,14 +22,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netseg_contract::{
-    CONFIG_REVISION, CONN_CLOSING, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_HAS_IPV4,
-    ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, FragmentKey, FragmentValue, PROTO_TCP, reason,
+    CONFIG_REVISION, CONN_CLOSING, ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS,
+    ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, FragmentKey, FragmentValue,
+    ICMP_ERROR_MAX_LEN_V4, ICMP_ERROR_MAX_LEN_V6, PROTO_ICMPV6, PROTO_TCP, reason,
 };
 
 use crate::{
     events::{Decision, Hook, record},
     maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
-    parse::{Addr, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
+    parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
     policy::{allowing_rule, still_allowed},
     usage::FRAGMENTS_SHARE,
 };
@@ -72,10 +73,6 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
     }
     let packet = &*packet;
-    if packet.kind == Kind::LinkControl {
-        events::count(reason::LINK_CONTROL);
-        return Ok(TC_ACT_OK);
-    }
     let slot = hook.revision & 1;
     let key = EndpointKey {
         slot,
@@ -89,17 +86,15 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
             Decision::deny(reason::NO_ENDPOINT, 0),
         ));
     };
-    if spoofed(&endpoint, hook.direction, &packet.tuple) {
-        return Err(deny(
-            hook,
-            &packet.tuple,
-            Decision::deny(reason::SPOOFED, 0),
-        ));
-    }
     let mut decision = match packet.kind {
+        Kind::Arp => Decision::allow(reason::LINK_CONTROL, 0),
+        Kind::LinkControl => link_control(hook.direction, &endpoint, &packet.tuple),
+        _ if spoofed(&endpoint, hook.direction, &packet.tuple) => {
+            Decision::deny(reason::SPOOFED, 0)
+        }
         Kind::LaterFragment => later_fragment(hook, &endpoint, packet),
-        Kind::IcmpError => related(hook, packet),
-        _ => flow(hook, slot, &endpoint, packet),
+        Kind::IcmpError => related(hook, slot, &endpoint, packet, ctx.len()),
+        Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet),
     };
     if decision.allow && packet.first_fragment {
         decision = remember_fragment(hook, packet, decision);
@@ -125,10 +120,38 @@ fn spoofed(endpoint: &Endpoint, direction: u8, tuple: &Tuple) -> bool {
     } else {
         &tuple.dst
     };
-    if own.is_ipv4_mapped() {
-        endpoint.flags & ENDPOINT_HAS_IPV4 == 0 || *own != Addr::mapped_ipv4(endpoint.ipv4)
+    !is_own(endpoint, own)
+}
+
+#[inline(always)]
+fn is_own(endpoint: &Endpoint, addr: &Addr) -> bool {
+    if addr.is_ipv4_mapped() {
+        endpoint.flags & ENDPOINT_HAS_IPV4 != 0 && *addr == Addr::mapped_ipv4(endpoint.ipv4)
     } else {
-        endpoint.flags & ENDPOINT_HAS_IPV6 == 0 || *own != Addr(endpoint.ipv6)
+        endpoint.flags & ENDPOINT_HAS_IPV6 != 0 && *addr == Addr(endpoint.ipv6)
+    }
+}
+
+/// Neighbour discovery and MLD stay on the link. The parser checked their
+/// hop limits, which prove that a received one was not forwarded. The pod
+/// sends them from its own address, a link-local one (no router forwards
+/// those, so which one does not matter) or `::` (duplicate address
+/// detection), and only to link-local addresses and link-control groups,
+/// which the node never forwards either; it receives them only at such an
+/// address or its own.
+#[inline(always)]
+fn link_control(direction: u8, endpoint: &Endpoint, tuple: &Tuple) -> Decision {
+    let link_scope = |addr: &Addr| addr.is_link_local() || addr.is_link_control_group();
+    let on_link = if direction == DIRECTION_EGRESS {
+        let source = tuple.src.is_link_local() || tuple.src == Addr::ZERO;
+        (source || is_own(endpoint, &tuple.src)) && link_scope(&tuple.dst)
+    } else {
+        link_scope(&tuple.dst) || is_own(endpoint, &tuple.dst)
+    };
+    if on_link {
+        Decision::allow(reason::LINK_CONTROL, 0)
+    } else {
+        Decision::deny(reason::OFF_LINK, 0)
     }
 }
 
@@ -143,24 +166,14 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
         let value = unsafe { &mut *entry };
         // A SYN on a closed tuple is a new connection (port reuse).
         if !(syn_only && value.state == CONN_CLOSING) {
-            if value.revision != hook.revision
-                && !still_allowed(
-                    hook.revision,
-                    endpoint,
-                    key.origin,
-                    &conntrack::original(&key),
-                    &mut value.revision,
-                    &mut value.rule,
-                )
-            {
-                let rule = value.rule;
-                conntrack::close(&key);
-                return Decision::deny(reason::REVOKED, rule);
-            }
+            let rule = match reaffirm(hook, endpoint, &key, value) {
+                Ok(rule) => rule,
+                Err(revoked) => return revoked,
+            };
             let closing = tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
             let reply = key.origin != hook.direction;
             conntrack::touch(value, reply, closing, hook.now);
-            return Decision::allow(reason::ESTABLISHED, value.rule);
+            return Decision::allow(reason::ESTABLISHED, rule);
         }
     }
     // Only a first packet may open a connection: never a reply.
@@ -198,16 +211,79 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
     }
 }
 
-/// An ICMP error passes only when it is about a connection this endpoint
-/// has; the quoted packet travelled the other way.
+/// Judges a tracked connection that an older revision admitted by the
+/// policy in force. Still allowed, the entry moves to this revision and
+/// its rule; no longer allowed, the connection is closed and the packet
+/// that rode on it is denied as revoked.
 #[inline(always)]
-fn related(hook: &Hook, packet: &Packet) -> Decision {
-    let back = conntrack::opposite(hook.direction);
-    match conntrack::find(hook.ifindex, back, &packet.inner, hook.now) {
-        // SAFETY: a valid pointer into the conntrack map's value.
-        Some((_, entry)) => Decision::allow(reason::RELATED, unsafe { (*entry).rule }),
-        None => Decision::deny(reason::NO_CONNECTION, 0),
+fn reaffirm(
+    hook: &Hook,
+    endpoint: &Endpoint,
+    key: &ConnKey,
+    value: &mut ConnValue,
+) -> Result<u32, Decision> {
+    if value.revision == hook.revision
+        || still_allowed(
+            hook.revision,
+            endpoint,
+            key.origin,
+            &conntrack::original(key),
+            &mut value.revision,
+            &mut value.rule,
+        )
+    {
+        return Ok(value.rule);
     }
+    let rule = value.rule;
+    conntrack::close(key);
+    Err(Decision::deny(reason::REVOKED, rule))
+}
+
+/// An ICMP error passes only when it is about a connection this endpoint
+/// has (the quoted packet travelled the other way) that the policy in
+/// force still allows, and when it is addressed the way an error about
+/// that connection can be. Its length is bounded, so that it cannot carry
+/// more than the start of the quoted packet.
+#[inline(always)]
+fn related(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, len: u32) -> Decision {
+    let max_len = if packet.tuple.protocol == PROTO_ICMPV6 {
+        ICMP_ERROR_MAX_LEN_V6
+    } else {
+        ICMP_ERROR_MAX_LEN_V4
+    };
+    if len.saturating_sub(ETH_HLEN as u32) > max_len
+        || !addressed_as_error(hook.direction, slot, endpoint, packet)
+    {
+        return Decision::deny(reason::ICMP_ERROR_MISDIRECTED, 0);
+    }
+    let inner = &packet.inner;
+    let back = conntrack::opposite(hook.direction);
+    let Some((key, entry)) = conntrack::find(hook.ifindex, back, inner, hook.now) else {
+        return Decision::deny(reason::NO_CONNECTION, 0);
+    };
+    // SAFETY: a valid pointer into the conntrack map's value.
+    let value = unsafe { &mut *entry };
+    match reaffirm(hook, endpoint, &key, value) {
+        Ok(rule) => Decision::allow(reason::RELATED, rule),
+        Err(revoked) => revoked,
+    }
+}
+
+/// The pod sends an error only to the quoted packet's source: the peer
+/// whose packet it could not take. It receives one from the quoted
+/// packet's destination, or from a third party (a router on the path, the
+/// node reporting "packet too big") only when its ingress policy admits
+/// ICMP from that party anyway: such a sender could reach the pod with
+/// echo requests just as well, so the error opens no channel the policy
+/// closed. The pod's own side of both was checked by `spoofed`.
+#[inline(always)]
+fn addressed_as_error(direction: u8, slot: u32, endpoint: &Endpoint, packet: &Packet) -> bool {
+    let (tuple, inner) = (&packet.tuple, &packet.inner);
+    if direction == DIRECTION_EGRESS {
+        return tuple.dst == inner.src;
+    }
+    tuple.src == inner.dst
+        || allowing_rule(slot, endpoint, direction, &tuple.src, tuple.protocol, 0).is_some()
 }
 
 #[inline(always)]
