@@ -22,10 +22,10 @@ use tracing::{error, info, instrument, warn};
 
 use crate::{
     datapath::{
-        Datapath, FlowEvents, KernelMaps, MapSizes, pins::PinDir, publish::Publisher,
+        Datapath, DenyBudgets, FlowEvents, KernelMaps, MapSizes, pins::PinDir, publish::Publisher,
         state::SlotState,
     },
-    flows::{self, FlowContext},
+    flows::{self, FlowContext, RotatingFile, Rotation},
     manifests::{self, ManifestStore},
     metrics::Metrics,
     node::{self, NodeView},
@@ -38,10 +38,13 @@ pub struct DaemonConfig {
     pub compile: CompileOptions,
     pub interface_prefixes: Vec<String>,
     pub flow_log: Option<PathBuf>,
+    /// When a flow log file (not stdout) rotates.
+    pub flow_log_rotation: Rotation,
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub sizes: MapSizes,
     pub flow_events: FlowEvents,
+    pub deny_budgets: DenyBudgets,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
 }
@@ -70,14 +73,17 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         Datapath::load(config.sizes, pins).context("loading the datapath")?;
     maps.set_flow_events(config.flow_events)
         .context("configuring flow events")?;
+    maps.set_deny_budgets(config.deny_budgets)
+        .context("configuring denial record budgets")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
-    let flow_out = open_flow_log(config.flow_log.as_deref())?;
+    let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
     let metrics = Arc::new(Metrics::new());
     let exporter = tokio::spawn(flows::export(
         telemetry.events,
+        telemetry.denials,
         context,
         flow_out,
         metrics.clone(),
@@ -142,20 +148,20 @@ async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
     }
 }
 
-/// Where `--flow-log` points: a file opened for appending, or stdout.
-pub fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+/// Where `--flow-log` points: a file opened for appending that rotates as
+/// `rotation` says, or stdout (which never rotates).
+pub fn open_flow_log(
+    path: Option<&std::path::Path>,
+    rotation: Rotation,
+) -> anyhow::Result<Box<dyn Write + Send>> {
     // Unbuffered: the flow writer already gathers records into large writes.
     Ok(match path {
         None => Box::new(std::io::stdout()),
         Some(path) if path.as_os_str() == "-" => Box::new(std::io::stdout()),
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening flow log {}", path.display()))?;
-            Box::new(file)
-        }
+        Some(path) => Box::new(
+            RotatingFile::open(path, rotation)
+                .with_context(|| format!("opening flow log {}", path.display()))?,
+        ),
     })
 }
 

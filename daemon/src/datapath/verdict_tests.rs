@@ -15,7 +15,8 @@ use netseg_policy::{PolicyEntryKey, PortPrefix};
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
 use super::{
-    Datapath, FlowEvents, KernelMaps, MapSizes, Telemetry, publish::Publisher, state::SlotState,
+    Datapath, DenyBudgets, FlowEvents, KernelMaps, MapSizes, Telemetry, publish::Publisher,
+    state::SlotState,
 };
 
 const PASS: u32 = 0;
@@ -83,6 +84,10 @@ fn bench() -> Bench {
 }
 
 fn bench_with(flow_events: FlowEvents) -> Bench {
+    bench_configured(flow_events, DenyBudgets::DEFAULT)
+}
+
+fn bench_configured(flow_events: FlowEvents, budgets: DenyBudgets) -> Bench {
     assert!(
         nix_is_root(),
         "the verdict tests load eBPF programs: run them as root (scripts/test does)"
@@ -93,6 +98,8 @@ fn bench_with(flow_events: FlowEvents) -> Bench {
     };
     let (datapath, mut maps, telemetry) = Datapath::load(sizes, None).expect("load the datapath");
     maps.set_flow_events(flow_events).expect("set flow events");
+    maps.set_deny_budgets(budgets)
+        .expect("set denial record budgets");
     let mut publisher = Publisher::new(maps);
     publisher.publish(&policy()).expect("publish");
     Bench {

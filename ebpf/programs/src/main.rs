@@ -4,6 +4,9 @@
 //! explicit allow drops.
 #![no_std]
 #![no_main]
+// The BPF target has no `AtomicU64::fetch_add`; its intrinsic is BPF_XADD.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod conntrack;
 mod events;

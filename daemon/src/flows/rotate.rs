@@ -1,0 +1,200 @@
+//! A flow log file that cannot fill the disk: past its size limit it is
+//! renamed to `NAME.1` (the older ones shift to `NAME.2` .. `NAME.keep`, the
+//! oldest is deleted) and a fresh file is opened under its name, the way
+//! logrotate's `rotate N` with `size` leaves them.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+/// When the flow log rotates and how many old files stay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// A file rotates before a write would take it past this size (a file
+    /// holds at least one write, even a larger one).
+    pub max_bytes: u64,
+    /// Rotated files kept beside the current one.
+    pub keep: u32,
+}
+
+impl Rotation {
+    pub const NEVER: Self = Self {
+        max_bytes: u64::MAX,
+        keep: 0,
+    };
+}
+
+/// The flow log file. Every `write_all` from the flow writer holds whole
+/// records, so a rotation never splits one.
+pub struct RotatingFile {
+    path: PathBuf,
+    rotation: Rotation,
+    file: File,
+    /// Bytes in the current file.
+    written: u64,
+}
+
+impl RotatingFile {
+    /// Opens `path` for appending; what it holds already counts.
+    pub fn open(path: &Path, rotation: Rotation) -> io::Result<Self> {
+        let file = open_append(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            rotation,
+            file,
+            written,
+        })
+    }
+
+    fn numbered(&self, n: u32) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        name.into()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.rotation.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            // The rename onto NAME.keep replaces (deletes) the oldest file.
+            for n in (1..self.rotation.keep).rev() {
+                match std::fs::rename(self.numbered(n), self.numbered(n + 1)) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, self.numbered(1))?;
+        }
+        self.file = open_append(&self.path)?;
+        self.written = 0;
+        Ok(())
+    }
+
+    fn rotate_before(&mut self, len: usize) -> io::Result<()> {
+        if self.written > 0 && self.written.saturating_add(len as u64) > self.rotation.max_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.rotate_before(buf.len())?;
+        let written = self.file.write(buf)?;
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    /// Rotates only before the whole of `buf`, never inside it.
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.rotate_before(buf.len())?;
+        self.file.write_all(buf)?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contents(dir: &Path) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+            .expect("read the directory")
+            .map(|entry| {
+                let path = entry.expect("an entry").path();
+                let name = path.file_name().expect("a name").to_string_lossy().into();
+                (name, std::fs::read_to_string(&path).expect("read a file"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn write_lines(log: &mut RotatingFile, lines: &[&str]) {
+        for line in lines {
+            log.write_all(line.as_bytes()).expect("write");
+        }
+    }
+
+    #[test]
+    fn rotates_at_the_limit_and_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("flows.jsonl");
+        let rotation = Rotation {
+            max_bytes: 10,
+            keep: 2,
+        };
+        let mut log = RotatingFile::open(&path, rotation).expect("open");
+        write_lines(
+            &mut log,
+            &["a1\n", "a2\n", "a3\n", "b1\n", "b2\n", "c1\n", "d1\n"],
+        );
+        assert_eq!(
+            contents(dir.path()),
+            [
+                ("flows.jsonl".into(), "d1\n".into()),
+                ("flows.jsonl.1".into(), "b1\nb2\nc1\n".into()),
+                ("flows.jsonl.2".into(), "a1\na2\na3\n".into()),
+            ]
+        );
+        write_lines(&mut log, &["d2\n", "d3\n", "e1\n"]);
+        // a* went: only two old files stay.
+        assert_eq!(
+            contents(dir.path()),
+            [
+                ("flows.jsonl".into(), "e1\n".into()),
+                ("flows.jsonl.1".into(), "d1\nd2\nd3\n".into()),
+                ("flows.jsonl.2".into(), "b1\nb2\nc1\n".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_existing_file_counts_and_keep_zero_only_truncates() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("flows.jsonl");
+        std::fs::write(&path, "old old\n").expect("an earlier log");
+        let rotation = Rotation {
+            max_bytes: 10,
+            keep: 0,
+        };
+        let mut log = RotatingFile::open(&path, rotation).expect("open");
+        write_lines(&mut log, &["n1\n", "n2\n"]);
+        assert_eq!(
+            contents(dir.path()),
+            [("flows.jsonl".into(), "n1\nn2\n".into())]
+        );
+    }
+
+    #[test]
+    fn a_write_larger_than_the_limit_stays_whole() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("flows.jsonl");
+        let rotation = Rotation {
+            max_bytes: 4,
+            keep: 1,
+        };
+        let mut log = RotatingFile::open(&path, rotation).expect("open");
+        write_lines(&mut log, &["a long record\n", "next\n"]);
+        assert_eq!(
+            contents(dir.path()),
+            [
+                ("flows.jsonl".into(), "next\n".into()),
+                ("flows.jsonl.1".into(), "a long record\n".into()),
+            ]
+        );
+    }
+}
