@@ -126,15 +126,22 @@ fn resolve_gateway(w: &mut World) -> Result<()> {
 
 #[test]
 fn a_flood_of_denied_flows_is_bounded_and_every_denial_is_counted() -> Result<()> {
-    let mut w = world("flood")?;
+    // Rotation at 64 KiB, with room for every file: no record may be lost
+    // when the log rotates.
+    let mut w = world_with(
+        "flood",
+        &["--flow-log-max-bytes", "65536", "--flow-log-keep", "100"],
+    )?;
     resolve_gateway(&mut w)?;
     let started = Instant::now();
     let sent = flood(&w.a, w.b.ip(Family::V4), Duration::from_secs(5))?;
     let seconds = started.elapsed().as_secs() + 1;
     let (records, bytes) = settled_accounting(&mut w, sent + 1)?;
+    let files = log_files(&w.daemon.flow_log_path());
     eprintln!(
-        "flood: {sent} datagrams denied, {} records, {bytes} bytes",
-        records.len()
+        "flood: {sent} datagrams denied, {} records, {bytes} bytes in {} files",
+        records.len(),
+        files.len()
     );
     // The default budget: 100 records a second for the endpoint, plus an
     // aggregate a second, over the flood and the seconds it took to settle.
@@ -151,21 +158,27 @@ fn a_flood_of_denied_flows_is_bounded_and_every_denial_is_counted() -> Result<()
             .any(|r| r["aggregated"] == true && r["endpoint"] == "app/a"),
         "an aggregated record of the flooding endpoint"
     );
+    assert!(files.len() >= 2, "the log rotated: {files:?}");
     Ok(())
 }
 
 #[test]
-fn the_flow_log_rotates_at_its_size_limit_and_keeps_counting() -> Result<()> {
-    const MAX_BYTES: u64 = 64 * 1024;
+fn the_flow_log_rotates_at_its_size_limit_and_keeps_at_most_keep_files() -> Result<()> {
+    const MAX_BYTES: u64 = 32 * 1024;
     const KEEP: usize = 2;
     let mut w = world_with(
         "rotate",
-        &["--flow-log-max-bytes", "65536", "--flow-log-keep", "2"],
+        &["--flow-log-max-bytes", "32768", "--flow-log-keep", "2"],
     )?;
     resolve_gateway(&mut w)?;
-    // The per-endpoint budget writes about 45 KiB a second: enough to rotate.
+    // The per-endpoint budget writes about 40 KiB a second: the log
+    // rotates more often than it keeps files.
     let sent = flood(&w.a, w.b.ip(Family::V4), Duration::from_secs(4))?;
-    std::thread::sleep(Duration::from_secs(2));
+    // Whatever the files kept, the current one goes on counting the flood.
+    w.daemon.wait_for_flow(
+        |r| r["aggregated"] == true && r["endpoint"] == "app/a",
+        Duration::from_secs(5),
+    )?;
     let files = log_files(&w.daemon.flow_log_path());
     assert_eq!(
         files.len(),
@@ -176,11 +189,15 @@ fn the_flow_log_rotates_at_its_size_limit_and_keeps_counting() -> Result<()> {
         let size = std::fs::metadata(file)?.len();
         assert!(size <= MAX_BYTES, "{} has {size} bytes", file.display());
     }
-    // Older files were deleted, so the log no longer holds every denial; the
-    // files that remain are whole records, and the current one still counts.
-    let (records, _) = records(&w.daemon.flow_log_path())?;
-    assert!(!records.is_empty());
-    assert!(sent > 0);
+    // Every file holds whole records; the files deleted beyond KEEP took
+    // the rest of the denials (the first datagram included).
+    let (records, bytes) = records(&w.daemon.flow_log_path())?;
+    let logged = denials_logged(&records);
+    assert!(
+        logged < sent + 1,
+        "{logged} of {} denials still in {bytes} bytes: nothing was deleted",
+        sent + 1
+    );
     Ok(())
 }
 

@@ -12,8 +12,8 @@ use std::{
 /// When the flow log rotates and how many old files stay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
-    /// A file rotates before a write would take it past this size (a file
-    /// holds at least one write, even a larger one).
+    /// A file rotates at the end of the last line that fits, so it never
+    /// passes this size unless a single line does (a file holds at least one).
     pub max_bytes: u64,
     /// Rotated files kept beside the current one.
     pub keep: u32,
@@ -26,8 +26,8 @@ impl Rotation {
     };
 }
 
-/// The flow log file. Every `write_all` from the flow writer holds whole
-/// records, so a rotation never splits one.
+/// The flow log file. The flow writer writes whole lines, so a rotation
+/// between lines never splits a record.
 pub struct RotatingFile {
     path: PathBuf,
     rotation: Rotation,
@@ -73,11 +73,23 @@ impl RotatingFile {
         Ok(())
     }
 
-    fn rotate_before(&mut self, len: usize) -> io::Result<()> {
-        if self.written > 0 && self.written.saturating_add(len as u64) > self.rotation.max_bytes {
-            self.rotate()?;
+    /// How much of `lines` goes into the current file: the whole lines that
+    /// fit, or the first line into an empty file; zero means rotate first.
+    fn fitting(&self, lines: &[u8]) -> usize {
+        let room = self.rotation.max_bytes.saturating_sub(self.written);
+        if lines.len() as u64 <= room {
+            return lines.len();
         }
-        Ok(())
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
+        let line_end = |part: &[u8]| part.iter().rposition(|&b| b == b'\n').map(|end| end + 1);
+        match line_end(&lines[..room]) {
+            Some(end) => end,
+            None if self.written == 0 => lines
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(lines.len(), |end| end + 1),
+            None => 0,
+        }
     }
 }
 
@@ -87,17 +99,21 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.rotate_before(buf.len())?;
-        let written = self.file.write(buf)?;
-        self.written += written as u64;
-        Ok(written)
+        self.write_all(buf)?;
+        Ok(buf.len())
     }
 
-    /// Rotates only before the whole of `buf`, never inside it.
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.rotate_before(buf.len())?;
-        self.file.write_all(buf)?;
-        self.written += buf.len() as u64;
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let fits = self.fitting(buf);
+            if fits == 0 {
+                self.rotate()?;
+                continue;
+            }
+            self.file.write_all(&buf[..fits])?;
+            self.written += fits as u64;
+            buf = &buf[fits..];
+        }
         Ok(())
     }
 
@@ -158,6 +174,26 @@ mod tests {
                 ("flows.jsonl".into(), "e1\n".into()),
                 ("flows.jsonl.1".into(), "d1\nd2\nd3\n".into()),
                 ("flows.jsonl.2".into(), "b1\nb2\nc1\n".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_write_of_many_lines_is_split_between_lines() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("flows.jsonl");
+        let rotation = Rotation {
+            max_bytes: 10,
+            keep: 3,
+        };
+        let mut log = RotatingFile::open(&path, rotation).expect("open");
+        write_lines(&mut log, &["a1\na2\na3\nb1\nb2\nb3\nc1\n"]);
+        assert_eq!(
+            contents(dir.path()),
+            [
+                ("flows.jsonl".into(), "c1\n".into()),
+                ("flows.jsonl.1".into(), "b1\nb2\nb3\n".into()),
+                ("flows.jsonl.2".into(), "a1\na2\na3\n".into()),
             ]
         );
     }
