@@ -16,7 +16,7 @@ use futures::StreamExt;
 use netseg_policy::{CompileOptions, Compiled, Compiler, PodRef};
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::watch,
+    sync::{mpsc, watch},
 };
 use tracing::{error, info, instrument, warn};
 
@@ -60,6 +60,8 @@ struct Enforcer {
     /// The last compilation, redone when the manifests or node addresses change.
     compiled: Option<Compiled>,
     flow_context: watch::Sender<Arc<FlowContext>>,
+    /// Tells the exporter the ifindex of every interface detached.
+    detached: mpsc::UnboundedSender<u32>,
     status: Status,
     metrics: Arc<Metrics>,
     /// Problems of the last manifests reload and of the last publication.
@@ -81,9 +83,11 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
     let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
     let metrics = Arc::new(Metrics::new());
+    let (detached, detached_interfaces) = mpsc::unbounded_channel();
     let exporter = tokio::spawn(flows::export(
         telemetry.events,
         telemetry.denials,
+        detached_interfaces,
         context,
         flow_out,
         metrics.clone(),
@@ -105,6 +109,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         compiler: Compiler::new(),
         compiled: None,
         flow_context,
+        detached,
         status: Status::default(),
         metrics,
         manifest_problems: Vec::new(),
@@ -248,14 +253,19 @@ impl Enforcer {
                 "removing stale pins"
             );
         }
-        let gone: Vec<String> = self
+        let gone: Vec<(String, u32)> = self
             .datapath
             .attached()
             .filter(|(name, ifindex)| present.get(name) != Some(ifindex))
-            .map(|(name, _)| name.to_owned())
+            .map(|(name, ifindex)| (name.to_owned(), ifindex))
             .collect();
-        for name in gone {
+        for (name, ifindex) in gone {
             self.datapath.detach(&name);
+            // A renamed interface keeps its ifindex, and its programs come back.
+            if !live.contains(&ifindex) {
+                // The exporter may have stopped; its error is its own to report.
+                let _ = self.detached.send(ifindex);
+            }
         }
         for (name, ifindex) in present {
             if let Err(error) = self.datapath.attach(name, ifindex) {

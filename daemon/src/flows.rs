@@ -17,11 +17,15 @@ use std::{
 use aya::maps::{HashMap, MapData, RingBuf};
 use netseg_contract::{DenyCountKey, FlowEvent, VERDICT_ALLOW};
 use prometheus_client::metrics::counter::Counter;
-use tokio::{io::unix::AsyncFd, sync::watch};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, watch},
+};
 
 use crate::metrics::Metrics;
 
-use aggregate::{DenialTally, REPORT_INTERVAL};
+pub(crate) use aggregate::DenialReports;
+use aggregate::REPORT_INTERVAL;
 use clock::Clock;
 pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
@@ -121,17 +125,19 @@ impl<W: Write> FlowWriter<W> {
 }
 
 /// Reads flow events, and every second the counts of denials without a
-/// record of their own, writing one JSON record per line to `out`. Returns
-/// on the first failed read or write.
+/// record of their own, writing one JSON record per line to `out`.
+/// `detached` names the interfaces the programs left: their counts are
+/// removed after a last reading. Returns on the first failed read or write.
 pub async fn export(
     events: RingBuf<MapData>,
-    denials: HashMap<MapData, DenyCountKey, u64>,
+    mut denials: HashMap<MapData, DenyCountKey, u64>,
+    mut detached: mpsc::UnboundedReceiver<u32>,
     context: watch::Receiver<Arc<FlowContext>>,
     out: Box<dyn Write + Send>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
     let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
-    let mut tally = DenialTally::default();
+    let mut reports = DenialReports::default();
     let mut report = tokio::time::interval(REPORT_INTERVAL);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
@@ -149,14 +155,10 @@ pub async fn export(
                 let context = context.borrow().clone();
                 // Records of their own first: the counts come after them.
                 write_events(ready.get_mut(), &mut writer, &context)?;
-                let counts = denials
-                    .iter()
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(io::Error::other)?;
-                let now = monotonic_now().as_nanos() as u64;
-                for (key, count) in tally.advance(counts) {
-                    writer.write_aggregate(&context, &key, count, now)?;
+                while let Ok(ifindex) = detached.try_recv() {
+                    reports.detached(ifindex);
                 }
+                reports.report(&mut denials, &mut writer, &context)?;
             }
         }
         writer.flush()?;

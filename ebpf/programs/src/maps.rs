@@ -43,8 +43,9 @@ pub static DENY_SAMPLES: LruHashMap<ConnKey, u64> = LruHashMap::with_max_entries
 pub static DENY_BUDGETS: LruHashMap<BudgetKey, RecordBudget> =
     LruHashMap::with_max_entries(16384, 0);
 
-/// Not LRU: an evicted count would vanish from the log. A key that does not
-/// fit is counted as an event lost.
+/// Not LRU: an evicted count would vanish from the log. The daemon removes
+/// the keys of interfaces that are gone; a key that does not fit is counted
+/// as an event lost.
 #[map]
 pub static DENY_COUNTS: HashMap<DenyCountKey, u64> = HashMap::with_max_entries(32768, 0);
 

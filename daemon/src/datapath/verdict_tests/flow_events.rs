@@ -7,6 +7,8 @@ use netseg_contract::{DIRECTION_EGRESS, DIRECTION_INGRESS, DenyCountKey, FlowEve
 use super::packet::{Frame, SYN};
 use super::{Bench, DROP, PASS, bench, bench_configured, bench_with};
 use crate::datapath::{DenyBudgets, FlowEvents};
+use crate::flows::{DenialReports, FlowContext, FlowWriter, monotonic_epoch};
+use crate::metrics::Metrics;
 
 impl Bench {
     /// The reasons of the flow events reported since the last call.
@@ -186,4 +188,63 @@ fn denials_the_ring_buffer_has_no_room_for_are_counted_not_lost() {
     assert!(counted > 0, "the ring buffer filled up ({recorded} events)");
     assert_eq!(recorded + counted, 2000);
     assert_eq!(bench.counter(reason::COUNTER_EVENTS_LOST), 0);
+}
+
+/// The counts of the aggregated records one reading of `DENY_COUNTS` writes.
+fn report(bench: &mut Bench, reports: &mut DenialReports) -> Vec<u64> {
+    let metrics = Metrics::new();
+    let mut out = Vec::new();
+    let mut writer = FlowWriter::new(&mut out, monotonic_epoch(), &metrics);
+    reports
+        .report(
+            &mut bench.telemetry.denials,
+            &mut writer,
+            &FlowContext::default(),
+        )
+        .expect("read the counts");
+    writer.flush().expect("flushing a Vec");
+    drop(writer);
+    let text = String::from_utf8(out).expect("JSON is UTF-8");
+    text.lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(record["aggregated"], true);
+            record["count"].as_u64().expect("a count")
+        })
+        .collect()
+}
+
+#[test]
+fn counts_are_reported_by_growth_and_a_detached_interface_s_are_removed_after_their_last() {
+    let budgets = DenyBudgets {
+        per_endpoint: 0,
+        total: 0,
+    };
+    let mut bench = bench_configured(FlowEvents::All, budgets);
+    let mut reports = DenialReports::default();
+    let deny = |bench: &mut Bench, count| {
+        for _ in 0..count {
+            assert_eq!(bench.egress(&denied_egress(5000)), DROP);
+        }
+    };
+    deny(&mut bench, 3);
+    assert_eq!(report(&mut bench, &mut reports), [3]);
+    assert_eq!(report(&mut bench, &mut reports), Vec::<u64>::new());
+    reports.detached(1);
+    // Packets still in flight while the programs go.
+    deny(&mut bench, 2);
+    assert_eq!(report(&mut bench, &mut reports), [2]);
+    assert_eq!(
+        bench.denials_counted(DIRECTION_EGRESS, reason::POLICY_DENIED),
+        5
+    );
+    // One more reading, then the key goes.
+    assert_eq!(report(&mut bench, &mut reports), Vec::<u64>::new());
+    assert_eq!(
+        bench.denials_counted(DIRECTION_EGRESS, reason::POLICY_DENIED),
+        0
+    );
+    // Were the ifindex ever used again, it would count from zero.
+    deny(&mut bench, 1);
+    assert_eq!(report(&mut bench, &mut reports), [1]);
 }
