@@ -23,7 +23,7 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use netseg::{
     daemon::open_flow_log,
-    flows::{FlowContext, FlowWriter, monotonic_epoch},
+    flows::{FlowContext, FlowWriter, Rotation, monotonic_epoch},
     metrics::Metrics,
 };
 use netseg_contract::{
@@ -169,7 +169,7 @@ fn event(mix: &mut Mix, timestamp_ns: u64) -> FlowEvent {
         ifindex: FIRST_IFINDEX + local,
         rule: FIRST_COMPILED_RULE + mix.below(RULES),
         revision: 7,
-        suppressed: 0,
+        _pad: 0,
         src,
         dst,
         src_port: (32_768 + mix.below(28_000) as u16).to_be(),
@@ -211,7 +211,6 @@ fn deny(event: &mut FlowEvent, mix: &mut Mix, ipv6: bool) {
     event.reason = reason::POLICY_DENIED;
     event.rule = rule::NONE;
     event.dst_port = (1 + mix.below(65_535) as u16).to_be();
-    event.suppressed = mix.below(3);
     if mix.below(4) == 0 {
         let host = mix.below(250) as u8;
         let outside = if ipv6 {
@@ -262,7 +261,7 @@ fn pipeline(c: &mut Criterion) {
         .prefix("netseg-flow-bench-")
         .tempfile()
         .expect("creating a file in the temporary directory");
-    let out = open_flow_log(Some(log.path())).expect("opening the flow log");
+    let out = open_flow_log(Some(log.path()), Rotation::NEVER).expect("opening the flow log");
     let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
     group.bench_function("file", |b| {
         b.iter_custom(|iterations| {

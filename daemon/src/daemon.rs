@@ -16,16 +16,16 @@ use futures::StreamExt;
 use netseg_policy::{CompileOptions, Compiled, Compiler, PodRef};
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::watch,
+    sync::{mpsc, watch},
 };
 use tracing::{error, info, instrument, warn};
 
 use crate::{
     datapath::{
-        Datapath, FlowEvents, KernelMaps, Limits, MapSizes, pins::PinDir, publish::Publisher,
-        state::SlotState,
+        Datapath, DenyBudgets, FlowEvents, KernelMaps, Limits, MapSizes, pins::PinDir,
+        publish::Publisher, state::SlotState,
     },
-    flows::{self, FlowContext},
+    flows::{self, FlowContext, RotatingFile, Rotation},
     manifests::{self, ManifestStore},
     metrics::Metrics,
     node::{self, NodeView},
@@ -38,11 +38,14 @@ pub struct DaemonConfig {
     pub compile: CompileOptions,
     pub interface_prefixes: Vec<String>,
     pub flow_log: Option<PathBuf>,
+    /// When a flow log file (not stdout) rotates.
+    pub flow_log_rotation: Rotation,
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub sizes: MapSizes,
     pub limits: Limits,
     pub flow_events: FlowEvents,
+    pub deny_budgets: DenyBudgets,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
 }
@@ -58,6 +61,8 @@ struct Enforcer {
     /// The last compilation, redone when the manifests or node addresses change.
     compiled: Option<Compiled>,
     flow_context: watch::Sender<Arc<FlowContext>>,
+    /// Tells the exporter the ifindex of every interface detached.
+    detached: mpsc::UnboundedSender<u32>,
     status: Status,
     metrics: Arc<Metrics>,
     /// Problems of the last manifests reload and of the last publication.
@@ -73,14 +78,19 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         .context("configuring flow events")?;
     maps.set_limits(config.limits)
         .context("configuring the per-endpoint limits")?;
+    maps.set_deny_budgets(config.deny_budgets)
+        .context("configuring denial record budgets")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
-    let flow_out = open_flow_log(config.flow_log.as_deref())?;
+    let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
     let metrics = Arc::new(Metrics::new());
+    let (detached, detached_interfaces) = mpsc::unbounded_channel();
     let exporter = tokio::spawn(flows::export(
         telemetry.events,
+        telemetry.denials,
+        detached_interfaces,
         context,
         flow_out,
         metrics.clone(),
@@ -102,6 +112,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         compiler: Compiler::new(),
         compiled: None,
         flow_context,
+        detached,
         status: Status::default(),
         metrics,
         manifest_problems: Vec::new(),
@@ -152,20 +163,20 @@ async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
     }
 }
 
-/// Where `--flow-log` points: a file opened for appending, or stdout.
-pub fn open_flow_log(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn Write + Send>> {
+/// Where `--flow-log` points: a file opened for appending that rotates as
+/// `rotation` says, or stdout (which never rotates).
+pub fn open_flow_log(
+    path: Option<&std::path::Path>,
+    rotation: Rotation,
+) -> anyhow::Result<Box<dyn Write + Send>> {
     // Unbuffered: the flow writer already gathers records into large writes.
     Ok(match path {
         None => Box::new(std::io::stdout()),
         Some(path) if path.as_os_str() == "-" => Box::new(std::io::stdout()),
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening flow log {}", path.display()))?;
-            Box::new(file)
-        }
+        Some(path) => Box::new(
+            RotatingFile::open(path, rotation)
+                .with_context(|| format!("opening flow log {}", path.display()))?,
+        ),
     })
 }
 
@@ -264,14 +275,19 @@ impl Enforcer {
                 "removing stale pins"
             );
         }
-        let gone: Vec<String> = self
+        let gone: Vec<(String, u32)> = self
             .datapath
             .attached()
             .filter(|(name, ifindex)| present.get(name) != Some(ifindex))
-            .map(|(name, _)| name.to_owned())
+            .map(|(name, ifindex)| (name.to_owned(), ifindex))
             .collect();
-        for name in gone {
+        for (name, ifindex) in gone {
             self.datapath.detach(&name);
+            // A renamed interface keeps its ifindex, and its programs come back.
+            if !live.contains(&ifindex) {
+                // The exporter may have stopped; its error is its own to report.
+                let _ = self.detached.send(ifindex);
+            }
         }
         for (name, ifindex) in present {
             if let Err(error) = self.datapath.attach(name, ifindex) {

@@ -2,9 +2,11 @@
 //! records (one object per line), named with the pods and the policy rule
 //! that decided them.
 
+mod aggregate;
 mod clock;
 mod context;
 mod record;
+mod rotate;
 
 use std::{
     io::{self, Write},
@@ -12,27 +14,37 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use aya::maps::{MapData, RingBuf};
-use netseg_contract::{FlowEvent, VERDICT_ALLOW};
+use aya::maps::{HashMap, MapData, RingBuf};
+use netseg_contract::{DenyCountKey, FlowEvent, VERDICT_ALLOW};
 use prometheus_client::metrics::counter::Counter;
-use tokio::{io::unix::AsyncFd, sync::watch};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, watch},
+};
 
 use crate::metrics::Metrics;
 
+pub(crate) use aggregate::DenialReports;
+use aggregate::REPORT_INTERVAL;
 use clock::Clock;
 pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
+pub use rotate::{RotatingFile, Rotation};
 
-/// The wall-clock time of CLOCK_MONOTONIC's zero, which `bpf_ktime_get_ns` counts from.
-pub fn monotonic_epoch() -> SystemTime {
+/// CLOCK_MONOTONIC, which `bpf_ktime_get_ns` reads.
+pub(crate) fn monotonic_now() -> Duration {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let since_boot = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
-    SystemTime::now() - since_boot
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// The wall-clock time of CLOCK_MONOTONIC's zero, which `bpf_ktime_get_ns` counts from.
+pub fn monotonic_epoch() -> SystemTime {
+    SystemTime::now() - monotonic_now()
 }
 
 /// The exporter's work for one event: name its parties, write its JSON line,
@@ -82,6 +94,24 @@ impl<W: Write> FlowWriter<W> {
         Ok(())
     }
 
+    /// Writes the aggregated record of `count` denials of `key` (see
+    /// [`aggregate`]), reported at `timestamp_ns` of the events' clock.
+    pub fn write_aggregate(
+        &mut self,
+        context: &FlowContext,
+        key: &DenyCountKey,
+        count: u64,
+        timestamp_ns: u64,
+    ) -> io::Result<()> {
+        let time = self.clock.text(timestamp_ns)?;
+        record::write_aggregate(&mut self.pending, context, key, count, time);
+        self.denied.inc();
+        if self.pending.len() >= FLUSH_AT {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.write_pending()?;
         self.out.flush()
@@ -94,33 +124,61 @@ impl<W: Write> FlowWriter<W> {
     }
 }
 
-/// Reads flow events until the ring buffer's fd fails, writing one JSON
-/// record per line to `out`.
+/// Reads flow events, and every second the counts of denials without a
+/// record of their own, writing one JSON record per line to `out`.
+/// `detached` names the interfaces the programs left: their counts are
+/// removed after a last reading. Returns on the first failed read or write.
 pub async fn export(
     events: RingBuf<MapData>,
+    mut denials: HashMap<MapData, DenyCountKey, u64>,
+    mut detached: mpsc::UnboundedReceiver<u32>,
     context: watch::Receiver<Arc<FlowContext>>,
     out: Box<dyn Write + Send>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
     let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
+    let mut reports = DenialReports::default();
+    let mut report = tokio::time::interval(REPORT_INTERVAL);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open for as long as it is registered.
     let mut ready = unsafe { AsyncFd::register(events) }.map_err(io::Error::from)?;
     loop {
-        let mut guard = ready.readable_mut().await?;
-        let context = context.borrow().clone();
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            if item.len() < size_of::<FlowEvent>() {
-                continue;
+        tokio::select! {
+            guard = ready.readable_mut() => {
+                let mut guard = guard?;
+                let context = context.borrow().clone();
+                write_events(guard.get_inner_mut(), &mut writer, &context)?;
+                guard.clear_ready();
             }
-            // SAFETY: the programs submit FlowEvent records; the length was checked.
-            let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            writer.write_event(&context, &event)?;
+            _ = report.tick() => {
+                let context = context.borrow().clone();
+                // Records of their own first: the counts come after them.
+                write_events(ready.get_mut(), &mut writer, &context)?;
+                while let Ok(ifindex) = detached.try_recv() {
+                    reports.detached(ifindex);
+                }
+                reports.report(&mut denials, &mut writer, &context)?;
+            }
         }
         writer.flush()?;
-        guard.clear_ready();
     }
+}
+
+fn write_events<W: Write>(
+    ring: &mut RingBuf<MapData>,
+    writer: &mut FlowWriter<W>,
+    context: &FlowContext,
+) -> io::Result<()> {
+    while let Some(item) = ring.next() {
+        if item.len() < size_of::<FlowEvent>() {
+            continue;
+        }
+        // SAFETY: the programs submit FlowEvent records; the length was checked.
+        let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        writer.write_event(context, &event)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ enum ProtocolArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum FlowEventsArg {
-    /// New allowed connections and denials (sampled to one a second per flow).
+    /// New allowed connections and denials (within the denial record budgets).
     All,
     /// Only denials.
     Denied,
@@ -125,6 +125,19 @@ struct DaemonArgs {
     /// Where flow records go, one JSON object per line ("-" for stdout).
     #[arg(long, env = "NETSEG_FLOW_LOG", default_value = "-")]
     flow_log: PathBuf,
+    /// A flow log file is renamed to FILE.1 (older ones to FILE.2 ..) before it grows past this many bytes.
+    #[arg(long, env = "NETSEG_FLOW_LOG_MAX_BYTES", default_value_t = 100 << 20)]
+    flow_log_max_bytes: u64,
+    /// Rotated flow log files kept beside the current one (the oldest beyond are deleted).
+    #[arg(long, env = "NETSEG_FLOW_LOG_KEEP", default_value_t = 4)]
+    flow_log_keep: u32,
+    /// Denials a second one endpoint (a pod's interface, one direction) reports with a record of
+    /// their own; the rest are counted in one aggregated record per endpoint, reason and second.
+    #[arg(long, env = "NETSEG_DENY_RECORDS_PER_ENDPOINT", default_value_t = datapath::DenyBudgets::DEFAULT.per_endpoint)]
+    deny_records_per_endpoint: u32,
+    /// The same budget for all endpoints of the node together.
+    #[arg(long, env = "NETSEG_DENY_RECORDS_TOTAL", default_value_t = datapath::DenyBudgets::DEFAULT.total)]
+    deny_records_total: u32,
     /// Which flow events the datapath reports (verdicts and counters do not change).
     #[arg(long, env = "NETSEG_FLOW_EVENTS", value_enum, default_value_t = FlowEventsArg::All)]
     flow_events: FlowEventsArg,
@@ -212,6 +225,14 @@ impl DaemonArgs {
             },
             interface_prefixes: self.interface_prefixes,
             flow_log: Some(self.flow_log),
+            flow_log_rotation: netseg::flows::Rotation {
+                max_bytes: self.flow_log_max_bytes,
+                keep: self.flow_log_keep,
+            },
+            deny_budgets: datapath::DenyBudgets {
+                per_endpoint: self.deny_records_per_endpoint,
+                total: self.deny_records_total,
+            },
             status_file: self.status_file,
             metrics_addr: self.metrics_addr,
             sizes: datapath::MapSizes {

@@ -6,12 +6,13 @@ use aya::{
 };
 use ipnetwork::IpNetwork;
 use netseg_contract::{
-    CONFIG_CONNTRACK_PER_ENDPOINT, CONFIG_FLOW_EVENTS_OFF, CONFIG_FRAGMENTS_PER_ENDPOINT,
-    CONFIG_REVISION, Endpoint, EndpointKey, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
+    CONFIG_CONNTRACK_PER_ENDPOINT, CONFIG_DENY_RECORDS_PER_ENDPOINT, CONFIG_DENY_RECORDS_TOTAL,
+    CONFIG_FLOW_EVENTS_OFF, CONFIG_FRAGMENTS_PER_ENDPOINT, CONFIG_REVISION, Endpoint, EndpointKey,
+    IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
 };
 use netseg_policy::PolicyEntryKey;
 
-use super::{DatapathError, FlowEvents, Limits, publish::MapWriter};
+use super::{DatapathError, DenyBudgets, FlowEvents, Limits, publish::MapWriter};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} in map {map}")]
@@ -57,6 +58,14 @@ impl KernelMaps {
                 .map_err(failed("CONFIG", "set limits"))?;
         }
         Ok(())
+    }
+
+    /// Sets how many denials a second get a record of their own.
+    pub fn set_deny_budgets(&mut self, budgets: DenyBudgets) -> Result<(), MapError> {
+        self.config
+            .set(CONFIG_DENY_RECORDS_PER_ENDPOINT, budgets.per_endpoint, 0)
+            .and_then(|()| self.config.set(CONFIG_DENY_RECORDS_TOTAL, budgets.total, 0))
+            .map_err(failed("CONFIG", "set denial record budgets"))
     }
 
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {

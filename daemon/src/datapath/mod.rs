@@ -105,10 +105,29 @@ impl FlowEvents {
     }
 }
 
+/// How many denials a second get a flow record of their own; the rest are
+/// counted in aggregated records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyBudgets {
+    /// Per endpoint: one pod's interface in one direction.
+    pub per_endpoint: u32,
+    /// All endpoints of the node together.
+    pub total: u32,
+}
+
+impl DenyBudgets {
+    pub const DEFAULT: Self = Self {
+        per_endpoint: 100,
+        total: 1000,
+    };
+}
+
 /// Readers of what the programs report.
 pub struct Telemetry {
     pub events: RingBuf<MapData>,
     pub counters: PerCpuArray<MapData, u64>,
+    /// Denials without a record of their own, per endpoint and reason.
+    pub denials: aya::maps::HashMap<MapData, netseg_contract::DenyCountKey, u64>,
 }
 
 /// The loaded programs and the interfaces they are attached to. Dropping it
@@ -153,6 +172,7 @@ impl Datapath {
         let telemetry = Telemetry {
             events: kernel::take_map(&mut ebpf, "EVENTS")?,
             counters: kernel::take_map(&mut ebpf, "COUNTERS")?,
+            denials: kernel::take_map(&mut ebpf, "DENY_COUNTS")?,
         };
         let datapath = Self {
             ebpf,

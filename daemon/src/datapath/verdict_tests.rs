@@ -18,7 +18,7 @@ use netseg_testbed::packet;
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
 use super::{
-    Datapath, FlowEvents, KernelMaps, Limits, MapSizes, Telemetry, publish::Publisher,
+    Datapath, DenyBudgets, FlowEvents, KernelMaps, Limits, MapSizes, Telemetry, publish::Publisher,
     state::SlotState,
 };
 
@@ -97,6 +97,15 @@ fn bench_with(flow_events: FlowEvents) -> Bench {
 }
 
 fn bench_sized(flow_events: FlowEvents, conntrack: u32, limits: Limits) -> Bench {
+    bench_configured(flow_events, conntrack, limits, DenyBudgets::DEFAULT)
+}
+
+fn bench_configured(
+    flow_events: FlowEvents,
+    conntrack: u32,
+    limits: Limits,
+    budgets: DenyBudgets,
+) -> Bench {
     assert!(
         nix_is_root(),
         "the verdict tests load eBPF programs: run them as root (scripts/test does)"
@@ -108,6 +117,8 @@ fn bench_sized(flow_events: FlowEvents, conntrack: u32, limits: Limits) -> Bench
     let (datapath, mut maps, telemetry) = Datapath::load(sizes, None).expect("load the datapath");
     maps.set_flow_events(flow_events).expect("set flow events");
     maps.set_limits(limits).expect("set limits");
+    maps.set_deny_budgets(budgets)
+        .expect("set denial record budgets");
     let mut publisher = Publisher::new(maps);
     publisher.publish(&policy()).expect("publish");
     Bench {

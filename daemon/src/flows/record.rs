@@ -12,8 +12,8 @@ use std::{
 };
 
 use netseg_contract::{
-    DIRECTION_INGRESS, FlowEvent, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP,
-    VERDICT_ALLOW, reason, rule,
+    DIRECTION_INGRESS, DenyCountKey, FlowEvent, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP,
+    PROTO_UDP, VERDICT_ALLOW, reason, rule,
 };
 
 use super::context::{FlowContext, JsonText};
@@ -103,6 +103,12 @@ impl<'a> Object<'a> {
         Ok(())
     }
 
+    fn boolean(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
     fn text(&mut self, key: &str, value: Option<&JsonText>) {
         self.key(key);
         self.out
@@ -145,15 +151,7 @@ pub(super) fn write_record(
     let (src_ip, dst_ip) = (address(event.src), address(event.dst));
     let allowed = event.verdict == VERDICT_ALLOW;
     let mut object = Object::new(out);
-    object.plain("time", time);
-    object.plain("verdict", if allowed { "allow" } else { "deny" });
-    object.plain("reason", reason_name(event.reason));
-    let direction = if event.direction == DIRECTION_INGRESS {
-        "ingress"
-    } else {
-        "egress"
-    };
-    object.plain("direction", direction);
+    write_kind(&mut object, time, allowed, event.reason, event.direction);
     object.plain("protocol", protocol_name(event.protocol).as_bytes());
     object.address("src_ip", src_ip)?;
     object.number("src_port", port(event.src_port));
@@ -163,12 +161,51 @@ pub(super) fn write_record(
     object.party("dst_pod", context, dst_ip);
     // The local pod whose interface saw the packet.
     object.text("endpoint", context.endpoint_names.get(&event.ifindex));
-    write_decision(&mut object, context, event, allowed);
+    write_decision(&mut object, context, event.rule, event.reason, allowed);
     object.number("revision", Some(event.revision));
-    // Denied packets of this flow that were not reported separately.
-    object.number("suppressed", Some(event.suppressed));
+    object.boolean("aggregated", false);
+    object.number("count", Some(1));
     object.end();
     Ok(())
+}
+
+/// Appends the aggregated record of `count` denials at one endpoint for one
+/// reason that got no record of their own, reported at `time`. The fields
+/// of a single packet are null; the set and order of fields are a flow
+/// record's.
+pub(super) fn write_aggregate(
+    out: &mut Vec<u8>,
+    context: &FlowContext,
+    key: &DenyCountKey,
+    count: u64,
+    time: &[u8],
+) {
+    let mut object = Object::new(out);
+    write_kind(&mut object, time, false, key.reason, key.direction);
+    for field in ["protocol", "src_ip", "src_port", "dst_ip", "dst_port"] {
+        object.text(field, None);
+    }
+    object.text("src_pod", None);
+    object.text("dst_pod", None);
+    object.text("endpoint", context.endpoint_names.get(&key.ifindex));
+    write_decision(&mut object, context, rule::NONE, key.reason, false);
+    // The denials may span policy revisions.
+    object.number("revision", None::<u32>);
+    object.boolean("aggregated", true);
+    object.number("count", Some(count));
+    object.end();
+}
+
+fn write_kind(object: &mut Object<'_>, time: &[u8], allowed: bool, why: u8, direction: u8) {
+    object.plain("time", time);
+    object.plain("verdict", if allowed { "allow" } else { "deny" });
+    object.plain("reason", reason_name(why));
+    let direction = if direction == DIRECTION_INGRESS {
+        "ingress"
+    } else {
+        "egress"
+    };
+    object.plain("direction", direction);
 }
 
 /// What decided: a policy rule, `default-allow`, `node-traffic`, or
@@ -176,16 +213,17 @@ pub(super) fn write_record(
 fn write_decision(
     object: &mut Object<'_>,
     context: &FlowContext,
-    event: &FlowEvent,
+    rule_id: u32,
+    why: u8,
     allowed: bool,
 ) {
-    let rule = context.rules.get(&event.rule);
-    match (rule, event.rule) {
+    let rule = context.rules.get(&rule_id);
+    match (rule, rule_id) {
         (Some(rule), _) => object.text("decided_by", Some(&rule.decided_by)),
         (None, rule::DEFAULT_ALLOW) => object.plain("decided_by", "default-allow"),
         (None, rule::NODE_TRAFFIC) => object.plain("decided_by", "node-traffic"),
         // No rule allows it (any more): the default action decided.
-        (None, _) if matches!(event.reason, reason::POLICY_DENIED | reason::REVOKED) => {
+        (None, _) if matches!(why, reason::POLICY_DENIED | reason::REVOKED) => {
             object.plain("decided_by", "default-deny")
         }
         (None, _) if allowed => object.plain("decided_by", "conntrack"),

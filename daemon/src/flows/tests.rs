@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use netseg_contract::{
-    DIRECTION_EGRESS, DIRECTION_INGRESS, FlowEvent, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
-    VERDICT_ALLOW, VERDICT_DENY, reason, rule,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, DenyCountKey, FlowEvent, PROTO_ICMP, PROTO_ICMPV6,
+    PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY, reason, rule,
 };
 use netseg_policy::{Direction, PodRef, RuleRef};
 
@@ -58,7 +58,7 @@ fn allowed() -> FlowEvent {
         ifindex: 8,
         rule: 16,
         revision: 3,
-        suppressed: 0,
+        _pad: 0,
         src: v4(WEB),
         dst: v4(DB),
         src_port: 40_000u16.to_be(),
@@ -97,18 +97,17 @@ fn line(event: FlowEvent) -> String {
 fn allowed_connection_names_pods_and_rule() {
     assert_eq!(
         line(allowed()),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"NetworkPolicy app/db-from-web ingress[1]","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","revision":3,"suppressed":0}"#
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"NetworkPolicy app/db-from-web ingress[1]","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","revision":3,"aggregated":false,"count":1}"#
             .to_owned()
             + "\n"
     );
 }
 
-/// What web's unknown IPv6 address sent to db's: denied at web, 4 more packets folded in.
+/// What web's unknown IPv6 address sent to db's: denied at web.
 fn denied_v6() -> FlowEvent {
     FlowEvent {
         ifindex: 7,
         rule: rule::NONE,
-        suppressed: 4,
         src: STRANGER_V6.octets(),
         dst: DB_V6.octets(),
         dst_port: 443u16.to_be(),
@@ -124,7 +123,7 @@ fn denied_v6() -> FlowEvent {
 fn denied_ipv6_flow_names_the_default_action() {
     assert_eq!(
         line(denied_v6()),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"dst_pod":"app/db","endpoint":"app/web","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":4}"#
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"dst_pod":"app/db","endpoint":"app/web","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -143,7 +142,7 @@ fn node_traffic_has_no_ports_for_icmp() {
     };
     assert_eq!(
         line(probe),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","dst_pod":"app/db","endpoint":"app/db","decided_by":"node-traffic","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","dst_pod":"app/db","endpoint":"app/db","decided_by":"node-traffic","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -183,13 +182,52 @@ fn decided_by_without_a_known_rule() {
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         [
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"dst_pod":"app/db","endpoint":"app/db","decided_by":"default-allow","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"conntrack","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","dst_pod":"app/db","endpoint":null,"decided_by":"datapath","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"suppressed":0}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"dst_pod":"app/db","endpoint":"app/db","decided_by":"default-allow","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"conntrack","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","dst_pod":"app/db","endpoint":null,"decided_by":"datapath","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
         ]
     );
     assert_eq!((allowed, denied), (2, 2));
+}
+
+#[test]
+fn an_aggregate_counts_the_denials_of_an_endpoint_and_reason() {
+    let metrics = Metrics::new();
+    let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut out = Vec::new();
+    let mut writer = FlowWriter::new(&mut out, boot, &metrics);
+    let context = context();
+    let flood = DenyCountKey {
+        ifindex: 7,
+        direction: DIRECTION_EGRESS,
+        reason: reason::POLICY_DENIED,
+        _pad: [0; 2],
+    };
+    let unknown_interface = DenyCountKey {
+        ifindex: 99,
+        direction: DIRECTION_INGRESS,
+        reason: reason::NO_ENDPOINT,
+        ..flood
+    };
+    for (key, count) in [(flood, 59_412), (unknown_interface, 3)] {
+        writer
+            .write_aggregate(&context, &key, count, 86_523_456_789_000)
+            .expect("writing to a Vec");
+    }
+    writer.flush().expect("flushing a Vec");
+    drop(writer);
+    assert_eq!(
+        String::from_utf8(out)
+            .expect("JSON is UTF-8")
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":"app/web","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":null,"aggregated":true,"count":59412}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"no-endpoint","direction":"ingress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":null,"decided_by":"datapath","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":null,"aggregated":true,"count":3}"#,
+        ]
+    );
+    assert_eq!(metrics.flow_records("deny").get(), 2);
 }
 
 #[test]

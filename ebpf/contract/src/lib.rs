@@ -72,9 +72,12 @@ pub mod reason {
     /// fragment table, or the table is full.
     pub const FRAGMENTS_FULL: u8 = 28;
 
-    /// Counter index: flow events dropped because the ring buffer was full.
+    /// Counter index: flow events that cannot reach the log: an allowed
+    /// connection's event when the ring buffer was full, a denial whose
+    /// [`DenyCountKey`](super::DenyCountKey) did not fit into `DENY_COUNTS`.
     pub const COUNTER_EVENTS_LOST: u8 = 30;
-    /// Counter index: denied events folded into a later event by sampling.
+    /// Counter index: denials counted in `DENY_COUNTS` (and so in an
+    /// aggregated record) instead of getting a record of their own.
     pub const COUNTER_EVENTS_SAMPLED: u8 = 31;
 }
 
@@ -115,6 +118,12 @@ pub const CONFIG_FLOW_EVENTS_OFF: u32 = 1;
 pub const CONFIG_CONNTRACK_PER_ENDPOINT: u32 = 2;
 /// Index of the most `FRAGMENTS` entries one endpoint may hold.
 pub const CONFIG_FRAGMENTS_PER_ENDPOINT: u32 = 3;
+/// Index in `CONFIG`: denials one endpoint (interface and direction) may
+/// report with a record of their own per second; the rest are counted in
+/// `DENY_COUNTS`. Zero, as a fresh map holds, gives every denial to the counts.
+pub const CONFIG_DENY_RECORDS_PER_ENDPOINT: u32 = 4;
+/// Index in `CONFIG`: the same budget for all endpoints together.
+pub const CONFIG_DENY_RECORDS_TOTAL: u32 = 5;
 pub const CONFIG_ENTRIES: u32 = 8;
 
 /// Bits of `CONFIG[CONFIG_FLOW_EVENTS_OFF]`.
@@ -340,18 +349,57 @@ pub const USAGE_FRAGMENTS: u8 = 1;
 pub const USAGE_BY_PROGRAMS: u8 = 0;
 pub const USAGE_BY_DAEMON: u8 = 1;
 
-/// Denied events for one [`ConnKey`] are emitted at most once per
-/// [`DENY_SAMPLE_INTERVAL_NS`]; the ones in between are counted here and
-/// reported with the next.
+/// A denial of one [`ConnKey`] gets a record of its own at most once per
+/// [`DENY_SAMPLE_INTERVAL_NS`] (`DENY_SAMPLES` holds the time of the last);
+/// the ones in between are counted in `DENY_COUNTS`.
+pub const DENY_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Key of `DENY_BUDGETS`: the denial records of one endpoint (interface and
+/// direction) in the current second, or of all endpoints ([`BudgetKey::ALL`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DenySample {
-    pub last_emit_ns: u64,
-    pub suppressed: u32,
-    pub _pad: u32,
+pub struct BudgetKey {
+    pub ifindex: u32,
+    pub direction: u8,
+    pub _pad: [u8; 3],
 }
 
-pub const DENY_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;
+impl BudgetKey {
+    /// Every endpoint together: ifindex 0 names no interface.
+    pub const ALL: Self = Self::endpoint(0, 0);
+
+    pub const fn endpoint(ifindex: u32, direction: u8) -> Self {
+        Self {
+            ifindex,
+            direction,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Value of `DENY_BUDGETS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordBudget {
+    /// `bpf_ktime_get_ns() / 1e9` of the second `used` counts.
+    pub second: u64,
+    /// Records of their own granted in that second.
+    pub used: u64,
+}
+
+/// Key of `DENY_COUNTS`, whose value (u64) counts every denial of an
+/// endpoint for a reason that got no record of its own. The counts only
+/// grow: the daemon reports the difference to its previous reading, so a
+/// reading never races with the programs and a count never waits for the
+/// next denial to be reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DenyCountKey {
+    pub ifindex: u32,
+    pub direction: u8,
+    pub reason: u8,
+    pub _pad: [u8; 2],
+}
 
 /// Flow event in the `EVENTS` ring buffer: a new connection, or a denied packet.
 #[repr(C)]
@@ -362,8 +410,7 @@ pub struct FlowEvent {
     pub ifindex: u32,
     pub rule: u32,
     pub revision: u32,
-    /// Denied packets of this flow not reported since the previous event.
-    pub suppressed: u32,
+    pub _pad: u32,
     /// IPv4-mapped for IPv4.
     pub src: [u8; 16],
     pub dst: [u8; 16],
@@ -400,7 +447,9 @@ const _: () = assert!(size_of::<ConnValue>() == 24);
 const _: () = assert!(size_of::<FragmentKey>() == 44);
 const _: () = assert!(size_of::<FragmentValue>() == 24);
 const _: () = assert!(size_of::<UsageKey>() == 8);
-const _: () = assert!(size_of::<DenySample>() == 16);
+const _: () = assert!(size_of::<BudgetKey>() == 8);
+const _: () = assert!(size_of::<RecordBudget>() == 16);
+const _: () = assert!(size_of::<DenyCountKey>() == 8);
 const _: () = assert!(size_of::<FlowEvent>() == 64);
 
 #[cfg(feature = "user")]
@@ -419,6 +468,8 @@ mod user {
     unsafe impl aya::Pod for FragmentKey {}
     unsafe impl aya::Pod for FragmentValue {}
     unsafe impl aya::Pod for UsageKey {}
-    unsafe impl aya::Pod for DenySample {}
+    unsafe impl aya::Pod for BudgetKey {}
+    unsafe impl aya::Pod for RecordBudget {}
+    unsafe impl aya::Pod for DenyCountKey {}
     unsafe impl aya::Pod for FlowEvent {}
 }

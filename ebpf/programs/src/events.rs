@@ -1,14 +1,20 @@
-//! Verdict counters and flow events. New connections are always reported;
-//! denied packets at most once a second per flow, with the rest counted.
+//! Verdict counters and flow events. New connections are always reported.
+//! A denial gets a record of its own while its endpoint and all endpoints
+//! together are under their per-second budgets and its flow had none in the
+//! last second; every other denial is counted per endpoint and reason in
+//! `DENY_COUNTS`, which the daemon turns into aggregated records.
 
+use aya_ebpf::bindings::BPF_NOEXIST;
 use netseg_contract::{
-    CONFIG_FLOW_EVENTS_OFF, DENY_SAMPLE_INTERVAL_NS, DenySample, FlowEvent, VERDICT_ALLOW,
-    VERDICT_DENY, flow_events_off, reason,
+    BudgetKey, CONFIG_DENY_RECORDS_PER_ENDPOINT, CONFIG_DENY_RECORDS_TOTAL, CONFIG_FLOW_EVENTS_OFF,
+    DENY_SAMPLE_INTERVAL_NS, DenyCountKey, FlowEvent, RecordBudget, VERDICT_ALLOW, VERDICT_DENY,
+    flow_events_off, reason,
 };
 
 use crate::{
+    atomic,
     conntrack::conn_key,
-    maps::{CONFIG, COUNTERS, DENY_SAMPLES, EVENTS},
+    maps::{CONFIG, COUNTERS, DENY_BUDGETS, DENY_COUNTS, DENY_SAMPLES, EVENTS},
     parse::Tuple,
 };
 
@@ -62,16 +68,20 @@ pub fn count(index: u8) {
 pub fn record(hook: &Hook, tuple: &Tuple, decision: &Decision) {
     count(decision.reason);
     if decision.allow {
-        if decision.reason == reason::NEW_ALLOWED && reported(flow_events_off::ALLOWED) {
-            emit(hook, tuple, decision, 0);
+        if decision.reason == reason::NEW_ALLOWED
+            && reported(flow_events_off::ALLOWED)
+            && !emit(hook, tuple, decision)
+        {
+            count(reason::COUNTER_EVENTS_LOST);
         }
         return;
     }
     if !reported(flow_events_off::DENIED) {
         return;
     }
-    if let Some(suppressed) = sample_denial(hook, tuple) {
-        emit(hook, tuple, decision, suppressed);
+    // A denial the ring buffer has no room for is counted like any other.
+    if !(own_record_due(hook, tuple) && emit(hook, tuple, decision)) {
+        count_denial(hook, decision.reason);
     }
 }
 
@@ -83,49 +93,115 @@ fn reported(off_bit: u32) -> bool {
     off & off_bit == 0
 }
 
-/// `Some(suppressed count)` when this denial should be reported.
+/// Whether this denial gets a record of its own, spending the budgets when
+/// it does. The budgets are checked before the flow's sample, so a flood of
+/// new flows past its budget does not touch `DENY_SAMPLES` either.
 #[inline(always)]
-fn sample_denial(hook: &Hook, tuple: &Tuple) -> Option<u32> {
+fn own_record_due(hook: &Hook, tuple: &Tuple) -> bool {
+    let second = hook.now / 1_000_000_000;
+    let endpoint = BudgetKey::endpoint(hook.ifindex, hook.direction);
+    let Some(own) = budget_left(&endpoint, second, CONFIG_DENY_RECORDS_PER_ENDPOINT) else {
+        return false;
+    };
+    let Some(all) = budget_left(&BudgetKey::ALL, second, CONFIG_DENY_RECORDS_TOTAL) else {
+        return false;
+    };
+    if !flow_quiet_for_a_second(hook, tuple) {
+        return false;
+    }
+    atomic::add(own, 1);
+    atomic::add(all, 1);
+    true
+}
+
+/// The `used` count of `key`'s budget for `second` when some is left.
+/// Two CPUs may both see the last unit left: a second's records exceed the
+/// budget by at most the number of CPUs less one.
+#[inline(always)]
+fn budget_left(key: &BudgetKey, second: u64, limit_index: u32) -> Option<*mut u64> {
+    let limit = u64::from(CONFIG.get(limit_index).copied().unwrap_or(0));
+    let budget = match DENY_BUDGETS.get_ptr_mut(key) {
+        Some(budget) => budget,
+        None => {
+            let fresh = RecordBudget { second, used: 0 };
+            DENY_BUDGETS.insert(key, &fresh, 0).ok()?;
+            DENY_BUDGETS.get_ptr_mut(key)?
+        }
+    };
+    // SAFETY: a valid pointer into the map's value; a race only resets a second twice.
+    let budget = unsafe { &mut *budget };
+    if budget.second != second {
+        budget.second = second;
+        budget.used = 0;
+    }
+    (budget.used < limit).then_some(&raw mut budget.used)
+}
+
+/// Whether the flow had no record of its own in the last second (and marks
+/// that it has one now).
+#[inline(always)]
+fn flow_quiet_for_a_second(hook: &Hook, tuple: &Tuple) -> bool {
     let key = conn_key(hook.ifindex, hook.direction, tuple);
     match DENY_SAMPLES.get_ptr_mut(&key) {
-        Some(sample) => {
-            // SAFETY: a valid pointer into the map's value; races only lose a count.
-            let sample = unsafe { &mut *sample };
+        Some(last_emit_ns) => {
+            // SAFETY: a valid pointer into the map's value.
+            let last_emit_ns = unsafe { &mut *last_emit_ns };
             // Saturating: another CPU may have emitted after this packet read the clock.
-            if hook.now.saturating_sub(sample.last_emit_ns) < DENY_SAMPLE_INTERVAL_NS {
-                sample.suppressed += 1;
-                count(reason::COUNTER_EVENTS_SAMPLED);
-                return None;
+            if hook.now.saturating_sub(*last_emit_ns) < DENY_SAMPLE_INTERVAL_NS {
+                return false;
             }
-            let suppressed = sample.suppressed;
-            sample.suppressed = 0;
-            sample.last_emit_ns = hook.now;
-            Some(suppressed)
+            *last_emit_ns = hook.now;
+            true
         }
         None => {
-            let sample = DenySample {
-                last_emit_ns: hook.now,
-                suppressed: 0,
-                _pad: 0,
-            };
-            let _ = DENY_SAMPLES.insert(&key, &sample, 0);
-            Some(0)
+            let _ = DENY_SAMPLES.insert(&key, &hook.now, 0);
+            true
         }
     }
 }
 
+/// Counts a denial without a record of its own where the daemon reads it.
 #[inline(always)]
-fn emit(hook: &Hook, tuple: &Tuple, decision: &Decision, suppressed: u32) {
+fn count_denial(hook: &Hook, why: u8) {
+    let key = DenyCountKey {
+        ifindex: hook.ifindex,
+        direction: hook.direction,
+        reason: why,
+        _pad: [0; 2],
+    };
+    let counted = match DENY_COUNTS.get_ptr_mut(&key) {
+        Some(total) => {
+            atomic::add(total, 1);
+            true
+        }
+        // Another CPU may create the key first: then add to its count.
+        None => match DENY_COUNTS.insert(&key, &1, u64::from(BPF_NOEXIST)) {
+            Ok(()) => true,
+            Err(_) => DENY_COUNTS
+                .get_ptr_mut(&key)
+                .map(|count| atomic::add(count, 1))
+                .is_some(),
+        },
+    };
+    count(if counted {
+        reason::COUNTER_EVENTS_SAMPLED
+    } else {
+        reason::COUNTER_EVENTS_LOST
+    });
+}
+
+/// Puts the event into the ring buffer; false when it is full.
+#[inline(always)]
+fn emit(hook: &Hook, tuple: &Tuple, decision: &Decision) -> bool {
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
-        count(reason::COUNTER_EVENTS_LOST);
-        return;
+        return false;
     };
     entry.write(FlowEvent {
         timestamp_ns: hook.now,
         ifindex: hook.ifindex,
         rule: decision.rule,
         revision: hook.revision,
-        suppressed,
+        _pad: 0,
         src: tuple.src.0,
         dst: tuple.dst.0,
         src_port: tuple.src_port,
@@ -140,4 +216,5 @@ fn emit(hook: &Hook, tuple: &Tuple, decision: &Decision, suppressed: u32) {
         reason: decision.reason,
     });
     entry.submit(0);
+    true
 }

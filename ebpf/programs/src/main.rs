@@ -8,6 +8,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod atomic;
 mod conntrack;
 mod events;
 mod maps;

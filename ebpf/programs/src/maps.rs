@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use netseg_contract::{
-    CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenySample, Endpoint, EndpointKey,
-    FragmentKey, FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue, UsageKey,
+    BudgetKey, CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenyCountKey, Endpoint,
+    EndpointKey, FragmentKey, FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
+    RecordBudget, UsageKey,
 };
 
 #[map]
@@ -39,8 +40,20 @@ pub static FRAGMENTS: HashMap<FragmentKey, FragmentValue> = HashMap::with_max_en
 #[map]
 pub static USAGE: HashMap<UsageKey, u64> = HashMap::with_max_entries(4 * 8192, 0);
 
+/// When each denied flow last got a record of its own.
 #[map]
-pub static DENY_SAMPLES: LruHashMap<ConnKey, DenySample> = LruHashMap::with_max_entries(65536, 0);
+pub static DENY_SAMPLES: LruHashMap<ConnKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// Evicting an endpoint's budget only starts its second afresh.
+#[map]
+pub static DENY_BUDGETS: LruHashMap<BudgetKey, RecordBudget> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// Not LRU: an evicted count would vanish from the log. The daemon removes
+/// the keys of interfaces that are gone; a key that does not fit is counted
+/// as an event lost.
+#[map]
+pub static DENY_COUNTS: HashMap<DenyCountKey, u64> = HashMap::with_max_entries(32768, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

@@ -2,15 +2,16 @@
 //! counted when it is inserted and uncounted by whoever deletes it (a
 //! delete succeeds once), so one endpoint cannot fill a table for others.
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::HashMap};
 use netseg_contract::{
     CONFIG_CONNTRACK_PER_ENDPOINT, CONFIG_FRAGMENTS_PER_ENDPOINT, USAGE_BY_DAEMON,
     USAGE_BY_PROGRAMS, USAGE_CONNTRACK, USAGE_FRAGMENTS, UsageKey,
 };
 
-use crate::maps::{CONFIG, USAGE};
+use crate::{
+    atomic::add,
+    maps::{CONFIG, USAGE},
+};
 
 #[inline(always)]
 fn key(ifindex: u32, table: u8, writer: u8) -> UsageKey {
@@ -36,15 +37,6 @@ fn programs_count(ifindex: u32, table: u8) -> Option<*mut u64> {
         }
     };
     Some(count)
-}
-
-/// Adds `delta` (wrapping) to a count, atomically. The programs are built
-/// for the baseline BPF instruction set, whose atomic add returns nothing.
-#[inline(always)]
-fn add(count: *mut u64, delta: u64) {
-    // SAFETY: a valid, aligned pointer into a map value, which outlives the
-    // program; the result is unused, so this is the baseline atomic add.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, delta) };
 }
 
 /// Counts one more `table` entry at `ifindex` if the endpoint holds fewer
