@@ -13,14 +13,16 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray};
 use futures::StreamExt;
-use netseg_policy::{CompileOptions, Compiled, Compiler, PodRef};
+use netseg_cni::wire::{Attachment, AttachmentId, Reply, Request};
+use netseg_policy::{CompileOptions, Compiled, Compiler, LocalEndpoint, PodRef};
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::watch,
+    sync::{mpsc, watch},
 };
 use tracing::{error, info, instrument, warn};
 
 use crate::{
+    cni::{self, CniRegistry, CniRequest},
     datapath::{
         Datapath, FlowEvents, KernelMaps, MapSizes, pins::PinDir, publish::Publisher,
         state::SlotState,
@@ -44,6 +46,8 @@ pub struct DaemonConfig {
     pub flow_events: FlowEvents,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
+    /// Serve the `netseg-cni` plugin on this unix socket.
+    pub cni_socket: Option<PathBuf>,
 }
 
 /// The daemon's state between events.
@@ -53,11 +57,15 @@ struct Enforcer {
     publisher: Publisher<KernelMaps>,
     counters: PerCpuArray<MapData, u64>,
     store: ManifestStore,
+    /// Pods the CNI plugin reported, until their interface goes.
+    cni: CniRegistry,
     compiler: Compiler,
     /// The last compilation, redone when the manifests or node addresses change.
     compiled: Option<Compiled>,
     flow_context: watch::Sender<Arc<FlowContext>>,
     status: Status,
+    /// The pod each enforcing interface serves, as last published.
+    served: BTreeMap<u32, PodRef>,
     metrics: Arc<Metrics>,
     /// Problems of the last manifests reload and of the last publication.
     manifest_problems: Vec<String>,
@@ -73,6 +81,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;
+    let mut cni_requests = config.cni_socket.as_deref().map(cni::serve).transpose()?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
     let flow_out = open_flow_log(config.flow_log.as_deref())?;
     let metrics = Arc::new(Metrics::new());
@@ -96,10 +105,12 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         publisher: Publisher::new(maps),
         counters: telemetry.counters,
         store: ManifestStore::default(),
+        cni: CniRegistry::default(),
         compiler: Compiler::new(),
         compiled: None,
         flow_context,
         status: Status::default(),
+        served: BTreeMap::new(),
         metrics,
         manifest_problems: Vec::new(),
         publish_problem: None,
@@ -118,6 +129,14 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             _ = interrupt.recv() => break,
             Some(()) = manifest_changes.changed() => enforcer.reload_manifests(),
             Some(()) = node_changes.next() => settle(&mut node_changes).await,
+            Some(request) = next_cni_request(&mut cni_requests) => {
+                let reply = match NodeView::read(&handle).await {
+                    Ok(view) => enforcer.answer(request.request, &view),
+                    Err(error) => Reply::refused(format!("{:#}", anyhow::Error::from(error))),
+                };
+                // The plugin may have given up waiting; it then fails the ADD.
+                let _ = request.reply.send(reply);
+            }
             _ = tick.tick() => {}
         }
     }
@@ -139,6 +158,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 /// take them all before reconciling once.
 async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
     while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {
+    }
+}
+
+async fn next_cni_request(requests: &mut Option<mpsc::Receiver<CniRequest>>) -> Option<CniRequest> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -172,19 +198,76 @@ impl Enforcer {
         }
     }
 
+    /// What the CNI plugin asked, answered once done: an ADD only when the
+    /// pod's policy is published on its attached interface.
+    fn answer(&mut self, request: Request, view: &NodeView) -> Reply {
+        match request {
+            Request::Add(attachment) => {
+                let interface = match cni::resolve_interface(&attachment, view) {
+                    Ok(interface) => interface,
+                    Err(error) => return Reply::refused(error.to_string()),
+                };
+                if self.cni.add(&attachment, interface) {
+                    self.compiled = None;
+                }
+                self.reconcile(view);
+                self.check(&attachment)
+            }
+            Request::Check(attachment) => self.check(&attachment),
+            Request::Del(id) => {
+                if self.cni.remove(&id) {
+                    self.compiled = None;
+                    self.reconcile(view);
+                }
+                Reply::done()
+            }
+            Request::Status => match &self.publish_problem {
+                None => Reply::done(),
+                Some(problem) => Reply::refused(problem.clone()),
+            },
+        }
+    }
+
+    /// Whether the pod of `attachment` is enforced on the interface ADD found for it.
+    fn check(&self, attachment: &Attachment) -> Reply {
+        let pod = PodRef::new(attachment.namespace.as_str(), attachment.name.as_str());
+        let id: &AttachmentId = &attachment.id;
+        let Some((_, ifindex)) = self.cni.get(id) else {
+            return Reply::refused(format!("no attachment {id:?} (its interface is gone)"));
+        };
+        if let Some(problem) = &self.publish_problem {
+            return Reply::refused(format!("the policy is not published: {problem}"));
+        }
+        match self.served.get(&ifindex) {
+            Some(served) if *served == pod => Reply::done(),
+            Some(other) => {
+                Reply::refused(format!("interface {ifindex} enforces {other}, not {pod}"))
+            }
+            None => Reply::refused(format!(
+                "no policy for {pod} on interface {ifindex}: is it valid, with addresses, on this node?"
+            )),
+        }
+    }
+
     #[instrument(skip_all)]
     fn reconcile(&mut self, view: &NodeView) {
-        self.attach_pod_interfaces(view);
+        if self.cni.retain_present(view) {
+            self.compiled = None;
+        }
         if self.config.compile.node_addresses != view.addresses {
             self.config.compile.node_addresses = view.addresses.clone();
             self.compiled = None;
         }
         let compiled = match self.compiled.take() {
             Some(compiled) => compiled,
-            None => self
-                .compiler
-                .compile(&self.store.snapshot(), &self.config.compile),
+            None => {
+                let snapshot = self
+                    .cni
+                    .overlay(self.store.snapshot(), &self.config.compile.node_name);
+                self.compiler.compile(&snapshot, &self.config.compile)
+            }
         };
+        self.attach_pod_interfaces(view, &compiled);
         let (desired, interfaces) = self.slot_state(&compiled, view);
         self.publish_problem = match self.publisher.publish(&desired) {
             Ok(published) => {
@@ -216,25 +299,35 @@ impl Enforcer {
         if !self.names_the_same(&compiled, &interfaces) {
             self.publish_flow_context(&compiled, &interfaces);
         }
-        self.report(&compiled, interfaces);
+        self.report(&compiled, &interfaces);
+        self.served = interfaces;
         self.compiled = Some(compiled);
     }
 
     /// Programs go on every pod interface first: until its pod's policy is
     /// published, the interface has no endpoint and everything is denied.
-    fn attach_pod_interfaces(&mut self, view: &NodeView) {
+    /// A pod interface is one named with a pod prefix, one the CNI plugin
+    /// reported, or one a local pod's address alone is routed to.
+    fn attach_pod_interfaces(&mut self, view: &NodeView, compiled: &Compiled) {
         let is_pod = |name: &str| {
             self.config
                 .interface_prefixes
                 .iter()
                 .any(|p| name.starts_with(p.as_str()))
         };
-        let present: BTreeMap<&str, u32> = view
+        let routed: Vec<u32> = compiled
+            .endpoints
+            .values()
+            .flat_map(|endpoint| endpoint_ips(endpoint))
+            .filter_map(|ip| view.host_route_interface(ip))
+            .collect();
+        let mut present: BTreeMap<&str, u32> = view
             .links
             .iter()
-            .filter(|link| is_pod(&link.name))
+            .filter(|link| is_pod(&link.name) || routed.contains(&link.ifindex))
             .map(|link| (link.name.as_str(), link.ifindex))
             .collect();
+        present.extend(self.cni.interfaces());
         let live: Vec<u32> = present.values().copied().collect();
         if let Err(error) = self.datapath.sweep_stale_pins(&live) {
             warn!(
@@ -276,13 +369,17 @@ impl Enforcer {
         let mut endpoints = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
         for (pod, endpoint) in &compiled.endpoints {
-            let ip = endpoint
-                .ipv4
-                .map(IpAddr::V4)
-                .or(endpoint.ipv6.map(IpAddr::V6));
-            let ifindex = ip
-                .and_then(|ip| view.interface_for(ip))
-                .filter(|i| attached.contains_key(i));
+            let routed = || {
+                let ip = endpoint_ips(endpoint).next()?;
+                view.interface_for(ip)
+            };
+            // An interface the plugin reported is that pod's alone, even if
+            // a stale Pod object's address still routes there.
+            let ifindex = match self.cni.interface_of(pod) {
+                Some(reported) => Some(reported),
+                None => routed().filter(|i| !self.cni.interfaces().any(|(_, r)| r == *i)),
+            }
+            .filter(|i| attached.contains_key(i));
             if let Some(ifindex) = ifindex {
                 endpoints.insert(ifindex, endpoint.to_contract());
                 interfaces.insert(ifindex, pod.clone());
@@ -317,7 +414,7 @@ impl Enforcer {
     }
 
     /// Updates the status (and its file) and the metrics.
-    fn report(&mut self, compiled: &Compiled, interfaces: BTreeMap<u32, PodRef>) {
+    fn report(&mut self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
         let served: Vec<&PodRef> = interfaces.values().collect();
         self.status.revision = self.publisher.revision();
         self.status.problems = self
@@ -336,12 +433,25 @@ impl Enforcer {
                 pod: interfaces.get(&ifindex).map(ToString::to_string),
             })
             .collect();
-        self.status.pods_without_interface = compiled
+        let unenforced: Vec<String> = compiled
             .endpoints
             .keys()
             .filter(|pod| !served.contains(pod))
             .map(ToString::to_string)
             .collect();
+        for pod in unenforced
+            .iter()
+            .filter(|pod| !self.status.pods_without_interface.contains(pod))
+        {
+            error!(
+                pod,
+                "local pod NOT enforced: no interface to attach to (its address is not routed to an interface of its own); the daemon reports unready"
+            );
+        }
+        if unenforced.is_empty() && !self.status.pods_without_interface.is_empty() {
+            info!("every local pod is enforced again");
+        }
+        self.status.pods_without_interface = unenforced;
         let counters = status::read_counters(&self.counters);
         self.status.counters = status::named(&counters);
         self.metrics.observe(&self.status, &counters);
@@ -351,4 +461,10 @@ impl Enforcer {
             warn!(path = %path.display(), %error, "writing the status file");
         }
     }
+}
+
+fn endpoint_ips(endpoint: &LocalEndpoint) -> impl Iterator<Item = IpAddr> {
+    let v4 = endpoint.ipv4.map(IpAddr::V4);
+    let v6 = endpoint.ipv6.map(IpAddr::V6);
+    v4.into_iter().chain(v6)
 }

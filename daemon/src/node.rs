@@ -35,6 +35,8 @@ pub enum NodeError {
 pub struct NodeLink {
     pub ifindex: u32,
     pub name: String,
+    /// Its peer is in another namespace (a pod's veth, unlike a bridge).
+    pub peer_elsewhere: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -73,25 +75,25 @@ impl NodeView {
             .get()
             .execute()
             .map_ok(|message| {
-                let name = message
-                    .attributes
+                let attributes = &message.attributes;
+                let name = attributes.iter().find_map(|attribute| match attribute {
+                    LinkAttribute::IfName(name) => Some(name.clone()),
+                    _ => None,
+                });
+                let peer_elsewhere = attributes
                     .iter()
-                    .find_map(|attribute| match attribute {
-                        LinkAttribute::IfName(name) => Some(name.clone()),
-                        _ => None,
-                    });
-                (message.header.index, name)
+                    .any(|attribute| matches!(attribute, LinkAttribute::LinkNetNsId(_)));
+                name.map(|name| NodeLink {
+                    ifindex: message.header.index,
+                    name,
+                    peer_elsewhere,
+                })
             })
             .try_collect::<Vec<_>>()
             .await
             .map_err(dump("links"))?
             .into_iter()
-            .filter_map(|(ifindex, name)| {
-                Some(NodeLink {
-                    ifindex,
-                    name: name?,
-                })
-            })
+            .flatten()
             .collect();
         let mut routes = Vec::new();
         for request in [
@@ -132,11 +134,34 @@ impl NodeView {
 
     /// The interface the namespace routes `ip` to (longest prefix wins).
     pub fn interface_for(&self, ip: IpAddr) -> Option<u32> {
+        self.route_for(ip).map(|(_, oif)| oif)
+    }
+
+    /// The interface a route for `ip` alone leads to: how CNI plugins that
+    /// route rather than bridge (Calico, Cilium, ptp) reach each pod, so
+    /// that interface is the pod's whatever its name. A wider route leads
+    /// to an interface other hosts share (a bridge), never attached for one pod.
+    pub fn host_route_interface(&self, ip: IpAddr) -> Option<u32> {
+        let full = if ip.is_ipv4() { 32 } else { 128 };
+        self.route_for(ip)
+            .filter(|(destination, _)| destination.prefix() == full)
+            .map(|(_, oif)| oif)
+    }
+
+    fn route_for(&self, ip: IpAddr) -> Option<(IpNetwork, u32)> {
         self.routes
             .iter()
             .filter(|(destination, _)| destination.contains(ip))
             .max_by_key(|(destination, _)| destination.prefix())
-            .map(|(_, oif)| *oif)
+            .copied()
+    }
+
+    pub fn link(&self, name: &str) -> Option<&NodeLink> {
+        self.links.iter().find(|link| link.name == name)
+    }
+
+    pub fn link_at(&self, ifindex: u32) -> Option<&NodeLink> {
+        self.links.iter().find(|link| link.ifindex == ifindex)
     }
 }
 
