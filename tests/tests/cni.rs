@@ -1,0 +1,263 @@
+//! No window at pod start: the harness plays the container runtime and the
+//! cluster's main plugin (it creates the pod's veth and addresses), then
+//! calls `netseg-cni` as a runtime does. A pod sending from its first
+//! moment gets nothing through that its policy denies once ADD returned,
+//! and its own allow works at once.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use netseg_testbed::{
+    CniPlugin, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, UdpBlaster, UdpCounter,
+    UdpEchoServer, require_root, udp_request,
+};
+use serde_json::Value;
+
+/// Phases stamped on the blaster's datagrams.
+const BEFORE_ADD: u8 = 0;
+const DURING_ADD: u8 = 1;
+const AFTER_ADD: u8 = 2;
+
+/// `open` admits UDP 7000 from anyone; `allowed` admits UDP 53 from pods
+/// labelled `role: new`, which may send only there.
+const POLICIES: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: open-to-all, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: open } }
+  policyTypes: [Ingress]
+  ingress: [{}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: allowed-from-new, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: allowed } }
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{ podSelector: { matchLabels: { role: new } } }]
+      ports: [{ port: 53, protocol: UDP }]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: new-to-allowed, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: new } }
+  policyTypes: [Egress]
+  egress:
+    - to: [{ podSelector: { matchLabels: { role: allowed } } }]
+      ports: [{ port: 53, protocol: UDP }]
+"#;
+
+struct CniWorld {
+    daemon: Daemon,
+    plugin: CniPlugin,
+    manifests: Manifests,
+    open: netseg_testbed::Pod,
+    allowed: netseg_testbed::Pod,
+    node: Node,
+    _socket_dir: tempfile::TempDir,
+}
+
+fn cni_world(tag: &str) -> Result<CniWorld> {
+    require_root();
+    let node = Node::new(tag)?;
+    let open = node.add_pod("app/open")?;
+    let allowed = node.add_pod("app/allowed")?;
+    let manifests = Manifests::new()?;
+    manifests.namespace("app", &[])?;
+    manifests.pod(&open, &[("role", "open")], &[])?;
+    manifests.pod(&allowed, &[("role", "allowed")], &[])?;
+    manifests.policy("policies", POLICIES)?;
+    let socket_dir = tempfile::tempdir()?;
+    let socket = socket_dir.path().join("cni.sock");
+    let socket_arg = socket.to_string_lossy().into_owned();
+    let mut daemon = Daemon::start(&node, manifests.dir(), &["--cni-socket", &socket_arg])?;
+    daemon.wait_ready(2)?;
+    Ok(CniWorld {
+        daemon,
+        plugin: CniPlugin::new(&socket)?,
+        manifests,
+        open,
+        allowed,
+        node,
+        _socket_dir: socket_dir,
+    })
+}
+
+#[test]
+fn a_pod_sending_from_its_first_moment_gets_nothing_denied_through_once_add_returns() -> Result<()>
+{
+    let w = cni_world("cni-window")?;
+    let counter = UdpCounter::start(w.open.netns_name(), 7000)?;
+    let _echo = UdpEchoServer::start(&w.allowed, 53)?;
+    // The Pod object is there before its sandbox, without an address.
+    w.manifests
+        .scheduled_pod("app", "new", w.node.name(), &[("role", "new")])?;
+    let target = SocketAddr::new(w.open.ip(Family::V4), 7000);
+    let mut blaster = None;
+    // A name no --interface-prefix matches: only ADD tells the daemon.
+    let new = w.node.add_pod_as("app/new", Some("pod-new0"), |netns| {
+        blaster = Some(UdpBlaster::start(netns, target)?);
+        Ok(())
+    })?;
+    let blaster = blaster.expect("started with the namespace");
+    // The runtime's other work before netseg-cni's turn in the chain.
+    std::thread::sleep(Duration::from_millis(300));
+    blaster.set_phase(DURING_ADD);
+    let prev_result = CniPlugin::prev_result(&new);
+    let added = w
+        .plugin
+        .invoke("ADD", &new, &w.plugin.netconf(Some(&prev_result)))?;
+    blaster.set_phase(AFTER_ADD);
+    let returned = Instant::now();
+    assert!(added.success, "ADD: {added:?}\n{}", w.daemon.log());
+    assert_eq!(
+        added.output, prev_result,
+        "prevResult passes through unchanged"
+    );
+    // Its own policy, not deny-all, from right after ADD.
+    assert!(
+        udp_request(&new, w.allowed.ip(Family::V4), 53, PROBE_TIMEOUT)?,
+        "the pod's own allow works right after ADD"
+    );
+    assert!(returned.elapsed() < PROBE_TIMEOUT, "answered at once");
+    std::thread::sleep(Duration::from_millis(500));
+    let sent_after = blaster.sent();
+    drop(blaster);
+    std::thread::sleep(Duration::from_millis(200));
+    let counts = counter.counts();
+    eprintln!("sent {sent_after} datagrams in all; arrived by phase: {counts:?}");
+    assert!(
+        counts.get(&BEFORE_ADD).copied().unwrap_or(0) > 0,
+        "the receiver counts what an unenforced pod sends: {counts:?}"
+    );
+    assert_eq!(
+        counts.get(&AFTER_ADD).copied().unwrap_or(0),
+        0,
+        "nothing sent after ADD returned gets through: {counts:?}"
+    );
+    let status = w.daemon.status()?.expect("status");
+    let interface = status.interfaces.iter().find(|i| i.name == "pod-new0");
+    assert_eq!(
+        interface.and_then(|i| i.pod.as_deref()),
+        Some("app/new"),
+        "{status:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_pod_without_a_pod_object_gets_the_policies_of_its_namespace_at_once() -> Result<()> {
+    let w = cni_world("cni-provisional")?;
+    let counter = UdpCounter::start(w.open.netns_name(), 7000)?;
+    // Egress of every pod of app: only to `open`.
+    w.manifests.policy(
+        "all-to-open",
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: all-to-open, namespace: app }
+spec:
+  podSelector: {}
+  policyTypes: [Egress]
+  egress: [{ to: [{ podSelector: { matchLabels: { role: open } } }] }]
+"#,
+    )?;
+    let reloads = w.daemon.status()?.map_or(0, |s| s.reloads);
+    let mut daemon = w.daemon;
+    daemon.wait_reload_after(reloads)?;
+    let new = w
+        .node
+        .add_pod_as("app/unknown", Some("pod-unknown"), |_| Ok(()))?;
+    let added = w.plugin.invoke(
+        "ADD",
+        &new,
+        &w.plugin.netconf(Some(&CniPlugin::prev_result(&new))),
+    )?;
+    assert!(added.success, "ADD: {added:?}");
+    let blaster = UdpBlaster::start(
+        new.netns_name(),
+        SocketAddr::new(w.open.ip(Family::V4), 7000),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    drop(blaster);
+    assert!(
+        !udp_request(&new, w.allowed.ip(Family::V4), 53, PROBE_TIMEOUT)?,
+        "what the namespace's policy does not allow stays denied"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        counter.counts().values().sum::<u64>() > 0,
+        "the namespace's allow applies without a Pod object"
+    );
+    Ok(())
+}
+
+#[test]
+fn add_fails_with_a_cni_error_when_the_daemon_is_not_running() -> Result<()> {
+    let mut w = cni_world("cni-down")?;
+    w.daemon.stop()?;
+    let new = w
+        .node
+        .add_pod_as("app/late", Some("pod-late"), |_| Ok(()))?;
+    let netconf = w.plugin.netconf(Some(&CniPlugin::prev_result(&new)));
+    let added = w.plugin.invoke("ADD", &new, &netconf)?;
+    assert!(!added.success, "{added:?}");
+    assert_eq!(added.code(), Some(11), "try again later: {added:?}");
+    assert_eq!(added.output["cniVersion"], "1.1.0");
+    let status = w.plugin.invoke("STATUS", &new, &w.plugin.netconf(None))?;
+    assert_eq!(status.code(), Some(50), "not available: {status:?}");
+    // DEL is best effort: it succeeds with the daemon gone.
+    let deleted = w.plugin.invoke("DEL", &new, &netconf)?;
+    assert!(deleted.success, "{deleted:?}");
+    Ok(())
+}
+
+#[test]
+fn check_del_status_and_version_behave_per_the_spec() -> Result<()> {
+    let w = cni_world("cni-verbs")?;
+    let new = w
+        .node
+        .add_pod_as("app/verbs", Some("pod-verbs"), |_| Ok(()))?;
+    let netconf = w.plugin.netconf(Some(&CniPlugin::prev_result(&new)));
+    let version = w.plugin.invoke(
+        "VERSION",
+        &new,
+        &serde_json::json!({ "cniVersion": "1.0.0" }),
+    )?;
+    assert!(version.success);
+    assert_eq!(version.output["cniVersion"], "1.0.0");
+    let versions: Vec<&str> = version.output["supportedVersions"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        versions.contains(&"1.1.0") && versions.contains(&"1.0.0"),
+        "{versions:?}"
+    );
+    let status = w.plugin.invoke("STATUS", &new, &w.plugin.netconf(None))?;
+    assert!(status.success && status.output.is_null(), "{status:?}");
+    let check = w.plugin.invoke("CHECK", &new, &netconf)?;
+    assert!(!check.success, "CHECK before ADD: {check:?}");
+    assert!(w.plugin.invoke("ADD", &new, &netconf)?.success);
+    let check = w.plugin.invoke("CHECK", &new, &netconf)?;
+    assert!(check.success && check.output.is_null(), "{check:?}");
+    for _ in 0..2 {
+        let deleted = w.plugin.invoke("DEL", &new, &netconf)?;
+        assert!(
+            deleted.success && deleted.output.is_null(),
+            "DEL twice: {deleted:?}"
+        );
+    }
+    let check = w.plugin.invoke("CHECK", &new, &netconf)?;
+    assert_eq!(check.code(), Some(100), "CHECK after DEL: {check:?}");
+    // Without prevResult a chained plugin cannot find the interface.
+    let bare = w.plugin.invoke("ADD", &new, &w.plugin.netconf(None))?;
+    assert_eq!(bare.code(), Some(7), "{bare:?}");
+    Ok(())
+}
