@@ -318,7 +318,7 @@ impl Enforcer {
         let routed: Vec<u32> = compiled
             .endpoints
             .values()
-            .flat_map(|endpoint| endpoint_ips(endpoint))
+            .flat_map(endpoint_ips)
             .filter_map(|ip| view.host_route_interface(ip))
             .collect();
         let mut present: BTreeMap<&str, u32> = view
