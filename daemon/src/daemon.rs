@@ -30,7 +30,7 @@ use crate::{
     flows::{self, FlowContext},
     manifests::{self, ManifestStore},
     metrics::Metrics,
-    node::{self, NodeView},
+    node::{self, NodeChange, NodeView},
     status::{self, InterfaceStatus, Status},
 };
 
@@ -128,7 +128,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             Some(()) = manifest_changes.changed() => enforcer.reload_manifests(),
-            Some(()) = node_changes.next() => settle(&mut node_changes).await,
+            Some(change) = node_changes.next() => {
+                enforcer.attach_announced(change);
+                settle(&mut node_changes, |change| enforcer.attach_announced(change)).await;
+            }
             Some(request) = next_cni_request(&mut cni_requests) => {
                 let reply = match NodeView::read(&handle).await {
                     Ok(view) => enforcer.answer(request.request, &view),
@@ -155,9 +158,15 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 }
 
 /// Netlink events come in bursts (a veth brings links, addresses, routes):
-/// take them all before reconciling once.
-async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
-    while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {
+/// take them all (each to `each` as it comes) before reconciling once.
+async fn settle(
+    changes: &mut (impl futures::Stream<Item = NodeChange> + Unpin),
+    mut each: impl FnMut(NodeChange),
+) {
+    while let Ok(Some(change)) =
+        tokio::time::timeout(Duration::from_millis(20), changes.next()).await
+    {
+        each(change);
     }
 }
 
@@ -203,11 +212,17 @@ impl Enforcer {
     fn answer(&mut self, request: Request, view: &NodeView) -> Reply {
         match request {
             Request::Add(attachment) => {
-                let interface = match cni::resolve_interface(&attachment, view) {
+                let (name, ifindex) = match cni::resolve_interface(&attachment, view) {
                     Ok(interface) => interface,
                     Err(error) => return Reply::refused(error.to_string()),
                 };
-                if self.cni.add(&attachment, interface) {
+                // Attached before anything is compiled: until the pod's
+                // policy is published there, it has no endpoint and denies
+                // everything, however long compiling takes.
+                if let Err(error) = self.datapath.attach(&name, ifindex) {
+                    return Reply::refused(format!("{:#}", anyhow::Error::from(error)));
+                }
+                if self.cni.add(&attachment, (name, ifindex)) {
                     self.compiled = None;
                 }
                 self.reconcile(view);
@@ -304,17 +319,50 @@ impl Enforcer {
         self.compiled = Some(compiled);
     }
 
+    /// A link named with a pod prefix is attached as soon as rtnetlink
+    /// announces it, without waiting for the burst to settle and the
+    /// namespace dump: it then denies everything until its pod's policy is
+    /// published, where it would pass traffic until the next reconcile.
+    fn attach_announced(&mut self, change: NodeChange) {
+        let Some(link) = change.link else {
+            return;
+        };
+        let attached = self
+            .datapath
+            .attached()
+            .any(|attached| attached == (link.name.as_str(), link.ifindex));
+        if attached || !self.named_as_pod(&link.name) {
+            return;
+        }
+        let waited = change.received.elapsed();
+        match self.datapath.attach(&link.name, link.ifindex) {
+            Ok(()) => info!(
+                interface = link.name,
+                ifindex = link.ifindex,
+                waited_us = waited.as_micros(),
+                since_announced_us = change.received.elapsed().as_micros(),
+                "attached as it appeared"
+            ),
+            Err(error) => error!(
+                interface = link.name,
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "attach"
+            ),
+        }
+    }
+
+    fn named_as_pod(&self, name: &str) -> bool {
+        self.config
+            .interface_prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
+    }
+
     /// Programs go on every pod interface first: until its pod's policy is
     /// published, the interface has no endpoint and everything is denied.
     /// A pod interface is one named with a pod prefix, one the CNI plugin
     /// reported, or one a local pod's address alone is routed to.
     fn attach_pod_interfaces(&mut self, view: &NodeView, compiled: &Compiled) {
-        let is_pod = |name: &str| {
-            self.config
-                .interface_prefixes
-                .iter()
-                .any(|p| name.starts_with(p.as_str()))
-        };
         let routed: Vec<u32> = compiled
             .endpoints
             .values()
@@ -324,7 +372,7 @@ impl Enforcer {
         let mut present: BTreeMap<&str, u32> = view
             .links
             .iter()
-            .filter(|link| is_pod(&link.name) || routed.contains(&link.ifindex))
+            .filter(|link| self.named_as_pod(&link.name) || routed.contains(&link.ifindex))
             .map(|link| (link.name.as_str(), link.ifindex))
             .collect();
         present.extend(self.cni.interfaces());

@@ -2,13 +2,14 @@
 //! (a local pod's interface is the one its IP is routed to, as CNI plugins
 //! set up) and its own addresses (the source of kubelet probes).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Instant};
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt, channel::mpsc};
 use ipnetwork::IpNetwork;
 use netlink_packet_route::{
+    RouteNetlinkMessage,
     address::AddressAttribute,
-    link::LinkAttribute,
+    link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteHeader},
 };
 use netlink_sys::{AsyncSocket, SocketAddr};
@@ -17,6 +18,7 @@ use rtnetlink::{
     constants::{
         RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
     },
+    packet_core::NetlinkPayload,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +50,18 @@ pub struct NodeView {
     pub addresses: Vec<IpAddr>,
 }
 
+/// A change of the namespace, stamped when the daemon received it.
+#[derive(Debug)]
+pub struct NodeChange {
+    /// The link an `RTM_NEWLINK` announced (a new link, or a change of one).
+    pub link: Option<NodeLink>,
+    pub received: Instant,
+}
+
 /// A handle for dumps, and a stream that yields whenever a link, route or
 /// address of the namespace changes.
-pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
-    let (mut connection, handle, messages) =
+pub fn watch() -> Result<(Handle, impl Stream<Item = NodeChange>), NodeError> {
+    let (mut connection, handle, mut messages) =
         rtnetlink::new_connection().map_err(NodeError::Socket)?;
     let groups = RTMGRP_LINK
         | RTMGRP_IPV4_ROUTE
@@ -64,7 +74,44 @@ pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
         .bind(&SocketAddr::new(0, groups))
         .map_err(NodeError::Socket)?;
     tokio::spawn(connection);
-    Ok((handle, messages.map(|_| ())))
+    // Stamped here, apart from the daemon's loop, so that the time from a
+    // link's creation to its attach includes the time the loop was busy.
+    let (changes, received) = mpsc::unbounded();
+    tokio::spawn(async move {
+        while let Some((message, _)) = messages.next().await {
+            let link = match message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    node_link(&link)
+                }
+                _ => None,
+            };
+            let change = NodeChange {
+                link,
+                received: Instant::now(),
+            };
+            if changes.unbounded_send(change).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((handle, received))
+}
+
+/// A link as a dump or an event describes it.
+fn node_link(message: &LinkMessage) -> Option<NodeLink> {
+    let attributes = &message.attributes;
+    let name = attributes.iter().find_map(|attribute| match attribute {
+        LinkAttribute::IfName(name) => Some(name.clone()),
+        _ => None,
+    })?;
+    let peer_elsewhere = attributes
+        .iter()
+        .any(|attribute| matches!(attribute, LinkAttribute::LinkNetNsId(_)));
+    Some(NodeLink {
+        ifindex: message.header.index,
+        name,
+        peer_elsewhere,
+    })
 }
 
 impl NodeView {
@@ -74,21 +121,7 @@ impl NodeView {
             .link()
             .get()
             .execute()
-            .map_ok(|message| {
-                let attributes = &message.attributes;
-                let name = attributes.iter().find_map(|attribute| match attribute {
-                    LinkAttribute::IfName(name) => Some(name.clone()),
-                    _ => None,
-                });
-                let peer_elsewhere = attributes
-                    .iter()
-                    .any(|attribute| matches!(attribute, LinkAttribute::LinkNetNsId(_)));
-                name.map(|name| NodeLink {
-                    ifindex: message.header.index,
-                    name,
-                    peer_elsewhere,
-                })
-            })
+            .map_ok(|message| node_link(&message))
             .try_collect::<Vec<_>>()
             .await
             .map_err(dump("links"))?
