@@ -1,8 +1,8 @@
 //! No window at pod start: the harness plays the container runtime and the
 //! cluster's main plugin (it creates the pod's veth and addresses), then
 //! calls `netseg-cni` as a runtime does. A pod sending from its first
-//! moment gets nothing through that its policy denies once ADD returned,
-//! and its own allow works at once.
+//! moment gets nothing through that its policy denies, before, during or
+//! after ADD, and its own allow works at once.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -94,60 +94,152 @@ fn world(tag: &str, plugin: bool) -> Result<CniWorld> {
     })
 }
 
-#[test]
-fn a_pod_sending_from_its_first_moment_gets_nothing_denied_through_once_add_returns() -> Result<()>
-{
-    let w = cni_world("cni-window")?;
-    let counter = UdpCounter::start(w.open.netns_name(), 7000)?;
-    let _echo = UdpEchoServer::start(&w.allowed, 53)?;
-    // The Pod object is there before its sandbox, without an address.
-    w.manifests
-        .scheduled_pod("app", "new", w.node.name(), &[("role", "new")])?;
+/// Phases of the control pod, whose interface matches no `--interface-prefix`.
+const CONTROL: u8 = 10;
+
+/// A pod sending to `target` from the moment its namespace exists, through
+/// the three phases of its start; `sent` is what its blaster sent in each.
+struct StartedPod {
+    pod: netseg_testbed::Pod,
+    sent: [u64; 3],
+}
+
+/// When a pod's blaster starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Blasting {
+    /// With its namespace, before the main plugin set it up.
+    FromCreation,
+    /// Once the main plugin set it up: its first ARP requests are then
+    /// answered, where the earliest ones may be lost and leave the
+    /// gateway unresolved for a second.
+    FromSetup,
+}
+
+/// Plays the runtime and the main plugin for `name` (host side `host_ifname`,
+/// or a `veth` name), with a blaster stamping `base + phase`, then calls
+/// `netseg-cni ADD` and keeps blasting for a while after it returned;
+/// `after_add` runs right after ADD returned.
+fn start_blasting_pod(
+    w: &CniWorld,
+    (name, host_ifname): (&str, Option<&str>),
+    blasting: Blasting,
+    base: u8,
+    after_add: impl FnOnce(&netseg_testbed::Pod) -> Result<()>,
+) -> Result<StartedPod> {
     let target = SocketAddr::new(w.open.ip(Family::V4), 7000);
     let mut blaster = None;
-    // A name no --interface-prefix matches: only ADD tells the daemon.
-    let new = w.node.add_pod_as("app/new", Some("pod-new0"), |netns| {
-        blaster = Some(UdpBlaster::start(netns, target)?);
+    let pod = w.node.add_pod_as(name, host_ifname, |netns| {
+        if blasting == Blasting::FromCreation {
+            blaster = Some(UdpBlaster::start(netns, target)?);
+        }
         Ok(())
     })?;
-    let blaster = blaster.expect("started with the namespace");
+    let blaster = match blaster {
+        Some(blaster) => blaster,
+        None => UdpBlaster::start(pod.netns_name(), target)?,
+    };
+    blaster.set_phase(base + BEFORE_ADD);
     // The runtime's other work before netseg-cni's turn in the chain.
     std::thread::sleep(Duration::from_millis(300));
-    blaster.set_phase(DURING_ADD);
-    let prev_result = CniPlugin::prev_result(&new);
+    blaster.set_phase(base + DURING_ADD);
+    let before = blaster.sent();
+    let prev_result = CniPlugin::prev_result(&pod);
     let added = w
         .plugin
-        .invoke("ADD", &new, &w.plugin.netconf(Some(&prev_result)))?;
-    blaster.set_phase(AFTER_ADD);
+        .invoke("ADD", &pod, &w.plugin.netconf(Some(&prev_result)))?;
+    blaster.set_phase(base + AFTER_ADD);
+    let during = blaster.sent();
     let returned = Instant::now();
     assert!(added.success, "ADD: {added:?}\n{}", w.daemon.log());
     assert_eq!(
         added.output, prev_result,
         "prevResult passes through unchanged"
     );
-    // Its own policy, not deny-all, from right after ADD.
-    assert!(
-        udp_request(&new, w.allowed.ip(Family::V4), 53, PROBE_TIMEOUT)?,
-        "the pod's own allow works right after ADD"
-    );
+    after_add(&pod)?;
     assert!(returned.elapsed() < PROBE_TIMEOUT, "answered at once");
     std::thread::sleep(Duration::from_millis(500));
-    let sent_after = blaster.sent();
+    let after = blaster.sent();
     drop(blaster);
+    Ok(StartedPod {
+        pod,
+        sent: [before, during - before, after - during],
+    })
+}
+
+/// The pod's veth is named as the main plugin names it (`veth...`, an
+/// `--interface-prefix`): the daemon attaches it when the link appears, so
+/// it denies everything until ADD published the pod's policy. The control
+/// pod, named otherwise, proves the receiver sees what leaks.
+#[test]
+fn a_pod_sending_before_during_and_after_add_gets_nothing_denied_through() -> Result<()> {
+    let mut w = cni_world("cni-window")?;
+    let counter = UdpCounter::start(w.open.netns_name(), 7000)?;
+    let _echo = UdpEchoServer::start(&w.allowed, 53)?;
+    // The Pod objects are there before their sandboxes, without addresses.
+    let reloads = w.daemon.status()?.map_or(0, |s| s.reloads);
+    for name in ["new", "control"] {
+        w.manifests
+            .scheduled_pod("app", name, w.node.name(), &[("role", "new")])?;
+    }
+    w.daemon.wait_reload_after(reloads)?;
+    let control = start_blasting_pod(
+        &w,
+        ("app/control", Some("ctl-control")),
+        Blasting::FromSetup,
+        CONTROL,
+        |_| Ok(()),
+    )?;
+    let new = start_blasting_pod(&w, ("app/new", None), Blasting::FromCreation, 0, |pod| {
+        assert!(
+            udp_request(pod, w.allowed.ip(Family::V4), 53, PROBE_TIMEOUT)?,
+            "the pod's own allow works right after ADD"
+        );
+        Ok(())
+    })?;
     std::thread::sleep(Duration::from_millis(200));
     let counts = counter.counts();
-    eprintln!("sent {sent_after} datagrams in all; arrived by phase: {counts:?}");
+    let arrived = |phase: u8| counts.get(&phase).copied().unwrap_or(0);
+    eprintln!(
+        "sent by phase (before, during, after ADD): {:?} ({}), control {:?} ({}); arrived by phase: {counts:?}",
+        new.sent,
+        new.pod.host_ifname(),
+        control.sent,
+        control.pod.host_ifname(),
+    );
     assert!(
-        counts.get(&BEFORE_ADD).copied().unwrap_or(0) > 0,
-        "the receiver counts what an unenforced pod sends: {counts:?}"
+        new.sent[BEFORE_ADD as usize] > 0 && new.sent[AFTER_ADD as usize] > 0,
+        "the pod sent before and after ADD: {:?}",
+        new.sent
+    );
+    assert!(
+        arrived(CONTROL + BEFORE_ADD) > 0,
+        "the receiver counts what an unattached interface lets through: {counts:?}"
     );
     assert_eq!(
-        counts.get(&AFTER_ADD).copied().unwrap_or(0),
+        arrived(CONTROL + AFTER_ADD),
         0,
-        "nothing sent after ADD returned gets through: {counts:?}"
+        "the control pod is enforced once ADD returned: {counts:?}"
     );
+    for phase in [BEFORE_ADD, DURING_ADD, AFTER_ADD] {
+        assert_eq!(
+            arrived(phase),
+            0,
+            "nothing the pod's policy denies gets through in phase {phase}: {counts:?}"
+        );
+    }
+    for line in w
+        .daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains(new.pod.host_ifname()))
+    {
+        eprintln!("{line}");
+    }
     let status = w.daemon.status()?.expect("status");
-    let interface = status.interfaces.iter().find(|i| i.name == "pod-new0");
+    let interface = status
+        .interfaces
+        .iter()
+        .find(|i| i.name == new.pod.host_ifname());
     assert_eq!(
         interface.and_then(|i| i.pod.as_deref()),
         Some("app/new"),
