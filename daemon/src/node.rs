@@ -45,7 +45,7 @@ pub struct NodeLink {
 pub struct NodeView {
     pub links: Vec<NodeLink>,
     /// Main-table routes: destination and output interface.
-    routes: Vec<(IpNetwork, u32)>,
+    pub routes: Vec<(IpNetwork, u32)>,
     /// The node's own addresses, loopback excluded.
     pub addresses: Vec<IpAddr>,
 }

@@ -213,3 +213,6 @@ impl Entry {
         pod
     }
 }
+
+#[cfg(test)]
+mod tests;
