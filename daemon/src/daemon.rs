@@ -13,7 +13,8 @@ use std::{
 use anyhow::Context as _;
 use aya::maps::{MapData, PerCpuArray};
 use futures::StreamExt;
-use netseg_policy::{CompileOptions, Compiled, Compiler, PodRef};
+use netseg_cni::wire::{Attachment, AttachmentId, Reply, Request};
+use netseg_policy::{CompileOptions, Compiled, Compiler, LocalEndpoint, PodRef};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
@@ -21,6 +22,7 @@ use tokio::{
 use tracing::{error, info, instrument, warn};
 
 use crate::{
+    cni::{self, CniRegistry, CniRequest},
     datapath::{
         Datapath, DenyBudgets, FlowEvents, KernelMaps, Limits, MapSizes, pins::PinDir,
         publish::Publisher, state::SlotState,
@@ -28,7 +30,7 @@ use crate::{
     flows::{self, FlowContext, RotatingFile, Rotation},
     manifests::{self, ManifestStore},
     metrics::Metrics,
-    node::{self, NodeView},
+    node::{self, NodeChange, NodeView},
     status::{self, InterfaceStatus, Status},
 };
 
@@ -48,6 +50,8 @@ pub struct DaemonConfig {
     pub deny_budgets: DenyBudgets,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
+    /// Serve the `netseg-cni` plugin on this unix socket.
+    pub cni_socket: Option<PathBuf>,
 }
 
 /// The daemon's state between events.
@@ -57,6 +61,8 @@ struct Enforcer {
     publisher: Publisher<KernelMaps>,
     counters: PerCpuArray<MapData, u64>,
     store: ManifestStore,
+    /// Pods the CNI plugin reported, until their interface goes.
+    cni: CniRegistry,
     compiler: Compiler,
     /// The last compilation, redone when the manifests or node addresses change.
     compiled: Option<Compiled>,
@@ -64,6 +70,8 @@ struct Enforcer {
     /// Tells the exporter the ifindex of every interface detached.
     detached: mpsc::UnboundedSender<u32>,
     status: Status,
+    /// The pod each enforcing interface serves, as last published.
+    served: BTreeMap<u32, PodRef>,
     metrics: Arc<Metrics>,
     /// Problems of the last manifests reload and of the last publication.
     manifest_problems: Vec<String>,
@@ -83,6 +91,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;
+    let mut cni_requests = config.cni_socket.as_deref().map(cni::serve).transpose()?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
     let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
     let metrics = Arc::new(Metrics::new());
@@ -109,11 +118,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         publisher: Publisher::new(maps),
         counters: telemetry.counters,
         store: ManifestStore::default(),
+        cni: CniRegistry::default(),
         compiler: Compiler::new(),
         compiled: None,
         flow_context,
         detached,
         status: Status::default(),
+        served: BTreeMap::new(),
         metrics,
         manifest_problems: Vec::new(),
         publish_problem: None,
@@ -132,7 +143,18 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             Some(()) = manifest_changes.changed() => enforcer.reload_manifests(),
-            Some(()) = node_changes.next() => settle(&mut node_changes).await,
+            Some(change) = node_changes.next() => {
+                enforcer.attach_announced(change);
+                settle(&mut node_changes, |change| enforcer.attach_announced(change)).await;
+            }
+            Some(request) = next_cni_request(&mut cni_requests) => {
+                let reply = match NodeView::read(&handle).await {
+                    Ok(view) => enforcer.answer(request.request, &view),
+                    Err(error) => Reply::refused(format!("{:#}", anyhow::Error::from(error))),
+                };
+                // The plugin may have given up waiting; it then fails the ADD.
+                let _ = request.reply.send(reply);
+            }
             _ = tick.tick() => {}
             _ = sweep.tick() => enforcer.sweep(),
         }
@@ -157,9 +179,22 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Netlink events come in bursts (a veth brings links, addresses, routes):
-/// take them all before reconciling once.
-async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
-    while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {
+/// take them all (each to `each` as it comes) before reconciling once.
+async fn settle(
+    changes: &mut (impl futures::Stream<Item = NodeChange> + Unpin),
+    mut each: impl FnMut(NodeChange),
+) {
+    while let Ok(Some(change)) =
+        tokio::time::timeout(Duration::from_millis(20), changes.next()).await
+    {
+        each(change);
+    }
+}
+
+async fn next_cni_request(requests: &mut Option<mpsc::Receiver<CniRequest>>) -> Option<CniRequest> {
+    match requests {
+        Some(requests) => requests.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -205,19 +240,82 @@ impl Enforcer {
         }
     }
 
+    /// What the CNI plugin asked, answered once done: an ADD only when the
+    /// pod's policy is published on its attached interface.
+    fn answer(&mut self, request: Request, view: &NodeView) -> Reply {
+        match request {
+            Request::Add(attachment) => {
+                let (name, ifindex) = match cni::resolve_interface(&attachment, view) {
+                    Ok(interface) => interface,
+                    Err(error) => return Reply::refused(error.to_string()),
+                };
+                // Attached before anything is compiled: until the pod's
+                // policy is published there, it has no endpoint and denies
+                // everything, however long compiling takes.
+                if let Err(error) = self.datapath.attach(&name, ifindex) {
+                    return Reply::refused(format!("{:#}", anyhow::Error::from(error)));
+                }
+                if self.cni.add(&attachment, (name, ifindex)) {
+                    self.compiled = None;
+                }
+                self.reconcile(view);
+                self.check(&attachment)
+            }
+            Request::Check(attachment) => self.check(&attachment),
+            Request::Del(id) => {
+                if self.cni.remove(&id) {
+                    self.compiled = None;
+                    self.reconcile(view);
+                }
+                Reply::done()
+            }
+            Request::Status => match &self.publish_problem {
+                None => Reply::done(),
+                Some(problem) => Reply::refused(problem.clone()),
+            },
+        }
+    }
+
+    /// Whether the pod of `attachment` is enforced on the interface ADD found for it.
+    fn check(&self, attachment: &Attachment) -> Reply {
+        let pod = PodRef::new(attachment.namespace.as_str(), attachment.name.as_str());
+        let id: &AttachmentId = &attachment.id;
+        let Some((_, ifindex)) = self.cni.get(id) else {
+            return Reply::refused(format!("no attachment {id:?} (its interface is gone)"));
+        };
+        if let Some(problem) = &self.publish_problem {
+            return Reply::refused(format!("the policy is not published: {problem}"));
+        }
+        match self.served.get(&ifindex) {
+            Some(served) if *served == pod => Reply::done(),
+            Some(other) => {
+                Reply::refused(format!("interface {ifindex} enforces {other}, not {pod}"))
+            }
+            None => Reply::refused(format!(
+                "no policy for {pod} on interface {ifindex}: is it valid, with addresses, on this node?"
+            )),
+        }
+    }
+
     #[instrument(skip_all)]
     fn reconcile(&mut self, view: &NodeView) {
-        self.attach_pod_interfaces(view);
+        if self.cni.retain_present(view) {
+            self.compiled = None;
+        }
         if self.config.compile.node_addresses != view.addresses {
             self.config.compile.node_addresses = view.addresses.clone();
             self.compiled = None;
         }
         let compiled = match self.compiled.take() {
             Some(compiled) => compiled,
-            None => self
-                .compiler
-                .compile(&self.store.snapshot(), &self.config.compile),
+            None => {
+                let snapshot = self
+                    .cni
+                    .overlay(self.store.snapshot(), &self.config.compile.node_name);
+                self.compiler.compile(&snapshot, &self.config.compile)
+            }
         };
+        self.attach_pod_interfaces(view, &compiled);
         let (desired, interfaces) = self.slot_state(&compiled, view);
         self.publish_problem = match self.publisher.publish(&desired) {
             Ok(published) => {
@@ -249,25 +347,68 @@ impl Enforcer {
         if !self.names_the_same(&compiled, &interfaces) {
             self.publish_flow_context(&compiled, &interfaces);
         }
-        self.report(&compiled, interfaces);
+        self.report(&compiled, &interfaces);
+        self.served = interfaces;
         self.compiled = Some(compiled);
+    }
+
+    /// A link named with a pod prefix is attached as soon as rtnetlink
+    /// announces it, without waiting for the burst to settle and the
+    /// namespace dump: it then denies everything until its pod's policy is
+    /// published, where it would pass traffic until the next reconcile.
+    fn attach_announced(&mut self, change: NodeChange) {
+        let Some(link) = change.link else {
+            return;
+        };
+        let attached = self
+            .datapath
+            .attached()
+            .any(|attached| attached == (link.name.as_str(), link.ifindex));
+        if attached || !self.named_as_pod(&link.name) {
+            return;
+        }
+        let waited = change.received.elapsed();
+        match self.datapath.attach(&link.name, link.ifindex) {
+            Ok(()) => info!(
+                interface = link.name,
+                ifindex = link.ifindex,
+                waited_us = waited.as_micros(),
+                since_announced_us = change.received.elapsed().as_micros(),
+                "attached as it appeared"
+            ),
+            Err(error) => error!(
+                interface = link.name,
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "attach"
+            ),
+        }
+    }
+
+    fn named_as_pod(&self, name: &str) -> bool {
+        self.config
+            .interface_prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix.as_str()))
     }
 
     /// Programs go on every pod interface first: until its pod's policy is
     /// published, the interface has no endpoint and everything is denied.
-    fn attach_pod_interfaces(&mut self, view: &NodeView) {
-        let is_pod = |name: &str| {
-            self.config
-                .interface_prefixes
-                .iter()
-                .any(|p| name.starts_with(p.as_str()))
-        };
-        let present: BTreeMap<&str, u32> = view
+    /// A pod interface is one named with a pod prefix, one the CNI plugin
+    /// reported, or one a local pod's address alone is routed to.
+    fn attach_pod_interfaces(&mut self, view: &NodeView, compiled: &Compiled) {
+        let routed: Vec<u32> = compiled
+            .endpoints
+            .values()
+            .flat_map(endpoint_ips)
+            .filter_map(|ip| view.host_route_interface(ip))
+            .collect();
+        let mut present: BTreeMap<&str, u32> = view
             .links
             .iter()
-            .filter(|link| is_pod(&link.name))
+            .filter(|link| self.named_as_pod(&link.name) || routed.contains(&link.ifindex))
             .map(|link| (link.name.as_str(), link.ifindex))
             .collect();
+        present.extend(self.cni.interfaces());
         let live: Vec<u32> = present.values().copied().collect();
         if let Err(error) = self.datapath.sweep_stale_pins(&live) {
             warn!(
@@ -314,13 +455,17 @@ impl Enforcer {
         let mut endpoints = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
         for (pod, endpoint) in &compiled.endpoints {
-            let ip = endpoint
-                .ipv4
-                .map(IpAddr::V4)
-                .or(endpoint.ipv6.map(IpAddr::V6));
-            let ifindex = ip
-                .and_then(|ip| view.interface_for(ip))
-                .filter(|i| attached.contains_key(i));
+            let routed = || {
+                let ip = endpoint_ips(endpoint).next()?;
+                view.interface_for(ip)
+            };
+            // An interface the plugin reported is that pod's alone, even if
+            // a stale Pod object's address still routes there.
+            let ifindex = match self.cni.interface_of(pod) {
+                Some(reported) => Some(reported),
+                None => routed().filter(|i| !self.cni.interfaces().any(|(_, r)| r == *i)),
+            }
+            .filter(|i| attached.contains_key(i));
             if let Some(ifindex) = ifindex {
                 endpoints.insert(ifindex, endpoint.to_contract());
                 interfaces.insert(ifindex, pod.clone());
@@ -355,7 +500,7 @@ impl Enforcer {
     }
 
     /// Updates the status (and its file) and the metrics.
-    fn report(&mut self, compiled: &Compiled, interfaces: BTreeMap<u32, PodRef>) {
+    fn report(&mut self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
         let served: Vec<&PodRef> = interfaces.values().collect();
         self.status.revision = self.publisher.revision();
         self.status.problems = self
@@ -374,12 +519,25 @@ impl Enforcer {
                 pod: interfaces.get(&ifindex).map(ToString::to_string),
             })
             .collect();
-        self.status.pods_without_interface = compiled
+        let unenforced: Vec<String> = compiled
             .endpoints
             .keys()
             .filter(|pod| !served.contains(pod))
             .map(ToString::to_string)
             .collect();
+        for pod in unenforced
+            .iter()
+            .filter(|pod| !self.status.pods_without_interface.contains(pod))
+        {
+            error!(
+                pod,
+                "local pod NOT enforced: no interface to attach to (its address is not routed to an interface of its own); the daemon reports unready"
+            );
+        }
+        if unenforced.is_empty() && !self.status.pods_without_interface.is_empty() {
+            info!("every local pod is enforced again");
+        }
+        self.status.pods_without_interface = unenforced;
         let counters = status::read_counters(&self.counters);
         self.status.counters = status::named(&counters);
         self.metrics.observe(&self.status, &counters);
@@ -389,4 +547,10 @@ impl Enforcer {
             warn!(path = %path.display(), %error, "writing the status file");
         }
     }
+}
+
+fn endpoint_ips(endpoint: &LocalEndpoint) -> impl Iterator<Item = IpAddr> {
+    let v4 = endpoint.ipv4.map(IpAddr::V4);
+    let v6 = endpoint.ipv6.map(IpAddr::V6);
+    v4.into_iter().chain(v6)
 }

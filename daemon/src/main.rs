@@ -162,6 +162,11 @@ struct DaemonArgs {
     /// are detached when the daemon exits.
     #[arg(long, env = "NETSEG_PIN_DIR")]
     pin_dir: Option<PathBuf>,
+    /// Serve the netseg-cni plugin on this unix socket (e.g. /run/netseg/cni.sock):
+    /// a pod's ADD then returns only once its policy is enforced on its
+    /// interface. Without it (standalone), new interfaces are found over netlink.
+    #[arg(long, env = "NETSEG_CNI_SOCKET")]
+    cni_socket: Option<PathBuf>,
     /// Bytes of the flow-event ring buffer (a power of two, at least a page).
     #[arg(long, env = "NETSEG_EVENT_BUFFER_BYTES", default_value_t = 4 << 20)]
     event_buffer_bytes: u32,
@@ -249,6 +254,7 @@ impl DaemonArgs {
                 FlowEventsArg::None => datapath::FlowEvents::None,
             },
             pin_dir: self.pin_dir,
+            cni_socket: self.cni_socket,
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Prometheus metrics and a health check over HTTP (`--metrics-addr`):
-//! packets by verdict and reason, flow events lost and sampled, flow
-//! records written, the active revision, endpoints and manifest problems.
+//! Prometheus metrics, a health check and a readiness check over HTTP
+//! (`--metrics-addr`): packets by verdict and reason, flow events lost and
+//! sampled, flow records written, the active revision, endpoints, local
+//! pods not enforced and manifest problems.
 
 use std::{
     collections::BTreeMap,
@@ -44,6 +45,7 @@ pub struct Metrics {
     flow_records: Family<RecordLabels, Counter>,
     revision: Gauge,
     endpoints: Gauge,
+    unenforced: Gauge,
     problems: Gauge,
     /// Unix time of the last reconciliation.
     reconciled_at: AtomicU64,
@@ -59,6 +61,7 @@ impl Metrics {
             flow_records: Family::default(),
             revision: Gauge::default(),
             endpoints: Gauge::default(),
+            unenforced: Gauge::default(),
             problems: Gauge::default(),
             reconciled_at: AtomicU64::new(0),
         };
@@ -92,6 +95,11 @@ impl Metrics {
             "endpoints",
             "Local pods enforced on an interface",
             metrics.endpoints.clone(),
+        );
+        registry.register(
+            "pods_unenforced",
+            "Local pods with an address but no interface enforcing their policy (not ready while above 0)",
+            metrics.unenforced.clone(),
         );
         registry.register(
             "manifest_problems",
@@ -133,6 +141,8 @@ impl Metrics {
         }
         self.revision.set(i64::from(status.revision));
         self.endpoints.set(status.endpoints as i64);
+        self.unenforced
+            .set(status.pods_without_interface.len() as i64);
         self.problems.set(status.problems.len() as i64);
         self.reconciled_at.store(unix_now(), Ordering::Relaxed);
     }
@@ -156,11 +166,12 @@ fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until the task is aborted.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the task is aborted.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(health))
+        .route("/readyz", get(ready))
         .with_state(metrics);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
@@ -172,11 +183,35 @@ async fn scrape(State(metrics): State<Arc<Metrics>>) -> Result<String, StatusCod
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+impl Metrics {
+    fn reconciling(&self) -> bool {
+        let last = self.reconciled_at.load(Ordering::Relaxed);
+        last != 0 && unix_now().saturating_sub(last) <= STALE_AFTER_SECONDS
+    }
+}
+
 async fn health(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    let last = metrics.reconciled_at.load(Ordering::Relaxed);
-    if last != 0 && unix_now().saturating_sub(last) <= STALE_AFTER_SECONDS {
+    if metrics.reconciling() {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not reconciling\n")
+    }
+}
+
+/// Ready: reconciling, and every local pod with an address is enforced.
+async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
+    let unenforced = metrics.unenforced.get();
+    if !metrics.reconciling() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not reconciling\n".to_owned(),
+        )
+    } else if unenforced > 0 {
+        let text = format!(
+            "{unenforced} local pods not enforced (see pods_without_interface in the status)\n"
+        );
+        (StatusCode::SERVICE_UNAVAILABLE, text)
+    } else {
+        (StatusCode::OK, "ok\n".to_owned())
     }
 }

@@ -2,13 +2,14 @@
 //! (a local pod's interface is the one its IP is routed to, as CNI plugins
 //! set up) and its own addresses (the source of kubelet probes).
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Instant};
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt, channel::mpsc};
 use ipnetwork::IpNetwork;
 use netlink_packet_route::{
+    RouteNetlinkMessage,
     address::AddressAttribute,
-    link::LinkAttribute,
+    link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteHeader},
 };
 use netlink_sys::{AsyncSocket, SocketAddr};
@@ -17,6 +18,7 @@ use rtnetlink::{
     constants::{
         RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
     },
+    packet_core::NetlinkPayload,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,21 +37,31 @@ pub enum NodeError {
 pub struct NodeLink {
     pub ifindex: u32,
     pub name: String,
+    /// Its peer is in another namespace (a pod's veth, unlike a bridge).
+    pub peer_elsewhere: bool,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {
     pub links: Vec<NodeLink>,
     /// Main-table routes: destination and output interface.
-    routes: Vec<(IpNetwork, u32)>,
+    pub routes: Vec<(IpNetwork, u32)>,
     /// The node's own addresses, loopback excluded.
     pub addresses: Vec<IpAddr>,
 }
 
+/// A change of the namespace, stamped when the daemon received it.
+#[derive(Debug)]
+pub struct NodeChange {
+    /// The link an `RTM_NEWLINK` announced (a new link, or a change of one).
+    pub link: Option<NodeLink>,
+    pub received: Instant,
+}
+
 /// A handle for dumps, and a stream that yields whenever a link, route or
 /// address of the namespace changes.
-pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
-    let (mut connection, handle, messages) =
+pub fn watch() -> Result<(Handle, impl Stream<Item = NodeChange>), NodeError> {
+    let (mut connection, handle, mut messages) =
         rtnetlink::new_connection().map_err(NodeError::Socket)?;
     let groups = RTMGRP_LINK
         | RTMGRP_IPV4_ROUTE
@@ -62,7 +74,44 @@ pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
         .bind(&SocketAddr::new(0, groups))
         .map_err(NodeError::Socket)?;
     tokio::spawn(connection);
-    Ok((handle, messages.map(|_| ())))
+    // Stamped here, apart from the daemon's loop, so that the time from a
+    // link's creation to its attach includes the time the loop was busy.
+    let (changes, received) = mpsc::unbounded();
+    tokio::spawn(async move {
+        while let Some((message, _)) = messages.next().await {
+            let link = match message.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                    node_link(&link)
+                }
+                _ => None,
+            };
+            let change = NodeChange {
+                link,
+                received: Instant::now(),
+            };
+            if changes.unbounded_send(change).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((handle, received))
+}
+
+/// A link as a dump or an event describes it.
+fn node_link(message: &LinkMessage) -> Option<NodeLink> {
+    let attributes = &message.attributes;
+    let name = attributes.iter().find_map(|attribute| match attribute {
+        LinkAttribute::IfName(name) => Some(name.clone()),
+        _ => None,
+    })?;
+    let peer_elsewhere = attributes
+        .iter()
+        .any(|attribute| matches!(attribute, LinkAttribute::LinkNetNsId(_)));
+    Some(NodeLink {
+        ifindex: message.header.index,
+        name,
+        peer_elsewhere,
+    })
 }
 
 impl NodeView {
@@ -72,26 +121,12 @@ impl NodeView {
             .link()
             .get()
             .execute()
-            .map_ok(|message| {
-                let name = message
-                    .attributes
-                    .iter()
-                    .find_map(|attribute| match attribute {
-                        LinkAttribute::IfName(name) => Some(name.clone()),
-                        _ => None,
-                    });
-                (message.header.index, name)
-            })
+            .map_ok(|message| node_link(&message))
             .try_collect::<Vec<_>>()
             .await
             .map_err(dump("links"))?
             .into_iter()
-            .filter_map(|(ifindex, name)| {
-                Some(NodeLink {
-                    ifindex,
-                    name: name?,
-                })
-            })
+            .flatten()
             .collect();
         let mut routes = Vec::new();
         for request in [
@@ -132,11 +167,34 @@ impl NodeView {
 
     /// The interface the namespace routes `ip` to (longest prefix wins).
     pub fn interface_for(&self, ip: IpAddr) -> Option<u32> {
+        self.route_for(ip).map(|(_, oif)| oif)
+    }
+
+    /// The interface a route for `ip` alone leads to: how CNI plugins that
+    /// route rather than bridge (Calico, Cilium, ptp) reach each pod, so
+    /// that interface is the pod's whatever its name. A wider route leads
+    /// to an interface other hosts share (a bridge), never attached for one pod.
+    pub fn host_route_interface(&self, ip: IpAddr) -> Option<u32> {
+        let full = if ip.is_ipv4() { 32 } else { 128 };
+        self.route_for(ip)
+            .filter(|(destination, _)| destination.prefix() == full)
+            .map(|(_, oif)| oif)
+    }
+
+    fn route_for(&self, ip: IpAddr) -> Option<(IpNetwork, u32)> {
         self.routes
             .iter()
             .filter(|(destination, _)| destination.contains(ip))
             .max_by_key(|(destination, _)| destination.prefix())
-            .map(|(_, oif)| *oif)
+            .copied()
+    }
+
+    pub fn link(&self, name: &str) -> Option<&NodeLink> {
+        self.links.iter().find(|link| link.name == name)
+    }
+
+    pub fn link_at(&self, ifindex: u32) -> Option<&NodeLink> {
+        self.links.iter().find(|link| link.ifindex == ifindex)
     }
 }
 

@@ -59,10 +59,16 @@ impl DaemonStatus {
 /// Where the daemon binary is: `$NETSEG_BIN`, else `netseg` in the cargo
 /// profile directory of the running test (`target/<profile>/netseg`).
 pub fn netseg_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("NETSEG_BIN") {
+    workspace_binary("netseg", "NETSEG_BIN")
+}
+
+/// Where binary `name` of the workspace is: `$<variable>`, else in the
+/// cargo profile directory of the running test (`target/<profile>/<name>`).
+pub fn workspace_binary(name: &str, variable: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(variable) {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            bail!("NETSEG_BIN={} is not a file", path.display());
+            bail!("{variable}={} is not a file", path.display());
         }
         return Ok(path);
     }
@@ -72,7 +78,7 @@ pub fn netseg_binary() -> Result<PathBuf> {
         .ancestors()
         .skip(1)
         .take(3)
-        .map(|dir| dir.join("netseg"))
+        .map(|dir| dir.join(name))
         .collect();
     candidates
         .iter()
@@ -80,8 +86,8 @@ pub fn netseg_binary() -> Result<PathBuf> {
         .cloned()
         .with_context(|| {
             format!(
-                "the netseg binary is not built (looked at {candidates:?}): run `cargo build -p netseg` \
-                 with the same profile as the tests, or set NETSEG_BIN"
+                "the {name} binary is not built (looked at {candidates:?}): run `cargo build` \
+                 with the same profile as the tests, or set {variable}"
             )
         })
 }

@@ -10,6 +10,8 @@
 //! Namespaces are named `nst-<pid>-<n>-<role>` and deleted on drop; the first
 //! namespace a process creates first removes those left by dead processes.
 
+pub mod blaster;
+pub mod cni;
 pub mod daemon;
 pub mod manifests;
 pub mod matrix;
@@ -23,7 +25,9 @@ pub mod sctp;
 pub mod servers;
 pub mod topology;
 
-pub use daemon::{Daemon, DaemonStatus, InterfaceStatus, netseg_binary};
+pub use blaster::{UdpBlaster, UdpCounter};
+pub use cni::{CniOutcome, CniPlugin};
+pub use daemon::{Daemon, DaemonStatus, InterfaceStatus, netseg_binary, workspace_binary};
 pub use manifests::{ContainerPort, Manifests};
 pub use matrix::{Probe, ServerSet};
 pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};

@@ -94,6 +94,30 @@ impl Manifests {
         self.write(&Self::pod_file(pod), &pod_yaml(pod, labels, ports)?)
     }
 
+    /// Writes `pod-<namespace>-<name>.yaml` for a pod scheduled on `node`
+    /// whose sandbox does not exist yet: no status, so no address.
+    pub fn scheduled_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<PathBuf> {
+        let manifest = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": name, "namespace": namespace, "labels": label_map(labels) },
+            "spec": {
+                "nodeName": node,
+                "containers": [{ "name": "main", "image": "netseg-tests/none" }],
+            },
+        });
+        self.write(
+            &format!("pod-{namespace}-{name}.yaml"),
+            &serde_yaml::to_string(&manifest)?,
+        )
+    }
+
     pub fn remove_pod(&self, pod: &Pod) -> Result<()> {
         self.remove(&Self::pod_file(pod))
     }

@@ -118,7 +118,7 @@ pub fn netns_exists(name: &str) -> bool {
     netns_path(name).exists()
 }
 
-fn netns_path(name: &str) -> PathBuf {
+pub fn netns_path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 

@@ -138,10 +138,27 @@ impl Node {
     /// lands in the Kubernetes namespace `default`. Works before and after
     /// a daemon started on this node.
     pub fn add_pod(&self, name: &str) -> Result<Pod> {
+        self.add_pod_as(name, None, |_| Ok(()))
+    }
+
+    /// [`Node::add_pod`] with the host side named `host_ifname` (as CNI
+    /// plugins that do not use `veth` name it), and `starting` run on the
+    /// pod's namespace once it exists, before any link: a process there
+    /// sees its interface from the first moment.
+    pub fn add_pod_as(
+        &self,
+        name: &str,
+        host_ifname: Option<&str>,
+        starting: impl FnOnce(&str) -> Result<()>,
+    ) -> Result<Pod> {
         let (namespace, pod_name) = name.split_once('/').unwrap_or(("default", name));
         let index = self.shared.allocate_pod_index()?;
         let netns = NetnsGuard::create(&format!("{namespace}-{pod_name}"))?;
-        let host_ifname = sanitize(&format!("veth{index:02}-{namespace}-{pod_name}"), 15);
+        starting(netns.name())?;
+        let host_ifname = match host_ifname {
+            Some(host_ifname) => host_ifname.to_owned(),
+            None => sanitize(&format!("veth{index:02}-{namespace}-{pod_name}"), 15),
+        };
         let pod = Pod {
             shared: Arc::clone(&self.shared),
             netns,

@@ -213,3 +213,24 @@ fn republishing_keeps_allowed_traffic_flowing_and_denied_traffic_denied() -> Res
     }
     Ok(())
 }
+
+#[test]
+fn a_pod_interface_named_without_the_prefix_is_attached_and_enforced() -> Result<()> {
+    let mut w = world("anyname")?;
+    // Named as a CNI plugin that does not use `veth` would name it.
+    let c = w.node.add_pod_as("app/c", Some("cali0c"), |_| Ok(()))?;
+    w.manifests.pod(&c, &[], &[])?;
+    let status = w.daemon.wait_ready(3)?;
+    assert!(status.pods_without_interface.is_empty(), "{status:?}");
+    let _server = TcpEchoServer::start(&w.b, 80)?;
+    assert!(
+        !tcp_probe(&c, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+        "c's default deny is enforced"
+    );
+    let record = w.daemon.wait_for_flow(
+        |f| f["verdict"] == "deny" && f["endpoint"] == "app/c",
+        FLOW_WAIT,
+    )?;
+    assert_eq!(record["direction"], "egress");
+    Ok(())
+}

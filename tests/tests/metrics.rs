@@ -63,3 +63,39 @@ fn metrics_count_verdicts_and_flow_records() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn readiness_fails_while_a_local_pod_is_not_enforced() -> Result<()> {
+    let mut w = world_with("ready", &["--metrics-addr", ADDR])?;
+    let netns = w.node.netns_name().to_owned();
+    let ready = get(&netns, "/readyz")?;
+    assert!(ready.contains(" 200 "), "{ready}");
+    // A pod of this node whose address no interface is routed to.
+    let c = w.node.add_pod("app/c")?;
+    let host = c.host_ifname().to_owned();
+    netseg_testbed::netns::ip_batch(
+        &netns,
+        &[
+            format!("route del {}/32 dev {host}", c.ipv4()),
+            format!("route del {}/128 dev {host}", c.ipv6()),
+        ],
+    )?;
+    w.apply(|m| m.pod(&c, &[], &[]).map(drop))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = get(&netns, "/readyz")?;
+        let text = get(&netns, "/metrics")?;
+        if ready.contains(" 503 ") {
+            assert_eq!(sample(&text, "netseg_pods_unenforced"), Some(1.0), "{text}");
+            assert!(
+                w.daemon.log().contains("local pod NOT enforced"),
+                "{}",
+                w.daemon.log()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready: {ready}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
