@@ -235,16 +235,17 @@ fn udp_listener(pod: &Pod) -> Result<UdpSocket> {
 }
 
 #[test]
-fn an_ipv6_datagram_with_destination_options_after_its_fragment_header_arrives_whole() -> Result<()>
-{
+fn an_ipv6_datagram_with_destination_options_after_its_fragment_header_arrives() -> Result<()> {
     let mut w = world("frag-destopts")?;
     w.allow_client_to_server()?;
     let socket = udp_listener(&w.b)?;
+    let at_b = Capture::start(&w.b, "eth0")?;
     let (a, b) = (
         w.a.ip(Family::V6).to_string(),
         w.b.ip(Family::V6).to_string(),
     );
-    let payload = b"one datagram, two fragments, destination options after the fragment header";
+    // The first fragment ends inside "head of the datagram".
+    let payload = b"head of the datagram, tail of the datagram, options after its fragment header";
     // The fragmentable part: a Destination Options header (six Pad1
     // options), then the UDP datagram.
     let mut fragmentable = vec![UDP, 0, 0, 0, 0, 0, 0, 0];
@@ -263,6 +264,14 @@ fn an_ipv6_datagram_with_destination_options_after_its_fragment_header_arrives_w
     };
     send_ip(&w.a, &fragment(&fragmentable[..split], 0, true))?;
     send_ip(&w.a, &fragment(&fragmentable[split..], split, false))?;
+    ensure!(
+        arrives(&at_b, "head of the")?,
+        "the first fragment did not reach b"
+    );
+    ensure!(
+        arrives(&at_b, "tail of the")?,
+        "the later fragment did not reach b"
+    );
     let mut received = vec![0; 2048];
     let (len, from) = socket.recv_from(&mut received).map_err(|e| {
         anyhow::anyhow!("b's socket received no reassembled datagram within {ARRIVAL:?}: {e}")
