@@ -35,7 +35,7 @@ pub use outside::Outside;
 pub use probes::{
     ConnectOutcome, Protocol, TcpSession, ping, sctp_probe, tcp_connect, tcp_probe, udp_request,
 };
-pub use raw::{Capture, send_frame, send_ip};
+pub use raw::{Capture, send_frame, send_frames, send_ip, send_ips};
 pub use reachability::Reachability;
 pub use servers::{SctpPacket, SctpReceiver, TcpEchoServer, UdpEchoServer};
 pub use topology::{Family, Node, Pod};

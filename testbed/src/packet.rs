@@ -206,6 +206,42 @@ impl Frame {
     }
 }
 
+/// A whole UDP datagram from `src` to `dst`: the header (with its length
+/// and checksum over the pseudo-header) and `payload`, as a socket on the
+/// receiving side accepts it once its fragments are put back together.
+pub fn udp_datagram(src: &str, sport: u16, dst: &str, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut datagram = Frame::udp(src, sport, dst, dport).l4;
+    datagram.extend_from_slice(payload);
+    let length = datagram.len() as u16;
+    datagram[4..6].copy_from_slice(&length.to_be_bytes());
+    let mut pseudo = Vec::with_capacity(40);
+    match (
+        src.parse().expect("test address"),
+        dst.parse().expect("test address"),
+    ) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            pseudo.extend_from_slice(&src.octets());
+            pseudo.extend_from_slice(&dst.octets());
+            pseudo.extend_from_slice(&[0, UDP]);
+            pseudo.extend_from_slice(&length.to_be_bytes());
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            pseudo.extend_from_slice(&src.octets());
+            pseudo.extend_from_slice(&dst.octets());
+            pseudo.extend_from_slice(&u32::from(length).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, UDP]);
+        }
+        _ => panic!("mixed address families"),
+    }
+    // A computed zero is sent as all ones (RFC 768); zero means "none".
+    let sum = match checksum(&datagram, sum_words(&pseudo)) {
+        0 => 0xffff,
+        sum => sum,
+    };
+    datagram[6..8].copy_from_slice(&sum.to_be_bytes());
+    datagram
+}
+
 /// The Internet checksum (RFC 1071) of `data`, starting from `initial`
 /// (a pseudo-header's sum); the checksum field must hold zero.
 fn checksum(data: &[u8], initial: u32) -> u16 {

@@ -41,11 +41,19 @@ pub fn mac_address(netns: &str, ifname: &str) -> Result<[u8; 6]> {
 /// Puts `frame` (from its Ethernet header on) on `ifname` of `from`'s
 /// namespace, unchanged: no checksum, route or neighbour entry is added.
 pub fn send_frame(from: &impl Netns, ifname: &str, frame: &[u8]) -> Result<()> {
+    send_frames(from, ifname, &[frame.to_vec()])
+}
+
+/// [`send_frame`] for many frames, in order, over one socket: a flood.
+pub fn send_frames(from: &impl Netns, ifname: &str, frames: &[Vec<u8>]) -> Result<()> {
     in_netns(from.netns_name(), || -> Result<()> {
         let fd = packet_socket(ifname)?;
-        let sent = send(fd.as_raw_fd(), frame, MsgFlags::empty()).context("send on AF_PACKET")?;
-        if sent != frame.len() {
-            bail!("sent {sent} of {} bytes", frame.len());
+        for frame in frames {
+            let sent =
+                send(fd.as_raw_fd(), frame, MsgFlags::empty()).context("send on AF_PACKET")?;
+            if sent != frame.len() {
+                bail!("sent {sent} of {} bytes", frame.len());
+            }
         }
         Ok(())
     })?
@@ -55,14 +63,25 @@ pub fn send_frame(from: &impl Netns, ifname: &str, frame: &[u8]) -> Result<()> {
 /// `eth0`, addressed to the MAC of the host side of its veth: the way a
 /// packet routed through the node leaves the pod, whatever its addresses.
 pub fn send_ip(pod: &Pod, packet: &[u8]) -> Result<()> {
-    let ethertype = match packet.first().map(|b| b >> 4) {
-        Some(4) => ETH_P_IP,
-        Some(6) => ETH_P_IPV6,
-        _ => bail!("not an IP packet"),
-    };
+    send_ips(pod, &[packet.to_vec()])
+}
+
+/// [`send_ip`] for many packets, in order: a flood.
+pub fn send_ips(pod: &Pod, packets: &[Vec<u8>]) -> Result<()> {
     let host = mac_address(pod.node_netns_name(), pod.host_ifname())?;
     let own = mac_address(pod.netns_name(), "eth0")?;
-    send_frame(pod, "eth0", &ethernet(host, own, ethertype, packet))
+    let frames = packets
+        .iter()
+        .map(|packet| {
+            let ethertype = match packet.first().map(|b| b >> 4) {
+                Some(4) => ETH_P_IP,
+                Some(6) => ETH_P_IPV6,
+                _ => bail!("not an IP packet"),
+            };
+            Ok(ethernet(host, own, ethertype, packet))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    send_frames(pod, "eth0", &frames)
 }
 
 /// An Ethernet frame: destination and source MAC, ethertype, payload.
