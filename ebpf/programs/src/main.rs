@@ -33,7 +33,7 @@ use crate::{
     maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
     parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
     policy::{allowing_rule, still_allowed},
-    usage::FRAGMENTS_SHARE,
+    usage::{FRAGMENTS_SHARE, Owner},
 };
 
 #[classifier]
@@ -325,7 +325,11 @@ fn remember_fragment(hook: &Hook, packet: &Packet, decision: Decision) -> Decisi
         _pad: 0,
     };
     let key = fragment_key(hook, packet);
-    if usage::insert(&FRAGMENTS, &key, &value, hook.ifindex, &FRAGMENTS_SHARE) {
+    let owner = Owner {
+        ifindex: hook.ifindex,
+        origin: connection.origin,
+    };
+    if usage::insert(&FRAGMENTS, &key, &value, &owner, &FRAGMENTS_SHARE) {
         decision
     } else {
         Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
@@ -343,8 +347,13 @@ fn later_fragment(hook: &Hook, endpoint: &Endpoint, packet: &Packet) -> Decision
     };
     // SAFETY: a valid pointer into the fragment map's value.
     let first = unsafe { &mut *entry };
+    // A datagram counts against the share of its connection's origin.
+    let owner = Owner {
+        ifindex: hook.ifindex,
+        origin: first.origin,
+    };
     if first.expired(hook.now) {
-        usage::remove(&FRAGMENTS, &key, hook.ifindex, &FRAGMENTS_SHARE);
+        usage::remove(&FRAGMENTS, &key, &owner, &FRAGMENTS_SHARE);
         return Decision::deny(reason::FRAGMENT_UNKNOWN, 0);
     }
     if first.revision != hook.revision {
@@ -369,7 +378,7 @@ fn later_fragment(hook: &Hook, endpoint: &Endpoint, packet: &Packet) -> Decision
             &mut first.rule,
         ) {
             let rule = first.rule;
-            usage::remove(&FRAGMENTS, &key, hook.ifindex, &FRAGMENTS_SHARE);
+            usage::remove(&FRAGMENTS, &key, &owner, &FRAGMENTS_SHARE);
             return Decision::deny(reason::REVOKED, rule);
         }
     }
