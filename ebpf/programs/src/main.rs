@@ -325,11 +325,32 @@ fn remember_fragment(hook: &Hook, packet: &Packet, decision: Decision) -> Decisi
         _pad: 0,
     };
     let key = fragment_key(hook, packet);
+    // The key does not decide the owner (the origin is in the value), so an
+    // entry is never overwritten: the share it was counted against is the
+    // one its delete uncounts. A live entry stays; an expired one goes first.
+    // SAFETY: the value is copied out.
+    if let Some(existing) = unsafe { FRAGMENTS.get(&key) }.copied() {
+        let existing_owner = Owner {
+            ifindex: hook.ifindex,
+            origin: existing.origin,
+        };
+        if !existing.expired(hook.now) {
+            // The same datagram's first fragment again is admitted by its
+            // entry; the sender reusing the id of a live datagram of the
+            // other origin finds no room.
+            return if existing.origin == connection.origin {
+                decision
+            } else {
+                Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
+            };
+        }
+        usage::remove(&FRAGMENTS, &key, &existing_owner, &FRAGMENTS_SHARE);
+    }
     let owner = Owner {
         ifindex: hook.ifindex,
         origin: connection.origin,
     };
-    if usage::insert(&FRAGMENTS, &key, &value, &owner, &FRAGMENTS_SHARE) {
+    if usage::insert_new(&FRAGMENTS, &key, &value, &owner, &FRAGMENTS_SHARE) {
         decision
     } else {
         Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
