@@ -184,8 +184,8 @@ fn a_flood_of_first_fragments_does_not_push_out_another_pods_datagram() -> Resul
     );
 
     // The flooder's datagrams are all allowed: to another server, on UDP 53.
-    // Not to the client's server: a share also counts the datagrams its
-    // endpoint receives, so such a flood would fill the server's share and
+    // Not to the client's server: its inbound share counts the datagrams of
+    // every connection opened toward it, so such a flood would fill it and
     // refuse the client's next datagram there (as conntrack does).
     let flood: Vec<Datagram> = (0..FLOOD)
         .map(|id| Datagram::new(&flooder, &target, 40_021, id))

@@ -1,6 +1,7 @@
 //! With --pin-dir, enforcement outlives the daemon: a crash leaves the last
 //! policy enforced, a restart takes over without cutting established
-//! connections, and `netseg detach` removes everything.
+//! connections and counts them to their pods' shares, and `netseg detach`
+//! removes everything.
 
 mod common;
 
@@ -112,5 +113,63 @@ fn pinned_enforcement_survives_a_crash_and_a_restart_keeps_connections() -> Resu
             "netseg detach removed the programs"
         );
     }
+    Ok(())
+}
+
+/// What a pod may hold per origin in the test below.
+const SHARE: usize = 8;
+
+/// b may open connections to a on port 80, the reverse of `CLIENT_TO_SERVER`.
+const SERVER_TO_CLIENT: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: server-to-client, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: server } }
+  policyTypes: [Egress]
+  egress:
+    - to: [{ podSelector: { matchLabels: { role: client } } }]
+      ports: [{ port: 80 }]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: client-from-server, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: client } }
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{ podSelector: { matchLabels: { role: server } } }]
+      ports: [{ port: 80 }]
+"#;
+
+#[test]
+fn handed_over_connections_count_against_the_shares_of_their_origin() -> Result<()> {
+    let bpffs = Bpffs::mount()?;
+    let pin_arg = format!("--pin-dir={}", bpffs.pin_dir().display());
+    let share = SHARE.to_string();
+    let args = [pin_arg.as_str(), "--conntrack-per-endpoint", &share];
+    let mut w = world_with("restart-share", &args)?;
+    let _server_b = TcpEchoServer::start(&w.b, 80)?;
+    let _server_a = TcpEchoServer::start(&w.a, 80)?;
+    w.allow_client_to_server()?;
+    w.apply(|m| m.policy("server-to-client", SERVER_TO_CLIENT).map(drop))?;
+    let (a, b) = (w.a.ip(Family::V4), w.b.ip(Family::V4));
+    // a's outbound share and b's inbound share, full of live connections.
+    let sessions = (0..SHARE)
+        .map(|_| TcpSession::open(&w.a, b, 80, PROBE_TIMEOUT))
+        .collect::<Result<Vec<_>>>()?;
+
+    w.daemon.kill()?;
+    w.daemon = Daemon::start(&w.node, w.manifests.dir(), &args)?;
+    w.daemon.wait_ready(2)?;
+    assert!(
+        !tcp_probe(&w.a, b, 80, PROBE_TIMEOUT)?,
+        "the handed-over connections still fill a's share"
+    );
+    assert!(
+        tcp_probe(&w.b, a, 80, PROBE_TIMEOUT)?,
+        "the connections a opened toward b count against b's inbound share only"
+    );
+    drop(sessions);
     Ok(())
 }

@@ -22,7 +22,7 @@ use aya::{
 use netseg_contract::{ConnKey, ConnValue, USAGE_CONNTRACK};
 use tracing::info;
 
-use super::remembered::{Remembered, monotonic_ns};
+use super::remembered::{Owner, Remembered, monotonic_ns};
 
 /// Map update flag: insert only if absent, so that a connection our own
 /// programs track already (and counted) stays as it is.
@@ -120,7 +120,7 @@ impl PinDir {
 
     /// Copies the previous daemon's live conntrack entries into ours, with
     /// revision 0 so that each is checked against the new policy on its next
-    /// packet, and counts them to their endpoints. Returns how many were copied.
+    /// packet, and counts them to their endpoints' shares. Returns how many were copied.
     pub fn hand_over_conntrack(&self, remembered: &mut Remembered) -> Result<u64, PinError> {
         let Some((_, path)) = self.links()?.into_iter().next() else {
             return Ok(0);
@@ -139,19 +139,19 @@ impl PinDir {
             return Ok(0);
         };
         let now = monotonic_ns();
-        let mut copied_to = BTreeMap::<u32, u64>::new();
+        let mut copied_to = BTreeMap::<Owner, u64>::new();
         for (key, mut value) in old.iter().flatten() {
             if value.expired(key.protocol, now) {
                 continue;
             }
             value.revision = 0;
             if remembered.conntrack.insert(key, value, BPF_NOEXIST).is_ok() {
-                *copied_to.entry(key.ifindex).or_default() += 1;
+                *copied_to.entry(Owner::of_connection(&key)).or_default() += 1;
             }
         }
-        for (&ifindex, &count) in &copied_to {
+        for (&owner, &count) in &copied_to {
             remembered
-                .count_by_daemon(ifindex, USAGE_CONNTRACK, count)
+                .count_by_daemon(owner, USAGE_CONNTRACK, count)
                 .map_err(PinError::Conntrack)?;
         }
         let copied: u64 = copied_to.values().sum();

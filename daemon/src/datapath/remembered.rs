@@ -3,8 +3,9 @@
 //!
 //! The programs count an entry when they insert it and uncount it when
 //! their delete succeeds; the daemon cannot add to a map value atomically,
-//! so it keeps its own count per endpoint and table (entries it handed over
-//! minus entries it reclaimed) in the `USAGE` entries only it writes.
+//! so it keeps its own count per endpoint, table and origin (entries it
+//! handed over minus entries it reclaimed) in the `USAGE` entries only it
+//! writes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,12 +35,37 @@ pub fn monotonic_ns() -> u64 {
     now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64
 }
 
-fn usage_key(ifindex: u32, table: u8, writer: u8) -> UsageKey {
-    UsageKey {
-        ifindex,
-        table,
-        writer,
-        _pad: [0; 2],
+/// Whose share an entry counts against: an endpoint and the origin of the
+/// entry's connection (see `UsageKey`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owner {
+    pub ifindex: u32,
+    pub origin: u8,
+}
+
+impl Owner {
+    pub fn of_connection(key: &ConnKey) -> Self {
+        Owner {
+            ifindex: key.ifindex,
+            origin: key.origin,
+        }
+    }
+
+    pub fn of_fragment(key: &FragmentKey, value: &FragmentValue) -> Self {
+        Owner {
+            ifindex: key.ifindex,
+            origin: value.origin,
+        }
+    }
+
+    fn usage_key(self, table: u8, writer: u8) -> UsageKey {
+        UsageKey {
+            ifindex: self.ifindex,
+            table,
+            writer,
+            origin: self.origin,
+            _pad: 0,
+        }
     }
 }
 
@@ -60,38 +86,40 @@ impl Remembered {
         let mut swept = Swept::default();
         for key in stale_connections {
             if self.conntrack.remove(&key).is_ok() {
-                *reclaimed.entry((key.ifindex, USAGE_CONNTRACK)).or_insert(0) += 1;
+                let owner = Owner::of_connection(&key);
+                *reclaimed.entry((owner, USAGE_CONNTRACK)).or_insert(0) += 1;
                 swept.connections += 1;
             }
         }
-        let stale_fragments: Vec<FragmentKey> = self
+        // The origin is in the value, which never changes while the entry lives.
+        let stale_fragments: Vec<(FragmentKey, Owner)> = self
             .fragments
             .iter()
             .filter_map(Result::ok)
             .filter(|(key, value)| !live.contains(&key.ifindex) || value.expired(now))
-            .map(|(key, _)| key)
+            .map(|(key, value)| (key, Owner::of_fragment(&key, &value)))
             .collect();
-        for key in stale_fragments {
+        for (key, owner) in stale_fragments {
             if self.fragments.remove(&key).is_ok() {
-                *reclaimed.entry((key.ifindex, USAGE_FRAGMENTS)).or_insert(0) += 1;
+                *reclaimed.entry((owner, USAGE_FRAGMENTS)).or_insert(0) += 1;
                 swept.fragments += 1;
             }
         }
-        for ((ifindex, table), count) in reclaimed {
-            self.count_by_daemon(ifindex, table, 0u64.wrapping_sub(count))?;
+        for ((owner, table), count) in reclaimed {
+            self.count_by_daemon(owner, table, 0u64.wrapping_sub(count))?;
         }
         self.forget_gone(live)?;
         Ok(swept)
     }
 
-    /// Adds `delta` (wrapping) to the daemon's count of `table` at `ifindex`.
+    /// Adds `delta` (wrapping) to the daemon's count of `owner`'s `table` entries.
     pub(super) fn count_by_daemon(
         &mut self,
-        ifindex: u32,
+        owner: Owner,
         table: u8,
         delta: u64,
     ) -> Result<(), MapError> {
-        let key = usage_key(ifindex, table, USAGE_BY_DAEMON);
+        let key = owner.usage_key(table, USAGE_BY_DAEMON);
         let count = match self.usage.get(&key, 0) {
             Ok(count) => count,
             Err(MapError::KeyNotFound) => 0,
@@ -118,11 +146,11 @@ impl Remembered {
         Ok(())
     }
 
-    /// What `ifindex` holds of `table`, as the programs see it.
-    pub fn held(&self, ifindex: u32, table: u8) -> u64 {
+    /// What `owner` holds of `table`, as the programs see it.
+    pub fn held(&self, owner: Owner, table: u8) -> u64 {
         [USAGE_BY_PROGRAMS, USAGE_BY_DAEMON]
             .into_iter()
-            .filter_map(|writer| self.usage.get(&usage_key(ifindex, table, writer), 0).ok())
+            .filter_map(|writer| self.usage.get(&owner.usage_key(table, writer), 0).ok())
             .fold(0, u64::wrapping_add)
     }
 }

@@ -328,11 +328,16 @@ impl FragmentValue {
 }
 
 /// Key of `USAGE` (values `u64`, the smallest width BPF programs add to
-/// atomically): what one endpoint holds of one table, as counted by one
-/// writer. The programs count with atomic adds; the daemon cannot add to a
-/// map value atomically, so it keeps its own count (entries it handed over
-/// minus entries it reclaimed, wrapping) in its own entry, which only it
-/// writes. What the endpoint holds is the wrapping sum of both.
+/// atomically): what one endpoint holds of one table for the connections
+/// of one origin, as counted by one writer. The programs count with atomic
+/// adds; the daemon cannot add to a map value atomically, so it keeps its
+/// own count (entries it handed over minus entries it reclaimed, wrapping)
+/// in its own entry, which only it writes. What the endpoint holds is the
+/// wrapping sum of both.
+///
+/// Each origin is a share of its own, each as large as the configured
+/// limit: entries of connections others open toward the endpoint (its
+/// ingress) cannot use up the share of the connections it opens itself.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UsageKey {
@@ -341,7 +346,11 @@ pub struct UsageKey {
     pub table: u8,
     /// [`USAGE_BY_PROGRAMS`] or [`USAGE_BY_DAEMON`].
     pub writer: u8,
-    pub _pad: [u8; 2],
+    /// Direction of the first packet of the entry's connection
+    /// ([`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`]): `ConnKey::origin`,
+    /// `FragmentValue::origin`.
+    pub origin: u8,
+    pub _pad: u8,
 }
 
 pub const USAGE_CONNTRACK: u8 = 0;

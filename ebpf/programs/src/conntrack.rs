@@ -11,7 +11,7 @@ use netseg_contract::{
 use crate::{
     maps::CONNTRACK,
     parse::{Addr, Tuple},
-    usage::{self, CONNTRACK_SHARE},
+    usage::{self, CONNTRACK_SHARE, Owner},
 };
 
 /// last_seen is rewritten at most this often, to keep established packets
@@ -99,7 +99,7 @@ pub fn open(
         _pad: 0,
     };
     // A closed connection's tuple reused: the same entry, counted once.
-    usage::insert(&CONNTRACK, &key, &value, ifindex, &CONNTRACK_SHARE)
+    usage::insert(&CONNTRACK, &key, &value, &owner(&key), &CONNTRACK_SHARE)
 }
 
 /// Restamps the entry of a packet that belongs to it; `reply` when the
@@ -119,7 +119,16 @@ pub fn touch(value: &mut ConnValue, reply: bool, closing: bool, now: u64) {
 
 #[inline(always)]
 pub fn close(key: &ConnKey) {
-    usage::remove(&CONNTRACK, key, key.ifindex, &CONNTRACK_SHARE);
+    usage::remove(&CONNTRACK, key, &owner(key), &CONNTRACK_SHARE);
+}
+
+/// A connection counts against the share of its endpoint and origin.
+#[inline(always)]
+fn owner(key: &ConnKey) -> Owner {
+    Owner {
+        ifindex: key.ifindex,
+        origin: key.origin,
+    }
 }
 
 /// The tuple of a tracked connection's first packet.

@@ -33,7 +33,7 @@ use crate::{
     maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
     parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
     policy::{allowing_rule, still_allowed},
-    usage::FRAGMENTS_SHARE,
+    usage::{FRAGMENTS_SHARE, Owner},
 };
 
 #[classifier]
@@ -325,7 +325,32 @@ fn remember_fragment(hook: &Hook, packet: &Packet, decision: Decision) -> Decisi
         _pad: 0,
     };
     let key = fragment_key(hook, packet);
-    if usage::insert(&FRAGMENTS, &key, &value, hook.ifindex, &FRAGMENTS_SHARE) {
+    // The key does not decide the owner (the origin is in the value), so an
+    // entry is never overwritten: the share it was counted against is the
+    // one its delete uncounts. A live entry stays; an expired one goes first.
+    // SAFETY: the value is copied out.
+    if let Some(existing) = unsafe { FRAGMENTS.get(&key) }.copied() {
+        let existing_owner = Owner {
+            ifindex: hook.ifindex,
+            origin: existing.origin,
+        };
+        if !existing.expired(hook.now) {
+            // The same datagram's first fragment again is admitted by its
+            // entry; the sender reusing the id of a live datagram of the
+            // other origin finds no room.
+            return if existing.origin == connection.origin {
+                decision
+            } else {
+                Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
+            };
+        }
+        usage::remove(&FRAGMENTS, &key, &existing_owner, &FRAGMENTS_SHARE);
+    }
+    let owner = Owner {
+        ifindex: hook.ifindex,
+        origin: connection.origin,
+    };
+    if usage::insert_new(&FRAGMENTS, &key, &value, &owner, &FRAGMENTS_SHARE) {
         decision
     } else {
         Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
@@ -343,8 +368,13 @@ fn later_fragment(hook: &Hook, endpoint: &Endpoint, packet: &Packet) -> Decision
     };
     // SAFETY: a valid pointer into the fragment map's value.
     let first = unsafe { &mut *entry };
+    // A datagram counts against the share of its connection's origin.
+    let owner = Owner {
+        ifindex: hook.ifindex,
+        origin: first.origin,
+    };
     if first.expired(hook.now) {
-        usage::remove(&FRAGMENTS, &key, hook.ifindex, &FRAGMENTS_SHARE);
+        usage::remove(&FRAGMENTS, &key, &owner, &FRAGMENTS_SHARE);
         return Decision::deny(reason::FRAGMENT_UNKNOWN, 0);
     }
     if first.revision != hook.revision {
@@ -369,7 +399,7 @@ fn later_fragment(hook: &Hook, endpoint: &Endpoint, packet: &Packet) -> Decision
             &mut first.rule,
         ) {
             let rule = first.rule;
-            usage::remove(&FRAGMENTS, &key, hook.ifindex, &FRAGMENTS_SHARE);
+            usage::remove(&FRAGMENTS, &key, &owner, &FRAGMENTS_SHARE);
             return Decision::deny(reason::REVOKED, rule);
         }
     }

@@ -36,9 +36,10 @@ pub static CONNTRACK: HashMap<ConnKey, ConnValue> = HashMap::with_max_entries(26
 #[map]
 pub static FRAGMENTS: HashMap<FragmentKey, FragmentValue> = HashMap::with_max_entries(8192, 0);
 
-/// What each endpoint holds of `CONNTRACK` and `FRAGMENTS` (see `UsageKey`).
+/// What each endpoint holds of `CONNTRACK` and `FRAGMENTS` (see `UsageKey`):
+/// two tables, two writers and two origins, for up to 8192 interfaces.
 #[map]
-pub static USAGE: HashMap<UsageKey, u64> = HashMap::with_max_entries(4 * 8192, 0);
+pub static USAGE: HashMap<UsageKey, u64> = HashMap::with_max_entries(8 * 8192, 0);
 
 /// When each denied flow last got a record of its own.
 #[map]

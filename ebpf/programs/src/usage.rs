@@ -1,6 +1,9 @@
 //! Each endpoint's share of the tables that remember state: an entry is
 //! counted when it is inserted and uncounted by whoever deletes it (a
 //! delete succeeds once), so one endpoint cannot fill a table for others.
+//! An endpoint has a share per origin of the entry's connection, so that
+//! the connections others open toward it (counted at its ingress hook)
+//! cannot fill the share of the connections it opens itself.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, maps::HashMap};
 use netseg_contract::{
@@ -14,20 +17,28 @@ use crate::{
 };
 
 #[inline(always)]
-fn key(ifindex: u32, table: u8, writer: u8) -> UsageKey {
+fn key(owner: &Owner, table: u8, writer: u8) -> UsageKey {
     UsageKey {
-        ifindex,
+        ifindex: owner.ifindex,
         table,
         writer,
-        _pad: [0; 2],
+        origin: owner.origin,
+        _pad: 0,
     }
 }
 
-/// The programs' count of `table` entries at `ifindex`, created at zero.
+/// Whose share an entry counts against: the endpoint at `ifindex`, for
+/// connections whose first packet went in direction `origin` there.
+pub struct Owner {
+    pub ifindex: u32,
+    pub origin: u8,
+}
+
+/// The programs' count of `table` entries of `owner`, created at zero.
 /// Every program writes it with atomic adds only.
 #[inline(always)]
-fn programs_count(ifindex: u32, table: u8) -> Option<*mut u64> {
-    let key = key(ifindex, table, USAGE_BY_PROGRAMS);
+fn programs_count(owner: &Owner, table: u8) -> Option<*mut u64> {
+    let key = key(owner, table, USAGE_BY_PROGRAMS);
     let count = match USAGE.get_ptr_mut(&key) {
         Some(count) => count,
         None => {
@@ -39,18 +50,18 @@ fn programs_count(ifindex: u32, table: u8) -> Option<*mut u64> {
     Some(count)
 }
 
-/// Counts one more `table` entry at `ifindex` if the endpoint holds fewer
-/// than the limit at `CONFIG[limit_index]`; false (nothing counted) if not.
+/// Counts one more `table` entry of `owner` if it holds fewer than the
+/// limit at `CONFIG[limit_index]`; false (nothing counted) if not.
 /// The check reads, then the count adds atomically: CPUs that pass the check
 /// at the same moment may exceed the limit by one entry each, no more.
 #[inline(always)]
-fn reserve(ifindex: u32, table: u8, limit_index: u32) -> bool {
+fn reserve(owner: &Owner, table: u8, limit_index: u32) -> bool {
     let limit = CONFIG.get(limit_index).copied().unwrap_or(0);
     // SAFETY: the value is copied out; only the daemon writes it.
-    let by_daemon = unsafe { USAGE.get(&key(ifindex, table, USAGE_BY_DAEMON)) }
+    let by_daemon = unsafe { USAGE.get(&key(owner, table, USAGE_BY_DAEMON)) }
         .copied()
         .unwrap_or(0);
-    let Some(count) = programs_count(ifindex, table) else {
+    let Some(count) = programs_count(owner, table) else {
         return false;
     };
     // SAFETY: an aligned pointer into a map value; a torn read is impossible for u64.
@@ -64,8 +75,8 @@ fn reserve(ifindex: u32, table: u8, limit_index: u32) -> bool {
 
 /// Uncounts an entry the program deleted (call only when the delete succeeded).
 #[inline(always)]
-fn release(ifindex: u32, table: u8) {
-    if let Some(count) = programs_count(ifindex, table) {
+fn release(owner: &Owner, table: u8) {
+    if let Some(count) = programs_count(owner, table) {
         add(count, u64::MAX);
     }
 }
@@ -89,24 +100,40 @@ pub const FRAGMENTS_SHARE: Share = Share {
 /// Errno of an insert whose key another CPU inserted first.
 const EEXIST: i32 = 17;
 
-/// Inserts an entry of the endpoint at `ifindex`, counted against its
-/// share; an entry already under `key` is overwritten and stays counted
-/// once. False when there is no room: the endpoint holds its share, or the
-/// table is full (a plain hash map refuses; it never evicts another's entry).
+/// Inserts an entry of `owner`, counted against its share; an entry
+/// already under `key` is overwritten and stays counted once, so the key
+/// must decide the owner. False when there is no room: the owner holds its
+/// share, or the table is full (a plain hash map refuses; it never evicts
+/// another's entry).
 #[inline(always)]
-pub fn insert<K, V>(map: &HashMap<K, V>, key: &K, value: &V, ifindex: u32, share: &Share) -> bool {
+pub fn insert<K, V>(map: &HashMap<K, V>, key: &K, value: &V, owner: &Owner, share: &Share) -> bool {
     if let Some(existing) = map.get_ptr_mut(key) {
         // SAFETY: a valid pointer into the map's value; V is plain data.
         unsafe { core::ptr::copy_nonoverlapping(value, existing, 1) };
         return true;
     }
-    if !reserve(ifindex, share.table, share.limit_index) {
+    insert_new(map, key, value, owner, share)
+}
+
+/// Inserts an entry of `owner` under a `key` that holds none, counted
+/// against its share; an entry another CPU inserted first is left as it is
+/// (true: the key holds an entry, counted once). False when there is no
+/// room, as for [`insert`].
+#[inline(always)]
+pub fn insert_new<K, V>(
+    map: &HashMap<K, V>,
+    key: &K,
+    value: &V,
+    owner: &Owner,
+    share: &Share,
+) -> bool {
+    if !reserve(owner, share.table, share.limit_index) {
         return false;
     }
     match map.insert(key, value, BPF_NOEXIST as u64) {
         Ok(()) => true,
         Err(error) => {
-            release(ifindex, share.table);
+            release(owner, share.table);
             // Another CPU inserted the same entry first: it is there, counted once.
             error == -EEXIST
         }
@@ -116,8 +143,8 @@ pub fn insert<K, V>(map: &HashMap<K, V>, key: &K, value: &V, ifindex: u32, share
 /// Deletes an entry; only a delete that succeeds uncounts it, so an entry
 /// that the daemon's sweep and a program both reclaim is uncounted once.
 #[inline(always)]
-pub fn remove<K, V>(map: &HashMap<K, V>, key: &K, ifindex: u32, share: &Share) {
+pub fn remove<K, V>(map: &HashMap<K, V>, key: &K, owner: &Owner, share: &Share) {
     if map.remove(key).is_ok() {
-        release(ifindex, share.table);
+        release(owner, share.table);
     }
 }

@@ -3,7 +3,7 @@
 
 use netseg_contract::{POLICY_DENY_ALL, reason};
 
-use super::packet::{DESTINATION_OPTIONS, FRAGMENT_HEADER, Fragment, Frame, UDP};
+use super::packet::{ACK, DESTINATION_OPTIONS, FRAGMENT_HEADER, Fragment, Frame, SYN, UDP};
 use super::{Bench, DROP, EGRESS_POLICY, LIMITS, PASS, bench, policy};
 use crate::datapath::remembered::monotonic_ns;
 
@@ -106,4 +106,60 @@ fn an_endpoint_holds_at_most_its_share_of_datagrams_in_flight() {
         PASS,
         "those in flight finish"
     );
+}
+
+/// A peer the policy lets reach the endpoint sends first fragments toward
+/// it: they fill the endpoint's inbound share only, and its own datagrams
+/// still go out.
+#[test]
+fn datagrams_sent_toward_an_endpoint_leave_its_own_share() {
+    let mut bench = bench();
+    let inbound = |id: u16| {
+        part(
+            Frame::tcp("10.0.0.2", 5000 + id, "10.0.0.1", 8000, SYN),
+            id,
+            0,
+            true,
+        )
+    };
+    for id in 0..LIMITS.fragments_per_endpoint as u16 {
+        assert_eq!(bench.ingress(&inbound(id)), PASS, "inbound datagram {id}");
+    }
+    let one_more = inbound(LIMITS.fragments_per_endpoint as u16);
+    assert_eq!(bench.ingress(&one_more), DROP, "the inbound share is full");
+    assert_eq!(bench.egress(&dns(40, 0, true)), PASS, "its own datagram");
+    assert_eq!(bench.egress(&dns(40, 4, false)), PASS, "and its end");
+}
+
+/// A fragment entry keeps the share it was counted against: a first
+/// fragment of a connection of the other origin under the same key (the
+/// sender picks the IP id) is refused rather than taking the entry over,
+/// which would uncount the wrong share when the entry goes and leave the
+/// endpoint's own share looking full for good.
+#[test]
+fn a_fragment_entry_is_never_taken_over_by_the_other_origin() {
+    let mut bench = bench();
+    let toward = Frame::tcp("10.0.0.2", 5000, "10.0.0.1", 8000, SYN);
+    assert_eq!(bench.ingress(&part(toward, 7, 0, true)), PASS);
+    assert_eq!(
+        bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)),
+        PASS
+    );
+    let reply = Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, SYN | ACK);
+    assert_eq!(
+        bench.ingress(&part(reply, 7, 0, true)),
+        DROP,
+        "the same key, held by the other origin"
+    );
+    bench.age_fragments();
+    let live = std::collections::BTreeSet::from([1]);
+    let swept = bench.datapath.remembered.sweep(monotonic_ns(), &live);
+    assert_eq!(swept.expect("sweep").fragments, 1);
+    for id in 0..LIMITS.fragments_per_endpoint as u16 {
+        assert_eq!(
+            bench.egress(&dns(40 + id, 0, true)),
+            PASS,
+            "own datagram {id}"
+        );
+    }
 }

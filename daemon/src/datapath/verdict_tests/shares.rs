@@ -4,11 +4,14 @@
 
 use std::collections::BTreeSet;
 
-use netseg_contract::{USAGE_CONNTRACK, reason};
+use netseg_contract::{DIRECTION_EGRESS, DIRECTION_INGRESS, USAGE_CONNTRACK, reason};
 
-use super::packet::Frame;
+use super::packet::{Frame, SYN};
 use super::{Bench, DROP, LIMITS, PASS, bench, bench_sized};
-use crate::datapath::{FlowEvents, Limits, remembered::monotonic_ns};
+use crate::datapath::{
+    FlowEvents, Limits,
+    remembered::{Owner, monotonic_ns},
+};
 
 /// Longer than any connection lives idle but TCP's (60 s for UDP).
 const LONG_AGO_NS: u64 = 61_000_000_000;
@@ -28,8 +31,14 @@ impl Bench {
         }
     }
 
+    /// What the endpoint holds of conntrack for the connections it opened.
     fn conntrack_held(&self) -> u64 {
-        self.datapath.remembered.held(1, USAGE_CONNTRACK)
+        self.conntrack_held_from(DIRECTION_EGRESS)
+    }
+
+    fn conntrack_held_from(&self, origin: u8) -> u64 {
+        let owner = Owner { ifindex: 1, origin };
+        self.datapath.remembered.held(owner, USAGE_CONNTRACK)
     }
 
     /// Stamps every tracked connection as last seen long ago.
@@ -119,4 +128,28 @@ fn the_programs_reclaim_the_expired_entries_they_meet() {
     // it, and opens the flow again in the freed room.
     bench.fill(LIMITS.conntrack_per_endpoint);
     assert_eq!(bench.conntrack_held(), 16);
+}
+
+/// A peer the policy lets reach the endpoint opens connections toward it:
+/// they count against the endpoint's inbound share only, so the endpoint
+/// still opens its own.
+#[test]
+fn connections_opened_toward_an_endpoint_leave_its_own_share() {
+    let mut bench = bench();
+    for port in 0..LIMITS.conntrack_per_endpoint as u16 {
+        let syn = Frame::tcp("10.0.0.2", 5000 + port, "10.0.0.1", 8000, SYN);
+        assert_eq!(bench.ingress(&syn), PASS, "inbound connection {port}");
+    }
+    let one_more = Frame::tcp("10.0.0.2", 6000, "10.0.0.1", 8000, SYN);
+    assert_eq!(bench.ingress(&one_more), DROP, "the inbound share is full");
+    assert_eq!(
+        bench.egress(&to_dns(7000)),
+        PASS,
+        "its own connection opens"
+    );
+    assert_eq!(bench.conntrack_held_from(DIRECTION_INGRESS), 16);
+    assert_eq!(bench.conntrack_held(), 1);
+    bench.fill(LIMITS.conntrack_per_endpoint - 1);
+    assert_eq!(bench.egress(&to_dns(6000)), DROP, "one over its own share");
+    assert_eq!(bench.counter(reason::CONNTRACK_FULL), 2);
 }
