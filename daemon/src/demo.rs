@@ -248,9 +248,15 @@ fn flow_table(flows: &[Value]) -> String {
             .map_or_else(String::new, |p| format!("/{p}"));
         let reason = text(&flow["reason"]);
         let decided = text(&flow["decided_by"]);
+        let aggregated = match flow["count"].as_u64() {
+            Some(count) if flow["aggregated"] == Value::Bool(true) => {
+                format!(", {count} packets aggregated")
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             table,
-            "{:<8} {:<7} {:<15} {:<14} {:<14} {:<9} {decided} ({reason})",
+            "{:<8} {:<7} {:<15} {:<14} {:<14} {:<9} {decided} ({reason}{aggregated})",
             text(&flow["verdict"]),
             text(&flow["direction"]),
             text(&flow["endpoint"]),
