@@ -26,6 +26,44 @@ const FLOOD_ROUNDS: usize = 3;
 /// Above the ports the server admits (80, and UDP 53).
 const FLOOD_FIRST_PORT: u16 = 1000;
 
+/// A node with a flooding pod and a client (both `role: client`) that may
+/// reach a server on TCP 80 (`CLIENT_TO_SERVER`).
+struct Clients {
+    node: Node,
+    flooder: Pod,
+    client: Pod,
+    server: Pod,
+    manifests: Manifests,
+}
+
+impl Clients {
+    fn new(tag: &str) -> Result<Self> {
+        require_root();
+        let node = Node::new(tag)?;
+        let flooder = node.add_pod("app/flooder")?;
+        let client = node.add_pod("app/client")?;
+        let server = node.add_pod("app/server")?;
+        let manifests = Manifests::new()?;
+        manifests.namespace("app", &[])?;
+        for pod in [&flooder, &client] {
+            manifests.pod(pod, &[("role", "client")], &[])?;
+        }
+        manifests.pod(
+            &server,
+            &[("role", "server")],
+            &[ContainerPort::new("http", 80, Protocol::Tcp)],
+        )?;
+        manifests.policy("client-to-server", CLIENT_TO_SERVER)?;
+        Ok(Self {
+            node,
+            flooder,
+            client,
+            server,
+            manifests,
+        })
+    }
+}
+
 /// Sends to `flows` ports of `target` that its ingress denies, so none
 /// answers: every flow stays half-open, one entry each at the sender's
 /// egress. The flows go in waves that fit the table, each sent more than
@@ -48,22 +86,13 @@ fn flood_half_open(from: &impl Netns, target: IpAddr, flows: u16) -> Result<()> 
 
 #[test]
 fn a_half_open_flood_does_not_evict_another_pods_connection() -> Result<()> {
-    require_root();
-    let node = Node::new("starve")?;
-    let flooder = node.add_pod("app/flooder")?;
-    let client = node.add_pod("app/client")?;
-    let server = node.add_pod("app/server")?;
-    let manifests = Manifests::new()?;
-    manifests.namespace("app", &[])?;
-    for pod in [&flooder, &client] {
-        manifests.pod(pod, &[("role", "client")], &[])?;
-    }
-    manifests.pod(
-        &server,
-        &[("role", "server")],
-        &[ContainerPort::new("http", 80, Protocol::Tcp)],
-    )?;
-    manifests.policy("client-to-server", CLIENT_TO_SERVER)?;
+    let Clients {
+        node,
+        flooder,
+        client,
+        server,
+        manifests,
+    } = Clients::new("starve")?;
     let mut daemon = Daemon::start(
         &node,
         manifests.dir(),
@@ -153,28 +182,19 @@ fn flood_toward(from: &Pod, target: SocketAddr, flows: u16) -> Result<()> {
 
 #[test]
 fn a_flood_toward_a_pod_leaves_it_its_own_connections() -> Result<()> {
-    require_root();
-    let node = Node::new("toward")?;
-    let flooder = node.add_pod("app/flooder")?;
-    let client = node.add_pod("app/client")?;
-    let server = node.add_pod("app/server")?;
+    let Clients {
+        node,
+        flooder,
+        client,
+        server,
+        manifests,
+    } = Clients::new("toward")?;
     let backend = node.add_pod("app/backend")?;
-    let manifests = Manifests::new()?;
-    manifests.namespace("app", &[])?;
-    for pod in [&flooder, &client] {
-        manifests.pod(pod, &[("role", "client")], &[])?;
-    }
-    manifests.pod(
-        &server,
-        &[("role", "server")],
-        &[ContainerPort::new("http", 80, Protocol::Tcp)],
-    )?;
     manifests.pod(
         &backend,
         &[("role", "backend")],
         &[ContainerPort::tcp(BACKEND_PORT)],
     )?;
-    manifests.policy("client-to-server", CLIENT_TO_SERVER)?;
     manifests.policy("server-to-backend", SERVER_TO_BACKEND)?;
     let share = SMALL_SHARE.to_string();
     let mut daemon = Daemon::start(
