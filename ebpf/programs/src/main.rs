@@ -11,6 +11,8 @@
 mod atomic;
 mod conntrack;
 mod events;
+mod fragments;
+mod icmp_errors;
 mod maps;
 mod parse;
 mod policy;
@@ -24,16 +26,16 @@ use aya_ebpf::{
 };
 use netseg_contract::{
     CONFIG_REVISION, CONN_CLOSING, ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS,
-    ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, FragmentKey, FragmentValue,
-    ICMP_ERROR_MAX_LEN_V4, ICMP_ERROR_MAX_LEN_V6, PROTO_ICMPV6, PROTO_TCP, reason,
+    ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, PROTO_TCP, reason,
 };
 
 use crate::{
     events::{Decision, Hook, record},
-    maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
-    parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
+    fragments::{later_fragment, remember_fragment},
+    icmp_errors::related,
+    maps::{CONFIG, ENDPOINTS, SCRATCH},
+    parse::{Addr, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
     policy::{allowing_rule, still_allowed},
-    usage::{FRAGMENTS_SHARE, Owner},
 };
 
 #[classifier]
@@ -217,7 +219,7 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
 /// its rule; no longer allowed, the connection is closed and the packet
 /// that rode on it is denied as revoked.
 #[inline(always)]
-fn reaffirm(
+pub(crate) fn reaffirm(
     hook: &Hook,
     endpoint: &Endpoint,
     key: &ConnKey,
@@ -238,172 +240,6 @@ fn reaffirm(
     let rule = value.rule;
     conntrack::close(key);
     Err(Decision::deny(reason::REVOKED, rule))
-}
-
-/// An ICMP error passes only when it is about a connection this endpoint
-/// has (the quoted packet travelled the other way) that the policy in
-/// force still allows, and when it is addressed the way an error about
-/// that connection can be. Its length is bounded, so that it cannot carry
-/// more than the start of the quoted packet.
-#[inline(always)]
-fn related(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, len: u32) -> Decision {
-    let max_len = if packet.tuple.protocol == PROTO_ICMPV6 {
-        ICMP_ERROR_MAX_LEN_V6
-    } else {
-        ICMP_ERROR_MAX_LEN_V4
-    };
-    if len.saturating_sub(ETH_HLEN as u32) > max_len
-        || !addressed_as_error(hook.direction, slot, endpoint, packet)
-    {
-        return Decision::deny(reason::ICMP_ERROR_MISDIRECTED, 0);
-    }
-    let inner = &packet.inner;
-    let back = conntrack::opposite(hook.direction);
-    let Some((key, entry)) = conntrack::find(hook.ifindex, back, inner, hook.now) else {
-        return Decision::deny(reason::NO_CONNECTION, 0);
-    };
-    // SAFETY: a valid pointer into the conntrack map's value.
-    let value = unsafe { &mut *entry };
-    match reaffirm(hook, endpoint, &key, value) {
-        Ok(rule) => Decision::allow(reason::RELATED, rule),
-        Err(revoked) => revoked,
-    }
-}
-
-/// The pod sends an error only to the quoted packet's source: the peer
-/// whose packet it could not take. It receives one from the quoted
-/// packet's destination, or from a third party (a router on the path, the
-/// node reporting "packet too big") only when its ingress policy admits
-/// ICMP from that party anyway: such a sender could reach the pod with
-/// echo requests just as well, so the error opens no channel the policy
-/// closed. The pod's own side of both was checked by `spoofed`.
-#[inline(always)]
-fn addressed_as_error(direction: u8, slot: u32, endpoint: &Endpoint, packet: &Packet) -> bool {
-    let (tuple, inner) = (&packet.tuple, &packet.inner);
-    if direction == DIRECTION_EGRESS {
-        return tuple.dst == inner.src;
-    }
-    tuple.src == inner.dst
-        || allowing_rule(slot, endpoint, direction, &tuple.src, tuple.protocol, 0).is_some()
-}
-
-#[inline(always)]
-fn fragment_key(hook: &Hook, packet: &Packet) -> FragmentKey {
-    FragmentKey {
-        ifindex: hook.ifindex,
-        id: packet.fragment_id,
-        protocol: packet.fragment_protocol,
-        direction: hook.direction,
-        _pad: [0; 2],
-        src: packet.tuple.src.0,
-        dst: packet.tuple.dst.0,
-    }
-}
-
-/// Remembers an admitted first fragment with its connection, so that its
-/// later fragments can be judged again; refuses the datagram when its
-/// endpoint has no room left. An ICMP error is never fragmented by an
-/// honest sender: its later fragments find nothing.
-#[inline(always)]
-fn remember_fragment(hook: &Hook, packet: &Packet, decision: Decision) -> Decision {
-    if packet.kind == Kind::IcmpError {
-        return decision;
-    }
-    let tuple = &packet.tuple;
-    let Some((connection, _)) = conntrack::find(hook.ifindex, hook.direction, tuple, hook.now)
-    else {
-        return decision;
-    };
-    let value = FragmentValue {
-        first_seen_ns: hook.now,
-        revision: hook.revision,
-        rule: decision.rule,
-        origin: connection.origin,
-        protocol: tuple.protocol,
-        src_port: tuple.src_port,
-        dst_port: tuple.dst_port,
-        _pad: 0,
-    };
-    let key = fragment_key(hook, packet);
-    // The key does not decide the owner (the origin is in the value), so an
-    // entry is never overwritten: the share it was counted against is the
-    // one its delete uncounts. A live entry stays; an expired one goes first.
-    // SAFETY: the value is copied out.
-    if let Some(existing) = unsafe { FRAGMENTS.get(&key) }.copied() {
-        let existing_owner = Owner {
-            ifindex: hook.ifindex,
-            origin: existing.origin,
-        };
-        if !existing.expired(hook.now) {
-            // The same datagram's first fragment again is admitted by its
-            // entry; the sender reusing the id of a live datagram of the
-            // other origin finds no room.
-            return if existing.origin == connection.origin {
-                decision
-            } else {
-                Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
-            };
-        }
-        usage::remove(&FRAGMENTS, &key, &existing_owner, &FRAGMENTS_SHARE);
-    }
-    let owner = Owner {
-        ifindex: hook.ifindex,
-        origin: connection.origin,
-    };
-    if usage::insert_new(&FRAGMENTS, &key, &value, &owner, &FRAGMENTS_SHARE) {
-        decision
-    } else {
-        Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
-    }
-}
-
-/// Later fragments carry no ports: they pass only behind an admitted first
-/// fragment of the same datagram at the same hook, for a few seconds, and
-/// only while the policy in force still allows the datagram's connection.
-#[inline(always)]
-fn later_fragment(hook: &Hook, endpoint: &Endpoint, packet: &Packet) -> Decision {
-    let key = fragment_key(hook, packet);
-    let Some(entry) = FRAGMENTS.get_ptr_mut(&key) else {
-        return Decision::deny(reason::FRAGMENT_UNKNOWN, 0);
-    };
-    // SAFETY: a valid pointer into the fragment map's value.
-    let first = unsafe { &mut *entry };
-    // A datagram counts against the share of its connection's origin.
-    let owner = Owner {
-        ifindex: hook.ifindex,
-        origin: first.origin,
-    };
-    if first.expired(hook.now) {
-        usage::remove(&FRAGMENTS, &key, &owner, &FRAGMENTS_SHARE);
-        return Decision::deny(reason::FRAGMENT_UNKNOWN, 0);
-    }
-    if first.revision != hook.revision {
-        let datagram = Tuple {
-            src: packet.tuple.src,
-            dst: packet.tuple.dst,
-            protocol: first.protocol,
-            src_port: first.src_port,
-            dst_port: first.dst_port,
-        };
-        let original = if first.origin == hook.direction {
-            datagram
-        } else {
-            conntrack::reversed(&datagram)
-        };
-        if !still_allowed(
-            hook.revision,
-            endpoint,
-            first.origin,
-            &original,
-            &mut first.revision,
-            &mut first.rule,
-        ) {
-            let rule = first.rule;
-            usage::remove(&FRAGMENTS, &key, &owner, &FRAGMENTS_SHARE);
-            return Decision::deny(reason::REVOKED, rule);
-        }
-    }
-    Decision::allow(reason::FRAGMENT, first.rule)
 }
 
 #[cfg(not(test))]
