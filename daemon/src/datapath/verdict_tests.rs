@@ -8,6 +8,8 @@
 
 mod conntrack;
 mod flow_events;
+mod fuzz;
+mod model;
 mod packet;
 
 use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};

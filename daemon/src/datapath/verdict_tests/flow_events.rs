@@ -19,7 +19,7 @@ impl Bench {
         reasons
     }
 
-    fn counter(&self, reason: u8) -> u64 {
+    pub(super) fn counter(&self, reason: u8) -> u64 {
         let values = self
             .telemetry
             .counters

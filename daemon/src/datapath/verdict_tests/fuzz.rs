@@ -1,0 +1,274 @@
+//! Differential fuzzing: random and mutated frames run through the loaded
+//! programs (BPF_PROG_TEST_RUN) and through the [model](super::model) of
+//! the rules; the verdict and the reason (the per-reason counter that the
+//! packet moved) must agree.
+//!
+//! Runs are sequences: the model keeps its own connections and fragments,
+//! and the generator aims replies, ICMP errors and later fragments at them.
+//! Each run of up to [`RUN_PACKETS`] packets starts from freshly loaded
+//! programs and, at a random point, republishes the policy without one of
+//! its rules (sometimes putting it back later), so revocation is compared.
+//! A run stays shorter than the closing-connection timeout, so no entry
+//! expires under it.
+//!
+//! By default the test fuzzes for 20 s from a seed taken from the clock.
+//! `NETSEG_FUZZ_SECONDS=600` fuzzes longer; `NETSEG_FUZZ_SEED=n` starts
+//! from seed n (a failure prints the seed of the failing run, which
+//! replays it first):
+//!
+//! ```text
+//! NETSEG_FUZZ_SECONDS=600 cargo test -p netseg --lib verdict_tests::fuzz -- --nocapture
+//! ```
+
+mod generate;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime};
+
+use netseg_contract::{POLICY_DENY_ALL, reason};
+
+use super::model::{Direction, Model, Rules, Verdict};
+use super::{Bench, DROP, PASS, bench, policy};
+use crate::datapath::state::SlotState;
+use crate::flows::reason_name;
+use generate::{Generated, Rng, generate};
+
+/// The rules the programs on this branch implement.
+const RULES: Rules = Rules::MAIN;
+/// Packets of one run, from fresh programs.
+const RUN_PACKETS: usize = 3000;
+/// A run ends early after this long: well inside the 10 s a closing
+/// connection lives, so that time never decides a verdict.
+const RUN_TIME_LIMIT: Duration = Duration::from_secs(4);
+const DEFAULT_SECONDS: u64 = 20;
+/// Packets shown before the disagreeing one.
+const HISTORY: usize = 12;
+
+struct Settings {
+    seed: u64,
+    duration: Duration,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let number = |name: &str| {
+            std::env::var(name).ok().map(|value| {
+                value
+                    .parse::<u64>()
+                    .unwrap_or_else(|_| panic!("{name}={value}: not a number"))
+            })
+        };
+        let seed = number("NETSEG_FUZZ_SEED").unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .expect("the clock is past 1970")
+                .as_nanos() as u64
+        });
+        let seconds = number("NETSEG_FUZZ_SECONDS").unwrap_or(DEFAULT_SECONDS);
+        Self {
+            seed,
+            duration: Duration::from_secs(seconds),
+        }
+    }
+}
+
+#[test]
+fn the_programs_judge_random_packets_as_the_model_does() {
+    let settings = Settings::from_env();
+    let start = Instant::now();
+    let deadline = start + settings.duration;
+    let mut totals = Totals::default();
+    let mut seed = settings.seed;
+    while Instant::now() < deadline {
+        fuzz_run(seed, deadline, &mut totals);
+        seed = seed.wrapping_add(1);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let reasons: Vec<String> = totals
+        .reasons
+        .iter()
+        .map(|(code, count)| format!("{} {count}", reason_name(*code)))
+        .collect();
+    eprintln!(
+        "fuzzed {} packets in {} runs from seed {} in {elapsed:.1} s ({:.0} packets/s), \
+         {} refused by the kernel; by reason: {}",
+        totals.packets,
+        totals.runs,
+        settings.seed,
+        totals.packets as f64 / elapsed,
+        totals.refused,
+        reasons.join(", "),
+    );
+    assert!(totals.packets > 0, "no packet was fuzzed");
+}
+
+#[derive(Default)]
+struct Totals {
+    runs: u64,
+    packets: u64,
+    refused: u64,
+    reasons: BTreeMap<u8, u64>,
+}
+
+/// What the program did with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Observed {
+    verdict: u32,
+    /// The one reason counter the packet moved, if exactly one moved.
+    reason: Option<u8>,
+}
+
+fn fuzz_run(seed: u64, deadline: Instant, totals: &mut Totals) {
+    let mut rng = Rng::new(seed);
+    let mut bench = bench();
+    let mut model = Model::new(RULES, policy());
+    let revoke_at = rng.below(RUN_PACKETS);
+    let restore_at = revoke_at + rng.below(RUN_PACKETS);
+    let revoked = revoked_policy(&mut rng);
+    let run_start = Instant::now();
+    let mut history = VecDeque::with_capacity(HISTORY);
+    let mut counters = bench.reason_counters();
+    for index in 0..RUN_PACKETS {
+        if run_start.elapsed() > RUN_TIME_LIMIT || Instant::now() > deadline {
+            break;
+        }
+        if index == revoke_at {
+            bench.republish(&mut model, revoked.clone());
+            push(
+                &mut history,
+                format!("-- republished without a rule: {revoked:?}"),
+            );
+        }
+        if index == restore_at {
+            bench.republish(&mut model, policy());
+            push(&mut history, "-- republished the whole policy".into());
+        }
+        let packet = generate(&mut rng, &model);
+        let ingress = packet.direction == Direction::Ingress;
+        // The kernel runs no program on a frame shorter than the IP header
+        // its ethertype announces; such frames are skipped.
+        let Ok(verdict) = bench.datapath.try_run_program(ingress, &packet.frame) else {
+            totals.refused += 1;
+            continue;
+        };
+        let after = bench.reason_counters();
+        let observed = Observed {
+            verdict,
+            reason: moved_reason(&counters, &after),
+        };
+        counters = after;
+        let expected = model.judge(packet.direction, &packet.frame);
+        if !agree(expected, observed) {
+            panic!(
+                "{}",
+                disagreement(seed, index, &packet, expected, observed, &history)
+            );
+        }
+        push(&mut history, summary(&packet, expected));
+        totals.packets += 1;
+        *totals.reasons.entry(expected.reason).or_default() += 1;
+    }
+    totals.runs += 1;
+}
+
+impl Bench {
+    /// Every per-reason counter, summed over CPUs.
+    fn reason_counters(&self) -> Vec<u64> {
+        (0..reason::COUNTER_EVENTS_LOST)
+            .map(|code| self.counter(code))
+            .collect()
+    }
+
+    fn republish(&mut self, model: &mut Model, state: SlotState) {
+        self.publisher.publish(&state).expect("publish");
+        model.publish(state);
+    }
+}
+
+/// The fixed policy without one of its rules, or with ingress denied.
+fn revoked_policy(rng: &mut Rng) -> SlotState {
+    let mut revoked = policy();
+    let keys: Vec<_> = revoked.policy.keys().copied().collect();
+    if rng.percent(20) {
+        revoked
+            .endpoints
+            .values_mut()
+            .for_each(|endpoint| endpoint.ingress_policy = POLICY_DENY_ALL);
+    } else {
+        revoked.policy.remove(&rng.pick(&keys));
+    }
+    revoked
+}
+
+fn moved_reason(before: &[u64], after: &[u64]) -> Option<u8> {
+    let mut moved = (0..after.len()).filter(|&code| after[code] != before[code]);
+    match (moved.next(), moved.next()) {
+        (Some(code), None) => Some(code as u8),
+        _ => None,
+    }
+}
+
+fn agree(expected: Verdict, observed: Observed) -> bool {
+    let verdict = if expected.allow { PASS } else { DROP };
+    observed.verdict == verdict && observed.reason == Some(expected.reason)
+}
+
+fn push(history: &mut VecDeque<String>, line: String) {
+    if history.len() == HISTORY {
+        history.pop_front();
+    }
+    history.push_back(line);
+}
+
+fn verdict_name(allow: bool) -> &'static str {
+    if allow { "PASS" } else { "DROP" }
+}
+
+fn summary(packet: &Generated, verdict: Verdict) -> String {
+    format!(
+        "{:?} {} {} {}: {}",
+        packet.direction,
+        packet.shape,
+        verdict_name(verdict.allow),
+        reason_name(verdict.reason),
+        hex(&packet.frame),
+    )
+}
+
+fn disagreement(
+    seed: u64,
+    index: usize,
+    packet: &Generated,
+    expected: Verdict,
+    observed: Observed,
+    history: &VecDeque<String>,
+) -> String {
+    let mut report = format!(
+        "the program and the model disagree on packet {index} of the run with \
+         NETSEG_FUZZ_SEED={seed}\n  {:?} {} ({} bytes): {}\n  model:   {} {}\n  program: {} {}\n\
+         the packets before it, oldest first:\n",
+        packet.direction,
+        packet.shape,
+        packet.frame.len(),
+        hex(&packet.frame),
+        verdict_name(expected.allow),
+        reason_name(expected.reason),
+        match observed.verdict {
+            PASS => "PASS".to_string(),
+            DROP => "DROP".to_string(),
+            other => format!("returned {other}"),
+        },
+        observed
+            .reason
+            .map_or("(no single reason counted)", reason_name),
+    );
+    for line in history {
+        writeln!(report, "  {line}").expect("write to a String");
+    }
+    report
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

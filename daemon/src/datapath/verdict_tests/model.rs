@@ -1,0 +1,439 @@
+//! A readable model of the datapath's verdict rules, for the differential
+//! fuzzer. It is written from the rules as the README's flow record reasons
+//! and the programs' doc comments state them, not from the programs' code:
+//! where the two disagree, one of them is wrong.
+//!
+//! The rules, in the order they apply to a packet at one endpoint:
+//! 1. A frame that cannot be read is dropped: `unsupported-l3` (not IPv4,
+//!    IPv6 or ARP), `extension-headers` (more than six), `malformed`.
+//! 2. ARP, neighbour discovery and MLD are link control ([`Rules`] says
+//!    which may pass).
+//! 3. An interface without an endpoint denies (`no-endpoint`); a pod may
+//!    only send from and be sent to its own addresses (`spoofed`).
+//! 4. A later fragment passes behind an admitted first fragment of the same
+//!    datagram at the same hook (`fragment`, else `fragment-unknown`).
+//! 5. An ICMP error passes when it is about a connection of the endpoint
+//!    (`related`, else `no-connection`).
+//! 6. Any other packet continues a tracked connection (`established`, or
+//!    `revoked` when the policy in force no longer allows it), or opens one
+//!    (`new-connection`, `policy-denied`); a TCP segment other than a bare
+//!    SYN and an echo reply never open one (`no-connection`).
+
+mod read;
+mod rules;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netseg_contract::{identity, reason};
+
+use super::super::state::SlotState;
+pub use read::{ICMP, ICMPV6, Kind, Packet, SCTP, TCP, UDP};
+pub use rules::Rules;
+
+/// The endpoint's interface in test runs.
+const IFINDEX: u32 = 1;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+/// An address; IPv4 as IPv4-mapped IPv6, as the datapath keeps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Addr(pub [u8; 16]);
+
+impl Addr {
+    fn v4(octets: &[u8]) -> Self {
+        let v4 = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]);
+        Self(v4.to_ipv6_mapped().octets())
+    }
+
+    pub fn ip(self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.0);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+
+    fn is_ipv4_mapped(self) -> bool {
+        Ipv6Addr::from(self.0).to_ipv4_mapped().is_some()
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Self(v4.to_ipv6_mapped().octets()),
+            IpAddr::V6(v6) => Self(v6.octets()),
+        }
+    }
+}
+
+/// A packet's addressing; ports in host order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tuple {
+    pub src: Addr,
+    pub dst: Addr,
+    pub protocol: u8,
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+impl Tuple {
+    pub fn reversed(self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            ..self
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// What the pod sends.
+    Egress,
+    /// What the pod receives.
+    Ingress,
+}
+
+impl Direction {
+    fn opposite(self) -> Self {
+        match self {
+            Self::Egress => Self::Ingress,
+            Self::Ingress => Self::Egress,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub allow: bool,
+    pub reason: u8,
+}
+
+impl Verdict {
+    fn allow(reason: u8) -> Self {
+        Self {
+            allow: true,
+            reason,
+        }
+    }
+
+    fn deny(reason: u8) -> Self {
+        Self {
+            allow: false,
+            reason,
+        }
+    }
+}
+
+/// A tracked connection: the direction and tuple of its first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Connection {
+    pub origin: Direction,
+    pub tuple: Tuple,
+}
+
+impl Connection {
+    /// The far end, whose identity the policy is asked about.
+    fn peer(&self) -> Addr {
+        match self.origin {
+            Direction::Egress => self.tuple.dst,
+            Direction::Ingress => self.tuple.src,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConnectionState {
+    /// The revision whose policy last allowed the connection.
+    revision: u32,
+    closing: bool,
+}
+
+/// One fragmented datagram at one hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Datagram {
+    pub direction: Direction,
+    pub src: Addr,
+    pub dst: Addr,
+    pub protocol: u8,
+    pub id: u32,
+}
+
+/// What the first fragment left for the later ones.
+#[derive(Clone, Copy, Debug)]
+struct FirstFragment {
+    /// The connection that admitted it, re-asked under a new revision.
+    connection: Option<Connection>,
+    revision: u32,
+}
+
+pub struct Model {
+    rules: Rules,
+    policy: SlotState,
+    revision: u32,
+    connections: HashMap<Connection, ConnectionState>,
+    datagrams: HashMap<Datagram, FirstFragment>,
+}
+
+impl Model {
+    /// The datapath after `policy` was published as revision 1.
+    pub fn new(rules: Rules, policy: SlotState) -> Self {
+        Self {
+            rules,
+            policy,
+            revision: 1,
+            connections: HashMap::new(),
+            datagrams: HashMap::new(),
+        }
+    }
+
+    /// A publication: a new revision when the policy changed.
+    pub fn publish(&mut self, policy: SlotState) {
+        if policy != self.policy {
+            self.policy = policy;
+            self.revision += 1;
+        }
+    }
+
+    /// Connections opened so far (some may have been cut since).
+    pub fn connections(&self) -> impl Iterator<Item = &Connection> {
+        self.connections.keys()
+    }
+
+    /// Datagrams whose first fragment passed.
+    pub fn datagrams(&self) -> impl Iterator<Item = &Datagram> {
+        self.datagrams.keys()
+    }
+
+    /// The verdict on `frame` seen at `direction`, updating the state as
+    /// the datapath would.
+    pub fn judge(&mut self, direction: Direction, frame: &[u8]) -> Verdict {
+        let packet = match read::read(frame) {
+            Ok(packet) => packet,
+            Err(why) => return Verdict::deny(why),
+        };
+        let verdict = self.judge_packet(direction, &packet);
+        if verdict.allow && packet.first_fragment {
+            self.remember_first_fragment(direction, &packet);
+        }
+        verdict
+    }
+
+    fn judge_packet(&mut self, direction: Direction, packet: &Packet) -> Verdict {
+        if let Some(verdict) = self.rules.link_control(self, direction, packet) {
+            return verdict;
+        }
+        if let Err(why) = self.rules.addressing(self, direction, packet) {
+            return Verdict::deny(why);
+        }
+        match packet.kind {
+            Kind::LaterFragment => self.later_fragment(direction, packet),
+            Kind::IcmpError { quoted } => self.icmp_error(direction, packet, quoted),
+            _ => self.flow(direction, packet),
+        }
+    }
+
+    /// The pod's own address of the family of `addr`.
+    fn own_address(&self, addr: Addr) -> Option<Addr> {
+        use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6};
+        let endpoint = self.policy.endpoints.get(&IFINDEX)?;
+        if addr.is_ipv4_mapped() {
+            (endpoint.flags & ENDPOINT_HAS_IPV4 != 0)
+                .then(|| Addr::from(IpAddr::from(endpoint.ipv4)))
+        } else {
+            (endpoint.flags & ENDPOINT_HAS_IPV6 != 0).then_some(Addr(endpoint.ipv6))
+        }
+    }
+
+    /// Rule 3: the endpoint, and the pod's end of the packet is its own.
+    fn endpoint_and_spoofing(&self, direction: Direction, tuple: &Tuple) -> Result<(), u8> {
+        if !self.policy.endpoints.contains_key(&IFINDEX) {
+            return Err(reason::NO_ENDPOINT);
+        }
+        let own = match direction {
+            Direction::Egress => tuple.src,
+            Direction::Ingress => tuple.dst,
+        };
+        if self.own_address(own) != Some(own) {
+            return Err(reason::SPOOFED);
+        }
+        Ok(())
+    }
+
+    /// Rule 6.
+    fn flow(&mut self, direction: Direction, packet: &Packet) -> Verdict {
+        let tuple = packet.tuple;
+        let tcp = tuple.protocol == TCP;
+        let bare_syn = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
+        if let Some(connection) = self.tracked(direction, tuple) {
+            let closing = self.connections[&connection].closing;
+            // A bare SYN on a closing tuple opens a new connection (port reuse).
+            if !(bare_syn && closing) {
+                if !self.still_allowed(connection) {
+                    return Verdict::deny(reason::REVOKED);
+                }
+                if tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                    self.connections
+                        .get_mut(&connection)
+                        .expect("tracked")
+                        .closing = true;
+                }
+                return Verdict::allow(reason::ESTABLISHED);
+            }
+        }
+        if (tcp && !bare_syn) || packet.kind == Kind::EchoReply {
+            return Verdict::deny(reason::NO_CONNECTION);
+        }
+        let connection = Connection {
+            origin: direction,
+            tuple,
+        };
+        if self.allowing_rule(connection).is_none() {
+            return Verdict::deny(reason::POLICY_DENIED);
+        }
+        let state = ConnectionState {
+            revision: self.revision,
+            closing: false,
+        };
+        self.connections.insert(connection, state);
+        Verdict::allow(reason::NEW_ALLOWED)
+    }
+
+    /// The connection `tuple` belongs to at `direction`: one it opened, or
+    /// one it answers.
+    fn tracked(&self, direction: Direction, tuple: Tuple) -> Option<Connection> {
+        let forward = Connection {
+            origin: direction,
+            tuple,
+        };
+        let reply = Connection {
+            origin: direction.opposite(),
+            tuple: tuple.reversed(),
+        };
+        [forward, reply]
+            .into_iter()
+            .find(|connection| self.connections.contains_key(connection))
+    }
+
+    /// Whether the policy in force still allows a tracked connection. One
+    /// it no longer allows is forgotten.
+    fn still_allowed(&mut self, connection: Connection) -> bool {
+        let state = self.connections[&connection];
+        if state.revision == self.revision {
+            return true;
+        }
+        if self.allowing_rule(connection).is_some() {
+            self.connections
+                .get_mut(&connection)
+                .expect("tracked")
+                .revision = self.revision;
+            return true;
+        }
+        self.connections.remove(&connection);
+        false
+    }
+
+    /// Rule 5.
+    fn icmp_error(&mut self, direction: Direction, packet: &Packet, quoted: Tuple) -> Verdict {
+        if let Err(why) = self.rules.icmp_error_addressing(direction, packet, &quoted) {
+            return Verdict::deny(why);
+        }
+        // The quoted packet travelled the other way.
+        let Some(connection) = self.tracked(direction.opposite(), quoted) else {
+            return Verdict::deny(reason::NO_CONNECTION);
+        };
+        if self.rules.state_judged_by_revision && !self.still_allowed(connection) {
+            return Verdict::deny(reason::REVOKED);
+        }
+        Verdict::allow(reason::RELATED)
+    }
+
+    /// Rule 4.
+    fn later_fragment(&mut self, direction: Direction, packet: &Packet) -> Verdict {
+        let datagram = self.rules.datagram(direction, packet);
+        let Some(first) = self.datagrams.get(&datagram).copied() else {
+            return Verdict::deny(reason::FRAGMENT_UNKNOWN);
+        };
+        if self.rules.state_judged_by_revision && first.revision != self.revision {
+            let still = first
+                .connection
+                .is_some_and(|connection| self.allowing_rule(connection).is_some());
+            if !still {
+                self.datagrams.remove(&datagram);
+                return Verdict::deny(reason::REVOKED);
+            }
+            self.datagrams
+                .get_mut(&datagram)
+                .expect("remembered")
+                .revision = self.revision;
+        }
+        Verdict::allow(reason::FRAGMENT)
+    }
+
+    fn remember_first_fragment(&mut self, direction: Direction, packet: &Packet) {
+        let connection = match packet.kind {
+            Kind::IcmpError { quoted } => self.tracked(direction.opposite(), quoted),
+            _ => self.tracked(direction, packet.tuple),
+        };
+        let first = FirstFragment {
+            connection,
+            revision: self.revision,
+        };
+        self.datagrams
+            .insert(self.rules.datagram(direction, packet), first);
+    }
+
+    /// The rule that allows `connection`'s first packet under the policy in
+    /// force: the most specific entry for the peer's identity, else for any
+    /// peer.
+    fn allowing_rule(&self, connection: Connection) -> Option<u32> {
+        let endpoint = self.policy.endpoints.get(&IFINDEX)?;
+        let policy = match connection.origin {
+            Direction::Egress => endpoint.egress_policy,
+            Direction::Ingress => endpoint.ingress_policy,
+        };
+        let tuple = connection.tuple;
+        // Only these protocols have ports.
+        let port = matches!(tuple.protocol, TCP | UDP | SCTP).then_some(tuple.dst_port);
+        let peer = self.identity(connection.peer());
+        [peer, identity::ANY].into_iter().find_map(|identity| {
+            self.policy
+                .policy
+                .iter()
+                .filter(|(key, _)| key.policy == policy && key.identity == identity)
+                .filter(|(key, _)| matches_rule(key, tuple.protocol, port.unwrap_or(0)))
+                .max_by_key(|(key, _)| (key.protocol.is_some(), key.port.map(|p| p.len)))
+                .map(|(_, rule)| *rule)
+        })
+    }
+
+    /// The identity of the longest ipcache prefix holding `addr`.
+    fn identity(&self, addr: Addr) -> u32 {
+        let ip = addr.ip();
+        self.policy
+            .ipcache
+            .iter()
+            .filter(|(prefix, _)| prefix.contains(ip))
+            .max_by_key(|(prefix, _)| prefix.prefix())
+            .map_or(identity::WORLD, |(_, identity)| *identity)
+    }
+}
+
+fn matches_rule(key: &netseg_policy::PolicyEntryKey, protocol: u8, port: u16) -> bool {
+    match (key.protocol, key.port) {
+        (None, _) => true,
+        (Some(p), None) => p == protocol,
+        (Some(p), Some(prefix)) => {
+            let len = u32::from(prefix.len.min(16));
+            let mask = if len == 0 { 0 } else { u16::MAX << (16 - len) };
+            p == protocol && port & mask == prefix.port & mask
+        }
+    }
+}
