@@ -14,7 +14,10 @@ pub mod daemon;
 pub mod manifests;
 pub mod matrix;
 pub mod netns;
+pub mod outside;
+pub mod packet;
 pub mod probes;
+pub mod raw;
 pub mod reachability;
 pub mod sctp;
 pub mod servers;
@@ -24,9 +27,11 @@ pub use daemon::{Daemon, DaemonStatus, InterfaceStatus, netseg_binary};
 pub use manifests::{ContainerPort, Manifests};
 pub use matrix::{Probe, ServerSet};
 pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};
+pub use outside::Outside;
 pub use probes::{
     ConnectOutcome, Protocol, TcpSession, ping, sctp_probe, tcp_connect, tcp_probe, udp_request,
 };
+pub use raw::{Capture, send_frame, send_ip};
 pub use reachability::Reachability;
 pub use servers::{SctpPacket, SctpReceiver, TcpEchoServer, UdpEchoServer};
 pub use topology::{Family, Node, Pod};

@@ -286,6 +286,11 @@ impl Pod {
         self.netns.name()
     }
 
+    /// The namespace of the node the pod runs on.
+    pub fn node_netns_name(&self) -> &str {
+        &self.shared.netns
+    }
+
     /// The host side of the veth pair, in the node namespace.
     pub fn host_ifname(&self) -> &str {
         &self.host_ifname

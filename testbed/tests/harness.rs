@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use netseg_testbed::netns::{NETNS_PREFIX, netns_exists, run};
+use netseg_testbed::raw::carries;
 use netseg_testbed::{
-    ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, PROBE_TIMEOUT, Pod, Probe,
-    Reachability, ServerSet, TcpSession, cleanup_stale_namespaces, matrix::probe_matrices, ping,
-    require_root, sctp_probe, tcp_connect, tcp_probe, udp_request,
+    Capture, ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, Outside,
+    PROBE_TIMEOUT, Pod, Probe, Reachability, ServerSet, TcpSession, cleanup_stale_namespaces,
+    matrix::probe_matrices, ping, require_root, sctp_probe, send_ip, tcp_connect, tcp_probe,
+    udp_request,
 };
 
 const TCP: u16 = 80;
@@ -347,6 +349,57 @@ fn wait_until(timeout: Duration, done: impl Fn() -> Result<bool>) -> Result<()> 
             "condition not reached within {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_raw_frame_from_a_pod_is_routed_by_the_node_and_captured() -> Result<()> {
+    let node = Node::new("raw")?;
+    let a = node.add_pod("x/a")?;
+    let b = node.add_pod("x/b")?;
+    // Resolve b's neighbour entry first, so the first raw packet is not queued.
+    ensure!(ping(&a, b.ip(Family::V6), PROBE_TIMEOUT)?);
+    let capture = Capture::start(&b, "eth0")?;
+    let marker = b"netseg raw frame test";
+    let mut udp = vec![0x9c, 0x40, 0x9c, 0x41, 0, 0, 0, 0];
+    udp[4..6].copy_from_slice(&((8 + marker.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(marker);
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(udp.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&[17, 64]);
+    ip.extend_from_slice(&a.ipv6().octets());
+    ip.extend_from_slice(&b.ipv6().octets());
+    ip.extend_from_slice(&udp);
+    send_ip(&a, &ip)?;
+    ensure!(
+        capture.arrives(PROBE_TIMEOUT, |frame| carries(frame, marker))?,
+        "the raw packet did not reach b"
+    );
+    ensure!(
+        !capture.arrives(Duration::from_millis(200), |frame| carries(
+            frame,
+            b"never sent"
+        ))?,
+        "the capture reports a frame nobody sent"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_outside_host_is_reached_through_the_node_and_nothing_else_is() -> Result<()> {
+    let node = Node::new("outside")?;
+    let a = node.add_pod("x/a")?;
+    let _outside = Outside::attach(&node)?;
+    for family in [Family::V4, Family::V6] {
+        ensure!(
+            ping(&a, Outside::ip(family), PROBE_TIMEOUT)?,
+            "a -> outside {family:?}"
+        );
+    }
+    for unrouted in ["8.8.8.8", "2001:4860:4860::8888"] {
+        let lookup = run("ip", &["-n", node.netns_name(), "route", "get", unrouted]);
+        ensure!(lookup.is_err(), "the node routes {unrouted}: {lookup:?}");
     }
     Ok(())
 }

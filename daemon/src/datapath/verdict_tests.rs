@@ -10,10 +10,11 @@ mod conntrack;
 mod flow_events;
 mod fuzz;
 mod model;
-mod packet;
+mod side_channels;
 
 use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
 use netseg_policy::{PolicyEntryKey, PortPrefix};
+use netseg_testbed::packet;
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
 use super::{

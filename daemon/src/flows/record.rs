@@ -34,6 +34,8 @@ pub fn reason_name(code: u8) -> &'static str {
         reason::FRAGMENT_UNKNOWN => "fragment-unknown",
         reason::UNSUPPORTED_L3 => "unsupported-l3",
         reason::EXTENSION_HEADERS => "extension-headers",
+        reason::OFF_LINK => "off-link",
+        reason::ICMP_ERROR_MISDIRECTED => "icmp-error-misdirected",
         reason::COUNTER_EVENTS_LOST => "events-lost",
         reason::COUNTER_EVENTS_SAMPLED => "events-sampled",
         _ => "unknown",

@@ -57,6 +57,12 @@ pub mod reason {
     pub const UNSUPPORTED_L3: u8 = 23;
     /// More IPv6 extension headers than the program walks.
     pub const EXTENSION_HEADERS: u8 = 24;
+    /// Neighbour discovery or MLD that would leave the link: addressed
+    /// beyond it, or sent from an address that is not the pod's.
+    pub const OFF_LINK: u8 = 25;
+    /// An ICMP error that does not travel between the two ends of the
+    /// connection it quotes, or is longer than an error needs to be.
+    pub const ICMP_ERROR_MISDIRECTED: u8 = 26;
 
     /// Counter index: flow events dropped because the ring buffer was full.
     pub const COUNTER_EVENTS_LOST: u8 = 30;
@@ -267,6 +273,14 @@ pub struct FlowEvent {
     pub verdict: u8,
     pub reason: u8,
 }
+
+/// Longest ICMP error, IP header included, that passes: what RFC 1812
+/// (4.3.2.3) lets a router quote, and what Linux sends at most. Anything
+/// longer carries more than the quoted packet's headers.
+pub const ICMP_ERROR_MAX_LEN_V4: u32 = 576;
+/// The same for ICMPv6: the IPv6 minimum MTU, which RFC 4443 (2.4 c)
+/// makes the upper bound of an error.
+pub const ICMP_ERROR_MAX_LEN_V6: u32 = 1280;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;

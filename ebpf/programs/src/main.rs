@@ -18,14 +18,15 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netseg_contract::{
-    CONFIG_REVISION, CONN_CLOSING, DIRECTION_EGRESS, DIRECTION_INGRESS, ENDPOINT_HAS_IPV4,
-    ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, FragmentKey, FragmentValue, PROTO_TCP, reason,
+    CONFIG_REVISION, CONN_CLOSING, ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS,
+    ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, EndpointKey, FragmentKey, FragmentValue,
+    ICMP_ERROR_MAX_LEN_V4, ICMP_ERROR_MAX_LEN_V6, PROTO_ICMPV6, PROTO_TCP, reason,
 };
 
 use crate::{
     events::{Decision, Hook, record},
     maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
-    parse::{Addr, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
+    parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
     policy::allowing_rule,
 };
 
@@ -67,10 +68,6 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
     }
     let packet = &*packet;
-    if packet.kind == Kind::LinkControl {
-        events::count(reason::LINK_CONTROL);
-        return Ok(TC_ACT_OK);
-    }
     let slot = hook.revision & 1;
     let key = EndpointKey {
         slot,
@@ -84,17 +81,15 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
             Decision::deny(reason::NO_ENDPOINT, 0),
         ));
     };
-    if spoofed(&endpoint, hook.direction, &packet.tuple) {
-        return Err(deny(
-            hook,
-            &packet.tuple,
-            Decision::deny(reason::SPOOFED, 0),
-        ));
-    }
     let decision = match packet.kind {
+        Kind::Arp => Decision::allow(reason::LINK_CONTROL, 0),
+        Kind::LinkControl => link_control(hook.direction, &endpoint, &packet.tuple),
+        _ if spoofed(&endpoint, hook.direction, &packet.tuple) => {
+            Decision::deny(reason::SPOOFED, 0)
+        }
         Kind::LaterFragment => later_fragment(hook, packet),
-        Kind::IcmpError => related(hook, packet),
-        _ => flow(hook, slot, &endpoint, packet),
+        Kind::IcmpError => related(hook, slot, &endpoint, packet, ctx.len()),
+        Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet),
     };
     record(hook, &packet.tuple, &decision);
     if !decision.allow {
@@ -120,10 +115,38 @@ fn spoofed(endpoint: &Endpoint, direction: u8, tuple: &Tuple) -> bool {
     } else {
         &tuple.dst
     };
-    if own.is_ipv4_mapped() {
-        endpoint.flags & ENDPOINT_HAS_IPV4 == 0 || *own != Addr::mapped_ipv4(endpoint.ipv4)
+    !is_own(endpoint, own)
+}
+
+#[inline(always)]
+fn is_own(endpoint: &Endpoint, addr: &Addr) -> bool {
+    if addr.is_ipv4_mapped() {
+        endpoint.flags & ENDPOINT_HAS_IPV4 != 0 && *addr == Addr::mapped_ipv4(endpoint.ipv4)
     } else {
-        endpoint.flags & ENDPOINT_HAS_IPV6 == 0 || *own != Addr(endpoint.ipv6)
+        endpoint.flags & ENDPOINT_HAS_IPV6 != 0 && *addr == Addr(endpoint.ipv6)
+    }
+}
+
+/// Neighbour discovery and MLD stay on the link. The parser checked their
+/// hop limits, which prove that a received one was not forwarded. The pod
+/// sends them from its own address, a link-local one (no router forwards
+/// those, so which one does not matter) or `::` (duplicate address
+/// detection), and only to link-local addresses and link-control groups,
+/// which the node never forwards either; it receives them only at such an
+/// address or its own.
+#[inline(always)]
+fn link_control(direction: u8, endpoint: &Endpoint, tuple: &Tuple) -> Decision {
+    let link_scope = |addr: &Addr| addr.is_link_local() || addr.is_link_control_group();
+    let on_link = if direction == DIRECTION_EGRESS {
+        let source = tuple.src.is_link_local() || tuple.src == Addr::ZERO;
+        (source || is_own(endpoint, &tuple.src)) && link_scope(&tuple.dst)
+    } else {
+        link_scope(&tuple.dst) || is_own(endpoint, &tuple.dst)
+    };
+    if on_link {
+        Decision::allow(reason::LINK_CONTROL, 0)
+    } else {
+        Decision::deny(reason::OFF_LINK, 0)
     }
 }
 
@@ -138,28 +161,13 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
         let value = unsafe { &mut *entry };
         // A SYN on a closed tuple is a new connection (port reuse).
         if !(syn_only && value.state == CONN_CLOSING) {
-            if value.revision != hook.revision {
-                let original = conntrack::original(&key);
-                let peer = if key.origin == DIRECTION_EGRESS {
-                    &original.dst
-                } else {
-                    &original.src
-                };
-                match allowing_rule(slot, endpoint, key.origin, peer, key.protocol, key.dst_port) {
-                    Some(rule) => {
-                        value.revision = hook.revision;
-                        value.rule = rule;
-                    }
-                    None => {
-                        let rule = value.rule;
-                        conntrack::close(&key);
-                        return Decision::deny(reason::REVOKED, rule);
-                    }
-                }
-            }
+            let rule = match reaffirm(hook, slot, endpoint, &key, value) {
+                Ok(rule) => rule,
+                Err(revoked) => return revoked,
+            };
             let closing = tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
             conntrack::touch(value, closing, hook.now);
-            return Decision::allow(reason::ESTABLISHED, value.rule);
+            return Decision::allow(reason::ESTABLISHED, rule);
         }
     }
     // Only a first packet may open a connection: never a reply.
@@ -194,15 +202,73 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
     }
 }
 
-/// An ICMP error passes only when it is about a connection this endpoint
-/// has; the quoted packet travelled the other way.
+/// Judges a tracked connection that an older revision admitted by the
+/// policy in force. Still allowed, the entry moves to this revision and
+/// its rule; no longer allowed, the connection is closed and the packet
+/// that rode on it is denied as revoked.
 #[inline(always)]
-fn related(hook: &Hook, packet: &Packet) -> Decision {
+fn reaffirm(
+    hook: &Hook,
+    slot: u32,
+    endpoint: &Endpoint,
+    key: &ConnKey,
+    value: &mut ConnValue,
+) -> Result<u32, Decision> {
+    if value.revision == hook.revision {
+        return Ok(value.rule);
+    }
+    let original = conntrack::original(key);
+    let peer = if key.origin == DIRECTION_EGRESS {
+        &original.dst
+    } else {
+        &original.src
+    };
+    match allowing_rule(slot, endpoint, key.origin, peer, key.protocol, key.dst_port) {
+        Some(rule) => {
+            value.revision = hook.revision;
+            value.rule = rule;
+            Ok(rule)
+        }
+        None => {
+            let rule = value.rule;
+            conntrack::close(key);
+            Err(Decision::deny(reason::REVOKED, rule))
+        }
+    }
+}
+
+/// An ICMP error passes only when it is about a connection this endpoint
+/// has (the quoted packet travelled the other way) that the policy in
+/// force still allows, and when it travels between that connection's two
+/// ends: the pod sends it to the quoted packet's source, and receives it
+/// from the quoted packet's destination (the pod's side of both is what
+/// `spoofed` checked). Its length is bounded, so that it cannot carry more
+/// than the start of the quoted packet.
+#[inline(always)]
+fn related(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, len: u32) -> Decision {
+    let (tuple, inner) = (&packet.tuple, &packet.inner);
+    let max_len = if tuple.protocol == PROTO_ICMPV6 {
+        ICMP_ERROR_MAX_LEN_V6
+    } else {
+        ICMP_ERROR_MAX_LEN_V4
+    };
+    let between_ends = if hook.direction == DIRECTION_EGRESS {
+        tuple.dst == inner.src
+    } else {
+        tuple.src == inner.dst
+    };
+    if !between_ends || len.saturating_sub(ETH_HLEN as u32) > max_len {
+        return Decision::deny(reason::ICMP_ERROR_MISDIRECTED, 0);
+    }
     let back = conntrack::opposite(hook.direction);
-    match conntrack::find(hook.ifindex, back, &packet.inner, hook.now) {
-        // SAFETY: a valid pointer into the conntrack map's value.
-        Some((_, entry)) => Decision::allow(reason::RELATED, unsafe { (*entry).rule }),
-        None => Decision::deny(reason::NO_CONNECTION, 0),
+    let Some((key, entry)) = conntrack::find(hook.ifindex, back, inner, hook.now) else {
+        return Decision::deny(reason::NO_CONNECTION, 0);
+    };
+    // SAFETY: a valid pointer into the conntrack map's value.
+    let value = unsafe { &mut *entry };
+    match reaffirm(hook, slot, endpoint, &key, value) {
+        Ok(rule) => Decision::allow(reason::RELATED, rule),
+        Err(revoked) => revoked,
     }
 }
 

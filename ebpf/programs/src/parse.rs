@@ -6,7 +6,7 @@
 use aya_ebpf::programs::TcContext;
 use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, reason};
 
-const ETH_HLEN: usize = 14;
+pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_ARP: u16 = 0x0806;
@@ -28,7 +28,10 @@ pub enum Kind {
     EchoReply,
     /// ICMP(v6) error; `inner` is the quoted packet's tuple.
     IcmpError,
-    /// ARP, neighbour discovery, MLD: link housekeeping.
+    /// ARP: link housekeeping that IP cannot route.
+    Arp,
+    /// Neighbour discovery and MLD: link housekeeping in IPv6 packets,
+    /// which must not be addressed beyond the link.
     LinkControl,
     /// A non-first fragment: ports come from the first fragment.
     LaterFragment,
@@ -57,6 +60,26 @@ impl Addr {
     #[inline(always)]
     pub fn is_ipv4_mapped(&self) -> bool {
         self.0[..10] == [0; 10] && self.0[10] == 0xff && self.0[11] == 0xff
+    }
+
+    /// fe80::/10.
+    #[inline(always)]
+    pub fn is_link_local(&self) -> bool {
+        self.0[0] == 0xfe && self.0[1] & 0xc0 == 0x80
+    }
+
+    /// The link-scope groups that neighbour discovery and MLD address:
+    /// all-nodes ff02::1, all-routers ff02::2, MLDv2 routers ff02::16 and
+    /// the solicited-node groups ff02::1:ff00:0/104.
+    #[inline(always)]
+    pub fn is_link_control_group(&self) -> bool {
+        let a = &self.0;
+        if a[0] != 0xff || a[1] != 0x02 || a[2..11] != [0; 9] {
+            return false;
+        }
+        let solicited_node = a[11] == 1 && a[12] == 0xff;
+        let well_known = a[11..15] == [0; 4] && matches!(a[15], 1 | 2 | 0x16);
+        solicited_node || well_known
     }
 }
 
@@ -115,7 +138,10 @@ pub fn parse(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
         ETH_P_IP => parse_ipv4(ctx, packet),
         ETH_P_IPV6 => parse_ipv6(ctx, packet),
         ETH_P_ARP => {
-            packet.kind = Kind::LinkControl;
+            // Not IP: no addresses for a flow record, rather than stale ones.
+            packet.tuple.src = Addr::ZERO;
+            packet.tuple.dst = Addr::ZERO;
+            packet.kind = Kind::Arp;
             Ok(())
         }
         _ => Err(reason::UNSUPPORTED_L3),
@@ -155,6 +181,7 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
     let hop_limit: u8 = load(ctx, ETH_HLEN + 7)?;
     packet.tuple.src = Addr(load(ctx, ETH_HLEN + 8)?);
     packet.tuple.dst = Addr(load(ctx, ETH_HLEN + 24)?);
+    reject_ipv4_mapped(&packet.tuple)?;
     let mut offset = ETH_HLEN + IPV6_HLEN;
     let mut walked = 0;
     while walked < MAX_EXTENSION_HEADERS {
@@ -200,12 +227,24 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
     Ok(())
 }
 
+/// IPv4-mapped addresses (::ffff:0:0/96) stand for IPv4 inside a host and
+/// never appear on the wire (RFC 4291 2.5.5.2). The program stores IPv4
+/// addresses in that form, so an IPv6 packet carrying one would be judged
+/// by the IPv4 rules and its pod's IPv4 address: it is malformed.
+#[inline(always)]
+fn reject_ipv4_mapped(tuple: &Tuple) -> Result<(), Drop> {
+    if tuple.src.is_ipv4_mapped() || tuple.dst.is_ipv4_mapped() {
+        return Err(reason::MALFORMED);
+    }
+    Ok(())
+}
+
 /// Neighbour discovery must arrive with hop limit 255 (RFC 4861) and MLD
 /// with hop limit 1 from a link-local source (RFC 3810), so neither can be
 /// forwarded to a pod from off the link.
 #[inline(always)]
 fn valid_link_control(packet: &Packet, hop_limit: u8) -> bool {
-    let link_local = packet.tuple.src.0[0] == 0xfe && packet.tuple.src.0[1] & 0xc0 == 0x80;
+    let link_local = packet.tuple.src.is_link_local();
     let unspecified = packet.tuple.src == Addr::ZERO;
     match packet.tuple.src_port {
         133..=136 => hop_limit == 255,
@@ -306,9 +345,14 @@ fn parse_inner_ipv4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Resu
 
 #[inline(always)]
 fn parse_inner_ipv6(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+    let version: u8 = load(ctx, offset)?;
+    if version >> 4 != 6 {
+        return Err(reason::MALFORMED);
+    }
     packet.inner.protocol = load(ctx, offset + 6)?;
     packet.inner.src = Addr(load(ctx, offset + 8)?);
     packet.inner.dst = Addr(load(ctx, offset + 24)?);
+    reject_ipv4_mapped(&packet.inner)?;
     read_inner_ports(ctx, packet, offset + IPV6_HLEN)
 }
 

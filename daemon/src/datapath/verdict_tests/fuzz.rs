@@ -34,8 +34,16 @@ use crate::datapath::state::SlotState;
 use crate::flows::reason_name;
 use generate::{Generated, Rng, generate};
 
-/// The rules the programs on this branch implement.
-const RULES: Rules = Rules::MAIN;
+/// The rules the programs on this branch implement: issue 8's rules for
+/// ICMP errors, link control and IPv4-mapped addresses; fragment state
+/// still as at 46c1b93; and an IPv4 packet of protocol 58 is still link
+/// control (the on-link rule lets it in at the pod's own address).
+const RULES: Rules = Rules {
+    fragments_judged_by_revision: false,
+    fragments_keyed_by_fragment_header: false,
+    ipv4_carries_link_control: true,
+    ..Rules::ISSUE8
+};
 /// Packets of one run, from fresh programs.
 const RUN_PACKETS: usize = 3000;
 /// A run ends early after this long: well inside the 10 s a closing

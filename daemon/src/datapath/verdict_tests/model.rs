@@ -215,7 +215,7 @@ impl Model {
     /// The verdict on `frame` seen at `direction`, updating the state as
     /// the datapath would.
     pub fn judge(&mut self, direction: Direction, frame: &[u8]) -> Verdict {
-        let packet = match read::read(frame) {
+        let packet = match read::read(frame, self.rules.ipv4_mapped_ipv6_malformed) {
             Ok(packet) => packet,
             Err(why) => return Verdict::deny(why),
         };
@@ -230,7 +230,7 @@ impl Model {
         if let Some(verdict) = self.rules.link_control(self, direction, packet) {
             return verdict;
         }
-        if let Err(why) = self.rules.addressing(self, direction, packet) {
+        if let Err(why) = self.endpoint_and_spoofing(direction, &packet.tuple) {
             return Verdict::deny(why);
         }
         match packet.kind {
@@ -252,9 +252,13 @@ impl Model {
         }
     }
 
+    fn has_endpoint(&self) -> bool {
+        self.policy.endpoints.contains_key(&IFINDEX)
+    }
+
     /// Rule 3: the endpoint, and the pod's end of the packet is its own.
     fn endpoint_and_spoofing(&self, direction: Direction, tuple: &Tuple) -> Result<(), u8> {
-        if !self.policy.endpoints.contains_key(&IFINDEX) {
+        if !self.has_endpoint() {
             return Err(reason::NO_ENDPOINT);
         }
         let own = match direction {
@@ -349,7 +353,7 @@ impl Model {
         let Some(connection) = self.tracked(direction.opposite(), quoted) else {
             return Verdict::deny(reason::NO_CONNECTION);
         };
-        if self.rules.state_judged_by_revision && !self.still_allowed(connection) {
+        if self.rules.icmp_errors_judged_by_revision && !self.still_allowed(connection) {
             return Verdict::deny(reason::REVOKED);
         }
         Verdict::allow(reason::RELATED)
@@ -361,7 +365,7 @@ impl Model {
         let Some(first) = self.datagrams.get(&datagram).copied() else {
             return Verdict::deny(reason::FRAGMENT_UNKNOWN);
         };
-        if self.rules.state_judged_by_revision && first.revision != self.revision {
+        if self.rules.fragments_judged_by_revision && first.revision != self.revision {
             let still = first
                 .connection
                 .is_some_and(|connection| self.allowing_rule(connection).is_some());
@@ -379,6 +383,7 @@ impl Model {
 
     fn remember_first_fragment(&mut self, direction: Direction, packet: &Packet) {
         let connection = match packet.kind {
+            Kind::IcmpError { .. } if self.rules.fragments_judged_by_revision => return,
             Kind::IcmpError { quoted } => self.tracked(direction.opposite(), quoted),
             _ => self.tracked(direction, packet.tuple),
         };

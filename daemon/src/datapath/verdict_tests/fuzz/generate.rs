@@ -272,7 +272,7 @@ fn icmp_error(rng: &mut Rng, model: &Model, direction: Direction) -> Frame {
     } else {
         rng.pick(&[3, 3, 11, 12, 4, 5])
     };
-    let mut error = Frame::icmp_error(src, dst, icmp_type, &quoted);
+    let mut error = Frame::icmp_error(src, dst, icmp_type, &quoted, &[]);
     if rng.percent(10) {
         error.l4.resize(rng.pick(&[540, 560, 1200, 1240, 1300]), 0);
     }

@@ -55,11 +55,14 @@ pub struct Packet {
     pub ip_len: usize,
 }
 
-struct Bytes<'a>(&'a [u8]);
+struct Bytes<'a> {
+    frame: &'a [u8],
+    ipv4_mapped_malformed: bool,
+}
 
 impl Bytes<'_> {
     fn at<const N: usize>(&self, offset: usize) -> Result<[u8; N], u8> {
-        self.0
+        self.frame
             .get(offset..offset + N)
             .map(|bytes| bytes.try_into().expect("N bytes"))
             .ok_or(reason::MALFORMED)
@@ -72,11 +75,27 @@ impl Bytes<'_> {
     fn u16(&self, offset: usize) -> Result<u16, u8> {
         self.at(offset).map(u16::from_be_bytes)
     }
+
+    /// The addresses of an IPv6 header at `offset`.
+    fn ipv6_addresses(&self, offset: usize) -> Result<(Addr, Addr), u8> {
+        let src = Addr(self.at(offset + 8)?);
+        let dst = Addr(self.at(offset + 24)?);
+        if self.ipv4_mapped_malformed && (src.is_ipv4_mapped() || dst.is_ipv4_mapped()) {
+            return Err(reason::MALFORMED);
+        }
+        Ok((src, dst))
+    }
 }
 
 /// The packet, or the reason it is dropped before any rule looks at it.
-pub fn read(frame: &[u8]) -> Result<Packet, u8> {
-    let bytes = Bytes(frame);
+/// With `ipv4_mapped_malformed`, an IPv4-mapped address in an IPv6 header,
+/// or in the IPv6 header an ICMPv6 error quotes, is malformed (IPv4 never
+/// travels in that form), and so is a quoted header that is not IPv6.
+pub fn read(frame: &[u8], ipv4_mapped_malformed: bool) -> Result<Packet, u8> {
+    let bytes = Bytes {
+        frame,
+        ipv4_mapped_malformed,
+    };
     let mut packet = Packet {
         kind: Kind::Flow,
         tuple: Tuple::default(),
@@ -130,8 +149,7 @@ fn read_ipv6(bytes: &Bytes, packet: &mut Packet) -> Result<(), u8> {
     packet.ipv6 = true;
     let mut next = bytes.byte(ETHERNET_HEADER + 6)?;
     packet.hop_limit = bytes.byte(ETHERNET_HEADER + 7)?;
-    packet.tuple.src = Addr(bytes.at(ETHERNET_HEADER + 8)?);
-    packet.tuple.dst = Addr(bytes.at(ETHERNET_HEADER + 24)?);
+    (packet.tuple.src, packet.tuple.dst) = bytes.ipv6_addresses(ETHERNET_HEADER)?;
     let mut offset = ETHERNET_HEADER + IPV6_HEADER;
     for _ in 0..MAX_EXTENSION_HEADERS {
         if !is_extension_header(next) {
@@ -242,10 +260,15 @@ fn read_quoted_ipv4(bytes: &Bytes, offset: usize) -> Result<Tuple, u8> {
 
 /// The quoted header's extension headers are not walked.
 fn read_quoted_ipv6(bytes: &Bytes, offset: usize) -> Result<Tuple, u8> {
+    if bytes.ipv4_mapped_malformed && bytes.byte(offset)? >> 4 != 6 {
+        return Err(reason::MALFORMED);
+    }
+    let protocol = bytes.byte(offset + 6)?;
+    let (src, dst) = bytes.ipv6_addresses(offset)?;
     let mut quoted = Tuple {
-        protocol: bytes.byte(offset + 6)?,
-        src: Addr(bytes.at(offset + 8)?),
-        dst: Addr(bytes.at(offset + 24)?),
+        protocol,
+        src,
+        dst,
         ..Tuple::default()
     };
     read_quoted_ports(bytes, &mut quoted, offset + IPV6_HEADER)?;

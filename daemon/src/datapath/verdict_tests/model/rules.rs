@@ -1,52 +1,53 @@
 //! The rules that issue 8 changes, each behind its own switch, so that the
-//! model states both what the datapath did at 46c1b93 and what it must do
-//! once the issue is closed.
+//! model states both what the datapath did at 46c1b93 (every switch off but
+//! `ipv4_carries_link_control`) and what it must do once the issue is
+//! closed ([`Rules::ISSUE8`]), and follows the branches as they land.
 
-use netseg_contract::reason;
+use netseg_contract::{ICMP_ERROR_MAX_LEN_V4, ICMP_ERROR_MAX_LEN_V6, reason};
 
-use super::{Addr, Datagram, Direction, Kind, Model, Packet, Tuple, Verdict};
+use super::{Addr, Datagram, Direction, ICMPV6, Kind, Model, Packet, Tuple, Verdict};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Rules {
     /// An ICMP error travels between the two ends of the connection it
-    /// quotes, and is no larger than an error needs to be.
+    /// quotes and is no longer than an error needs to be, else it is
+    /// `icmp-error-misdirected`.
     pub icmp_error_addressing: bool,
-    /// Neighbour discovery and MLD stay on the link: to link-local or
-    /// link-scope multicast destinations, from the pod's own address, a
-    /// link-local address or `::`.
+    /// An ICMP error is judged by the policy in force, like a reply: one
+    /// about a connection the policy no longer allows is `revoked`.
+    pub icmp_errors_judged_by_revision: bool,
+    /// Link control needs the interface's endpoint, and neighbour discovery
+    /// and MLD stay on the link, else they are `off-link`.
     pub link_control_on_link: bool,
-    /// IPv6 packets from or to `::ffff:0:0/96` are dropped, not judged as
-    /// IPv4.
-    pub ipv4_mapped_ipv6_dropped: bool,
-    /// ICMP errors and later fragments, which ride on remembered state, are
-    /// judged by the policy revision in force like replies are.
-    pub state_judged_by_revision: bool,
+    /// An IPv6 packet from or to `::ffff:0:0/96` is `malformed`, not judged
+    /// as IPv4.
+    pub ipv4_mapped_ipv6_malformed: bool,
+    /// A later fragment is judged by the policy in force: the datagram's
+    /// connection is asked again after a revision change (`revoked`). Only
+    /// flows leave fragment state (an ICMP error's later fragments find
+    /// none).
+    pub fragments_judged_by_revision: bool,
     /// Later IPv6 fragments find their first fragment whatever extension
-    /// headers follow the Fragment header.
+    /// headers follow the Fragment header: both are keyed by its next
+    /// header.
     pub fragments_keyed_by_fragment_header: bool,
     /// The hole the fuzzer found at 46c1b93: an IPv4 packet of protocol 58
-    /// whose first payload byte is a neighbour discovery or MLD type passes
-    /// as link control, to any address with any payload, without a hop
-    /// limit, endpoint or spoofing check. Without it, such a packet is what
-    /// it is: a packet of protocol 58 that a rule must allow.
+    /// whose first payload byte is a neighbour discovery or MLD type is
+    /// link control (without a hop limit check). Without it, such a packet
+    /// is what it is: a packet of protocol 58 that a rule must allow.
     pub ipv4_carries_link_control: bool,
 }
 
-/// Largest ICMP error accepted, IP header included: the minimum MTU of each
-/// family (RFC 792 quotes "the internet header plus 64 bits", RFC 4443 says
-/// an error must not exceed the minimum IPv6 MTU).
-const MAX_ICMP_ERROR_IPV4: usize = 576;
-const MAX_ICMP_ERROR_IPV6: usize = 1280;
-
 impl Rules {
-    /// The datapath at 46c1b93.
-    pub const MAIN: Self = Self {
-        icmp_error_addressing: false,
-        link_control_on_link: false,
-        ipv4_mapped_ipv6_dropped: false,
-        state_judged_by_revision: false,
-        fragments_keyed_by_fragment_header: false,
-        ipv4_carries_link_control: true,
+    /// The datapath once issue 8 is closed.
+    pub const ISSUE8: Self = Self {
+        icmp_error_addressing: true,
+        icmp_errors_judged_by_revision: true,
+        link_control_on_link: true,
+        ipv4_mapped_ipv6_malformed: true,
+        fragments_judged_by_revision: true,
+        fragments_keyed_by_fragment_header: true,
+        ipv4_carries_link_control: false,
     };
 
     /// Rule 2: `Some` verdict for link control, `None` for anything else.
@@ -57,41 +58,26 @@ impl Rules {
         packet: &Packet,
     ) -> Option<Verdict> {
         let icmp_type = match packet.kind {
-            Kind::Arp => return Some(Verdict::allow(reason::LINK_CONTROL)),
-            Kind::LinkControl { icmp_type } => icmp_type,
+            Kind::Arp => None,
+            Kind::LinkControl { icmp_type } if packet.ipv6 => Some(icmp_type),
+            Kind::LinkControl { .. } if self.ipv4_carries_link_control => None,
             _ => return None,
         };
-        if !packet.ipv6 {
-            return self
-                .ipv4_carries_link_control
-                .then_some(Verdict::allow(reason::LINK_CONTROL));
-        }
-        if !hop_limit_keeps_it_on_link(packet, icmp_type) {
+        if let Some(icmp_type) = icmp_type
+            && !hop_limit_keeps_it_on_link(packet, icmp_type)
+        {
             return Some(Verdict::deny(reason::MALFORMED));
         }
-        if self.link_control_on_link
-            && let Err(why) = link_scoped(model, direction, &packet.tuple)
-        {
-            return Some(Verdict::deny(why));
+        if !self.link_control_on_link {
+            return Some(Verdict::allow(reason::LINK_CONTROL));
+        }
+        if !model.has_endpoint() {
+            return Some(Verdict::deny(reason::NO_ENDPOINT));
+        }
+        if packet.kind != Kind::Arp && !on_link(model, direction, &packet.tuple) {
+            return Some(Verdict::deny(reason::OFF_LINK));
         }
         Some(Verdict::allow(reason::LINK_CONTROL))
-    }
-
-    /// Rule 3, and which addresses a packet may carry at all.
-    pub(super) fn addressing(
-        &self,
-        model: &Model,
-        direction: Direction,
-        packet: &Packet,
-    ) -> Result<(), u8> {
-        let tuple = &packet.tuple;
-        if self.ipv4_mapped_ipv6_dropped
-            && packet.ipv6
-            && (tuple.src.is_ipv4_mapped() || tuple.dst.is_ipv4_mapped())
-        {
-            return Err(reason::MALFORMED);
-        }
-        model.endpoint_and_spoofing(direction, tuple)
     }
 
     /// Rule 5, before the quoted connection is looked up.
@@ -104,14 +90,12 @@ impl Rules {
         if !self.icmp_error_addressing {
             return Ok(());
         }
-        let max = if packet.ipv6 {
-            MAX_ICMP_ERROR_IPV6
+        // The bound follows the message's family, ICMP or ICMPv6.
+        let max = if packet.tuple.protocol == ICMPV6 {
+            ICMP_ERROR_MAX_LEN_V6
         } else {
-            MAX_ICMP_ERROR_IPV4
+            ICMP_ERROR_MAX_LEN_V4
         };
-        if packet.ip_len > max {
-            return Err(reason::MALFORMED);
-        }
         // At egress the error answers a packet the pod received: it goes
         // back to that packet's source; at ingress it comes from the
         // quoted packet's destination.
@@ -119,8 +103,8 @@ impl Rules {
             Direction::Egress => packet.tuple.dst == quoted.src,
             Direction::Ingress => packet.tuple.src == quoted.dst,
         };
-        if !between_the_ends {
-            return Err(reason::NO_CONNECTION);
+        if !between_the_ends || packet.ip_len > max as usize {
+            return Err(reason::ICMP_ERROR_MISDIRECTED);
         }
         Ok(())
     }
@@ -150,46 +134,39 @@ fn hop_limit_keeps_it_on_link(packet: &Packet, icmp_type: u8) -> bool {
     match icmp_type {
         133..=136 => packet.hop_limit == 255,
         _ => {
-            packet.hop_limit == 1
-                && (is_link_local(packet.tuple.src) || is_unspecified(packet.tuple.src))
+            let src = packet.tuple.src;
+            packet.hop_limit == 1 && (is_link_local(src) || src == Addr::default())
         }
     }
 }
 
-/// Link control may only leave the pod for the link, from the pod's own
-/// addresses or `::` (duplicate address detection); the same holds for
-/// what the pod receives, seen from the other end.
-fn link_scoped(model: &Model, direction: Direction, tuple: &Tuple) -> Result<(), u8> {
-    let (pod, other) = match direction {
-        Direction::Egress => (tuple.src, tuple.dst),
-        Direction::Ingress => (tuple.dst, tuple.src),
-    };
-    let pods_own = model.own_address(pod) == Some(pod) || is_link_local(pod);
-    let pod_side_ok = pods_own || (direction == Direction::Egress && is_unspecified(pod));
-    if !pod_side_ok {
-        return Err(reason::SPOOFED);
+/// A pod sends link control from its own address, a link-local one or `::`
+/// (duplicate address detection), to link-local addresses and link-control
+/// groups only; it receives link control only at such an address or its
+/// own.
+fn on_link(model: &Model, direction: Direction, tuple: &Tuple) -> bool {
+    let link_scope = |addr| is_link_local(addr) || is_link_control_group(addr);
+    let own = |addr| model.own_address(addr) == Some(addr);
+    match direction {
+        Direction::Egress => {
+            let src = tuple.src;
+            (is_link_local(src) || src == Addr::default() || own(src)) && link_scope(tuple.dst)
+        }
+        Direction::Ingress => link_scope(tuple.dst) || own(tuple.dst),
     }
-    let link_scope = is_link_local(other) || is_link_multicast(other);
-    let other_ok = link_scope || (direction == Direction::Ingress && is_unspecified(other));
-    if !other_ok {
-        return Err(reason::MALFORMED);
-    }
-    Ok(())
 }
 
+/// fe80::/10.
 fn is_link_local(addr: Addr) -> bool {
     addr.0[0] == 0xfe && addr.0[1] & 0xc0 == 0x80
 }
 
-fn is_unspecified(addr: Addr) -> bool {
-    addr == Addr::default()
-}
-
-/// All-nodes, all-routers, MLDv2 routers and solicited-node multicast.
-fn is_link_multicast(addr: Addr) -> bool {
+/// All-nodes, all-routers, MLDv2 routers (ff02::16) and the solicited-node
+/// groups (ff02::1:ff00:0/104).
+fn is_link_control_group(addr: Addr) -> bool {
     let a = addr.0;
     let ff02 = a[0] == 0xff && a[1] == 0x02 && a[2..11] == [0; 9];
-    let fixed = a[11..15] == [0; 4] && matches!(a[15], 1 | 2 | 0x16);
+    let well_known = a[11..15] == [0; 4] && matches!(a[15], 1 | 2 | 0x16);
     let solicited_node = a[11] == 1 && a[12] == 0xff;
-    ff02 && (fixed || solicited_node)
+    ff02 && (well_known || solicited_node)
 }

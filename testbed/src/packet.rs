@@ -1,6 +1,7 @@
-//! Crafted frames for BPF_PROG_TEST_RUN: Ethernet, IPv4 (with optional
-//! options) or IPv6 (with optional extension headers), either fragmented,
-//! and an L4 header.
+//! Crafted packets: Ethernet, IPv4 (with optional options) or IPv6 (with
+//! optional extension headers), either fragmented, and an L4 header. The verdict tests feed them to
+//! BPF_PROG_TEST_RUN; the namespace tests send them from inside a pod
+//! ([`crate::raw`]).
 
 use std::net::IpAddr;
 
@@ -52,7 +53,8 @@ pub struct Frame {
     pub extensions: Vec<u8>,
     /// IPv4 options, in 4-octet words of no-operation options.
     pub ipv4_option_words: u8,
-    /// The IPv6 hop limit; by default 255 for neighbour discovery, else 64.
+    /// IPv6 hop limit; `None` picks what the protocol requires (255 for
+    /// neighbour discovery, 1 for MLD, 64 otherwise).
     pub hop_limit: Option<u8>,
 }
 
@@ -120,12 +122,24 @@ impl Frame {
         Self::icmp(src, dst, icmp_type, &body)
     }
 
-    /// An ICMP error of `icmp_type` quoting `quoted` whole (after the four
-    /// unused or pointer octets).
-    pub fn icmp_error(src: impl Address, dst: impl Address, icmp_type: u8, quoted: &Frame) -> Self {
+    /// An ICMP(v6) error of `icmp_type` (destination unreachable: 3 for
+    /// IPv4, 1 for IPv6) about `quoted`, followed by `extra` bytes.
+    pub fn icmp_error(
+        src: impl Address,
+        dst: impl Address,
+        icmp_type: u8,
+        quoted: &Frame,
+        extra: &[u8],
+    ) -> Self {
         let mut body = vec![0; 4];
         body.extend_from_slice(&quoted.ip_bytes());
+        body.extend_from_slice(extra);
         Self::icmp(src, dst, icmp_type, &body)
+    }
+
+    pub fn with_hop_limit(mut self, hop_limit: u8) -> Self {
+        self.hop_limit = Some(hop_limit);
+        self
     }
 
     /// Adds an IPv6 extension header of `kind` (0, 43, 51 or 60: 8 octets;
@@ -142,11 +156,6 @@ impl Frame {
 
     pub fn with_ipv4_options(mut self, words: u8) -> Self {
         self.ipv4_option_words = words;
-        self
-    }
-
-    pub fn with_hop_limit(mut self, hop_limit: u8) -> Self {
-        self.hop_limit = Some(hop_limit);
         self
     }
 
@@ -170,7 +179,14 @@ impl Frame {
                 ip.extend_from_slice(&dst.octets());
                 // No-operation options.
                 ip.resize(usize::from(words) * 4, 1);
-                ip.extend_from_slice(&self.l4);
+                let header_sum = checksum(&ip, 0);
+                ip[10..12].copy_from_slice(&header_sum.to_be_bytes());
+                let mut l4 = self.l4.clone();
+                if self.protocol == ICMP && l4.len() >= 4 {
+                    let sum = checksum(&l4, 0);
+                    l4[2..4].copy_from_slice(&sum.to_be_bytes());
+                }
+                ip.extend_from_slice(&l4);
                 ip
             }
             (IpAddr::V6(src), IpAddr::V6(dst)) => self.ipv6_bytes(src.octets(), dst.octets()),
@@ -190,16 +206,28 @@ impl Frame {
             }
             payload.extend_from_slice(&header);
         }
-        payload.extend_from_slice(&self.l4);
+        let mut l4 = self.l4.clone();
+        if self.protocol == ICMPV6 && l4.len() >= 4 {
+            // The pseudo-header: addresses, upper-layer length, next header.
+            let mut pseudo = Vec::with_capacity(40);
+            pseudo.extend_from_slice(&src);
+            pseudo.extend_from_slice(&dst);
+            pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+            let sum = checksum(&l4, sum_words(&pseudo));
+            l4[2..4].copy_from_slice(&sum.to_be_bytes());
+        }
+        payload.extend_from_slice(&l4);
         let mut ip = vec![0x60, 0, 0, 0];
         ip.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        let neighbour_discovery =
-            self.protocol == ICMPV6 && self.l4.first().is_some_and(|t| (133..=136).contains(t));
-        let hop_limit = match self.hop_limit {
-            Some(hop_limit) => hop_limit,
-            None if neighbour_discovery => 255,
-            None => 64,
-        };
+        let icmp_type = (self.protocol == ICMPV6)
+            .then(|| self.l4.first().copied())
+            .flatten();
+        let hop_limit = self.hop_limit.unwrap_or(match icmp_type {
+            Some(133..=136) => 255,
+            Some(130..=132 | 143) => 1,
+            _ => 64,
+        });
         ip.extend_from_slice(&[chain[0], hop_limit]);
         ip.extend_from_slice(&src);
         ip.extend_from_slice(&dst);
@@ -214,6 +242,27 @@ impl Frame {
         frame.extend_from_slice(&self.ip_bytes());
         frame
     }
+}
+
+/// The Internet checksum (RFC 1071) of `data`, starting from `initial`
+/// (a pseudo-header's sum); the checksum field must hold zero.
+fn checksum(data: &[u8], initial: u32) -> u16 {
+    let mut sum = initial + sum_words(data);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn sum_words(data: &[u8]) -> u32 {
+    data.chunks(2)
+        .map(|pair| {
+            u32::from(u16::from_be_bytes([
+                pair[0],
+                pair.get(1).copied().unwrap_or(0),
+            ]))
+        })
+        .sum()
 }
 
 /// An Ethernet frame of `ethertype` with `payload`.
