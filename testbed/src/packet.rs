@@ -20,9 +20,9 @@ pub trait Address {
     fn ip(self) -> IpAddr;
 }
 
-impl Address for &str {
+impl<T: AsRef<str> + ?Sized> Address for &T {
     fn ip(self) -> IpAddr {
-        self.parse().expect("test address")
+        self.as_ref().parse().expect("test address")
     }
 }
 
