@@ -1,7 +1,8 @@
 //! Differential fuzzing: random and mutated frames run through the loaded
 //! programs (BPF_PROG_TEST_RUN) and through the [model](super::model) of
-//! the rules; the verdict and the reason (the per-reason counter that the
-//! packet moved) must agree.
+//! the rules; the verdict, the reason (the per-reason counter that the
+//! packet moved) and, when the packet was reported, the flow event's reason
+//! and rule must agree. Every new connection is reported.
 //!
 //! Runs are sequences: the model keeps its own connections and fragments,
 //! and the generator aims replies, ICMP errors and later fragments at them.
@@ -26,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
-use netseg_contract::{POLICY_DENY_ALL, reason};
+use netseg_contract::{FlowEvent, POLICY_DENY_ALL, VERDICT_ALLOW, VERDICT_DENY, reason};
 
 use super::model::{Direction, Model, Rules, Verdict};
 use super::{Bench, DROP, PASS, bench, policy};
@@ -120,11 +121,15 @@ struct Totals {
 }
 
 /// What the program did with one packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 struct Observed {
     verdict: u32,
     /// The one reason counter the packet moved, if exactly one moved.
     reason: Option<u8>,
+    /// The flow events it reported: none, or one (its verdict, reason and
+    /// rule).
+    events: usize,
+    event: Option<FlowEvent>,
 }
 
 fn fuzz_run(seed: u64, deadline: Instant, totals: &mut Totals) {
@@ -161,9 +166,12 @@ fn fuzz_run(seed: u64, deadline: Instant, totals: &mut Totals) {
             continue;
         };
         let after = bench.reason_counters();
+        let events = bench.flow_events();
         let observed = Observed {
             verdict,
             reason: moved_reason(&counters, &after),
+            events: events.len(),
+            event: events.first().copied(),
         };
         counters = after;
         let expected = model.judge(packet.direction, &packet.frame);
@@ -219,7 +227,22 @@ fn moved_reason(before: &[u64], after: &[u64]) -> Option<u8> {
 
 fn agree(expected: Verdict, observed: Observed) -> bool {
     let verdict = if expected.allow { PASS } else { DROP };
-    observed.verdict == verdict && observed.reason == Some(expected.reason)
+    let event_verdict = if expected.allow {
+        VERDICT_ALLOW
+    } else {
+        VERDICT_DENY
+    };
+    let event_agrees = match observed.event {
+        // Denials are sampled; a new connection is always reported.
+        None => expected.reason != reason::NEW_ALLOWED,
+        Some(event) => {
+            observed.events == 1
+                && event.verdict == event_verdict
+                && event.reason == expected.reason
+                && event.rule == expected.rule
+        }
+    };
+    observed.verdict == verdict && observed.reason == Some(expected.reason) && event_agrees
 }
 
 fn push(history: &mut VecDeque<String>, line: String) {
@@ -254,14 +277,15 @@ fn disagreement(
 ) -> String {
     let mut report = format!(
         "the program and the model disagree on packet {index} of the run with \
-         NETSEG_FUZZ_SEED={seed}\n  {:?} {} ({} bytes): {}\n  model:   {} {}\n  program: {} {}\n\
-         the packets before it, oldest first:\n",
+         NETSEG_FUZZ_SEED={seed}\n  {:?} {} ({} bytes): {}\n  model:   {} {} (rule {})\n  \
+         program: {} {}; {} flow event(s){}\nthe packets before it, oldest first:\n",
         packet.direction,
         packet.shape,
         packet.frame.len(),
         hex(&packet.frame),
         verdict_name(expected.allow),
         reason_name(expected.reason),
+        expected.rule,
         match observed.verdict {
             PASS => "PASS".to_string(),
             DROP => "DROP".to_string(),
@@ -270,6 +294,13 @@ fn disagreement(
         observed
             .reason
             .map_or("(no single reason counted)", reason_name),
+        observed.events,
+        observed.event.map_or(String::new(), |event| format!(
+            ", the first: verdict {} {} rule {}",
+            event.verdict,
+            reason_name(event.reason),
+            event.rule
+        )),
     );
     for line in history {
         writeln!(report, "  {line}").expect("write to a String");

@@ -114,20 +114,30 @@ impl Direction {
 pub struct Verdict {
     pub allow: bool,
     pub reason: u8,
+    /// The rule a flow record names: the one that allowed the packet or
+    /// its connection, or the one whose connection was cut; else 0.
+    pub rule: u32,
 }
 
 impl Verdict {
-    fn allow(reason: u8) -> Self {
+    fn allow(reason: u8, rule: u32) -> Self {
         Self {
             allow: true,
             reason,
+            rule,
         }
     }
 
     fn deny(reason: u8) -> Self {
+        Self::cut(reason, 0)
+    }
+
+    /// A denial of what `rule` once allowed.
+    fn cut(reason: u8, rule: u32) -> Self {
         Self {
             allow: false,
             reason,
+            rule,
         }
     }
 }
@@ -151,8 +161,9 @@ impl Connection {
 
 #[derive(Clone, Copy, Debug)]
 struct ConnectionState {
-    /// The revision whose policy last allowed the connection.
+    /// The revision whose policy last allowed the connection, and the rule.
     revision: u32,
+    rule: u32,
     closing: bool,
 }
 
@@ -172,6 +183,7 @@ struct FirstFragment {
     /// The connection that admitted it, re-asked under a new revision.
     connection: Option<Connection>,
     revision: u32,
+    rule: u32,
 }
 
 pub struct Model {
@@ -221,7 +233,7 @@ impl Model {
         };
         let verdict = self.judge_packet(direction, &packet);
         if verdict.allow && packet.first_fragment {
-            self.remember_first_fragment(direction, &packet);
+            self.remember_first_fragment(direction, &packet, verdict.rule);
         }
         verdict
     }
@@ -280,16 +292,17 @@ impl Model {
             let closing = self.connections[&connection].closing;
             // A bare SYN on a closing tuple opens a new connection (port reuse).
             if !(bare_syn && closing) {
-                if !self.still_allowed(connection) {
-                    return Verdict::deny(reason::REVOKED);
-                }
+                let rule = match self.reaffirm(connection) {
+                    Ok(rule) => rule,
+                    Err(rule) => return Verdict::cut(reason::REVOKED, rule),
+                };
                 if tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
                     self.connections
                         .get_mut(&connection)
                         .expect("tracked")
                         .closing = true;
                 }
-                return Verdict::allow(reason::ESTABLISHED);
+                return Verdict::allow(reason::ESTABLISHED, rule);
             }
         }
         if (tcp && !bare_syn) || packet.kind == Kind::EchoReply {
@@ -299,15 +312,16 @@ impl Model {
             origin: direction,
             tuple,
         };
-        if self.allowing_rule(connection).is_none() {
+        let Some(rule) = self.allowing_rule(connection) else {
             return Verdict::deny(reason::POLICY_DENIED);
-        }
+        };
         let state = ConnectionState {
             revision: self.revision,
+            rule,
             closing: false,
         };
         self.connections.insert(connection, state);
-        Verdict::allow(reason::NEW_ALLOWED)
+        Verdict::allow(reason::NEW_ALLOWED, rule)
     }
 
     /// The connection `tuple` belongs to at `direction`: one it opened, or
@@ -326,22 +340,23 @@ impl Model {
             .find(|connection| self.connections.contains_key(connection))
     }
 
-    /// Whether the policy in force still allows a tracked connection. One
-    /// it no longer allows is forgotten.
-    fn still_allowed(&mut self, connection: Connection) -> bool {
+    /// The rule under which the policy in force allows a tracked
+    /// connection, or the rule that had allowed one it no longer allows
+    /// (which is forgotten).
+    fn reaffirm(&mut self, connection: Connection) -> Result<u32, u32> {
         let state = self.connections[&connection];
         if state.revision == self.revision {
-            return true;
+            return Ok(state.rule);
         }
-        if self.allowing_rule(connection).is_some() {
-            self.connections
-                .get_mut(&connection)
-                .expect("tracked")
-                .revision = self.revision;
-            return true;
-        }
-        self.connections.remove(&connection);
-        false
+        let Some(rule) = self.allowing_rule(connection) else {
+            self.connections.remove(&connection);
+            return Err(state.rule);
+        };
+        let revision = self.revision;
+        let state = self.connections.get_mut(&connection).expect("tracked");
+        state.revision = revision;
+        state.rule = rule;
+        Ok(rule)
     }
 
     /// Rule 5.
@@ -353,10 +368,13 @@ impl Model {
         let Some(connection) = self.tracked(direction.opposite(), quoted) else {
             return Verdict::deny(reason::NO_CONNECTION);
         };
-        if self.rules.icmp_errors_judged_by_revision && !self.still_allowed(connection) {
-            return Verdict::deny(reason::REVOKED);
+        if !self.rules.icmp_errors_judged_by_revision {
+            return Verdict::allow(reason::RELATED, self.connections[&connection].rule);
         }
-        Verdict::allow(reason::RELATED)
+        match self.reaffirm(connection) {
+            Ok(rule) => Verdict::allow(reason::RELATED, rule),
+            Err(rule) => Verdict::cut(reason::REVOKED, rule),
+        }
     }
 
     /// Rule 4.
@@ -365,31 +383,33 @@ impl Model {
         let Some(first) = self.datagrams.get(&datagram).copied() else {
             return Verdict::deny(reason::FRAGMENT_UNKNOWN);
         };
-        if self.rules.fragments_judged_by_revision && first.revision != self.revision {
-            let still = first
-                .connection
-                .is_some_and(|connection| self.allowing_rule(connection).is_some());
-            if !still {
-                self.datagrams.remove(&datagram);
-                return Verdict::deny(reason::REVOKED);
-            }
-            self.datagrams
-                .get_mut(&datagram)
-                .expect("remembered")
-                .revision = self.revision;
+        if !self.rules.fragments_judged_by_revision || first.revision == self.revision {
+            return Verdict::allow(reason::FRAGMENT, first.rule);
         }
-        Verdict::allow(reason::FRAGMENT)
+        // The connection is asked again, whether or not it is still tracked.
+        let Some(rule) = first
+            .connection
+            .and_then(|connection| self.allowing_rule(connection))
+        else {
+            self.datagrams.remove(&datagram);
+            return Verdict::cut(reason::REVOKED, first.rule);
+        };
+        let revision = self.revision;
+        let first = self.datagrams.get_mut(&datagram).expect("remembered");
+        first.revision = revision;
+        first.rule = rule;
+        Verdict::allow(reason::FRAGMENT, rule)
     }
 
-    fn remember_first_fragment(&mut self, direction: Direction, packet: &Packet) {
-        let connection = match packet.kind {
-            Kind::IcmpError { .. } if self.rules.fragments_judged_by_revision => return,
-            Kind::IcmpError { quoted } => self.tracked(direction.opposite(), quoted),
-            _ => self.tracked(direction, packet.tuple),
-        };
+    fn remember_first_fragment(&mut self, direction: Direction, packet: &Packet, rule: u32) {
+        let error = matches!(packet.kind, Kind::IcmpError { .. });
+        if error && self.rules.fragments_judged_by_revision {
+            return;
+        }
         let first = FirstFragment {
-            connection,
+            connection: self.tracked(direction, packet.tuple),
             revision: self.revision,
+            rule,
         };
         self.datagrams
             .insert(self.rules.datagram(direction, packet), first);

@@ -69,7 +69,7 @@ impl Rules {
             return Some(Verdict::deny(reason::MALFORMED));
         }
         if !self.link_control_on_link {
-            return Some(Verdict::allow(reason::LINK_CONTROL));
+            return Some(Verdict::allow(reason::LINK_CONTROL, 0));
         }
         if !model.has_endpoint() {
             return Some(Verdict::deny(reason::NO_ENDPOINT));
@@ -77,7 +77,7 @@ impl Rules {
         if packet.kind != Kind::Arp && !on_link(model, direction, &packet.tuple) {
             return Some(Verdict::deny(reason::OFF_LINK));
         }
-        Some(Verdict::allow(reason::LINK_CONTROL))
+        Some(Verdict::allow(reason::LINK_CONTROL, 0))
     }
 
     /// Rule 5, before the quoted connection is looked up.
