@@ -3,7 +3,7 @@
 //! default deny to an address off the node (the outside host) or into the
 //! node's neighbour table, while the legitimate uses still work.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
@@ -11,7 +11,8 @@ use netseg_testbed::netns::run;
 use netseg_testbed::packet::Frame;
 use netseg_testbed::raw::carries;
 use netseg_testbed::{
-    Capture, Family, Outside, PROBE_TIMEOUT, Pod, TcpEchoServer, outside, send_ip, tcp_probe,
+    Capture, Family, Outside, PROBE_TIMEOUT, Pod, TcpEchoServer, in_netns, outside, send_ip,
+    tcp_probe,
 };
 
 mod common;
@@ -21,6 +22,18 @@ use common::{World, world};
 /// Long enough for a forwarded packet (and the node's neighbour
 /// resolution toward the outside host) to arrive.
 const ARRIVAL: Duration = Duration::from_secs(2);
+
+/// a may reach the outside host over IPv4.
+const CLIENT_TO_OUTSIDE: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: client-to-outside, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: client } }
+  policyTypes: [Egress]
+  egress:
+    - to: [{ ipBlock: { cidr: 198.51.100.0/24 } }]
+"#;
 
 /// a may open anything to b, b admits UDP 53 from a; the outside host
 /// hangs off the node.
@@ -185,23 +198,7 @@ fn pods_on_ipv6_still_resolve_their_gateway() -> Result<()> {
 #[test]
 fn an_ipv4_mapped_address_carries_nothing_off_the_node() -> Result<()> {
     let (mut w, outside) = scene("mapped")?;
-    // a may reach the outside host over IPv4.
-    w.apply(|m| {
-        m.policy(
-            "client-to-outside",
-            r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: { name: client-to-outside, namespace: app }
-spec:
-  podSelector: { matchLabels: { role: client } }
-  policyTypes: [Egress]
-  egress:
-    - to: [{ ipBlock: { cidr: 198.51.100.0/24 } }]
-"#,
-        )
-        .map(drop)
-    })?;
+    w.apply(|m| m.policy("client-to-outside", CLIENT_TO_OUTSIDE).map(drop))?;
     let off_node = Capture::start(&outside, outside::IFNAME)?;
     let mapped = match Outside::ip(Family::V4) {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().to_string(),
@@ -228,6 +225,42 @@ spec:
     ensure!(
         off_node.arrives(ARRIVAL, |f| carries(f, marker))?,
         "allowed IPv4 did not reach the outside host"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_nodes_fragmentation_needed_still_reaches_the_pod() -> Result<()> {
+    let (mut w, _outside) = scene("pmtu")?;
+    w.apply(|m| m.policy("client-to-outside", CLIENT_TO_OUTSIDE).map(drop))?;
+    run(
+        "ip",
+        &[
+            "-n",
+            w.node.netns_name(),
+            "link",
+            "set",
+            outside::NODE_IFNAME,
+            "mtu",
+            "1280",
+        ],
+    )?;
+    let at_a = Capture::start(&w.a, "eth0")?;
+    // A UDP socket sets "don't fragment" on a datagram that fits its route.
+    in_netns(w.a.netns_name(), || -> Result<()> {
+        let socket = UdpSocket::bind("0.0.0.0:0")?;
+        socket.send_to(&[0x5a; 1400], (Outside::ipv4(), 53))?;
+        Ok(())
+    })??;
+    let fragmentation_needed = |f: &[u8]| {
+        let ihl = usize::from(f.get(14).copied().unwrap_or(0) & 0x0f) * 4;
+        f.get(12..14) == Some(&[0x08, 0x00])
+            && f.get(14 + 9) == Some(&1)
+            && f.get(14 + ihl..14 + ihl + 2) == Some(&[3, 4])
+    };
+    ensure!(
+        at_a.arrives(ARRIVAL, fragmentation_needed)?,
+        "the node's \"fragmentation needed\" did not reach a"
     );
     Ok(())
 }

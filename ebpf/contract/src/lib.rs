@@ -61,7 +61,8 @@ pub mod reason {
     /// beyond it, or sent from an address that is not the pod's.
     pub const OFF_LINK: u8 = 25;
     /// An ICMP error that does not travel between the two ends of the
-    /// connection it quotes, or is longer than an error needs to be.
+    /// connection it quotes (nor comes from a party whose ICMP the pod's
+    /// ingress admits), or is longer than an error needs to be.
     pub const ICMP_ERROR_MISDIRECTED: u8 = 26;
 
     /// Counter index: flow events dropped because the ring buffer was full.

@@ -3,8 +3,8 @@
 
 use netseg_contract::reason;
 
-use super::packet::{Frame, ICMPV6, SYN, TCP, UDP, ethernet};
-use super::{Bench, DROP, EGRESS_POLICY, PASS, bench, policy};
+use super::packet::{Frame, ICMP, ICMPV6, SYN, TCP, UDP, ethernet};
+use super::{Bench, DROP, EGRESS_POLICY, INGRESS_POLICY, PASS, bench, entry, policy};
 
 const UNREACHABLE_V4: u8 = 3;
 const UNREACHABLE_V6: u8 = 1;
@@ -58,6 +58,22 @@ fn an_icmp_error_travels_only_between_the_ends_of_its_connection() {
             "{pod} to an address off the connection"
         );
     }
+}
+
+#[test]
+fn a_third_party_error_reaches_the_pod_only_when_its_icmp_is_admitted() {
+    let mut bench = bench();
+    let sent = Frame::udp("10.0.0.1", 4550, "10.0.0.2", 53);
+    assert_eq!(bench.egress(&sent), PASS);
+    // 10.0.0.3 (identity 17) stands for a router on the path.
+    let error = Frame::icmp_error("10.0.0.3", "10.0.0.1", UNREACHABLE_V4, &sent, &[]);
+    assert_eq!(bench.ingress(&error), DROP, "no ICMP admitted from it");
+    let mut admitted = policy();
+    admitted
+        .policy
+        .insert(entry(INGRESS_POLICY, 17, Some(ICMP), None), 106);
+    bench.publisher.publish(&admitted).expect("publish");
+    assert_eq!(bench.ingress(&error), PASS, "its ICMP is admitted");
 }
 
 #[test]
