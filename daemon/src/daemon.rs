@@ -22,7 +22,7 @@ use tracing::{error, info, instrument, warn};
 
 use crate::{
     datapath::{
-        Datapath, FlowEvents, KernelMaps, MapSizes, pins::PinDir, publish::Publisher,
+        Datapath, FlowEvents, KernelMaps, Limits, MapSizes, pins::PinDir, publish::Publisher,
         state::SlotState,
     },
     flows::{self, FlowContext},
@@ -41,6 +41,7 @@ pub struct DaemonConfig {
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub sizes: MapSizes,
+    pub limits: Limits,
     pub flow_events: FlowEvents,
     /// Pin links here so that enforcement outlives the daemon.
     pub pin_dir: Option<PathBuf>,
@@ -70,6 +71,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         Datapath::load(config.sizes, pins).context("loading the datapath")?;
     maps.set_flow_events(config.flow_events)
         .context("configuring flow events")?;
+    maps.set_limits(config.limits)
+        .context("configuring the per-endpoint limits")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let mut manifest_changes =
         manifests::watch(&config.manifests).context("watching the manifests")?;
@@ -108,6 +111,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         match NodeView::read(&handle).await {
             Ok(view) => enforcer.reconcile(&view),
@@ -119,6 +123,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             Some(()) = manifest_changes.changed() => enforcer.reload_manifests(),
             Some(()) = node_changes.next() => settle(&mut node_changes).await,
             _ = tick.tick() => {}
+            _ = sweep.tick() => enforcer.sweep(),
         }
     }
     match &enforcer.config.pin_dir {
@@ -134,6 +139,11 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     drop(enforcer);
     Ok(())
 }
+
+/// How often expired conntrack and fragment entries that no packet met are
+/// reclaimed (the programs reclaim those they meet). A full conntrack table
+/// is 262,144 entries read one by one: every 10 s keeps that cheap.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Netlink events come in bursts (a veth brings links, addresses, routes):
 /// take them all before reconciling once.
@@ -169,6 +179,18 @@ impl Enforcer {
         }
         if reload.changed {
             self.compiled = None;
+        }
+    }
+
+    fn sweep(&mut self) {
+        match self.datapath.sweep() {
+            Ok(swept) if swept.connections + swept.fragments > 0 => info!(
+                connections = swept.connections,
+                fragments = swept.fragments,
+                "reclaimed expired entries"
+            ),
+            Ok(_) => {}
+            Err(error) => warn!(%error, "reclaiming expired conntrack and fragment entries"),
         }
     }
 

@@ -134,9 +134,15 @@ struct DaemonArgs {
     /// Serve Prometheus metrics on /metrics and a health check on /healthz here (e.g. 127.0.0.1:9750).
     #[arg(long, env = "NETSEG_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
-    /// Connections the conntrack map holds (least recently used are evicted).
+    /// Connections the conntrack map holds; when it is full, new connections are refused.
     #[arg(long, env = "NETSEG_CONNTRACK_ENTRIES", default_value_t = 262_144)]
     conntrack_entries: u32,
+    /// Connections one pod may hold in the conntrack map; beyond it its new connections are refused.
+    #[arg(long, env = "NETSEG_CONNTRACK_PER_ENDPOINT", default_value_t = 32_768)]
+    conntrack_per_endpoint: u32,
+    /// Fragmented datagrams in flight one pod may hold; beyond it its fragmented datagrams are refused.
+    #[arg(long, env = "NETSEG_FRAGMENTS_PER_ENDPOINT", default_value_t = 1_024)]
+    fragments_per_endpoint: u32,
     /// A directory on bpffs: pin the programs' links there so that the last
     /// published policy stays enforced while the daemon is stopped, restarted
     /// or upgraded (`netseg detach` removes them). Without it, the programs
@@ -211,6 +217,10 @@ impl DaemonArgs {
             sizes: datapath::MapSizes {
                 conntrack: self.conntrack_entries,
                 events_bytes: self.event_buffer_bytes,
+            },
+            limits: datapath::Limits {
+                conntrack_per_endpoint: self.conntrack_per_endpoint,
+                fragments_per_endpoint: self.fragments_per_endpoint,
             },
             flow_events: match self.flow_events {
                 FlowEventsArg::All => datapath::FlowEvents::All,

@@ -11,6 +11,10 @@ pub const SCTP: u8 = 132;
 pub const ICMP: u8 = 1;
 pub const ICMPV6: u8 = 58;
 
+/// IPv6 extension header types.
+pub const FRAGMENT_HEADER: u8 = 44;
+pub const DESTINATION_OPTIONS: u8 = 60;
+
 pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const FIN: u8 = 0x01;
@@ -200,7 +204,7 @@ impl Frame {
         let mut payload = Vec::new();
         for (kind, next) in chain.iter().zip(chain.iter().skip(1)) {
             let mut header = [*next, 0, 0, 0, 0, 0, 0, 0];
-            if *kind == 44 {
+            if *kind == FRAGMENT_HEADER {
                 header[2..4].copy_from_slice(&self.fragment_field().to_be_bytes());
                 header[4..8].copy_from_slice(&u32::from(self.fragment.id).to_be_bytes());
             }

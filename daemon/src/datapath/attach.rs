@@ -103,10 +103,10 @@ impl Datapath {
             .attached
             .values()
             .any(|a| matches!(a.links, Links::Inherited));
-        if let (true, Some(conntrack)) = (inherited, self.conntrack.as_mut()) {
+        if inherited {
             // Right before the swap, so that connections the old programs
             // admitted until now survive it.
-            pins.hand_over_conntrack(conntrack)?;
+            pins.hand_over_conntrack(&mut self.remembered)?;
         }
         for (interface, attachment) in &mut self.attached {
             if !matches!(attachment.links, Links::Inherited) {

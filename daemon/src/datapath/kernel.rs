@@ -6,12 +6,12 @@ use aya::{
 };
 use ipnetwork::IpNetwork;
 use netseg_contract::{
-    CONFIG_FLOW_EVENTS_OFF, CONFIG_REVISION, Endpoint, EndpointKey, IpcacheV4Key, IpcacheV6Key,
-    PolicyKey, PolicyValue,
+    CONFIG_CONNTRACK_PER_ENDPOINT, CONFIG_FLOW_EVENTS_OFF, CONFIG_FRAGMENTS_PER_ENDPOINT,
+    CONFIG_REVISION, Endpoint, EndpointKey, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
 };
 use netseg_policy::PolicyEntryKey;
 
-use super::{DatapathError, FlowEvents, publish::MapWriter};
+use super::{DatapathError, FlowEvents, Limits, publish::MapWriter};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} in map {map}")]
@@ -44,6 +44,19 @@ impl KernelMaps {
         self.config
             .set(CONFIG_FLOW_EVENTS_OFF, events.off_bits(), 0)
             .map_err(failed("CONFIG", "set flow events"))
+    }
+
+    /// Sets how much of the conntrack and fragment tables one endpoint may hold.
+    pub fn set_limits(&mut self, limits: Limits) -> Result<(), MapError> {
+        for (index, limit) in [
+            (CONFIG_CONNTRACK_PER_ENDPOINT, limits.conntrack_per_endpoint),
+            (CONFIG_FRAGMENTS_PER_ENDPOINT, limits.fragments_per_endpoint),
+        ] {
+            self.config
+                .set(index, limit, 0)
+                .map_err(failed("CONFIG", "set limits"))?;
+        }
+        Ok(())
     }
 
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {

@@ -5,6 +5,7 @@ mod attach;
 mod kernel;
 pub mod pins;
 pub mod publish;
+pub mod remembered;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ pub use kernel::KernelMaps;
 
 use attach::Attachment;
 use pins::PinDir;
+use remembered::{Remembered, Swept, monotonic_ns};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netseg-ebpf"));
 
@@ -72,6 +74,13 @@ pub struct MapSizes {
     pub events_bytes: u32,
 }
 
+/// How much of the tables that remember state one endpoint may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub conntrack_per_endpoint: u32,
+    pub fragments_per_endpoint: u32,
+}
+
 /// Which flow events the programs report. Verdicts and counters are the
 /// same either way; fewer events cost less on busy nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -109,8 +118,7 @@ pub struct Datapath {
     attached: BTreeMap<String, Attachment>,
     pins: Option<PinDir>,
     /// Where a previous daemon's connections are copied on take-over.
-    conntrack:
-        Option<aya::maps::HashMap<MapData, netseg_contract::ConnKey, netseg_contract::ConnValue>>,
+    remembered: Remembered,
 }
 
 impl Datapath {
@@ -136,9 +144,10 @@ impl Datapath {
                     source,
                 })?;
         }
-        let conntrack = match pins {
-            Some(_) => Some(kernel::take_map(&mut ebpf, "CONNTRACK")?),
-            None => None,
+        let remembered = Remembered {
+            conntrack: kernel::take_map(&mut ebpf, "CONNTRACK")?,
+            fragments: kernel::take_map(&mut ebpf, "FRAGMENTS")?,
+            usage: kernel::take_map(&mut ebpf, "USAGE")?,
         };
         let maps = KernelMaps::take(&mut ebpf)?;
         let telemetry = Telemetry {
@@ -149,9 +158,15 @@ impl Datapath {
             ebpf,
             attached: BTreeMap::new(),
             pins,
-            conntrack,
+            remembered,
         };
         Ok((datapath, maps, telemetry))
+    }
+
+    /// Reclaims expired entries, and those of interfaces no longer attached.
+    pub fn sweep(&mut self) -> Result<Swept, aya::maps::MapError> {
+        let live = self.attached.values().map(|a| a.ifindex).collect();
+        self.remembered.sweep(monotonic_ns(), &live)
     }
 
     /// The interfaces the programs are attached to, with their ifindex.

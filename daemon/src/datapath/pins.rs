@@ -6,21 +6,27 @@
 //! swaps its programs into the pinned links atomically.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io,
     path::{Path, PathBuf},
 };
 
 use aya::{
-    maps::{HashMap, Map, MapData, MapInfo},
+    maps::{HashMap, Map, MapData, MapInfo, MapType},
     programs::{
         ProgramError,
         links::{FdLink, LinkError, PinnedLink},
         loaded_programs,
     },
 };
-use netseg_contract::{ConnKey, ConnValue};
+use netseg_contract::{ConnKey, ConnValue, USAGE_CONNTRACK};
 use tracing::info;
+
+use super::remembered::{Remembered, monotonic_ns};
+
+/// Map update flag: insert only if absent, so that a connection our own
+/// programs track already (and counted) stays as it is.
+const BPF_NOEXIST: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -112,13 +118,10 @@ impl PinDir {
         Ok(links.len())
     }
 
-    /// Copies the previous daemon's conntrack entries into `conntrack`, with
+    /// Copies the previous daemon's live conntrack entries into ours, with
     /// revision 0 so that each is checked against the new policy on its next
-    /// packet. Returns how many were copied.
-    pub fn hand_over_conntrack(
-        &self,
-        conntrack: &mut HashMap<MapData, ConnKey, ConnValue>,
-    ) -> Result<usize, PinError> {
+    /// packet, and counts them to their endpoints. Returns how many were copied.
+    pub fn hand_over_conntrack(&self, remembered: &mut Remembered) -> Result<u64, PinError> {
         let Some((_, path)) = self.links()?.into_iter().next() else {
             return Ok(0);
         };
@@ -135,13 +138,23 @@ impl PinDir {
         let Some(old) = previous_conntrack(program_id)? else {
             return Ok(0);
         };
-        let mut copied = 0;
+        let now = monotonic_ns();
+        let mut copied_to = BTreeMap::<u32, u64>::new();
         for (key, mut value) in old.iter().flatten() {
+            if value.expired(key.protocol, now) {
+                continue;
+            }
             value.revision = 0;
-            if conntrack.insert(key, value, 0).is_ok() {
-                copied += 1;
+            if remembered.conntrack.insert(key, value, BPF_NOEXIST).is_ok() {
+                *copied_to.entry(key.ifindex).or_default() += 1;
             }
         }
+        for (&ifindex, &count) in &copied_to {
+            remembered
+                .count_by_daemon(ifindex, USAGE_CONNTRACK, count)
+                .map_err(PinError::Conntrack)?;
+        }
+        let copied: u64 = copied_to.values().sum();
         info!(
             copied,
             "conntrack entries handed over from the previous daemon"
@@ -169,7 +182,12 @@ fn previous_conntrack(
             .unwrap_or(false);
         if is_conntrack {
             let data = MapData::from_id(map_id).map_err(PinError::Conntrack)?;
-            let map = HashMap::try_from(Map::LruHashMap(data)).map_err(PinError::Conntrack)?;
+            // Daemons before the per-endpoint shares kept a least-recently-used table.
+            let map = match data.info().map(|info| info.map_type()) {
+                Ok(Ok(MapType::LruHash)) => Map::LruHashMap(data),
+                _ => Map::HashMap(data),
+            };
+            let map = HashMap::try_from(map).map_err(PinError::Conntrack)?;
             return Ok(Some(map));
         }
     }

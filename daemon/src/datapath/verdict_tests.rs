@@ -8,8 +8,10 @@
 
 mod conntrack;
 mod flow_events;
+mod fragments;
 mod fuzz;
 mod model;
+mod shares;
 mod side_channels;
 
 use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
@@ -18,7 +20,8 @@ use netseg_testbed::packet;
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
 
 use super::{
-    Datapath, FlowEvents, KernelMaps, MapSizes, Telemetry, publish::Publisher, state::SlotState,
+    Datapath, FlowEvents, KernelMaps, Limits, MapSizes, Telemetry, publish::Publisher,
+    state::SlotState,
 };
 
 const PASS: u32 = 0;
@@ -85,17 +88,28 @@ fn bench() -> Bench {
     bench_with(FlowEvents::All)
 }
 
+/// What one endpoint may hold in the verdict tests.
+const LIMITS: Limits = Limits {
+    conntrack_per_endpoint: 16,
+    fragments_per_endpoint: 4,
+};
+
 fn bench_with(flow_events: FlowEvents) -> Bench {
+    bench_sized(flow_events, 1024, LIMITS)
+}
+
+fn bench_sized(flow_events: FlowEvents, conntrack: u32, limits: Limits) -> Bench {
     assert!(
         nix_is_root(),
         "the verdict tests load eBPF programs: run them as root (scripts/test does)"
     );
     let sizes = MapSizes {
-        conntrack: 1024,
+        conntrack,
         events_bytes: 1 << 16,
     };
     let (datapath, mut maps, telemetry) = Datapath::load(sizes, None).expect("load the datapath");
     maps.set_flow_events(flow_events).expect("set flow events");
+    maps.set_limits(limits).expect("set limits");
     let mut publisher = Publisher::new(maps);
     publisher.publish(&policy()).expect("publish");
     Bench {

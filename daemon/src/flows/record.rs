@@ -36,6 +36,8 @@ pub fn reason_name(code: u8) -> &'static str {
         reason::EXTENSION_HEADERS => "extension-headers",
         reason::OFF_LINK => "off-link",
         reason::ICMP_ERROR_MISDIRECTED => "icmp-error-misdirected",
+        reason::CONNTRACK_FULL => "conntrack-full",
+        reason::FRAGMENTS_FULL => "fragments-full",
         reason::COUNTER_EVENTS_LOST => "events-lost",
         reason::COUNTER_EVENTS_SAMPLED => "events-sampled",
         _ => "unknown",

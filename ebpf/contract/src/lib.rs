@@ -64,6 +64,13 @@ pub mod reason {
     /// connection it quotes (nor comes from a party whose ICMP the pod's
     /// ingress admits), or is longer than an error needs to be.
     pub const ICMP_ERROR_MISDIRECTED: u8 = 26;
+    /// A new connection refused because its endpoint holds its share of the
+    /// conntrack table, or the table is full: the newcomer fails, never an
+    /// established connection.
+    pub const CONNTRACK_FULL: u8 = 27;
+    /// A first fragment refused because its endpoint holds its share of the
+    /// fragment table, or the table is full.
+    pub const FRAGMENTS_FULL: u8 = 28;
 
     /// Counter index: flow events dropped because the ring buffer was full.
     pub const COUNTER_EVENTS_LOST: u8 = 30;
@@ -103,7 +110,12 @@ pub const CONFIG_REVISION: u32 = 0;
 /// bits) in the `CONFIG` array map. Zero, as a fresh map holds, reports
 /// everything. Verdicts and counters do not depend on it.
 pub const CONFIG_FLOW_EVENTS_OFF: u32 = 1;
-pub const CONFIG_ENTRIES: u32 = 2;
+/// Index of the most `CONNTRACK` entries one endpoint may hold in the
+/// `CONFIG` array map. Zero, as a fresh map holds, admits no new connection.
+pub const CONFIG_CONNTRACK_PER_ENDPOINT: u32 = 2;
+/// Index of the most `FRAGMENTS` entries one endpoint may hold.
+pub const CONFIG_FRAGMENTS_PER_ENDPOINT: u32 = 3;
+pub const CONFIG_ENTRIES: u32 = 8;
 
 /// Bits of `CONFIG[CONFIG_FLOW_EVENTS_OFF]`.
 pub mod flow_events_off {
@@ -199,14 +211,38 @@ pub struct ConnKey {
     pub dst: [u8; 16],
 }
 
+/// A reply was seen.
 pub const CONN_OPEN: u32 = 0;
 /// A FIN or RST was seen: the entry expires after [`CONN_CLOSING_TIMEOUT_NS`]
 /// and a new SYN on the same tuple is a new connection.
 pub const CONN_CLOSING: u32 = 1;
+/// Only the first direction has been seen (a SYN without answer, a datagram
+/// without reply): the entry expires after [`CONN_HALF_OPEN_TIMEOUT_NS`].
+pub const CONN_HALF_OPEN: u32 = 2;
 
+/// Idle lifetimes. Linux conntrack keeps an established TCP connection five
+/// days, a UDP flow 120 s once answered; netseg keeps 6 h and 60 s.
 pub const CONN_TCP_TIMEOUT_NS: u64 = 6 * 3600 * 1_000_000_000;
-pub const CONN_CLOSING_TIMEOUT_NS: u64 = 10 * 1_000_000_000;
 pub const CONN_OTHER_TIMEOUT_NS: u64 = 60 * 1_000_000_000;
+/// Linux: TCP CLOSE 10 s (TIME_WAIT 120 s). A late segment of a closed
+/// connection is dropped; a new SYN opens a new one.
+pub const CONN_CLOSING_TIMEOUT_NS: u64 = 10 * 1_000_000_000;
+/// Linux: UDP unreplied 30 s, TCP SYN_SENT 120 s. 30 s for every protocol:
+/// a SYN retransmitted later re-asks the policy and opens the entry again,
+/// so the shorter life costs a slow peer nothing and returns a flooding
+/// endpoint's share four times sooner.
+pub const CONN_HALF_OPEN_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
+
+/// How long before `now` something was stamped. The hooks of one endpoint
+/// run on several CPUs at once (a pod's FIN on one, its peer's crossing FIN
+/// or ACK on another), so a packet that read the clock before another CPU
+/// stamped the entry sees a stamp later than its `now`: that is an age of
+/// zero. Wrapping it would make a live connection look centuries idle, and
+/// the lookup would delete it and drop the rest of its packets.
+#[inline(always)]
+pub fn age_ns(now: u64, stamp: u64) -> u64 {
+    now.saturating_sub(stamp)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -219,8 +255,24 @@ pub struct ConnValue {
     pub _pad: u32,
 }
 
+impl ConnValue {
+    /// Whether the entry outlived its idle lifetime at `now` (`bpf_ktime_get_ns`).
+    #[inline(always)]
+    pub fn expired(&self, protocol: u8, now: u64) -> bool {
+        let lifetime = match self.state {
+            CONN_CLOSING => CONN_CLOSING_TIMEOUT_NS,
+            CONN_HALF_OPEN => CONN_HALF_OPEN_TIMEOUT_NS,
+            _ if protocol == PROTO_TCP => CONN_TCP_TIMEOUT_NS,
+            _ => CONN_OTHER_TIMEOUT_NS,
+        };
+        age_ns(now, self.last_seen_ns) > lifetime
+    }
+}
+
 /// Key of `FRAGMENTS`: one fragmented datagram at one endpoint, so that a
-/// first fragment admitted at one hook admits nothing at another.
+/// first fragment admitted at one hook admits nothing at another. `protocol`
+/// is IPv4's protocol field, or the Next Header of IPv6's Fragment header
+/// (the same in every fragment, whatever extension headers follow it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragmentKey {
@@ -233,12 +285,60 @@ pub struct FragmentKey {
     pub dst: [u8; 16],
 }
 
-/// The rule that admitted the datagram's first fragment.
+/// A fragment entry admits later fragments this long after the first one.
+/// Linux gives up reassembly after 30 s (`ipfrag_time`); the fragments of
+/// a datagram leave their sender back to back, so 5 s is ample and keeps
+/// what an endpoint can hold with incomplete datagrams small.
+pub const FRAGMENT_TIMEOUT_NS: u64 = 5 * 1_000_000_000;
+
+/// What admitted a datagram's first fragment: enough to ask the policy in
+/// force again about its connection when a later fragment comes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragmentValue {
+    pub first_seen_ns: u64,
+    /// The revision whose policy last allowed the datagram's connection.
+    pub revision: u32,
     pub rule: u32,
+    /// Direction of the connection's first packet: the datagram is a reply
+    /// when it differs from the key's direction.
+    pub origin: u8,
+    /// The transport protocol of the datagram.
+    pub protocol: u8,
+    /// Ports of the datagram, network byte order.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub _pad: u16,
 }
+
+impl FragmentValue {
+    #[inline(always)]
+    pub fn expired(&self, now: u64) -> bool {
+        age_ns(now, self.first_seen_ns) > FRAGMENT_TIMEOUT_NS
+    }
+}
+
+/// Key of `USAGE` (values `u64`, the smallest width BPF programs add to
+/// atomically): what one endpoint holds of one table, as counted by one
+/// writer. The programs count with atomic adds; the daemon cannot add to a
+/// map value atomically, so it keeps its own count (entries it handed over
+/// minus entries it reclaimed, wrapping) in its own entry, which only it
+/// writes. What the endpoint holds is the wrapping sum of both.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UsageKey {
+    pub ifindex: u32,
+    /// [`USAGE_CONNTRACK`] or [`USAGE_FRAGMENTS`].
+    pub table: u8,
+    /// [`USAGE_BY_PROGRAMS`] or [`USAGE_BY_DAEMON`].
+    pub writer: u8,
+    pub _pad: [u8; 2],
+}
+
+pub const USAGE_CONNTRACK: u8 = 0;
+pub const USAGE_FRAGMENTS: u8 = 1;
+pub const USAGE_BY_PROGRAMS: u8 = 0;
+pub const USAGE_BY_DAEMON: u8 = 1;
 
 /// Denied events for one [`ConnKey`] are emitted at most once per
 /// [`DENY_SAMPLE_INTERVAL_NS`]; the ones in between are counted here and
@@ -298,7 +398,8 @@ const _: () = assert!(size_of::<PolicyValue>() == 4);
 const _: () = assert!(size_of::<ConnKey>() == 44);
 const _: () = assert!(size_of::<ConnValue>() == 24);
 const _: () = assert!(size_of::<FragmentKey>() == 44);
-const _: () = assert!(size_of::<FragmentValue>() == 4);
+const _: () = assert!(size_of::<FragmentValue>() == 24);
+const _: () = assert!(size_of::<UsageKey>() == 8);
 const _: () = assert!(size_of::<DenySample>() == 16);
 const _: () = assert!(size_of::<FlowEvent>() == 64);
 
@@ -317,6 +418,7 @@ mod user {
     unsafe impl aya::Pod for ConnValue {}
     unsafe impl aya::Pod for FragmentKey {}
     unsafe impl aya::Pod for FragmentValue {}
+    unsafe impl aya::Pod for UsageKey {}
     unsafe impl aya::Pod for DenySample {}
     unsafe impl aya::Pod for FlowEvent {}
 }

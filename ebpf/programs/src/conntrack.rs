@@ -4,29 +4,19 @@
 //! policy change, the next packet re-asks the policy (revocation).
 
 use netseg_contract::{
-    CONN_CLOSING, CONN_CLOSING_TIMEOUT_NS, CONN_OPEN, CONN_OTHER_TIMEOUT_NS, CONN_TCP_TIMEOUT_NS,
-    ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS, PROTO_TCP,
+    CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS,
+    DIRECTION_INGRESS, age_ns,
 };
 
 use crate::{
     maps::CONNTRACK,
     parse::{Addr, Tuple},
+    usage::{self, CONNTRACK_SHARE},
 };
 
 /// last_seen is rewritten at most this often, to keep established packets
 /// from dirtying a shared cache line each time.
 const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
-
-/// How long before `now` the entry was last stamped. The hooks of one
-/// endpoint run on several CPUs at once (a pod's FIN on one, its peer's
-/// crossing FIN or ACK on another), so a packet that read the clock before
-/// another CPU stamped the entry sees a stamp later than its `now`: that is
-/// an age of zero. Wrapping it would make a live connection look centuries
-/// idle, and the lookup would delete it and drop the rest of its packets.
-#[inline(always)]
-fn age(now: u64, stamp: u64) -> u64 {
-    now.saturating_sub(stamp)
-}
 
 #[inline(always)]
 pub fn conn_key(ifindex: u32, origin: u8, tuple: &Tuple) -> ConnKey {
@@ -43,7 +33,7 @@ pub fn conn_key(ifindex: u32, origin: u8, tuple: &Tuple) -> ConnKey {
 }
 
 #[inline(always)]
-fn reversed(tuple: &Tuple) -> Tuple {
+pub fn reversed(tuple: &Tuple) -> Tuple {
     Tuple {
         src: tuple.dst,
         dst: tuple.src,
@@ -82,51 +72,57 @@ pub fn find(
 fn live(key: &ConnKey, now: u64) -> Option<*mut ConnValue> {
     let entry = CONNTRACK.get_ptr_mut(key)?;
     // SAFETY: a valid pointer into the map's value for the duration of the program.
-    let value = unsafe { &*entry };
-    let timeout = if value.state == CONN_CLOSING {
-        CONN_CLOSING_TIMEOUT_NS
-    } else if key.protocol == PROTO_TCP {
-        CONN_TCP_TIMEOUT_NS
-    } else {
-        CONN_OTHER_TIMEOUT_NS
-    };
-    if age(now, value.last_seen_ns) > timeout {
-        let _ = CONNTRACK.remove(key);
+    if unsafe { &*entry }.expired(key.protocol, now) {
+        close(key);
         return None;
     }
     Some(entry)
 }
 
+/// Tracks a new connection, half-open until its first reply. False when
+/// there is no room: the endpoint holds its share, or the table is full.
 #[inline(always)]
-pub fn open(ifindex: u32, direction: u8, tuple: &Tuple, revision: u32, rule: u32, now: u64) {
+pub fn open(
+    ifindex: u32,
+    direction: u8,
+    tuple: &Tuple,
+    revision: u32,
+    rule: u32,
+    now: u64,
+) -> bool {
+    let key = conn_key(ifindex, direction, tuple);
     let value = ConnValue {
         last_seen_ns: now,
         revision,
         rule,
-        state: CONN_OPEN,
+        state: CONN_HALF_OPEN,
         _pad: 0,
     };
-    // A full LRU map evicts its oldest entry; an insert that still fails
-    // leaves the connection untracked, so its replies are denied (fail-closed).
-    let _ = CONNTRACK.insert(&conn_key(ifindex, direction, tuple), &value, 0);
+    // A closed connection's tuple reused: the same entry, counted once.
+    usage::insert(&CONNTRACK, &key, &value, ifindex, &CONNTRACK_SHARE)
 }
 
+/// Restamps the entry of a packet that belongs to it; `reply` when the
+/// packet went against the connection's first packet.
 #[inline(always)]
-pub fn touch(value: &mut ConnValue, closing: bool, now: u64) {
+pub fn touch(value: &mut ConnValue, reply: bool, closing: bool, now: u64) {
     if closing {
         value.state = CONN_CLOSING;
         value.last_seen_ns = value.last_seen_ns.max(now);
-    } else if age(now, value.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
+    } else if reply && value.state == CONN_HALF_OPEN {
+        value.state = CONN_OPEN;
+        value.last_seen_ns = value.last_seen_ns.max(now);
+    } else if age_ns(now, value.last_seen_ns) > LAST_SEEN_GRANULARITY_NS {
         value.last_seen_ns = now;
     }
 }
 
 #[inline(always)]
 pub fn close(key: &ConnKey) {
-    let _ = CONNTRACK.remove(key);
+    usage::remove(&CONNTRACK, key, key.ifindex, &CONNTRACK_SHARE);
 }
 
-/// The peer of a tracked connection and the tuple of its first packet.
+/// The tuple of a tracked connection's first packet.
 #[inline(always)]
 pub fn original(key: &ConnKey) -> Tuple {
     Tuple {

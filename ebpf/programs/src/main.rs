@@ -4,12 +4,16 @@
 //! explicit allow drops.
 #![no_std]
 #![no_main]
+// Atomic adds to map values: the BPF target offers no atomic read-modify-write types.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod conntrack;
 mod events;
 mod maps;
 mod parse;
 mod policy;
+mod usage;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
@@ -27,7 +31,8 @@ use crate::{
     events::{Decision, Hook, record},
     maps::{CONFIG, ENDPOINTS, FRAGMENTS, SCRATCH},
     parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
-    policy::allowing_rule,
+    policy::{allowing_rule, still_allowed},
+    usage::FRAGMENTS_SHARE,
 };
 
 #[classifier]
@@ -81,22 +86,22 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
             Decision::deny(reason::NO_ENDPOINT, 0),
         ));
     };
-    let decision = match packet.kind {
+    let mut decision = match packet.kind {
         Kind::Arp => Decision::allow(reason::LINK_CONTROL, 0),
         Kind::LinkControl => link_control(hook.direction, &endpoint, &packet.tuple),
         _ if spoofed(&endpoint, hook.direction, &packet.tuple) => {
             Decision::deny(reason::SPOOFED, 0)
         }
-        Kind::LaterFragment => later_fragment(hook, packet),
+        Kind::LaterFragment => later_fragment(hook, &endpoint, packet),
         Kind::IcmpError => related(hook, slot, &endpoint, packet, ctx.len()),
         Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet),
     };
+    if decision.allow && packet.first_fragment {
+        decision = remember_fragment(hook, packet, decision);
+    }
     record(hook, &packet.tuple, &decision);
     if !decision.allow {
         return Err(TC_ACT_SHOT);
-    }
-    if packet.first_fragment {
-        remember_fragment(hook, packet, decision.rule);
     }
     Ok(TC_ACT_OK)
 }
@@ -161,12 +166,13 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
         let value = unsafe { &mut *entry };
         // A SYN on a closed tuple is a new connection (port reuse).
         if !(syn_only && value.state == CONN_CLOSING) {
-            let rule = match reaffirm(hook, slot, endpoint, &key, value) {
+            let rule = match reaffirm(hook, endpoint, &key, value) {
                 Ok(rule) => rule,
                 Err(revoked) => return revoked,
             };
             let closing = tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
-            conntrack::touch(value, closing, hook.now);
+            let reply = key.origin != hook.direction;
+            conntrack::touch(value, reply, closing, hook.now);
             return Decision::allow(reason::ESTABLISHED, rule);
         }
     }
@@ -188,15 +194,18 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
         tuple.dst_port,
     ) {
         Some(rule) => {
-            conntrack::open(
+            if conntrack::open(
                 hook.ifindex,
                 hook.direction,
                 tuple,
                 hook.revision,
                 rule,
                 hook.now,
-            );
-            Decision::allow(reason::NEW_ALLOWED, rule)
+            ) {
+                Decision::allow(reason::NEW_ALLOWED, rule)
+            } else {
+                Decision::deny(reason::CONNTRACK_FULL, rule)
+            }
         }
         None => Decision::deny(reason::POLICY_DENIED, 0),
     }
@@ -209,32 +218,25 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
 #[inline(always)]
 fn reaffirm(
     hook: &Hook,
-    slot: u32,
     endpoint: &Endpoint,
     key: &ConnKey,
     value: &mut ConnValue,
 ) -> Result<u32, Decision> {
-    if value.revision == hook.revision {
+    if value.revision == hook.revision
+        || still_allowed(
+            hook.revision,
+            endpoint,
+            key.origin,
+            &conntrack::original(key),
+            &mut value.revision,
+            &mut value.rule,
+        )
+    {
         return Ok(value.rule);
     }
-    let original = conntrack::original(key);
-    let peer = if key.origin == DIRECTION_EGRESS {
-        &original.dst
-    } else {
-        &original.src
-    };
-    match allowing_rule(slot, endpoint, key.origin, peer, key.protocol, key.dst_port) {
-        Some(rule) => {
-            value.revision = hook.revision;
-            value.rule = rule;
-            Ok(rule)
-        }
-        None => {
-            let rule = value.rule;
-            conntrack::close(key);
-            Err(Decision::deny(reason::REVOKED, rule))
-        }
-    }
+    let rule = value.rule;
+    conntrack::close(key);
+    Err(Decision::deny(reason::REVOKED, rule))
 }
 
 /// An ICMP error passes only when it is about a connection this endpoint
@@ -261,7 +263,7 @@ fn related(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, len: u3
     };
     // SAFETY: a valid pointer into the conntrack map's value.
     let value = unsafe { &mut *entry };
-    match reaffirm(hook, slot, endpoint, &key, value) {
+    match reaffirm(hook, endpoint, &key, value) {
         Ok(rule) => Decision::allow(reason::RELATED, rule),
         Err(revoked) => revoked,
     }
@@ -289,7 +291,7 @@ fn fragment_key(hook: &Hook, packet: &Packet) -> FragmentKey {
     FragmentKey {
         ifindex: hook.ifindex,
         id: packet.fragment_id,
-        protocol: packet.tuple.protocol,
+        protocol: packet.fragment_protocol,
         direction: hook.direction,
         _pad: [0; 2],
         src: packet.tuple.src.0,
@@ -297,20 +299,80 @@ fn fragment_key(hook: &Hook, packet: &Packet) -> FragmentKey {
     }
 }
 
+/// Remembers an admitted first fragment with its connection, so that its
+/// later fragments can be judged again; refuses the datagram when its
+/// endpoint has no room left. An ICMP error is never fragmented by an
+/// honest sender: its later fragments find nothing.
 #[inline(always)]
-fn remember_fragment(hook: &Hook, packet: &Packet, rule: u32) {
-    let _ = FRAGMENTS.insert(&fragment_key(hook, packet), &FragmentValue { rule }, 0);
+fn remember_fragment(hook: &Hook, packet: &Packet, decision: Decision) -> Decision {
+    if packet.kind == Kind::IcmpError {
+        return decision;
+    }
+    let tuple = &packet.tuple;
+    let Some((connection, _)) = conntrack::find(hook.ifindex, hook.direction, tuple, hook.now)
+    else {
+        return decision;
+    };
+    let value = FragmentValue {
+        first_seen_ns: hook.now,
+        revision: hook.revision,
+        rule: decision.rule,
+        origin: connection.origin,
+        protocol: tuple.protocol,
+        src_port: tuple.src_port,
+        dst_port: tuple.dst_port,
+        _pad: 0,
+    };
+    let key = fragment_key(hook, packet);
+    if usage::insert(&FRAGMENTS, &key, &value, hook.ifindex, &FRAGMENTS_SHARE) {
+        decision
+    } else {
+        Decision::deny(reason::FRAGMENTS_FULL, decision.rule)
+    }
 }
 
 /// Later fragments carry no ports: they pass only behind an admitted first
-/// fragment of the same datagram at the same hook.
+/// fragment of the same datagram at the same hook, for a few seconds, and
+/// only while the policy in force still allows the datagram's connection.
 #[inline(always)]
-fn later_fragment(hook: &Hook, packet: &Packet) -> Decision {
-    // SAFETY: the value is only read.
-    match unsafe { FRAGMENTS.get(&fragment_key(hook, packet)) } {
-        Some(first) => Decision::allow(reason::FRAGMENT, first.rule),
-        None => Decision::deny(reason::FRAGMENT_UNKNOWN, 0),
+fn later_fragment(hook: &Hook, endpoint: &Endpoint, packet: &Packet) -> Decision {
+    let key = fragment_key(hook, packet);
+    let Some(entry) = FRAGMENTS.get_ptr_mut(&key) else {
+        return Decision::deny(reason::FRAGMENT_UNKNOWN, 0);
+    };
+    // SAFETY: a valid pointer into the fragment map's value.
+    let first = unsafe { &mut *entry };
+    if first.expired(hook.now) {
+        usage::remove(&FRAGMENTS, &key, hook.ifindex, &FRAGMENTS_SHARE);
+        return Decision::deny(reason::FRAGMENT_UNKNOWN, 0);
     }
+    if first.revision != hook.revision {
+        let datagram = Tuple {
+            src: packet.tuple.src,
+            dst: packet.tuple.dst,
+            protocol: first.protocol,
+            src_port: first.src_port,
+            dst_port: first.dst_port,
+        };
+        let original = if first.origin == hook.direction {
+            datagram
+        } else {
+            conntrack::reversed(&datagram)
+        };
+        if !still_allowed(
+            hook.revision,
+            endpoint,
+            first.origin,
+            &original,
+            &mut first.revision,
+            &mut first.rule,
+        ) {
+            let rule = first.rule;
+            usage::remove(&FRAGMENTS, &key, hook.ifindex, &FRAGMENTS_SHARE);
+            return Decision::deny(reason::REVOKED, rule);
+        }
+    }
+    Decision::allow(reason::FRAGMENT, first.rule)
 }
 
 #[cfg(not(test))]

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use netseg_contract::{
     CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenySample, Endpoint, EndpointKey,
-    FragmentKey, FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
+    FragmentKey, FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue, UsageKey,
 };
 
 #[map]
@@ -26,12 +26,18 @@ pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, u32> = LpmTrie::with_max_entries(2 
 #[map]
 pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(2 * 262144, 0);
 
+/// Not least-recently-used: a full table must refuse the newcomer, never
+/// evict another endpoint's connection. Expired entries are deleted by the
+/// programs when they meet them and by the daemon's sweep.
 #[map]
-pub static CONNTRACK: LruHashMap<ConnKey, ConnValue> = LruHashMap::with_max_entries(262144, 0);
+pub static CONNTRACK: HashMap<ConnKey, ConnValue> = HashMap::with_max_entries(262144, 0);
 
 #[map]
-pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentValue> =
-    LruHashMap::with_max_entries(8192, 0);
+pub static FRAGMENTS: HashMap<FragmentKey, FragmentValue> = HashMap::with_max_entries(8192, 0);
+
+/// What each endpoint holds of `CONNTRACK` and `FRAGMENTS` (see `UsageKey`).
+#[map]
+pub static USAGE: HashMap<UsageKey, u64> = HashMap::with_max_entries(4 * 8192, 0);
 
 #[map]
 pub static DENY_SAMPLES: LruHashMap<ConnKey, DenySample> = LruHashMap::with_max_entries(65536, 0);

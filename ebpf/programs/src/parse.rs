@@ -101,6 +101,11 @@ pub struct Packet {
     /// First fragment of a fragmented datagram (ports present, more follow).
     pub first_fragment: bool,
     pub fragment_id: u32,
+    /// What keys a fragmented datagram beside its addresses and id: IPv4's
+    /// protocol, or the Next Header of IPv6's Fragment header, which first
+    /// and later fragments share whatever extension headers follow it.
+    /// Set only for packets that carry a fragment header.
+    pub fragment_protocol: u8,
     /// The quoted packet of an ICMP error.
     pub inner: Tuple,
 }
@@ -161,6 +166,7 @@ fn parse_ipv4(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
     let offset = fragment & 0x1fff;
     packet.fragment_id = u16::from_be_bytes([header[4], header[5]]) as u32;
     packet.tuple.protocol = header[9];
+    packet.fragment_protocol = header[9];
     packet.tuple.src = Addr::mapped_ipv4([header[12], header[13], header[14], header[15]]);
     packet.tuple.dst = Addr::mapped_ipv4([header[16], header[17], header[18], header[19]]);
     if offset != 0 {
@@ -201,6 +207,7 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
             44 => {
                 let header: [u8; 8] = load(ctx, offset)?;
                 next = header[0];
+                packet.fragment_protocol = next;
                 let fragment = u16::from_be_bytes([header[2], header[3]]);
                 packet.fragment_id =
                     u32::from_be_bytes([header[4], header[5], header[6], header[7]]);

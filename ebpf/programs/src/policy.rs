@@ -3,13 +3,13 @@
 //! at most (the peer's identity, then "any peer"), whatever the rule count.
 
 use netseg_contract::{
-    DIRECTION_INGRESS, Endpoint, IpcacheV4Key, IpcacheV6Key, POLICY_PREFIX_FULL, PROTO_SCTP,
-    PROTO_TCP, PROTO_UDP, PolicyKey, identity,
+    DIRECTION_EGRESS, DIRECTION_INGRESS, Endpoint, IpcacheV4Key, IpcacheV6Key, POLICY_PREFIX_FULL,
+    PROTO_SCTP, PROTO_TCP, PROTO_UDP, PolicyKey, identity,
 };
 
 use crate::{
     maps::{IPCACHE_V4, IPCACHE_V6, LpmKey, POLICY},
-    parse::Addr,
+    parse::{Addr, Tuple},
 };
 
 /// The rule id that allows the connection, or `None`.
@@ -36,6 +36,42 @@ pub fn allowing_rule(
     let peer_identity = identity_of(slot, peer);
     lookup(slot, policy, peer_identity, protocol, port)
         .or_else(|| lookup(slot, policy, identity::ANY, protocol, port))
+}
+
+/// Whether state admitted under an earlier revision (a tracked connection,
+/// a fragmented datagram) is still allowed by the policy of `revision`.
+/// `origin` and `original` are the direction and tuple of the connection's
+/// first packet. If it is, `admitted` and `rule` are restamped.
+#[inline(always)]
+pub fn still_allowed(
+    revision: u32,
+    endpoint: &Endpoint,
+    origin: u8,
+    original: &Tuple,
+    admitted: &mut u32,
+    rule: &mut u32,
+) -> bool {
+    let peer = if origin == DIRECTION_EGRESS {
+        &original.dst
+    } else {
+        &original.src
+    };
+    let slot = revision & 1;
+    match allowing_rule(
+        slot,
+        endpoint,
+        origin,
+        peer,
+        original.protocol,
+        original.dst_port,
+    ) {
+        Some(allowing) => {
+            *admitted = revision;
+            *rule = allowing;
+            true
+        }
+        None => false,
+    }
 }
 
 #[inline(always)]

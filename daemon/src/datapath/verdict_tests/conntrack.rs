@@ -3,39 +3,23 @@
 //! A test run is one packet on one CPU, so the other CPU is played by
 //! writing the entry the way its program would have left it.
 
-use aya::maps::HashMap;
-use netseg_contract::{CONN_CLOSING, CONN_OPEN, ConnKey, ConnValue};
+use netseg_contract::{CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue};
 
 use super::packet::{ACK, FIN, Frame, SYN};
 use super::{Bench, DROP, PASS, bench};
+use crate::datapath::remembered::monotonic_ns;
 
 /// Far enough ahead that even a slow test run reads the clock before it.
 const LATER_STAMP_NS: u64 = 1_000_000_000;
 /// Longer ago than a closing connection lives (10 s).
 const EXPIRED_STAMP_NS: u64 = 11_000_000_000;
-
-/// CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
+/// Longer ago than a half-open connection lives (30 s).
+const HALF_OPEN_EXPIRED_NS: u64 = 31_000_000_000;
 
 impl Bench {
     /// Rewrites the state and last-seen stamp of the only tracked connection.
     fn restamp(&mut self, state: u32, last_seen_ns: u64) {
-        let map = self
-            .datapath
-            .ebpf
-            .map_mut("CONNTRACK")
-            .expect("the conntrack map");
-        let mut conntrack: HashMap<_, ConnKey, ConnValue> =
-            HashMap::try_from(map).expect("conntrack is a hash map");
+        let conntrack = &mut self.datapath.remembered.conntrack;
         let entries: Vec<(ConnKey, ConnValue)> = conntrack
             .iter()
             .collect::<Result<_, _>>()
@@ -108,4 +92,26 @@ fn a_closed_connection_expires_and_a_late_segment_is_denied() {
         bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, ACK)),
         DROP
     );
+}
+
+/// A SYN nobody answered holds its entry 30 s, not the hours of an
+/// established connection: the answer after that finds nothing, while an
+/// answered connection as idle lives on.
+#[test]
+fn a_half_open_connection_expires_early_and_an_answered_one_does_not() {
+    let mut bench = bench();
+    let out = |flags| Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, flags);
+    let back = |flags| Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, flags);
+    assert_eq!(bench.egress(&out(SYN)), PASS);
+    bench.restamp(CONN_HALF_OPEN, monotonic_ns() - HALF_OPEN_EXPIRED_NS);
+    assert_eq!(bench.ingress(&back(SYN | ACK)), DROP, "the late answer");
+
+    assert_eq!(
+        bench.egress(&out(SYN)),
+        PASS,
+        "a retransmitted SYN opens again"
+    );
+    assert_eq!(bench.ingress(&back(SYN | ACK)), PASS);
+    bench.restamp(CONN_OPEN, monotonic_ns() - HALF_OPEN_EXPIRED_NS);
+    assert_eq!(bench.egress(&out(ACK)), PASS, "answered, idle for 31 s");
 }

@@ -7,8 +7,10 @@
 //! Runs are sequences: the model keeps its own connections and fragments,
 //! and the generator aims replies, ICMP errors and later fragments at them.
 //! Each run of up to [`RUN_PACKETS`] packets starts from freshly loaded
-//! programs and, at a random point, republishes the policy without one of
-//! its rules (sometimes putting it back later), so revocation is compared.
+//! programs with the verdict tests' policy, half the time widened to admit
+//! ICMP from third parties, and at a random point republishes it without
+//! one of its rules (sometimes putting it back later), so revocation is
+//! compared.
 //! A run stays shorter than the closing-connection timeout, so no entry
 //! expires under it.
 //!
@@ -27,29 +29,33 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
-use netseg_contract::{FlowEvent, POLICY_DENY_ALL, VERDICT_ALLOW, VERDICT_DENY, reason};
+use netseg_contract::{FlowEvent, POLICY_DENY_ALL, VERDICT_ALLOW, VERDICT_DENY, identity, reason};
 
 use super::model::{Direction, Model, Rules, Verdict};
-use super::{Bench, DROP, PASS, bench, policy};
-use crate::datapath::state::SlotState;
+use super::packet::{ICMP, ICMPV6};
+use super::{Bench, DROP, INGRESS_POLICY, PASS, bench_sized, entry, policy};
+use crate::datapath::{FlowEvents, Limits, state::SlotState};
 use crate::flows::reason_name;
 use generate::{Generated, Rng, generate};
 
-/// The rules the programs on this branch implement: issue 8's rules for
-/// ICMP errors, link control and IPv4-mapped addresses; fragment state
-/// still as at 46c1b93; and an IPv4 packet of protocol 58 is still link
-/// control (the on-link rule lets it in at the pod's own address).
+/// The rules the programs on this branch implement: issue 8's, except
+/// that an IPv4 packet of protocol 58 is still link control (the on-link
+/// rule lets it in at the pod's own address, from anywhere).
 const RULES: Rules = Rules {
-    fragments_judged_by_revision: false,
-    fragments_keyed_by_fragment_header: false,
     ipv4_carries_link_control: true,
     ..Rules::ISSUE8
 };
+/// Shares small enough that runs reach them.
+const LIMITS: Limits = Limits {
+    conntrack_per_endpoint: 16,
+    fragments_per_endpoint: 6,
+};
 /// Packets of one run, from fresh programs.
 const RUN_PACKETS: usize = 3000;
-/// A run ends early after this long: well inside the 10 s a closing
-/// connection lives, so that time never decides a verdict.
-const RUN_TIME_LIMIT: Duration = Duration::from_secs(4);
+/// A run ends early after this long: well inside the shortest lifetime of
+/// remembered state (5 s for a fragmented datagram, 10 s for a closing
+/// connection), so that time never decides a verdict.
+const RUN_TIME_LIMIT: Duration = Duration::from_secs(3);
 const DEFAULT_SECONDS: u64 = 20;
 /// Packets shown before the disagreeing one.
 const HISTORY: usize = 12;
@@ -134,13 +140,20 @@ struct Observed {
 
 fn fuzz_run(seed: u64, deadline: Instant, totals: &mut Totals) {
     let mut rng = Rng::new(seed);
-    let mut bench = bench();
-    let mut model = Model::new(RULES, policy());
+    let mut bench = bench_sized(FlowEvents::All, 1024, LIMITS);
+    let mut model = Model::new(RULES, LIMITS, policy());
+    let mut history = VecDeque::with_capacity(HISTORY);
+    let initial = if rng.percent(50) {
+        bench.republish(&mut model, widened_policy());
+        push(&mut history, "-- published the widened policy".into());
+        widened_policy()
+    } else {
+        policy()
+    };
     let revoke_at = rng.below(RUN_PACKETS);
     let restore_at = revoke_at + rng.below(RUN_PACKETS);
-    let revoked = revoked_policy(&mut rng);
+    let (revoked, what) = revoked_policy(&mut rng, &initial);
     let run_start = Instant::now();
-    let mut history = VecDeque::with_capacity(HISTORY);
     let mut counters = bench.reason_counters();
     for index in 0..RUN_PACKETS {
         if run_start.elapsed() > RUN_TIME_LIMIT || Instant::now() > deadline {
@@ -148,13 +161,10 @@ fn fuzz_run(seed: u64, deadline: Instant, totals: &mut Totals) {
         }
         if index == revoke_at {
             bench.republish(&mut model, revoked.clone());
-            push(
-                &mut history,
-                format!("-- republished without a rule: {revoked:?}"),
-            );
+            push(&mut history, format!("-- republished {what}"));
         }
         if index == restore_at {
-            bench.republish(&mut model, policy());
+            bench.republish(&mut model, initial.clone());
             push(&mut history, "-- republished the whole policy".into());
         }
         let packet = generate(&mut rng, &model);
@@ -202,19 +212,34 @@ impl Bench {
     }
 }
 
-/// The fixed policy without one of its rules, or with ingress denied.
-fn revoked_policy(rng: &mut Rng) -> SlotState {
-    let mut revoked = policy();
-    let keys: Vec<_> = revoked.policy.keys().copied().collect();
+/// The fixed policy, and ingress ICMP from identity 17 (a third party to
+/// the endpoint's connections) and ICMPv6 from anyone.
+fn widened_policy() -> SlotState {
+    let mut widened = policy();
+    widened
+        .policy
+        .insert(entry(INGRESS_POLICY, 17, Some(ICMP), None), 105);
+    widened.policy.insert(
+        entry(INGRESS_POLICY, identity::ANY, Some(ICMPV6), None),
+        106,
+    );
+    widened
+}
+
+/// `policy` without one of its rules, or with ingress denied; and which.
+fn revoked_policy(rng: &mut Rng, policy: &SlotState) -> (SlotState, String) {
+    let mut revoked = policy.clone();
     if rng.percent(20) {
         revoked
             .endpoints
             .values_mut()
             .for_each(|endpoint| endpoint.ingress_policy = POLICY_DENY_ALL);
-    } else {
-        revoked.policy.remove(&rng.pick(&keys));
+        return (revoked, "with ingress denied".into());
     }
-    revoked
+    let keys: Vec<_> = revoked.policy.keys().copied().collect();
+    let removed = rng.pick(&keys);
+    revoked.policy.remove(&removed);
+    (revoked, format!("without {removed:?}"))
 }
 
 fn moved_reason(before: &[u64], after: &[u64]) -> Option<u8> {

@@ -18,6 +18,9 @@
 //!    `revoked` when the policy in force no longer allows it), or opens one
 //!    (`new-connection`, `policy-denied`); a TCP segment other than a bare
 //!    SYN and an echo reply never open one (`no-connection`).
+//! 7. An endpoint holds at most its share of connections and of fragmented
+//!    datagrams: beyond it a new one is refused (`conntrack-full`,
+//!    `fragments-full`), never evicts another.
 
 mod read;
 mod rules;
@@ -27,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netseg_contract::{identity, reason};
 
-use super::super::state::SlotState;
+use super::super::{Limits, state::SlotState};
 pub use read::{ICMP, ICMPV6, Kind, Packet, SCTP, TCP, UDP};
 pub use rules::Rules;
 
@@ -188,6 +191,7 @@ struct FirstFragment {
 
 pub struct Model {
     rules: Rules,
+    limits: Limits,
     policy: SlotState,
     revision: u32,
     connections: HashMap<Connection, ConnectionState>,
@@ -195,10 +199,12 @@ pub struct Model {
 }
 
 impl Model {
-    /// The datapath after `policy` was published as revision 1.
-    pub fn new(rules: Rules, policy: SlotState) -> Self {
+    /// The datapath with the shares of `limits` after `policy` was
+    /// published as revision 1.
+    pub fn new(rules: Rules, limits: Limits, policy: SlotState) -> Self {
         Self {
             rules,
+            limits,
             policy,
             revision: 1,
             connections: HashMap::new(),
@@ -233,7 +239,7 @@ impl Model {
         };
         let verdict = self.judge_packet(direction, &packet);
         if verdict.allow && packet.first_fragment {
-            self.remember_first_fragment(direction, &packet, verdict.rule);
+            return self.remember_first_fragment(direction, &packet, verdict);
         }
         verdict
     }
@@ -315,6 +321,14 @@ impl Model {
         let Some(rule) = self.allowing_rule(connection) else {
             return Verdict::deny(reason::POLICY_DENIED);
         };
+        // Reopening a closing connection's own entry takes no more room.
+        let limit = self.limits.conntrack_per_endpoint as usize;
+        if self.rules.endpoint_shares
+            && !self.connections.contains_key(&connection)
+            && self.connections.len() >= limit
+        {
+            return Verdict::cut(reason::CONNTRACK_FULL, rule);
+        }
         let state = ConnectionState {
             revision: self.revision,
             rule,
@@ -361,7 +375,10 @@ impl Model {
 
     /// Rule 5.
     fn icmp_error(&mut self, direction: Direction, packet: &Packet, quoted: Tuple) -> Verdict {
-        if let Err(why) = self.rules.icmp_error_addressing(direction, packet, &quoted) {
+        if let Err(why) = self
+            .rules
+            .icmp_error_addressing(self, direction, packet, &quoted)
+        {
             return Verdict::deny(why);
         }
         // The quoted packet travelled the other way.
@@ -401,18 +418,36 @@ impl Model {
         Verdict::allow(reason::FRAGMENT, rule)
     }
 
-    fn remember_first_fragment(&mut self, direction: Direction, packet: &Packet, rule: u32) {
-        let error = matches!(packet.kind, Kind::IcmpError { .. });
-        if error && self.rules.fragments_judged_by_revision {
-            return;
+    /// Leaves what later fragments of an admitted first fragment need; the
+    /// verdict on the first fragment, unless there is no room for that.
+    fn remember_first_fragment(
+        &mut self,
+        direction: Direction,
+        packet: &Packet,
+        verdict: Verdict,
+    ) -> Verdict {
+        let connection = match packet.kind {
+            Kind::Flow | Kind::EchoReply => self.tracked(direction, packet.tuple),
+            _ => None,
+        };
+        if connection.is_none() && self.rules.fragments_judged_by_revision {
+            return verdict;
+        }
+        let datagram = self.rules.datagram(direction, packet);
+        let limit = self.limits.fragments_per_endpoint as usize;
+        if self.rules.endpoint_shares
+            && !self.datagrams.contains_key(&datagram)
+            && self.datagrams.len() >= limit
+        {
+            return Verdict::cut(reason::FRAGMENTS_FULL, verdict.rule);
         }
         let first = FirstFragment {
-            connection: self.tracked(direction, packet.tuple),
+            connection,
             revision: self.revision,
-            rule,
+            rule: verdict.rule,
         };
-        self.datagrams
-            .insert(self.rules.datagram(direction, packet), first);
+        self.datagrams.insert(datagram, first);
+        verdict
     }
 
     /// The rule that allows `connection`'s first packet under the policy in
@@ -437,6 +472,16 @@ impl Model {
                 .max_by_key(|(key, _)| (key.protocol.is_some(), key.port.map(|p| p.len)))
                 .map(|(_, rule)| *rule)
         })
+    }
+
+    /// Whether the pod's ingress policy admits the ICMP message `tuple` as
+    /// if it opened a connection.
+    fn icmp_admitted_from(&self, tuple: Tuple) -> bool {
+        let connection = Connection {
+            origin: Direction::Ingress,
+            tuple,
+        };
+        self.allowing_rule(connection).is_some()
     }
 
     /// The identity of the longest ipcache prefix holding `addr`.

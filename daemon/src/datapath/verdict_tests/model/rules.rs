@@ -13,6 +13,9 @@ pub struct Rules {
     /// quotes and is no longer than an error needs to be, else it is
     /// `icmp-error-misdirected`.
     pub icmp_error_addressing: bool,
+    /// At ingress, an ICMP error may also come from a third party (a router
+    /// on the path) whose ICMP the pod's ingress policy admits anyway.
+    pub third_party_icmp_errors_by_policy: bool,
     /// An ICMP error is judged by the policy in force, like a reply: one
     /// about a connection the policy no longer allows is `revoked`.
     pub icmp_errors_judged_by_revision: bool,
@@ -31,6 +34,8 @@ pub struct Rules {
     /// headers follow the Fragment header: both are keyed by its next
     /// header.
     pub fragments_keyed_by_fragment_header: bool,
+    /// An endpoint holds at most its share of connections and datagrams.
+    pub endpoint_shares: bool,
     /// The hole the fuzzer found at 46c1b93: an IPv4 packet of protocol 58
     /// whose first payload byte is a neighbour discovery or MLD type is
     /// link control (without a hop limit check). Without it, such a packet
@@ -42,11 +47,13 @@ impl Rules {
     /// The datapath once issue 8 is closed.
     pub const ISSUE8: Self = Self {
         icmp_error_addressing: true,
+        third_party_icmp_errors_by_policy: true,
         icmp_errors_judged_by_revision: true,
         link_control_on_link: true,
         ipv4_mapped_ipv6_malformed: true,
         fragments_judged_by_revision: true,
         fragments_keyed_by_fragment_header: true,
+        endpoint_shares: true,
         ipv4_carries_link_control: false,
     };
 
@@ -83,6 +90,7 @@ impl Rules {
     /// Rule 5, before the quoted connection is looked up.
     pub(super) fn icmp_error_addressing(
         &self,
+        model: &Model,
         direction: Direction,
         packet: &Packet,
         quoted: &Tuple,
@@ -98,12 +106,17 @@ impl Rules {
         };
         // At egress the error answers a packet the pod received: it goes
         // back to that packet's source; at ingress it comes from the
-        // quoted packet's destination.
-        let between_the_ends = match direction {
+        // quoted packet's destination, or from a party that could reach
+        // the pod with ICMP anyway.
+        let addressed_as_error = match direction {
             Direction::Egress => packet.tuple.dst == quoted.src,
-            Direction::Ingress => packet.tuple.src == quoted.dst,
+            Direction::Ingress => {
+                packet.tuple.src == quoted.dst
+                    || (self.third_party_icmp_errors_by_policy
+                        && model.icmp_admitted_from(packet.tuple))
+            }
         };
-        if !between_the_ends || packet.ip_len > max as usize {
+        if !addressed_as_error || packet.ip_len > max as usize {
             return Err(reason::ICMP_ERROR_MISDIRECTED);
         }
         Ok(())
