@@ -10,9 +10,8 @@
 //! programs with the verdict tests' policy, half the time widened to admit
 //! ICMP from third parties, and at a random point republishes it without
 //! one of its rules (sometimes putting it back later), so revocation is
-//! compared.
-//! A run stays shorter than the closing-connection timeout, so no entry
-//! expires under it.
+//! compared. A run is shorter than the shortest lifetime of remembered
+//! state, so no entry expires under it.
 //!
 //! By default the test fuzzes for 20 s from a seed taken from the clock.
 //! `NETSEG_FUZZ_SECONDS=600` fuzzes longer; `NETSEG_FUZZ_SEED=n` starts
@@ -24,6 +23,7 @@
 //! ```
 
 mod generate;
+mod rng;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -36,7 +36,8 @@ use super::packet::{ICMP, ICMPV6};
 use super::{Bench, DROP, INGRESS_POLICY, PASS, bench_sized, entry, policy};
 use crate::datapath::{FlowEvents, Limits, state::SlotState};
 use crate::flows::reason_name;
-use generate::{Generated, Rng, generate};
+use generate::{Generated, generate};
+use rng::Rng;
 
 /// The rules the programs on this branch implement: issue 8's, except
 /// that an IPv4 packet of protocol 58 is still link control (the on-link

@@ -3,17 +3,23 @@
 //! and the programs' doc comments state them, not from the programs' code:
 //! where the two disagree, one of them is wrong.
 //!
-//! The rules, in the order they apply to a packet at one endpoint:
+//! The rules, in the order they apply to a packet at one endpoint
+//! ([`Rules`] switches those that issue 8 changed):
 //! 1. A frame that cannot be read is dropped: `unsupported-l3` (not IPv4,
-//!    IPv6 or ARP), `extension-headers` (more than six), `malformed`.
-//! 2. ARP, neighbour discovery and MLD are link control ([`Rules`] says
-//!    which may pass).
+//!    IPv6 or ARP), `extension-headers` (more than six), `malformed` (also
+//!    an IPv4-mapped address in IPv6).
+//! 2. ARP, neighbour discovery and MLD are link control: the last two with
+//!    the hop limit that proves they were not forwarded (else `malformed`),
+//!    with an endpoint, and on the link (`off-link`).
 //! 3. An interface without an endpoint denies (`no-endpoint`); a pod may
 //!    only send from and be sent to its own addresses (`spoofed`).
 //! 4. A later fragment passes behind an admitted first fragment of the same
-//!    datagram at the same hook (`fragment`, else `fragment-unknown`).
-//! 5. An ICMP error passes when it is about a connection of the endpoint
-//!    (`related`, else `no-connection`).
+//!    datagram at the same hook (`fragment`, else `fragment-unknown`) while
+//!    the policy in force allows its connection (`revoked`).
+//! 5. An ICMP error passes when it is small and travels between the ends of
+//!    the connection it quotes (else `icmp-error-misdirected`), when that is
+//!    a connection of the endpoint (`related`, else `no-connection`) and
+//!    the policy in force still allows it (`revoked`).
 //! 6. Any other packet continues a tracked connection (`established`, or
 //!    `revoked` when the policy in force no longer allows it), or opens one
 //!    (`new-connection`, `policy-denied`); a TCP segment other than a bare
@@ -22,13 +28,15 @@
 //!    datagrams: beyond it a new one is refused (`conntrack-full`,
 //!    `fragments-full`), never evicts another.
 
+mod fragments;
+mod policy;
 mod read;
 mod rules;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netseg_contract::{identity, reason};
+use netseg_contract::reason;
 
 use super::super::{Limits, state::SlotState};
 pub use read::{ICMP, ICMPV6, Kind, Packet, SCTP, TCP, UDP};
@@ -391,119 +399,6 @@ impl Model {
         match self.reaffirm(connection) {
             Ok(rule) => Verdict::allow(reason::RELATED, rule),
             Err(rule) => Verdict::cut(reason::REVOKED, rule),
-        }
-    }
-
-    /// Rule 4.
-    fn later_fragment(&mut self, direction: Direction, packet: &Packet) -> Verdict {
-        let datagram = self.rules.datagram(direction, packet);
-        let Some(first) = self.datagrams.get(&datagram).copied() else {
-            return Verdict::deny(reason::FRAGMENT_UNKNOWN);
-        };
-        if !self.rules.fragments_judged_by_revision || first.revision == self.revision {
-            return Verdict::allow(reason::FRAGMENT, first.rule);
-        }
-        // The connection is asked again, whether or not it is still tracked.
-        let Some(rule) = first
-            .connection
-            .and_then(|connection| self.allowing_rule(connection))
-        else {
-            self.datagrams.remove(&datagram);
-            return Verdict::cut(reason::REVOKED, first.rule);
-        };
-        let revision = self.revision;
-        let first = self.datagrams.get_mut(&datagram).expect("remembered");
-        first.revision = revision;
-        first.rule = rule;
-        Verdict::allow(reason::FRAGMENT, rule)
-    }
-
-    /// Leaves what later fragments of an admitted first fragment need; the
-    /// verdict on the first fragment, unless there is no room for that.
-    fn remember_first_fragment(
-        &mut self,
-        direction: Direction,
-        packet: &Packet,
-        verdict: Verdict,
-    ) -> Verdict {
-        let connection = match packet.kind {
-            Kind::Flow | Kind::EchoReply => self.tracked(direction, packet.tuple),
-            _ => None,
-        };
-        if connection.is_none() && self.rules.fragments_judged_by_revision {
-            return verdict;
-        }
-        let datagram = self.rules.datagram(direction, packet);
-        let limit = self.limits.fragments_per_endpoint as usize;
-        if self.rules.endpoint_shares
-            && !self.datagrams.contains_key(&datagram)
-            && self.datagrams.len() >= limit
-        {
-            return Verdict::cut(reason::FRAGMENTS_FULL, verdict.rule);
-        }
-        let first = FirstFragment {
-            connection,
-            revision: self.revision,
-            rule: verdict.rule,
-        };
-        self.datagrams.insert(datagram, first);
-        verdict
-    }
-
-    /// The rule that allows `connection`'s first packet under the policy in
-    /// force: the most specific entry for the peer's identity, else for any
-    /// peer.
-    fn allowing_rule(&self, connection: Connection) -> Option<u32> {
-        let endpoint = self.policy.endpoints.get(&IFINDEX)?;
-        let policy = match connection.origin {
-            Direction::Egress => endpoint.egress_policy,
-            Direction::Ingress => endpoint.ingress_policy,
-        };
-        let tuple = connection.tuple;
-        // Only these protocols have ports.
-        let port = matches!(tuple.protocol, TCP | UDP | SCTP).then_some(tuple.dst_port);
-        let peer = self.identity(connection.peer());
-        [peer, identity::ANY].into_iter().find_map(|identity| {
-            self.policy
-                .policy
-                .iter()
-                .filter(|(key, _)| key.policy == policy && key.identity == identity)
-                .filter(|(key, _)| matches_rule(key, tuple.protocol, port.unwrap_or(0)))
-                .max_by_key(|(key, _)| (key.protocol.is_some(), key.port.map(|p| p.len)))
-                .map(|(_, rule)| *rule)
-        })
-    }
-
-    /// Whether the pod's ingress policy admits the ICMP message `tuple` as
-    /// if it opened a connection.
-    fn icmp_admitted_from(&self, tuple: Tuple) -> bool {
-        let connection = Connection {
-            origin: Direction::Ingress,
-            tuple,
-        };
-        self.allowing_rule(connection).is_some()
-    }
-
-    /// The identity of the longest ipcache prefix holding `addr`.
-    fn identity(&self, addr: Addr) -> u32 {
-        let ip = addr.ip();
-        self.policy
-            .ipcache
-            .iter()
-            .filter(|(prefix, _)| prefix.contains(ip))
-            .max_by_key(|(prefix, _)| prefix.prefix())
-            .map_or(identity::WORLD, |(_, identity)| *identity)
-    }
-}
-
-fn matches_rule(key: &netseg_policy::PolicyEntryKey, protocol: u8, port: u16) -> bool {
-    match (key.protocol, key.port) {
-        (None, _) => true,
-        (Some(p), None) => p == protocol,
-        (Some(p), Some(prefix)) => {
-            let len = u32::from(prefix.len.min(16));
-            let mask = if len == 0 { 0 } else { u16::MAX << (16 - len) };
-            p == protocol && port & mask == prefix.port & mask
         }
     }
 }
