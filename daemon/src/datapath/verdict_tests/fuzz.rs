@@ -227,9 +227,14 @@ fn widened_policy() -> SlotState {
     widened
 }
 
-/// `policy` without one of its rules, or with ingress denied; and which.
+/// `policy` without one of its rules, with ingress denied, or without the
+/// endpoint; and which.
 fn revoked_policy(rng: &mut Rng, policy: &SlotState) -> (SlotState, String) {
     let mut revoked = policy.clone();
+    if rng.percent(10) {
+        revoked.endpoints.clear();
+        return (revoked, "without the endpoint".into());
+    }
     if rng.percent(20) {
         revoked
             .endpoints
