@@ -213,7 +213,13 @@ fn icmp_error(rng: &mut Rng, model: &Model, direction: Direction) -> Frame {
     let connections = sorted(model.connections().copied());
     let quoted = if !connections.is_empty() && rng.percent(75) {
         let connection = rng.pick(&connections);
-        packet_of(rng, &tuple_at(&connection, opposite(direction)))
+        // Now and then a packet that went the same way as the error.
+        let crossed = if rng.percent(85) {
+            opposite(direction)
+        } else {
+            direction
+        };
+        packet_of(rng, &tuple_at(&connection, crossed))
     } else {
         fresh_flow(rng, opposite(direction))
     };
@@ -378,7 +384,8 @@ fn decorate(rng: &mut Rng, mut frame: Frame) -> Frame {
     frame
 }
 
-/// Truncates the frame, or changes one of its header bytes.
+/// Truncates the frame, or changes one of its header bytes. Built frames
+/// hold at least an Ethernet and an IPv4 header.
 fn mutate(rng: &mut Rng, frame: &mut Vec<u8>) {
     match rng.below(3) {
         0 => frame.truncate(14 + rng.below(frame.len() - 13)),
