@@ -58,7 +58,9 @@ const TCP_FLAGS: &[u8] = &[
 ];
 const ECHO_IDS: &[u16] = &[7, 8, 9];
 const FRAGMENT_IDS: &[u16] = &[1, 2, 3, 4];
-const EXTENSION_HEADERS: &[u8] = &[0, 43, 51, 60, 60];
+/// Hop-by-hop, routing, fragment (offset 0 unless the frame is a later
+/// fragment), authentication, destination options.
+const EXTENSION_HEADERS: &[u8] = &[0, 43, 44, 51, 60, 60];
 
 /// One frame to run, and how it was made (for the failure report).
 pub struct Generated {
@@ -222,6 +224,11 @@ fn icmp_error(rng: &mut Rng, model: &Model, direction: Direction) -> Frame {
         packet_of(rng, &tuple_at(&connection, crossed))
     } else {
         fresh_flow(rng, opposite(direction))
+    };
+    let quoted = if quoted.src.is_ipv4() && rng.percent(10) {
+        quoted.with_ipv4_options(rng.pick(&[1, 3]))
+    } else {
+        quoted
     };
     let v6 = if rng.percent(90) {
         quoted.src.is_ipv6()
