@@ -58,6 +58,20 @@ const RUN_PACKETS: usize = 3000;
 /// connection), so that time never decides a verdict.
 const RUN_TIME_LIMIT: Duration = Duration::from_secs(3);
 const DEFAULT_SECONDS: u64 = 20;
+/// After this many packets, every reason in [`EXERCISED`] has come up.
+const COVERAGE_PACKETS: u64 = 20_000;
+/// Every way a packet passes, and the denials that need state to reach.
+const EXERCISED: [u8; 9] = [
+    reason::NEW_ALLOWED,
+    reason::ESTABLISHED,
+    reason::RELATED,
+    reason::LINK_CONTROL,
+    reason::FRAGMENT,
+    reason::REVOKED,
+    reason::NO_CONNECTION,
+    reason::ICMP_ERROR_MISDIRECTED,
+    reason::CONNTRACK_FULL,
+];
 /// Packets shown before the disagreeing one.
 const HISTORY: usize = 12;
 
@@ -117,6 +131,17 @@ fn the_programs_judge_random_packets_as_the_model_does() {
         reasons.join(", "),
     );
     assert!(totals.packets > 0, "no packet was fuzzed");
+    // A generator that lost its aim would still agree with the model.
+    if totals.packets >= COVERAGE_PACKETS {
+        for code in EXERCISED {
+            assert!(
+                totals.reasons.contains_key(&code),
+                "{} packets and none judged {}",
+                totals.packets,
+                reason_name(code)
+            );
+        }
+    }
 }
 
 #[derive(Default)]
