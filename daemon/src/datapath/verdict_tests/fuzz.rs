@@ -7,8 +7,8 @@
 //! Runs are sequences: the model keeps its own connections and fragments,
 //! and the generator aims replies, ICMP errors and later fragments at them.
 //! Each run of up to [`RUN_PACKETS`] packets starts from freshly loaded
-//! programs with the verdict tests' policy, half the time widened to admit
-//! ICMP from third parties, and at a random point republishes it without
+//! programs with the verdict tests' policy, half the time widened (ICMP
+//! from third parties, rules for any protocol and for any peer), and at a random point republishes it without
 //! one of its rules (sometimes putting it back later), so revocation is
 //! compared. A run is shorter than the shortest lifetime of remembered
 //! state, so no entry expires under it.
@@ -32,8 +32,8 @@ use std::time::{Duration, Instant, SystemTime};
 use netseg_contract::{FlowEvent, POLICY_DENY_ALL, VERDICT_ALLOW, VERDICT_DENY, identity, reason};
 
 use super::model::{Direction, Model, Rules, Verdict};
-use super::packet::{ICMP, ICMPV6};
-use super::{Bench, DROP, INGRESS_POLICY, PASS, bench_sized, entry, policy};
+use super::packet::{ICMP, ICMPV6, TCP, UDP};
+use super::{Bench, DROP, EGRESS_POLICY, INGRESS_POLICY, PASS, bench_sized, entry, policy};
 use crate::datapath::{FlowEvents, Limits, state::SlotState};
 use crate::flows::reason_name;
 use generate::{Generated, generate};
@@ -239,16 +239,25 @@ impl Bench {
 }
 
 /// The fixed policy, and ingress ICMP from identity 17 (a third party to
-/// the endpoint's connections) and ICMPv6 from anyone.
+/// the endpoint's connections) and ICMPv6 from anyone; egress any protocol
+/// to identity 17 and, more specific, UDP 53 to it; TCP 8000-8007 to anyone
+/// (beside the rules for identity 16).
 fn widened_policy() -> SlotState {
     let mut widened = policy();
-    widened
-        .policy
-        .insert(entry(INGRESS_POLICY, 17, Some(ICMP), None), 105);
-    widened.policy.insert(
-        entry(INGRESS_POLICY, identity::ANY, Some(ICMPV6), None),
-        106,
-    );
+    let rules = [
+        (entry(INGRESS_POLICY, 17, Some(ICMP), None), 105),
+        (
+            entry(INGRESS_POLICY, identity::ANY, Some(ICMPV6), None),
+            106,
+        ),
+        (entry(EGRESS_POLICY, 17, None, None), 107),
+        (entry(EGRESS_POLICY, 17, Some(UDP), Some((53, 16))), 109),
+        (
+            entry(EGRESS_POLICY, identity::ANY, Some(TCP), Some((8000, 13))),
+            108,
+        ),
+    ];
+    widened.policy.extend(rules);
     widened
 }
 
