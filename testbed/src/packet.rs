@@ -1,5 +1,5 @@
-//! Crafted packets: Ethernet, IPv4 or IPv6 (with optional extension headers
-//! and fragmentation), and an L4 header. The verdict tests feed them to
+//! Crafted packets: Ethernet, IPv4 (with optional options) or IPv6 (with
+//! optional extension headers), either fragmented, and an L4 header. The verdict tests feed them to
 //! BPF_PROG_TEST_RUN; the namespace tests send them from inside a pod
 //! ([`crate::raw`]).
 
@@ -19,8 +19,25 @@ pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const FIN: u8 = 0x01;
 
-/// Fragmentation of a crafted packet: IPv4's header fields, or IPv6's
-/// Fragment header (extension 44, which takes `id`, `offset` and `more`).
+/// An address given as text (hand-written tests) or as a value (the fuzzer).
+pub trait Address {
+    fn ip(self) -> IpAddr;
+}
+
+impl<T: AsRef<str> + ?Sized> Address for &T {
+    fn ip(self) -> IpAddr {
+        self.as_ref().parse().expect("test address")
+    }
+}
+
+impl Address for IpAddr {
+    fn ip(self) -> IpAddr {
+        self
+    }
+}
+
+/// Fragmentation of a crafted packet: in the IPv4 header, or in the IPv6
+/// Fragment header (extension 44) when the frame has one.
 #[derive(Clone, Copy, Default)]
 pub struct Fragment {
     pub id: u16,
@@ -38,25 +55,28 @@ pub struct Frame {
     pub fragment: Fragment,
     /// IPv6 extension headers before the L4 header: (type, 8-octet header).
     pub extensions: Vec<u8>,
+    /// IPv4 options, in 4-octet words of no-operation options.
+    pub ipv4_option_words: u8,
     /// IPv6 hop limit; `None` picks what the protocol requires (255 for
     /// neighbour discovery, 1 for MLD, 64 otherwise).
     pub hop_limit: Option<u8>,
 }
 
 impl Frame {
-    pub fn new(src: &str, dst: &str, protocol: u8, l4: Vec<u8>) -> Self {
+    pub fn new(src: impl Address, dst: impl Address, protocol: u8, l4: Vec<u8>) -> Self {
         Self {
-            src: src.parse().expect("test address"),
-            dst: dst.parse().expect("test address"),
+            src: src.ip(),
+            dst: dst.ip(),
             protocol,
             l4,
             fragment: Fragment::default(),
             extensions: Vec::new(),
+            ipv4_option_words: 0,
             hop_limit: None,
         }
     }
 
-    pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Self {
+    pub fn tcp(src: impl Address, sport: u16, dst: impl Address, dport: u16, flags: u8) -> Self {
         let mut l4 = vec![0; 20];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -65,7 +85,7 @@ impl Frame {
         Self::new(src, dst, TCP, l4)
     }
 
-    pub fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Self {
+    pub fn udp(src: impl Address, sport: u16, dst: impl Address, dport: u16) -> Self {
         let mut l4 = vec![0; 8];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -74,7 +94,7 @@ impl Frame {
     }
 
     /// An SCTP common header with an INIT chunk (checksum not checked here).
-    pub fn sctp(src: &str, sport: u16, dst: &str, dport: u16) -> Self {
+    pub fn sctp(src: impl Address, sport: u16, dst: impl Address, dport: u16) -> Self {
         let mut l4 = vec![0; 32];
         l4[0..2].copy_from_slice(&sport.to_be_bytes());
         l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -82,16 +102,19 @@ impl Frame {
         Self::new(src, dst, SCTP, l4)
     }
 
-    pub fn icmp(src: &str, dst: &str, icmp_type: u8, body: &[u8]) -> Self {
-        let protocol = if src.contains(':') { ICMPV6 } else { ICMP };
+    /// An ICMP message of the source's family (ICMPv6 for IPv6).
+    pub fn icmp(src: impl Address, dst: impl Address, icmp_type: u8, body: &[u8]) -> Self {
+        let src = src.ip();
+        let protocol = if src.is_ipv6() { ICMPV6 } else { ICMP };
         let mut l4 = vec![icmp_type, 0, 0, 0];
         l4.extend_from_slice(body);
         Self::new(src, dst, protocol, l4)
     }
 
     /// An echo request (`reply` false) or reply with identifier `id`.
-    pub fn echo(src: &str, dst: &str, id: u16, reply: bool) -> Self {
-        let v6 = src.contains(':');
+    pub fn echo(src: impl Address, dst: impl Address, id: u16, reply: bool) -> Self {
+        let src = src.ip();
+        let v6 = src.is_ipv6();
         let icmp_type = match (v6, reply) {
             (false, false) => 8,
             (false, true) => 0,
@@ -105,7 +128,13 @@ impl Frame {
 
     /// An ICMP(v6) error of `icmp_type` (destination unreachable: 3 for
     /// IPv4, 1 for IPv6) about `quoted`, followed by `extra` bytes.
-    pub fn icmp_error(src: &str, dst: &str, icmp_type: u8, quoted: &Frame, extra: &[u8]) -> Self {
+    pub fn icmp_error(
+        src: impl Address,
+        dst: impl Address,
+        icmp_type: u8,
+        quoted: &Frame,
+        extra: &[u8],
+    ) -> Self {
         let mut body = vec![0; 4];
         body.extend_from_slice(&quoted.ip_bytes());
         body.extend_from_slice(extra);
@@ -117,7 +146,8 @@ impl Frame {
         self
     }
 
-    /// Adds an IPv6 extension header of `kind` (0, 43, 44 or 60: 8 octets).
+    /// Adds an IPv6 extension header of `kind` (0, 43, 51 or 60: 8 octets;
+    /// 44 carries [`Frame::fragment`]).
     pub fn with_extension(mut self, kind: u8) -> Self {
         self.extensions.push(kind);
         self
@@ -128,18 +158,31 @@ impl Frame {
         self
     }
 
+    pub fn with_ipv4_options(mut self, words: u8) -> Self {
+        self.ipv4_option_words = words;
+        self
+    }
+
+    /// The offset and M flag of an IPv6 Fragment header.
+    fn fragment_field(&self) -> u16 {
+        (self.fragment.offset << 3) | u16::from(self.fragment.more)
+    }
+
     /// The IP packet without the Ethernet header (for ICMP error quotes).
     pub fn ip_bytes(&self) -> Vec<u8> {
         match (self.src, self.dst) {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, self.protocol, 0, 0];
-                let total = (20 + self.l4.len()) as u16;
+                let words = 5 + self.ipv4_option_words;
+                let mut ip = vec![0x40 | words, 0, 0, 0, 0, 0, 0, 0, 64, self.protocol, 0, 0];
+                let total = (usize::from(words) * 4 + self.l4.len()) as u16;
                 ip[2..4].copy_from_slice(&total.to_be_bytes());
                 ip[4..6].copy_from_slice(&self.fragment.id.to_be_bytes());
                 let flags = self.fragment.offset | if self.fragment.more { 0x2000 } else { 0 };
                 ip[6..8].copy_from_slice(&flags.to_be_bytes());
                 ip.extend_from_slice(&src.octets());
                 ip.extend_from_slice(&dst.octets());
+                // No-operation options.
+                ip.resize(usize::from(words) * 4, 1);
                 let header_sum = checksum(&ip, 0);
                 ip[10..12].copy_from_slice(&header_sum.to_be_bytes());
                 let mut l4 = self.l4.clone();
@@ -162,8 +205,7 @@ impl Frame {
         for (kind, next) in chain.iter().zip(chain.iter().skip(1)) {
             let mut header = [*next, 0, 0, 0, 0, 0, 0, 0];
             if *kind == FRAGMENT_HEADER {
-                let offset = self.fragment.offset << 3 | u16::from(self.fragment.more);
-                header[2..4].copy_from_slice(&offset.to_be_bytes());
+                header[2..4].copy_from_slice(&self.fragment_field().to_be_bytes());
                 header[4..8].copy_from_slice(&u32::from(self.fragment.id).to_be_bytes());
             }
             payload.extend_from_slice(&header);

@@ -205,6 +205,17 @@ impl Datapath {
     /// Runs one program on one packet through BPF_PROG_TEST_RUN, as if the
     /// packet crossed ifindex 1 (the loopback device the kernel uses for test runs).
     pub fn run_program(&mut self, pod_ingress: bool, packet: &[u8]) -> u32 {
+        self.try_run_program(pod_ingress, packet)
+            .expect("BPF_PROG_TEST_RUN")
+    }
+
+    /// [`Datapath::run_program`] for frames the kernel may refuse to run
+    /// (shorter than an Ethernet header).
+    pub fn try_run_program(
+        &mut self,
+        pod_ingress: bool,
+        packet: &[u8],
+    ) -> Result<u32, ProgramError> {
         use aya::programs::{TestRun, TestRunOptions};
         let name = if pod_ingress { POD_INGRESS } else { POD_EGRESS };
         let program = classifier(&mut self.ebpf, name).expect("program is loaded");
@@ -214,10 +225,7 @@ impl Datapath {
             data_out: Some(&mut out),
             ..TestRunOptions::default()
         };
-        program
-            .test_run(options)
-            .expect("BPF_PROG_TEST_RUN")
-            .return_value
+        program.test_run(options).map(|run| run.return_value)
     }
 }
 

@@ -9,6 +9,8 @@
 mod conntrack;
 mod flow_events;
 mod fragments;
+mod fuzz;
+mod model;
 mod shares;
 mod side_channels;
 

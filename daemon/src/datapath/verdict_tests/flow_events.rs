@@ -13,14 +13,21 @@ use crate::metrics::Metrics;
 impl Bench {
     /// The reasons of the flow events reported since the last call.
     fn events(&mut self) -> Vec<u8> {
-        let mut reasons = Vec::new();
+        self.flow_events()
+            .iter()
+            .map(|event| event.reason)
+            .collect()
+    }
+
+    /// The flow events reported since the last call.
+    pub(super) fn flow_events(&mut self) -> Vec<FlowEvent> {
+        let mut events = Vec::new();
         while let Some(item) = self.telemetry.events.next() {
             assert!(item.len() >= size_of::<FlowEvent>(), "a whole flow event");
             // SAFETY: the programs submit FlowEvent records; the length was checked.
-            let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-            reasons.push(event.reason);
+            events.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) });
         }
-        reasons
+        events
     }
 
     pub(super) fn counter(&self, reason: u8) -> u64 {
