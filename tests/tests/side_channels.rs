@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use netseg_testbed::netns::run;
-use netseg_testbed::packet::Frame;
-use netseg_testbed::raw::carries;
+use netseg_testbed::packet::{Frame, ICMPV6};
+use netseg_testbed::raw::{carries, ethernet, mac_address};
 use netseg_testbed::{
-    Capture, Family, Outside, PROBE_TIMEOUT, Pod, TcpEchoServer, in_netns, outside, send_ip,
-    tcp_probe,
+    Capture, Family, Netns, Outside, PROBE_TIMEOUT, Pod, TcpEchoServer, in_netns, outside,
+    send_frame, send_ip, tcp_probe,
 };
 
 mod common;
@@ -261,6 +261,60 @@ fn the_nodes_fragmentation_needed_still_reaches_the_pod() -> Result<()> {
     ensure!(
         at_a.arrives(ARRIVAL, fragmentation_needed)?,
         "the node's \"fragmentation needed\" did not reach a"
+    );
+    Ok(())
+}
+
+/// a admits UDP 9 from the outside host: the control that shows packets
+/// from there reach a at all.
+const OUTSIDE_TO_CLIENT: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: outside-to-client, namespace: app }
+spec:
+  podSelector: { matchLabels: { role: client } }
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{ ipBlock: { cidr: 198.51.100.0/24 } }]
+      ports: [{ protocol: UDP, port: 9 }]
+"#;
+
+/// Sends an IPv4 packet from the outside host to the node, which routes it.
+fn send_from_outside(w: &World, outside: &Outside, packet: &Frame) -> Result<()> {
+    let node_side = mac_address(w.node.netns_name(), outside::NODE_IFNAME)?;
+    let own = mac_address(outside.netns_name(), outside::IFNAME)?;
+    let frame = ethernet(node_side, own, 0x0800, &packet.ip_bytes());
+    send_frame(outside, outside::IFNAME, &frame)
+}
+
+/// ICMPv6 is ICMPv6 only inside IPv6. At 46c1b93 an IPv4 packet of
+/// protocol 58 whose first byte said "neighbour solicitation" passed as
+/// link control from anywhere to anywhere (found by the differential
+/// fuzzer); it is a protocol a rule must allow.
+#[test]
+fn icmpv6_inside_ipv4_carries_nothing_into_a_pod() -> Result<()> {
+    let (mut w, outside) = scene("nd-in-v4")?;
+    w.apply(|m| m.policy("outside-to-client", OUTSIDE_TO_CLIENT).map(drop))?;
+    let at_a = Capture::start(&w.a, "eth0")?;
+    let from = Outside::ipv4().to_string();
+    let to = addr(&w.a, Family::V4);
+    let admitted_marker = b"admitted from the outside";
+    let mut admitted = Frame::udp(from.as_str(), 4000, to.as_str(), 9);
+    admitted.l4.extend_from_slice(admitted_marker);
+    send_from_outside(&w, &outside, &admitted)?;
+    ensure!(
+        at_a.arrives(ARRIVAL, |f| carries(f, admitted_marker))?,
+        "control: UDP 9 from the outside host, which a admits, did not arrive"
+    );
+    let marker = b"smuggled as neighbour discovery in IPv4";
+    let mut solicitation = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    solicitation.extend_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    solicitation.extend_from_slice(marker);
+    let smuggled = Frame::new(from.as_str(), to.as_str(), ICMPV6, solicitation);
+    send_from_outside(&w, &outside, &smuggled)?;
+    ensure!(
+        !at_a.arrives(ARRIVAL, |f| carries(f, marker))?,
+        "an IPv4 packet of protocol 58 from the outside host reached a"
     );
     Ok(())
 }

@@ -174,7 +174,7 @@ fn parse_ipv4(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
         return Ok(());
     }
     packet.first_fragment = more_fragments;
-    parse_l4(ctx, packet, ETH_HLEN + header_len)
+    parse_l4(ctx, packet, ETH_HLEN + header_len, false)
 }
 
 #[inline(always)]
@@ -227,7 +227,7 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
         return Err(reason::EXTENSION_HEADERS);
     }
     packet.tuple.protocol = next;
-    parse_l4(ctx, packet, offset)?;
+    parse_l4(ctx, packet, offset, true)?;
     if packet.kind == Kind::LinkControl && !valid_link_control(packet, hop_limit) {
         return Err(reason::MALFORMED);
     }
@@ -259,10 +259,18 @@ fn valid_link_control(packet: &Packet, hop_limit: u8) -> bool {
     }
 }
 
+/// The ICMP of an IP family.
 #[inline(always)]
-fn parse_l4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+fn icmp_protocol(v6: bool) -> u8 {
+    if v6 { PROTO_ICMPV6 } else { PROTO_ICMP }
+}
+
+#[inline(always)]
+fn parse_l4(ctx: &TcContext, packet: &mut Packet, offset: usize, v6: bool) -> Result<(), Drop> {
     // Each header is read whole (the TCP one up to its flags), so a
-    // truncated one fails here.
+    // truncated one fails here. ICMP is read as such only in its own
+    // family: ICMPv6 inside IPv4 (or ICMP inside IPv6) is no neighbour
+    // discovery and no error, just a protocol without ports.
     match packet.tuple.protocol {
         PROTO_TCP => {
             let header: [u8; 14] = load(ctx, offset)?;
@@ -277,8 +285,7 @@ fn parse_l4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), D
             let header: [u8; 12] = load(ctx, offset)?;
             set_ports(&mut packet.tuple, &header);
         }
-        PROTO_ICMP => parse_icmp(ctx, packet, offset, false)?,
-        PROTO_ICMPV6 => parse_icmp(ctx, packet, offset, true)?,
+        protocol if protocol == icmp_protocol(v6) => parse_icmp(ctx, packet, offset, v6)?,
         _ => {}
     }
     Ok(())
@@ -347,7 +354,7 @@ fn parse_inner_ipv4(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Resu
     packet.inner.protocol = load(ctx, offset + 9)?;
     packet.inner.src = Addr::mapped_ipv4(load(ctx, offset + 12)?);
     packet.inner.dst = Addr::mapped_ipv4(load(ctx, offset + 16)?);
-    read_inner_ports(ctx, packet, offset + header_len)
+    read_inner_ports(ctx, packet, offset + header_len, false)
 }
 
 #[inline(always)]
@@ -360,14 +367,19 @@ fn parse_inner_ipv6(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Resu
     packet.inner.src = Addr(load(ctx, offset + 8)?);
     packet.inner.dst = Addr(load(ctx, offset + 24)?);
     reject_ipv4_mapped(&packet.inner)?;
-    read_inner_ports(ctx, packet, offset + IPV6_HLEN)
+    read_inner_ports(ctx, packet, offset + IPV6_HLEN, true)
 }
 
 #[inline(always)]
-fn read_inner_ports(ctx: &TcContext, packet: &mut Packet, offset: usize) -> Result<(), Drop> {
+fn read_inner_ports(
+    ctx: &TcContext,
+    packet: &mut Packet,
+    offset: usize,
+    v6: bool,
+) -> Result<(), Drop> {
     match packet.inner.protocol {
         PROTO_TCP | PROTO_UDP | PROTO_SCTP => read_ports(ctx, &mut packet.inner, offset),
-        PROTO_ICMP | PROTO_ICMPV6 => {
+        protocol if protocol == icmp_protocol(v6) => {
             let id: u16 = load(ctx, offset + 4)?;
             packet.inner.src_port = id;
             packet.inner.dst_port = id;

@@ -39,13 +39,8 @@ use crate::flows::reason_name;
 use generate::{Generated, generate};
 use rng::Rng;
 
-/// The rules the programs on this branch implement: issue 8's, except
-/// that an IPv4 packet of protocol 58 is still link control (the on-link
-/// rule lets it in at the pod's own address, from anywhere).
-const RULES: Rules = Rules {
-    ipv4_carries_link_control: true,
-    ..Rules::ISSUE8
-};
+/// The rules the programs implement.
+const RULES: Rules = Rules::ISSUE8;
 /// Shares small enough that runs reach them.
 const LIMITS: Limits = Limits {
     conntrack_per_endpoint: 16,

@@ -25,8 +25,11 @@
 //!    (`new-connection`, `policy-denied`); a TCP segment other than a bare
 //!    SYN and an echo reply never open one (`no-connection`).
 //! 7. An endpoint holds at most its share of connections and of fragmented
-//!    datagrams: beyond it a new one is refused (`conntrack-full`,
-//!    `fragments-full`), never evicts another.
+//!    datagrams for each origin (what it opened, what was opened toward
+//!    it): beyond it a new one is refused (`conntrack-full`,
+//!    `fragments-full`), never evicts another. A datagram's entry is never
+//!    taken over: its first fragment again is admitted by it, another
+//!    origin's reusing its key finds no room.
 
 mod fragments;
 mod policy;
@@ -241,7 +244,7 @@ impl Model {
     /// The verdict on `frame` seen at `direction`, updating the state as
     /// the datapath would.
     pub fn judge(&mut self, direction: Direction, frame: &[u8]) -> Verdict {
-        let packet = match read::read(frame, self.rules.ipv4_mapped_ipv6_malformed) {
+        let packet = match read::read(frame, &self.rules) {
             Ok(packet) => packet,
             Err(why) => return Verdict::deny(why),
         };
@@ -333,7 +336,7 @@ impl Model {
         let limit = self.limits.conntrack_per_endpoint as usize;
         if self.rules.endpoint_shares
             && !self.connections.contains_key(&connection)
-            && self.connections.len() >= limit
+            && self.connections_opened(direction) >= limit
         {
             return Verdict::cut(reason::CONNTRACK_FULL, rule);
         }
@@ -344,6 +347,16 @@ impl Model {
         };
         self.connections.insert(connection, state);
         Verdict::allow(reason::NEW_ALLOWED, rule)
+    }
+
+    /// Connections of the endpoint opened at `origin`: its share of each
+    /// origin is its own, so connections opened toward the pod never take
+    /// the room of those it opens.
+    fn connections_opened(&self, origin: Direction) -> usize {
+        self.connections
+            .keys()
+            .filter(|connection| connection.origin == origin)
+            .count()
     }
 
     /// The connection `tuple` belongs to at `direction`: one it opened, or

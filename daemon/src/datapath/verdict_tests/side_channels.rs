@@ -222,3 +222,30 @@ fn ipv4_mapped_ipv6_addresses_are_malformed() {
     });
     assert_eq!(malformed, 1);
 }
+
+/// ICMPv6 is ICMPv6 only inside IPv6: an IPv4 packet of protocol 58 that
+/// looks like neighbour discovery is a protocol the policy decides, never
+/// link control (the hole the differential fuzzer found at 46c1b93).
+#[test]
+fn icmpv6_inside_ipv4_is_a_protocol_the_policy_decides() {
+    let mut bench = bench();
+    let mut solicitation = vec![0; 24];
+    solicitation[0] = NEIGHBOUR_SOLICITATION;
+    let inbound = Frame::new("10.0.0.3", "10.0.0.1", ICMPV6, solicitation.clone());
+    let denied = bench.counted(reason::POLICY_DENIED, |b| {
+        assert_eq!(b.ingress(&inbound), DROP, "from a peer no rule admits");
+    });
+    assert_eq!(denied, 1);
+    let outbound = Frame::new("10.0.0.1", "10.0.0.3", ICMPV6, solicitation.clone());
+    let denied = bench.counted(reason::POLICY_DENIED, |b| {
+        assert_eq!(b.egress(&outbound), DROP, "to a peer no rule allows");
+    });
+    assert_eq!(denied, 1);
+    // The egress rules for protocol 58 toward 10.0.0.2 allow it, as a
+    // connection of that protocol.
+    let allowed = Frame::new("10.0.0.1", "10.0.0.2", ICMPV6, solicitation);
+    let opened = bench.counted(reason::NEW_ALLOWED, |b| {
+        assert_eq!(b.egress(&allowed), PASS);
+    });
+    assert_eq!(opened, 1);
+}

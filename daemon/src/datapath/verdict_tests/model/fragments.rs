@@ -45,12 +45,27 @@ impl Model {
             return verdict;
         }
         let datagram = self.rules.datagram(direction, packet);
-        let limit = self.limits.fragments_per_endpoint as usize;
         if self.rules.endpoint_shares
-            && !self.datagrams.contains_key(&datagram)
-            && self.datagrams.len() >= limit
+            && let Some(origin) = connection.map(|connection| connection.origin)
         {
-            return Verdict::cut(reason::FRAGMENTS_FULL, verdict.rule);
+            if let Some(existing) = self.datagrams.get(&datagram) {
+                // Never taken over: the share it counts against stays its own.
+                let same_origin = existing.connection.map(|c| c.origin) == Some(origin);
+                return if same_origin {
+                    verdict
+                } else {
+                    Verdict::cut(reason::FRAGMENTS_FULL, verdict.rule)
+                };
+            }
+            let limit = self.limits.fragments_per_endpoint as usize;
+            let held = self
+                .datagrams
+                .values()
+                .filter(|first| first.connection.map(|c| c.origin) == Some(origin))
+                .count();
+            if held >= limit {
+                return Verdict::cut(reason::FRAGMENTS_FULL, verdict.rule);
+            }
         }
         let first = FirstFragment {
             connection,

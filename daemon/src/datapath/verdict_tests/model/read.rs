@@ -6,7 +6,7 @@
 
 use netseg_contract::reason;
 
-use super::{Addr, Tuple};
+use super::{Addr, Rules, Tuple};
 
 const ETHERNET_HEADER: usize = 14;
 const IPV6_HEADER: usize = 40;
@@ -58,6 +58,7 @@ pub struct Packet {
 struct Bytes<'a> {
     frame: &'a [u8],
     ipv4_mapped_malformed: bool,
+    icmp_in_its_own_family: bool,
 }
 
 impl Bytes<'_> {
@@ -88,13 +89,15 @@ impl Bytes<'_> {
 }
 
 /// The packet, or the reason it is dropped before any rule looks at it.
-/// With `ipv4_mapped_malformed`, an IPv4-mapped address in an IPv6 header,
-/// or in the IPv6 header an ICMPv6 error quotes, is malformed (IPv4 never
-/// travels in that form), and so is a quoted header that is not IPv6.
-pub fn read(frame: &[u8], ipv4_mapped_malformed: bool) -> Result<Packet, u8> {
+/// With `ipv4_mapped_ipv6_malformed`, an IPv4-mapped address in an IPv6
+/// header, or in the IPv6 header an ICMPv6 error quotes, is malformed (IPv4
+/// never travels in that form), and so is a quoted header that is not IPv6.
+/// With `icmp_in_its_own_family`, ICMP is read only in its own IP family.
+pub fn read(frame: &[u8], rules: &Rules) -> Result<Packet, u8> {
     let bytes = Bytes {
         frame,
-        ipv4_mapped_malformed,
+        ipv4_mapped_malformed: rules.ipv4_mapped_ipv6_malformed,
+        icmp_in_its_own_family: rules.icmp_in_its_own_family,
     };
     let mut packet = Packet {
         kind: Kind::Flow,
@@ -203,11 +206,25 @@ fn read_transport(bytes: &Bytes, packet: &mut Packet, offset: usize) -> Result<(
         }
         UDP => set_ports(&mut packet.tuple, &bytes.at::<8>(offset)?),
         SCTP => set_ports(&mut packet.tuple, &bytes.at::<12>(offset)?),
-        ICMP => read_icmp(bytes, packet, offset, false)?,
-        ICMPV6 => read_icmp(bytes, packet, offset, true)?,
-        _ => {}
+        protocol => {
+            if let Some(v6) = bytes.icmp_family(protocol, packet.ipv6) {
+                read_icmp(bytes, packet, offset, v6)?;
+            }
+        }
     }
     Ok(())
+}
+
+impl Bytes<'_> {
+    /// Whether `protocol` is read as ICMPv6 (`Some(true)`) or ICMP
+    /// (`Some(false)`) in a packet of the given family, or not as ICMP.
+    fn icmp_family(&self, protocol: u8, ipv6: bool) -> Option<bool> {
+        match protocol {
+            ICMP if !(self.icmp_in_its_own_family && ipv6) => Some(false),
+            ICMPV6 if !self.icmp_in_its_own_family || ipv6 => Some(true),
+            _ => None,
+        }
+    }
 }
 
 fn set_ports(tuple: &mut Tuple, header: &[u8]) {
@@ -215,7 +232,7 @@ fn set_ports(tuple: &mut Tuple, header: &[u8]) {
     tuple.dst_port = u16::from_be_bytes([header[2], header[3]]);
 }
 
-/// The message family follows the protocol number, ICMP (1) or ICMPv6 (58).
+/// An ICMP (`v6` false) or ICMPv6 message.
 fn read_icmp(bytes: &Bytes, packet: &mut Packet, offset: usize, v6: bool) -> Result<(), u8> {
     let [icmp_type, _code] = bytes.at(offset)?;
     let (echo_request, echo_reply) = if v6 { (128, 129) } else { (8, 0) };
@@ -254,7 +271,7 @@ fn read_quoted_ipv4(bytes: &Bytes, offset: usize) -> Result<Tuple, u8> {
         dst: Addr::v4(&bytes.at::<4>(offset + 16)?),
         ..Tuple::default()
     };
-    read_quoted_ports(bytes, &mut quoted, offset + header_len)?;
+    read_quoted_ports(bytes, &mut quoted, offset + header_len, false)?;
     Ok(quoted)
 }
 
@@ -271,15 +288,20 @@ fn read_quoted_ipv6(bytes: &Bytes, offset: usize) -> Result<Tuple, u8> {
         dst,
         ..Tuple::default()
     };
-    read_quoted_ports(bytes, &mut quoted, offset + IPV6_HEADER)?;
+    read_quoted_ports(bytes, &mut quoted, offset + IPV6_HEADER, true)?;
     Ok(quoted)
 }
 
-fn read_quoted_ports(bytes: &Bytes, quoted: &mut Tuple, offset: usize) -> Result<(), u8> {
+fn read_quoted_ports(
+    bytes: &Bytes,
+    quoted: &mut Tuple,
+    offset: usize,
+    ipv6: bool,
+) -> Result<(), u8> {
     match quoted.protocol {
         TCP | UDP | SCTP => set_ports(quoted, &bytes.at::<4>(offset)?),
         // The echo identifier, whatever the quoted message's type.
-        ICMP | ICMPV6 => {
+        protocol if bytes.icmp_family(protocol, ipv6).is_some() => {
             let id = bytes.u16(offset + 4)?;
             quoted.src_port = id;
             quoted.dst_port = id;

@@ -1,6 +1,5 @@
 //! The rules that issue 8 changes, each behind its own switch, so that the
-//! model states both what the datapath did at 46c1b93 (every switch off but
-//! `ipv4_carries_link_control`) and what it must do once the issue is
+//! model states both what the datapath did at 46c1b93 (every switch off) and what it must do once the issue is
 //! closed ([`Rules::ISSUE8`]), and follows the branches as they land.
 
 use netseg_contract::{ICMP_ERROR_MAX_LEN_V4, ICMP_ERROR_MAX_LEN_V6, reason};
@@ -36,11 +35,13 @@ pub struct Rules {
     pub fragments_keyed_by_fragment_header: bool,
     /// An endpoint holds at most its share of connections and datagrams.
     pub endpoint_shares: bool,
-    /// The hole the fuzzer found at 46c1b93: an IPv4 packet of protocol 58
-    /// whose first payload byte is a neighbour discovery or MLD type is
-    /// link control (without a hop limit check). Without it, such a packet
-    /// is what it is: a packet of protocol 58 that a rule must allow.
-    pub ipv4_carries_link_control: bool,
+    /// ICMP is read as ICMP only in its own IP family (1 in IPv4, 58 in
+    /// IPv6); the other family's number is a protocol without ports that a
+    /// rule must allow. At 46c1b93 the family followed the protocol number,
+    /// so an IPv4 packet of protocol 58 whose first payload byte is a
+    /// neighbour discovery or MLD type passed as link control without any
+    /// check: the hole the fuzzer found.
+    pub icmp_in_its_own_family: bool,
 }
 
 impl Rules {
@@ -54,7 +55,7 @@ impl Rules {
         fragments_judged_by_revision: true,
         fragments_keyed_by_fragment_header: true,
         endpoint_shares: true,
-        ipv4_carries_link_control: false,
+        icmp_in_its_own_family: true,
     };
 
     /// Rule 2: `Some` verdict for link control, `None` for anything else.
@@ -67,7 +68,7 @@ impl Rules {
         let icmp_type = match packet.kind {
             Kind::Arp => None,
             Kind::LinkControl { icmp_type } if packet.ipv6 => Some(icmp_type),
-            Kind::LinkControl { .. } if self.ipv4_carries_link_control => None,
+            Kind::LinkControl { .. } if !self.icmp_in_its_own_family => None,
             _ => return None,
         };
         if let Some(icmp_type) = icmp_type
