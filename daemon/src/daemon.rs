@@ -78,6 +78,11 @@ struct Enforcer {
     /// Problems of the last manifests reload and of the last publication.
     manifest_problems: Vec<String>,
     publish_problem: Option<String>,
+    /// Whether a reload has read the whole manifests directory: before
+    /// that, the pinned programs of a previous daemon keep enforcing.
+    source_synced: bool,
+    /// Why the pinned links were last left to the previous programs.
+    take_over_waits_for: Option<&'static str>,
 }
 
 pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
@@ -130,6 +135,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         metrics,
         manifest_problems: Vec::new(),
         publish_problem: None,
+        source_synced: false,
+        take_over_waits_for: None,
     };
     enforcer.reload_manifests();
     let mut terminate = signal(SignalKind::terminate())?;
@@ -228,6 +235,7 @@ impl Enforcer {
         if reload.changed {
             self.compiled = None;
         }
+        self.source_synced |= reload.complete;
     }
 
     fn sweep(&mut self) {
@@ -283,18 +291,46 @@ impl Enforcer {
                 Some(error)
             }
         };
-        if let Err(error) = self.datapath.take_over() {
-            error!(
-                error = format!("{:#}", anyhow::Error::from(error)),
-                "taking over the pinned links"
-            );
-        }
+        self.take_over_when_ready();
         if !self.names_the_same(&compiled, &interfaces) {
             self.publish_flow_context(&compiled, &interfaces);
         }
         self.report(&compiled, &interfaces);
         self.served = interfaces;
         self.compiled = Some(compiled);
+    }
+
+    /// Swaps this daemon's programs into the links a previous daemon pinned,
+    /// but only once it enforces a complete policy of its own: until then
+    /// the previous programs keep enforcing the previous policy, which an
+    /// unread directory or a failed publication would otherwise replace
+    /// with nothing (every pinned pod denied, its connections cut).
+    fn take_over_when_ready(&mut self) {
+        let waits_for = if !self.source_synced {
+            Some("the manifests directory to be read whole")
+        } else if self.publish_problem.is_some() || self.publisher.revision() == 0 {
+            Some("a successful publication")
+        } else {
+            None
+        };
+        if waits_for != self.take_over_waits_for {
+            if let Some(reason) = waits_for {
+                warn!(
+                    waits_for = reason,
+                    "the previous daemon's pinned programs keep enforcing until then"
+                );
+            }
+            self.take_over_waits_for = waits_for;
+        }
+        if waits_for.is_some() {
+            return;
+        }
+        if let Err(error) = self.datapath.take_over() {
+            error!(
+                error = format!("{:#}", anyhow::Error::from(error)),
+                "taking over the pinned links"
+            );
+        }
     }
 
     /// A link named with a pod prefix is attached as soon as rtnetlink

@@ -173,3 +173,64 @@ fn handed_over_connections_count_against_the_shares_of_their_origin() -> Result<
     drop(sessions);
     Ok(())
 }
+
+/// A restarted daemon that cannot read its manifests must not replace the
+/// previous daemon's policy with an empty one: the pinned programs keep
+/// enforcing it (and its connections) until the directory can be read,
+/// then the new daemon takes over with its own policy.
+#[test]
+fn a_restart_that_cannot_read_its_manifests_leaves_the_previous_policy_enforced() -> Result<()> {
+    let bpffs = Bpffs::mount()?;
+    let pin_arg = format!("--pin-dir={}", bpffs.pin_dir().display());
+    let mut w = world_with("unread", &[&pin_arg])?;
+    let _server_b = TcpEchoServer::start(&w.b, 80)?;
+    let _server_a = TcpEchoServer::start(&w.a, 80)?;
+    w.allow_client_to_server()?;
+    let (a, b) = (w.a.ip(Family::V4), w.b.ip(Family::V4));
+    let mut session = TcpSession::open(&w.a, b, 80, PROBE_TIMEOUT)?;
+    assert!(session.exchange(PROBE_TIMEOUT));
+    w.daemon.kill()?;
+
+    let later = tempfile::Builder::new().prefix("netseg-later-").tempdir()?;
+    let unread = later.path().join("manifests");
+    w.daemon = Daemon::start(&w.node, &unread, &[&pin_arg])?;
+    w.daemon
+        .wait_status("a reload", Duration::from_secs(10), |s| s.reloads >= 1)?;
+    // Long enough for reconciles (every 2 s) to have taken over, had they.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        session.exchange(PROBE_TIMEOUT),
+        "an established connection survives a restart that could not read its manifests"
+    );
+    assert!(
+        tcp_probe(&w.a, b, 80, PROBE_TIMEOUT)?,
+        "the previous policy stays enforced"
+    );
+    assert!(!tcp_probe(&w.b, a, 80, PROBE_TIMEOUT)?);
+
+    // Readable at last: the new daemon takes over with its own policy, as
+    // revoking the allow there shows.
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(w.manifests.dir())
+        .arg(&unread)
+        .status()?;
+    ensure!(copied.success(), "copying the manifests");
+    w.daemon
+        .wait_status("the policy published", Duration::from_secs(10), |s| {
+            s.endpoints == 2
+        })?;
+    assert!(
+        session.exchange(PROBE_TIMEOUT),
+        "the take-over keeps the connection"
+    );
+    std::fs::remove_file(unread.join("policy-client-to-server.yaml"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session.exchange(PROBE_TIMEOUT) {
+        ensure!(
+            Instant::now() < deadline,
+            "the new daemon's revocation never reached the connection: no take-over"
+        );
+    }
+    Ok(())
+}

@@ -55,6 +55,10 @@ pub struct Reload {
     pub problems: Vec<Problem>,
     /// Whether [`ManifestStore::snapshot`] differs from before the reload.
     pub changed: bool,
+    /// Whether every entry of the directory could be listed and every file
+    /// read: a reload that could not is no picture of the directory (objects
+    /// it could not read keep their last version, if they had one).
+    pub complete: bool,
 }
 
 /// What a reload builds before it replaces the store's state.
@@ -65,6 +69,8 @@ struct NextState {
     /// The first file (by sorted path) to define each identity owns it.
     claimed: BTreeMap<ObjectId, PathBuf>,
     problems: Vec<Problem>,
+    /// Something could not be listed or read.
+    unreadable: bool,
 }
 
 impl NextState {
@@ -106,7 +112,7 @@ impl ManifestStore {
     #[instrument(skip(self), fields(dir = %dir.display()))]
     pub fn reload(&mut self, dir: &Path) -> Reload {
         let mut next = NextState::default();
-        for (file, source) in self.sources(dir, &mut next.problems) {
+        for (file, source) in self.sources(dir, &mut next) {
             match source {
                 Source::KeepLast => self.keep_file(&file, &mut next),
                 Source::Parse => match self.documents(&file, &mut next) {
@@ -115,6 +121,7 @@ impl ManifestStore {
                     Err(ParseError::Read { source })
                         if source.kind() == io::ErrorKind::NotFound => {}
                     Err(error) => {
+                        next.unreadable |= matches!(error, ParseError::Read { .. });
                         let held = self.objects_from(&file).count();
                         let problem = Problem::new(&file, None, None, &error);
                         next.problems.push(with_kept_note(problem, held));
@@ -135,6 +142,7 @@ impl ManifestStore {
         Reload {
             problems: next.problems,
             changed,
+            complete: !next.unreadable,
         }
     }
 
@@ -157,8 +165,9 @@ impl ManifestStore {
 
     /// The files to read, sorted, plus the files last read from under any
     /// entry that could not be listed this time, so those keep their objects.
-    fn sources(&self, dir: &Path, problems: &mut Vec<Problem>) -> BTreeMap<PathBuf, Source> {
+    fn sources(&self, dir: &Path, next: &mut NextState) -> BTreeMap<PathBuf, Source> {
         let listing = list_manifest_files(dir);
+        next.unreadable |= !listing.unreadable.is_empty();
         let mut sources: BTreeMap<_, _> = listing
             .files
             .into_iter()
@@ -177,7 +186,7 @@ impl ManifestStore {
                     .or_insert(Source::KeepLast);
             }
             let problem = Problem::new(&path, None, None, &StoreError::Unreadable { source });
-            problems.push(with_kept_note(problem, held));
+            next.problems.push(with_kept_note(problem, held));
         }
         sources
     }

@@ -152,9 +152,10 @@ fn an_unreadable_directory_keeps_what_it_held() {
     let dir = parent.path().join("manifests");
     write(&dir, "pod.yaml", &pod("web", "web"));
     let mut store = ManifestStore::default();
-    store.reload(&dir);
+    assert!(store.reload(&dir).complete, "every file was read");
     fs::rename(&dir, parent.path().join("elsewhere")).expect("move away");
     let reload = store.reload(&dir);
+    assert!(!reload.complete, "the directory could not be listed");
     assert!(!reload.changed);
     assert_eq!(names(&store), ["Pod shop/web"]);
     let line = lines(&reload.problems).join("\n");
