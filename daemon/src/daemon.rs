@@ -103,7 +103,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
     let metrics = Arc::new(Metrics::new());
     let (detached, detached_interfaces) = mpsc::unbounded_channel();
-    let exporter = tokio::spawn(flows::export(
+    let mut exporter = tokio::spawn(flows::export(
         telemetry.events,
         telemetry.denials,
         detached_interfaces,
@@ -143,6 +143,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    let mut exporting = true;
     loop {
         match NodeView::read(&handle).await {
             Ok(view) => enforcer.reconcile(&view),
@@ -166,6 +167,17 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             }
             _ = tick.tick() => {}
             _ = sweep.tick() => enforcer.sweep(),
+            ended = &mut exporter, if exporting => {
+                exporting = false;
+                let why = match ended {
+                    Ok(Ok(())) => "its events ended".to_owned(),
+                    Ok(Err(error)) => format!("{:#}", anyhow::Error::from(error)),
+                    Err(error) => error.to_string(),
+                };
+                // Enforcement goes on; the records do not, so health says so.
+                error!(why, "the flow exporter stopped: no more flow records");
+                enforcer.metrics.task_stopped("the flow exporter", &why);
+            }
         }
     }
     match &enforcer.config.pin_dir {

@@ -31,6 +31,9 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Enforce the policy of a manifests directory on this node's pod interfaces.
+    // A flag given twice takes its last value, so a wrapper's defaults can
+    // be overridden by appending.
+    #[command(args_override_self = true)]
     Daemon(DaemonArgs),
     /// Run the demo: an isolated node namespace with three pods, the example
     /// policies under default deny, live traffic and the flow log (root only).

@@ -7,7 +7,7 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -49,6 +49,8 @@ pub struct Metrics {
     problems: Gauge,
     /// Unix time of the last reconciliation.
     reconciled_at: AtomicU64,
+    /// A task of the daemon that stopped, and why: the daemon is unhealthy.
+    stopped: Mutex<Option<String>>,
 }
 
 impl Metrics {
@@ -64,6 +66,7 @@ impl Metrics {
             unenforced: Gauge::default(),
             problems: Gauge::default(),
             reconciled_at: AtomicU64::new(0),
+            stopped: Mutex::new(None),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -188,24 +191,41 @@ impl Metrics {
         let last = self.reconciled_at.load(Ordering::Relaxed);
         last != 0 && unix_now().saturating_sub(last) <= STALE_AFTER_SECONDS
     }
+
+    /// Marks the daemon unhealthy for good: a task it needs has stopped.
+    pub fn task_stopped(&self, task: &str, why: &str) {
+        let mut stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        stopped.get_or_insert_with(|| format!("{task} stopped: {why}"));
+    }
+
+    /// Why the daemon is not healthy, if it is not.
+    fn unhealthy(&self) -> Option<String> {
+        let stopped = self
+            .stopped
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match stopped.as_ref() {
+            Some(why) => Some(why.clone()),
+            None => (!self.reconciling()).then(|| "not reconciling".to_owned()),
+        }
+    }
 }
 
-async fn health(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    if metrics.reconciling() {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not reconciling\n")
+async fn health(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
+    match metrics.unhealthy() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }
 
 /// Ready: reconciling, and every local pod with an address is enforced.
 async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
     let unenforced = metrics.unenforced.get();
-    if !metrics.reconciling() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not reconciling\n".to_owned(),
-        )
+    if let Some(why) = metrics.unhealthy() {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
     } else if unenforced > 0 {
         let text = format!(
             "{unenforced} local pods not enforced (see pods_without_interface in the status)\n"

@@ -99,3 +99,35 @@ fn readiness_fails_while_a_local_pod_is_not_enforced() -> Result<()> {
     }
     Ok(())
 }
+
+/// A flow exporter that dies (here: its log cannot be written) is no quiet
+/// loss: `/healthz` fails and says why, while enforcement goes on.
+#[test]
+fn health_fails_and_says_why_when_the_flow_exporter_stops() -> Result<()> {
+    let w = world_with(
+        "exporter",
+        &["--metrics-addr", ADDR, "--flow-log", "/dev/full"],
+    )?;
+    let _server = TcpEchoServer::start(&w.b, 80)?;
+    let netns = w.node.netns_name().to_owned();
+    // A denial makes a record, which cannot be written (a pod's first
+    // neighbour discovery may have made one already).
+    assert!(!tcp_probe(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let health = get(&netns, "/healthz")?;
+        if health.contains(" 503 ") || Instant::now() >= deadline {
+            break health;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        health.contains(" 503 ") && health.contains("the flow exporter stopped"),
+        "{health}"
+    );
+    assert!(
+        !tcp_probe(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?,
+        "enforcement goes on"
+    );
+    Ok(())
+}
