@@ -5,7 +5,8 @@
 //! per enforcing end, so two per connection), and trafgen sending denied
 //! UDP packets with random source and destination ports, so nearly every
 //! packet is a new denied flow and gets its own record (denials are
-//! sampled once a second per flow).
+//! sampled once a second per flow). The denial record budgets are lifted,
+//! so that this measures the pipeline, not the budgets that protect it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -88,7 +89,16 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     let _ = fs::remove_file(&log);
     let mut bed = Bed::new("bench-flows")?;
     let manifests = netseg_manifests(&bed, 0)?;
-    let mut daemon = NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &log, &work, &[])?;
+    // The largest budgets: every denied flow may get its own record.
+    let unlimited = u32::MAX.to_string();
+    let budgets = [
+        "--deny-records-per-endpoint",
+        unlimited.as_str(),
+        "--deny-records-total",
+        unlimited.as_str(),
+    ];
+    let mut daemon =
+        NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &log, &work, &budgets)?;
     daemon.wait_for(Duration::from_secs(30), |s| {
         s.endpoints == 2 && s.revision > 0
     })?;
