@@ -88,16 +88,10 @@ pub fn all() -> Vec<Case> {
 
 /// The manifests of the serde round-trip tests are valid objects too.
 fn example_manifests() -> Vec<Case> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/manifests");
-    let files = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path());
-    files
-        .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let manifest: Value = serde_yaml::from_str(&text).unwrap();
+    let manifests = crate::support::example_manifests().into_iter();
+    manifests
+        .map(|(about, manifest)| {
             let kind = manifest["kind"].as_str().unwrap().to_string();
-            let about = path.file_name().unwrap().to_string_lossy().into_owned();
             Case {
                 kind,
                 about,

@@ -8,45 +8,39 @@
 mod cases;
 mod kubernetes_cel;
 mod sites;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube_cel::cel::{Context, Program};
-use netseg_crd::crd_manifests;
-use serde_json::json;
 
 use cases::{Case, Expect};
 use kubernetes_cel::{evaluate, kubernetes_context};
 use sites::{RuleSite, rule_sites, values_at};
+use support::{KindSchema, kind_schemas};
 
-/// One kind's rules, compiled.
+/// One kind's schema and its rules, compiled.
 struct KindRules {
-    api_version: String,
+    schema: KindSchema,
     rules: Vec<(RuleSite, Program)>,
 }
 
 fn kind_rules() -> BTreeMap<String, KindRules> {
-    let mut kinds = BTreeMap::new();
-    for manifest in crd_manifests() {
-        let spec = manifest.definition.spec;
-        let version = &spec.versions[0];
-        let schema = version
-            .schema
-            .as_ref()
-            .and_then(|s| s.open_api_v3_schema.as_ref());
-        let schema = serde_json::to_value(schema.expect("every CRD has a schema")).unwrap();
-        let rules = rule_sites(&spec.names.kind, &schema)
-            .into_iter()
-            .map(|site| {
-                let program =
-                    Program::compile(&site.rule).unwrap_or_else(|e| panic!("{site:?}: {e}"));
-                (site, program)
-            })
-            .collect();
-        let api_version = format!("{}/{}", spec.group, version.name);
-        kinds.insert(spec.names.kind, KindRules { api_version, rules });
-    }
-    kinds
+    let compile = |site: RuleSite| {
+        let program = Program::compile(&site.rule).unwrap_or_else(|e| panic!("{site:?}: {e}"));
+        (site, program)
+    };
+    kind_schemas()
+        .into_iter()
+        .map(|(kind, schema)| {
+            let rules = rule_sites(&kind, &schema.schema)
+                .into_iter()
+                .map(compile)
+                .collect();
+            (kind, KindRules { schema, rules })
+        })
+        .collect()
 }
 
 /// One rule that did not pass on one value.
@@ -66,10 +60,7 @@ struct Evidence {
 
 impl Evidence {
     fn record(&mut self, case: &Case, kind: &KindRules, context: &Context) {
-        let object = json!({
-            "apiVersion": kind.api_version, "kind": case.kind,
-            "metadata": {"name": "case"}, "spec": case.spec,
-        });
+        let object = kind.schema.object(&case.kind, &case.spec);
         let mut ran = Vec::new();
         let mut failures = Vec::new();
         for (site, program) in &kind.rules {
