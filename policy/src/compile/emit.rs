@@ -9,8 +9,9 @@
 //! its own whole-key entry if it has one, or else the `ANY` entries. Port
 //! entries cover disjoint ranges, so the longest prefix is the only one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
+use super::identities::NamedPorts;
 use super::precedence::{Class, DecisionKey, Order};
 use crate::ports::range_to_prefixes;
 use crate::types::PortPrefix;
@@ -27,36 +28,64 @@ pub(super) fn entries(order: &Order<'_>) -> Vec<(EntryKey, DecisionKey)> {
     let mut out = Vec::new();
     let protocols = order.boundaries();
     let other = Class::Other;
-    let other_base = order.decide(other, None, 0);
+    let (other_base, other_runs) = decisions(order, other, &order.active(other), &protocols);
     out.push(((other.key(), None, None), other_base.clone()));
-    let other_runs: Vec<(u8, Runs)> = protocols
-        .iter()
-        .map(|(protocol, cuts)| (*protocol, runs(order, other, *protocol, cuts)))
-        .collect();
     let whole = |decision: &DecisionKey| vec![(0, u16::MAX, decision.clone())];
     let other_whole = whole(&other_base);
     for (protocol, runs) in &other_runs {
         write_protocol(&mut out, other, *protocol, runs, &other_whole);
     }
+    // Identities that the same steps match (and that resolve named ports
+    // alike) decide alike: most pods share their peers' selections.
+    let mut memo: HashMap<(Vec<usize>, Option<&NamedPorts>), (DecisionKey, ProtocolRuns)> =
+        HashMap::new();
     for id in order.named_identities() {
         let class = Class::Identity(id);
-        let base = order.decide(class, None, 0);
-        let own_base = base != other_base;
+        let active = order.active(class);
+        let key = (active, order.resolutions(class));
+        let (base, runs) = memo
+            .entry(key)
+            .or_insert_with_key(|(active, _)| decisions(order, class, active, &protocols));
+        let own_base = *base != other_base;
         if own_base {
             out.push(((id, None, None), base.clone()));
         }
-        let own_whole = whole(&base);
-        for ((protocol, cuts), (_, other_runs)) in protocols.iter().zip(&other_runs) {
-            let runs = runs(order, class, *protocol, cuts);
+        let own_whole = whole(base);
+        for ((protocol, runs), (_, other_runs)) in runs.iter().zip(&other_runs) {
             let fallback = if own_base { &own_whole } else { other_runs };
-            write_protocol(&mut out, class, *protocol, &runs, fallback);
+            write_protocol(&mut out, class, *protocol, runs, fallback);
         }
     }
     out
 }
 
+/// Decision runs per protocol.
+type ProtocolRuns = Vec<(u8, Runs)>;
+
+/// `class`'s decision on protocols no step names, and its runs on each
+/// protocol that steps name.
+fn decisions(
+    order: &Order<'_>,
+    class: Class,
+    active: &[usize],
+    protocols: &[(u8, BTreeSet<u32>)],
+) -> (DecisionKey, ProtocolRuns) {
+    let base = order.decide(class, active, None, 0);
+    let runs = protocols
+        .iter()
+        .map(|(protocol, cuts)| (*protocol, runs(order, class, active, *protocol, cuts)))
+        .collect();
+    (base, runs)
+}
+
 /// The decision runs of `class` on `protocol`, cut at `cuts`.
-fn runs(order: &Order<'_>, class: Class, protocol: u8, cuts: &BTreeSet<u32>) -> Runs {
+fn runs(
+    order: &Order<'_>,
+    class: Class,
+    active: &[usize],
+    protocol: u8,
+    cuts: &BTreeSet<u32>,
+) -> Runs {
     let mut starts: BTreeSet<u32> = cuts.iter().copied().filter(|&c| c <= 0xffff).collect();
     starts.insert(0);
     let starts: Vec<u32> = starts.into_iter().collect();
@@ -64,7 +93,7 @@ fn runs(order: &Order<'_>, class: Class, protocol: u8, cuts: &BTreeSet<u32>) -> 
     for (i, &start) in starts.iter().enumerate() {
         let end = starts.get(i + 1).map_or(0xffff, |next| next - 1);
         let (first, last) = (port(start), port(end));
-        let decision = order.decide(class, Some(protocol), first);
+        let decision = order.decide(class, active, Some(protocol), first);
         match runs.last_mut() {
             Some(run) if run.2 == decision => run.1 = last,
             _ => runs.push((first, last, decision)),

@@ -107,26 +107,48 @@ impl Order<'_> {
         self.steps[outcome.step].action == Action::Accept
     }
 
-    /// The decision for `class` on `protocol` (`None`: a protocol no step
-    /// names) and destination `port`.
-    pub(super) fn decide(&self, class: Class, protocol: Option<u8>, port: u16) -> DecisionKey {
-        let enforced = self.walk(class, protocol, port, false);
+    /// The steps whose peers include `class`, in order: only they can
+    /// decide for it.
+    pub(super) fn active(&self, class: Class) -> Vec<usize> {
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].targets.matches(class))
+            .collect()
+    }
+
+    /// The decision for `class`, whose [`Order::active`] steps are
+    /// `active`, on `protocol` (`None`: a protocol no step names) and
+    /// destination `port`.
+    pub(super) fn decide(
+        &self,
+        class: Class,
+        active: &[usize],
+        protocol: Option<u8>,
+        port: u16,
+    ) -> DecisionKey {
+        let enforced = self.walk(class, active, protocol, port, false);
         let audit = self
             .steps
             .iter()
             .any(|s| s.audit)
-            .then(|| self.walk(class, protocol, port, true))
+            .then(|| self.walk(class, active, protocol, port, true))
             .filter(|audit| self.allows(audit) != self.allows(&enforced));
         DecisionKey { enforced, audit }
     }
 
-    fn walk(&self, class: Class, protocol: Option<u8>, port: u16, audit: bool) -> Outcome {
+    fn walk(
+        &self,
+        class: Class,
+        active: &[usize],
+        protocol: Option<u8>,
+        port: u16,
+        audit: bool,
+    ) -> Outcome {
         let mut passes = Vec::new();
         let mut skipping = None;
-        for (i, step) in self.steps.iter().enumerate() {
+        for &i in active {
+            let step = &self.steps[i];
             if (step.audit && !audit)
                 || (skipping.is_some() && step.band == skipping)
-                || !step.targets.matches(class)
                 || !self.ports_match(step, class, protocol, port)
             {
                 continue;
@@ -161,7 +183,7 @@ impl Order<'_> {
             PortModel::Named { protocol: p, name } => {
                 *p == protocol
                     && self
-                        .named(class, &(name.clone(), protocol))
+                        .named(class, name, protocol)
                         .is_some_and(|ports| ports.contains(&port))
             }
         })
@@ -169,13 +191,27 @@ impl Order<'_> {
 
     /// What a named port resolves to for `class`: on the local pod for
     /// ingress, on the peer for egress (nothing for an unnamed class).
-    fn named(&self, class: Class, name: &(String, u8)) -> Option<&BTreeSet<u16>> {
+    fn named(&self, class: Class, name: &str, protocol: u8) -> Option<&BTreeSet<u16>> {
+        let resolutions = match (self.direction, class) {
+            (Direction::Ingress, _) => self.local_ports,
+            (Direction::Egress, Class::Identity(id)) => self.classes.named_ports.get(&id)?,
+            (Direction::Egress, Class::Other) => return None,
+        };
+        // Looked up without building an owned key: a pod has few names.
+        resolutions
+            .iter()
+            .find(|((n, p), _)| n == name && *p == protocol)
+            .map(|(_, ports)| ports)
+    }
+
+    /// What besides its active steps `class`'s decisions depend on: its
+    /// egress named-port resolutions, when a step uses named ports.
+    pub(super) fn resolutions(&self, class: Class) -> Option<&NamedPorts> {
         match (self.direction, class) {
-            (Direction::Ingress, _) => self.local_ports.get(name),
-            (Direction::Egress, Class::Identity(id)) => {
-                self.classes.named_ports.get(&id)?.get(name)
+            (Direction::Egress, Class::Identity(id)) if self.steps.iter().any(has_named) => {
+                self.classes.named_ports.get(&id)
             }
-            (Direction::Egress, Class::Other) => None,
+            _ => None,
         }
     }
 
