@@ -23,6 +23,7 @@ pub mod raw;
 pub mod reachability;
 pub mod sctp;
 pub mod servers;
+pub mod suite;
 pub mod topology;
 
 pub use blaster::{UdpBlaster, UdpCounter};
@@ -33,10 +34,11 @@ pub use matrix::{Probe, ServerSet};
 pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};
 pub use outside::Outside;
 pub use probes::{
-    ConnectOutcome, Protocol, TcpSession, ping, sctp_probe, tcp_connect, tcp_probe, udp_request,
+    ConnectOutcome, Delivery, Protocol, TcpSession, ping, ping_delivery, sctp_delivery, sctp_probe,
+    tcp_connect, tcp_delivery, tcp_probe, udp_delivery, udp_request,
 };
 pub use raw::{Capture, send_frame, send_frames, send_ip, send_ips};
-pub use reachability::Reachability;
+pub use reachability::{Mismatch, Reachability};
 pub use servers::{SctpPacket, SctpReceiver, TcpEchoServer, UdpEchoServer};
 pub use topology::{Family, Node, Pod};
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::probes::{Protocol, ping, sctp_probe, tcp_probe, udp_request};
+use crate::netns::Netns;
+use crate::probes::{Delivery, Protocol, ping_delivery, sctp_delivery, tcp_delivery, udp_delivery};
 use crate::reachability::Reachability;
 use crate::servers::{SctpReceiver, TcpEchoServer, UdpEchoServer};
 use crate::topology::{Family, Pod};
@@ -70,18 +71,18 @@ impl Probe {
         Self { attempts, ..self }
     }
 
-    /// Sends this probe once from `from` to `to`.
-    pub fn run(&self, from: &Pod, to: &Pod, servers: &ServerSet) -> Result<bool> {
+    /// Sends this probe once from `from` (a pod or the node) to `to`.
+    pub fn deliver(&self, from: &impl Netns, to: &Pod, servers: &ServerSet) -> Result<Delivery> {
         let addr = to.ip(self.family);
         match self.protocol {
-            Protocol::Tcp => tcp_probe(from, addr, self.port, self.timeout),
-            Protocol::Udp => udp_request(from, addr, self.port, self.timeout),
-            Protocol::Icmp => ping(from, addr, self.timeout),
+            Protocol::Tcp => tcp_delivery(from, addr, self.port, self.timeout),
+            Protocol::Udp => udp_delivery(from, addr, self.port, self.timeout),
+            Protocol::Icmp => ping_delivery(from, addr, self.timeout),
             Protocol::Sctp => {
                 let receiver = servers
                     .sctp_receiver(&to.full_name())
                     .with_context(|| format!("no SCTP receiver runs in {}", to.full_name()))?;
-                sctp_probe(from, receiver, addr, self.port, self.timeout)
+                sctp_delivery(from, receiver, addr, self.port, self.timeout)
             }
         }
     }
@@ -192,7 +193,7 @@ pub fn probe_matrices(
                 continue;
             }
             for (from, to) in reach.pairs() {
-                if round == 0 || reach.observed(&from, &to) != Some(reach.expected(&from, &to)) {
+                if round == 0 || !reach.is_correct_at(&from, &to) {
                     let (Some(from_pod), Some(to_pod)) = (by_name.get(&from), by_name.get(&to))
                     else {
                         bail!("{from} or {to} is in the reachability table but not among the pods");
@@ -205,11 +206,11 @@ pub fn probe_matrices(
             break;
         }
         let results = run_parallel(&jobs, |(_, _, _, probe, from, to)| {
-            probe.run(from, to, servers)
+            probe.deliver(*from, to, servers)
         });
         for ((case, from, to, ..), result) in jobs.iter().zip(results) {
-            let allowed = result.with_context(|| format!("probing {from} -> {to}"))?;
-            cases[*case].1.observe(from, to, allowed);
+            let delivery = result.with_context(|| format!("probing {from} -> {to}"))?;
+            cases[*case].1.observe(from, to, delivery);
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! Clients that run inside a pod (or the node) and tell whether traffic got
 //! through. `Ok(false)` means the network did not deliver (dropped, refused,
-//! unreachable); `Err` means the harness itself failed (no such namespace,
-//! no socket), so a broken harness never passes for a denying policy.
+//! unreachable), and the `*_delivery` variants tell a silent drop from a
+//! refusal; `Err` means the harness itself failed (no such namespace, no
+//! socket), so a broken harness never passes for a denying policy.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -39,6 +40,24 @@ impl Protocol {
     }
 }
 
+/// What became of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The server answered.
+    Delivered,
+    /// Nothing came back before the timeout: a silent drop.
+    Dropped,
+    /// Something said no: a TCP RST, an ICMP error, or the local stack
+    /// refusing to send.
+    Refused,
+}
+
+impl Delivery {
+    pub fn delivered(self) -> bool {
+        self == Delivery::Delivered
+    }
+}
+
 /// How a TCP connection attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectOutcome {
@@ -68,18 +87,34 @@ pub fn tcp_connect(
 /// Connects and checks that the server echoes a message back: the
 /// reachability test of a TCP cell.
 pub fn tcp_probe(from: &impl Netns, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+    Ok(tcp_delivery(from, addr, port, timeout)?.delivered())
+}
+
+/// [`tcp_probe`], telling a connection that times out (dropped) from one
+/// that is reset or answered with an ICMP error (refused).
+pub fn tcp_delivery(
+    from: &impl Netns,
+    addr: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> Result<Delivery> {
     let deadline = Instant::now() + timeout;
     let target = SocketAddr::new(addr, port);
     let result = in_netns(from.netns_name(), || {
         TcpStream::connect_timeout(&target, timeout)
     })?;
-    match connect_outcome(result)? {
+    Ok(match connect_outcome(result)? {
         (ConnectOutcome::Connected, Some(stream)) => {
             let mut session = TcpSession { stream };
-            Ok(session.exchange(deadline.saturating_duration_since(Instant::now())))
+            if session.exchange(deadline.saturating_duration_since(Instant::now())) {
+                Delivery::Delivered
+            } else {
+                Delivery::Dropped
+            }
         }
-        _ => Ok(false),
-    }
+        (ConnectOutcome::TimedOut, _) => Delivery::Dropped,
+        _ => Delivery::Refused,
+    })
 }
 
 fn connect_outcome(result: io::Result<TcpStream>) -> Result<(ConnectOutcome, Option<TcpStream>)> {
@@ -161,8 +196,19 @@ impl TcpSession {
 
 /// Sends a datagram to a UDP echo server and waits for the echo.
 pub fn udp_request(from: &impl Netns, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+    Ok(udp_delivery(from, addr, port, timeout)?.delivered())
+}
+
+/// [`udp_request`], telling no answer at all (dropped) from an ICMP error
+/// such as port unreachable (refused).
+pub fn udp_delivery(
+    from: &impl Netns,
+    addr: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> Result<Delivery> {
     let message = format!("netseg-probe-{:08x}", nonce());
-    in_netns(from.netns_name(), || -> Result<bool> {
+    in_netns(from.netns_name(), || -> Result<Delivery> {
         let local: SocketAddr = match addr {
             IpAddr::V4(_) => "0.0.0.0:0".parse()?,
             IpAddr::V6(_) => "[::]:0".parse()?,
@@ -171,22 +217,22 @@ pub fn udp_request(from: &impl Netns, addr: IpAddr, port: u16, timeout: Duration
         socket.connect(SocketAddr::new(addr, port))?;
         let deadline = Instant::now() + timeout;
         match socket.send(message.as_bytes()) {
-            Err(e) if is_delivery_failure(&e) => return Ok(false),
+            Err(e) if is_delivery_failure(&e) => return Ok(Delivery::Refused),
             other => other.context("UDP send")?,
         };
         let mut buf = [0u8; 2048];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Ok(false);
+                return Ok(Delivery::Dropped);
             }
             socket.set_read_timeout(Some(left))?;
             match socket.recv(&mut buf) {
-                Ok(n) if buf[..n] == *message.as_bytes() => return Ok(true),
+                Ok(n) if buf[..n] == *message.as_bytes() => return Ok(Delivery::Delivered),
                 // A read timeout is EAGAIN; the loop checks the deadline.
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) if is_delivery_failure(&e) => return Ok(false),
+                Err(e) if is_delivery_failure(&e) => return Ok(Delivery::Refused),
                 Err(e) => return Err(e).context("UDP receive"),
             }
         }
@@ -196,6 +242,12 @@ pub fn udp_request(from: &impl Netns, addr: IpAddr, port: u16, timeout: Duration
 /// ICMP or ICMPv6 echo through a ping socket (`SOCK_DGRAM`); the topology
 /// allows them through `net.ipv4.ping_group_range` in its namespaces.
 pub fn ping(from: &impl Netns, addr: IpAddr, timeout: Duration) -> Result<bool> {
+    Ok(ping_delivery(from, addr, timeout)?.delivered())
+}
+
+/// [`ping`], telling no answer at all (dropped) from an ICMP error
+/// (refused).
+pub fn ping_delivery(from: &impl Netns, addr: IpAddr, timeout: Duration) -> Result<Delivery> {
     let (family, protocol, request, reply) = match addr {
         IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp, 8, 0),
         IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6, 128, 129),
@@ -204,46 +256,63 @@ pub fn ping(from: &impl Netns, addr: IpAddr, timeout: Duration) -> Result<bool> 
     // Identifier and checksum are filled in by the kernel for ping sockets.
     let mut message = vec![request, 0, 0, 0, 0, 0, 0, 1];
     message.extend_from_slice(&payload);
-    in_netns(from.netns_name(), || -> Result<bool> {
+    in_netns(from.netns_name(), || -> Result<Delivery> {
         let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, protocol)
             .context("opening an ICMP ping socket")?;
         let target = SockaddrStorage::from(SocketAddr::new(addr, 0));
         if let Err(e) = connect(fd.as_raw_fd(), &target).map_err(io::Error::from) {
             return if is_delivery_failure(&e) {
-                Ok(false)
+                Ok(Delivery::Refused)
             } else {
                 Err(e.into())
             };
         }
         match send(fd.as_raw_fd(), &message, MsgFlags::empty()).map_err(io::Error::from) {
-            Err(e) if is_delivery_failure(&e) => return Ok(false),
+            Err(e) if is_delivery_failure(&e) => return Ok(Delivery::Refused),
             other => other.context("ICMP send")?,
         };
         let deadline = Instant::now() + timeout;
         let mut buf = [0u8; 2048];
-        while let Some(n) = recv_until(&fd, &mut buf, deadline)? {
-            if n >= 8 + payload.len() && buf[0] == reply && buf[8..8 + payload.len()] == payload {
-                return Ok(true);
+        loop {
+            match recv_until(&fd, &mut buf, deadline)? {
+                Received::Datagram(n)
+                    if n >= 8 + payload.len()
+                        && buf[0] == reply
+                        && buf[8..8 + payload.len()] == payload =>
+                {
+                    return Ok(Delivery::Delivered);
+                }
+                Received::Datagram(_) => {}
+                Received::Nothing => return Ok(Delivery::Dropped),
+                Received::Error => return Ok(Delivery::Refused),
             }
         }
-        Ok(false)
     })?
 }
 
-/// Receives one datagram, or `None` at the deadline or on an ICMP error.
-fn recv_until(fd: &OwnedFd, buf: &mut [u8], deadline: Instant) -> Result<Option<usize>> {
+/// What [`recv_until`] got.
+enum Received {
+    Datagram(usize),
+    /// The deadline passed.
+    Nothing,
+    /// An ICMP error was queued on the socket.
+    Error,
+}
+
+/// Receives one datagram, waiting until the deadline.
+fn recv_until(fd: &OwnedFd, buf: &mut [u8], deadline: Instant) -> Result<Received> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(None);
+            return Ok(Received::Nothing);
         }
         if !wait_readable(&[fd.as_fd()], left)?[0] {
             continue;
         }
         match recv(fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from) {
-            Ok(n) => return Ok(Some(n)),
+            Ok(n) => return Ok(Received::Datagram(n)),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-            Err(e) if is_delivery_failure(&e) => return Ok(None),
+            Err(e) if is_delivery_failure(&e) => return Ok(Received::Error),
             Err(e) => return Err(e).context("receive"),
         }
     }
@@ -289,12 +358,30 @@ pub fn sctp_probe(
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
+    Ok(sctp_delivery(from, to, addr, port, timeout)?.delivered())
+}
+
+/// [`sctp_probe`]: delivered when the INIT reached the pod, dropped when it
+/// did not, refused only when the local stack would not send it. Nothing
+/// answers the INIT, so an ABORT or ICMP error on its way would go unseen;
+/// what this does prove is that the pod never received it.
+pub fn sctp_delivery(
+    from: &impl Netns,
+    to: &SctpReceiver,
+    addr: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> Result<Delivery> {
     let tag = nonce();
     let src_port = 32_768 + (tag % 28_000) as u16;
     if !sctp_send_init(from, addr, src_port, port, tag)? {
-        return Ok(false);
+        return Ok(Delivery::Refused);
     }
-    Ok(to.wait_for_init(tag, port, timeout))
+    Ok(if to.wait_for_init(tag, port, timeout) {
+        Delivery::Delivered
+    } else {
+        Delivery::Dropped
+    })
 }
 
 /// Errors that mean "the network did not deliver", as opposed to a broken

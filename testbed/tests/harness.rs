@@ -9,10 +9,10 @@ use anyhow::{Result, ensure};
 use netseg_testbed::netns::{NETNS_PREFIX, netns_exists, run};
 use netseg_testbed::raw::carries;
 use netseg_testbed::{
-    Capture, ConnectOutcome, ContainerPort, Daemon, Family, Manifests, Node, Outside,
-    PROBE_TIMEOUT, Pod, Probe, Reachability, ServerSet, TcpSession, cleanup_stale_namespaces,
-    matrix::probe_matrices, ping, require_root, sctp_probe, send_ip, tcp_connect, tcp_probe,
-    udp_request,
+    Capture, ConnectOutcome, ContainerPort, Daemon, Delivery, Family, Manifests, Mismatch, Node,
+    Outside, PROBE_TIMEOUT, Pod, Probe, Reachability, ServerSet, TcpSession,
+    cleanup_stale_namespaces, matrix::probe_matrices, ping, require_root, sctp_probe, send_ip,
+    tcp_connect, tcp_probe, udp_request,
 };
 
 const TCP: u16 = 80;
@@ -114,6 +114,13 @@ fn a_matrix_of_nine_pods_is_probed_in_seconds_and_mismatches_are_shown() -> Resu
     {
         reach.assert_correct(what);
     }
+    // A closed port answers with a RST: refused, not dropped, so a suite
+    // that requires silent drops would catch a datapath that rejects.
+    ensure!(
+        all[4].observed("y/b", "z/c") == Some(Delivery::Refused),
+        "{}",
+        all[4]
+    );
     ensure!(
         started.elapsed() < Duration::from_secs(20),
         "took {:?}",
@@ -130,7 +137,13 @@ fn a_matrix_of_nine_pods_is_probed_in_seconds_and_mismatches_are_shown() -> Resu
         &mut wrong,
     )?;
     ensure!(
-        wrong.mismatches() == [("y/b".into(), "z/c".into(), false, Some(true))],
+        wrong.mismatches()
+            == [Mismatch {
+                from: "y/b".into(),
+                to: "z/c".into(),
+                expected_allowed: false,
+                observed: Some(Delivery::Delivered),
+            }],
         "{wrong}"
     );
     ensure!(wrong.to_string().contains(".*"), "{wrong}");

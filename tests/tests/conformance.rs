@@ -16,32 +16,39 @@ mod conformance {
     pub mod case;
     pub mod cyclonus;
     pub mod cyclonus_peers;
-    pub mod runner;
     pub mod upstream_01_21;
     pub mod upstream_22_42;
     pub mod upstream_43_48;
-    pub mod world;
     pub mod zero_trust;
 }
 
 use anyhow::Result;
-use conformance::runner::run_group;
-use conformance::world::WorldConfig;
+use conformance::case::model_layout;
 use conformance::{cyclonus, upstream_01_21, upstream_22_42, upstream_43_48, zero_trust};
+use netseg_testbed::suite::{WorldConfig, run_group};
 
 #[test]
 fn upstream_cases_1_to_21_over_tcp() -> Result<()> {
-    run_group(WorldConfig::allow("netpol-1-21"), upstream_01_21::cases)
+    run_group(
+        WorldConfig::allow("netpol-1-21", model_layout()),
+        upstream_01_21::cases,
+    )
 }
 
 #[test]
 fn upstream_cases_22_to_42_over_tcp() -> Result<()> {
-    run_group(WorldConfig::allow("netpol-22-42"), upstream_22_42::cases)
+    run_group(
+        WorldConfig::allow("netpol-22-42", model_layout()),
+        upstream_22_42::cases,
+    )
 }
 
 #[test]
 fn upstream_cases_43_to_48_over_udp_and_sctp() -> Result<()> {
-    run_group(WorldConfig::allow("netpol-43-48"), upstream_43_48::cases)
+    run_group(
+        WorldConfig::allow("netpol-43-48", model_layout()),
+        upstream_43_48::cases,
+    )
 }
 
 #[test]
@@ -51,5 +58,8 @@ fn cyclonus_style_cases() -> Result<()> {
 
 #[test]
 fn zero_trust_cases_under_default_deny() -> Result<()> {
-    run_group(WorldConfig::deny("zero-trust"), zero_trust::cases)
+    run_group(
+        WorldConfig::deny("zero-trust", model_layout()),
+        zero_trust::cases,
+    )
 }

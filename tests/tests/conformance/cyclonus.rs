@@ -3,32 +3,29 @@
 //! destination pod, updates and deletions, policyTypes defaulting; and the
 //! peer cases of [`super::cyclonus_peers`].
 
+use netseg_testbed::suite::WorldConfig;
 use netseg_testbed::{ContainerPort, Family, Probe, Protocol};
 use serde_json::json;
 
-use super::case::{Case, Model, netpol, pod_is};
+use super::case::{Case, Model, model_layout, netpol, pod_is};
 use super::cyclonus_peers::{
     check_address_layout, conflicting_policies, ip_block_egress_excepts, ip_block_ingress,
     namespaces_relabelled_both_ways, nested_ip_block_excepts, overlapping_ip_blocks,
     peers_and_ports_pair_up_per_rule, pod_and_ip_block_peers, selector_operators,
     several_peers_and_ports,
 };
-use super::world::WorldConfig;
 
 /// Every pod also serves TCP and UDP on the ports around 80–81.
 const BOUNDARY_PORTS: [u16; 2] = [79, 82];
 
 pub fn config() -> WorldConfig {
-    WorldConfig {
-        extra_server_ports: BOUNDARY_PORTS.to_vec(),
-        extra_container_ports: vec![
-            ("x/b", ContainerPort::new("only-on-b", 82, Protocol::Tcp)),
-            // One name, a different number on each pod.
-            ("y/a", ContainerPort::new("web", 79, Protocol::Tcp)),
-            ("y/b", ContainerPort::new("web", 82, Protocol::Tcp)),
-        ],
-        ..WorldConfig::allow("cyclonus")
-    }
+    let layout = model_layout()
+        .serving(&BOUNDARY_PORTS)
+        .declaring("x/b", ContainerPort::new("only-on-b", 82, Protocol::Tcp))
+        // One name, a different number on each pod.
+        .declaring("y/a", ContainerPort::new("web", 79, Protocol::Tcp))
+        .declaring("y/b", ContainerPort::new("web", 82, Protocol::Tcp));
+    WorldConfig::allow("cyclonus", layout)
 }
 
 pub fn cases(m: &Model) -> Vec<Case> {

@@ -8,12 +8,12 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use netseg_testbed::matrix::probe_matrices;
-use netseg_testbed::{Node, Pod, Probe, Protocol, Reachability, ServerSet};
-use netseg_testbed::{ping, sctp_probe, tcp_probe, udp_request};
 
 use super::case::{Case, Check, Model, ProbeName, Step};
 use super::world::{World, WorldConfig};
+use crate::matrix::{Probe, ServerSet, probe_matrices};
+use crate::reachability::Reachability;
+use crate::topology::{Node, Pod};
 
 /// How many lines of the daemon log a failing group prints.
 const LOG_TAIL: usize = 40;
@@ -84,7 +84,7 @@ fn run_case(world: &mut World, case: &Case) -> Outcome {
 }
 
 fn run_step(world: &mut World, step: &Step, failures: &mut Vec<String>) -> Result<()> {
-    world.apply(&step.changes)?;
+    world.apply(&step.changes, &step.expected_problems)?;
     let mut matrices: Vec<(Probe, Reachability)> = Vec::new();
     let mut node_rows: Vec<NodeRow> = Vec::new();
     for check in &step.checks {
@@ -167,7 +167,7 @@ impl NodeRow {
                         let probe = self.probe;
                         scope.spawn(move || -> Result<bool> {
                             let pod = pod.with_context(|| format!("no pod {name}"))?;
-                            probe_from_node(node, pod, servers, &probe)
+                            Ok(probe.deliver(node, pod, servers)?.delivered())
                         })
                     })
                     .collect();
@@ -184,21 +184,6 @@ impl NodeRow {
             }
         }
         Ok(())
-    }
-}
-
-fn probe_from_node(node: &Node, to: &Pod, servers: &ServerSet, probe: &Probe) -> Result<bool> {
-    let addr = to.ip(probe.family);
-    match probe.protocol {
-        Protocol::Tcp => tcp_probe(node, addr, probe.port, probe.timeout),
-        Protocol::Udp => udp_request(node, addr, probe.port, probe.timeout),
-        Protocol::Icmp => ping(node, addr, probe.timeout),
-        Protocol::Sctp => {
-            let receiver = servers
-                .sctp_receiver(&to.full_name())
-                .with_context(|| format!("no SCTP receiver in {}", to.full_name()))?;
-            sctp_probe(node, receiver, addr, probe.port, probe.timeout)
-        }
     }
 }
 

@@ -1,20 +1,20 @@
-//! One node with the nine model pods, their servers, a manifests directory
-//! and one running daemon, shared by every case of a group. Cases change it
-//! only through manifest files, and [`World::reset`] puts it back.
+//! One node with the pods of a [`Layout`], their servers, a manifests
+//! directory and one running daemon, shared by every case of a group. Cases
+//! change it only through manifest files (and daemon flags), and
+//! [`World::reset`] puts it back.
 
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail};
-use netseg_testbed::{
-    ContainerPort, Daemon, DaemonStatus, Manifests, Node, Pod, ServerSet, require_root,
-};
 use serde_json::Value;
 
-use super::case::{Change, Model, NAMESPACES, model_pod_names};
-
-/// The ports every model pod serves and declares, named like upstream's
-/// `model.go` names them (`serve-80-tcp`).
-pub const MODEL_PORTS: [u16; 2] = [80, 81];
+use super::case::{Change, Model};
+use super::layout::{Labels, Layout, overlay};
+use crate::daemon::{Daemon, DaemonStatus};
+use crate::manifests::Manifests;
+use crate::matrix::ServerSet;
+use crate::netns::require_root;
+use crate::topology::{Node, Pod};
 
 /// How a group's world is built.
 #[derive(Debug, Clone)]
@@ -22,28 +22,36 @@ pub struct WorldConfig {
     /// Names the node (and its namespaces).
     pub tag: &'static str,
     pub daemon_args: Vec<&'static str>,
-    /// TCP and UDP ports served by every pod, beyond [`MODEL_PORTS`].
-    pub extra_server_ports: Vec<u16>,
-    /// Container ports declared by one pod only, beyond the model's.
-    pub extra_container_ports: Vec<(&'static str, ContainerPort)>,
+    pub layout: Layout,
+    /// Whether every denied cell must be a silent drop (a timeout), never a
+    /// refusal.
+    pub silent_denials: bool,
 }
 
 impl WorldConfig {
     /// Kubernetes semantics: only pods selected by a policy are isolated.
-    pub fn allow(tag: &'static str) -> Self {
+    pub fn allow(tag: &'static str, layout: Layout) -> Self {
         Self {
             tag,
             daemon_args: vec!["--default-action", "allow"],
-            extra_server_ports: Vec::new(),
-            extra_container_ports: Vec::new(),
+            layout,
+            silent_denials: false,
         }
     }
 
     /// Zero trust: every pod isolated both ways.
-    pub fn deny(tag: &'static str) -> Self {
+    pub fn deny(tag: &'static str, layout: Layout) -> Self {
         Self {
             daemon_args: vec!["--default-action", "deny"],
-            ..Self::allow(tag)
+            ..Self::allow(tag, layout)
+        }
+    }
+
+    /// A denial must time out: a TCP RST or an ICMP error fails the cell.
+    pub fn requiring_silent_denials(self) -> Self {
+        Self {
+            silent_denials: true,
+            ..self
         }
     }
 
@@ -67,7 +75,7 @@ pub struct World {
     config: WorldConfig,
     /// What the running daemon was started with.
     daemon_args: Vec<&'static str>,
-    /// Policy files written by the running case, by `<namespace>/<name>`.
+    /// Policy files written by the running case, by [`policy_key`].
     policies: BTreeSet<String>,
     relabelled_namespaces: BTreeSet<String>,
     relabelled_pods: BTreeSet<String>,
@@ -78,25 +86,22 @@ impl World {
         require_root();
         // On an early return the locals drop in reverse order: daemon,
         // servers, manifests, pods, node.
+        let layout = &config.layout;
         let node = Node::new(config.tag)?;
-        let pods = model_pod_names()
+        let pods = layout
+            .pods
             .iter()
-            .map(|name| node.add_pod(name))
+            .map(|pod| node.add_pod(&pod.name))
             .collect::<Result<Vec<Pod>>>()?;
         let manifests = Manifests::new()?;
-        for ns in NAMESPACES {
-            manifests.namespace(ns, &[("ns", ns)])?;
+        for ns in &layout.namespaces {
+            write_namespace(&manifests, layout, &ns.name, &Labels::new())?;
         }
         for pod in &pods {
-            manifests.pod(pod, &[("pod", pod.name())], &container_ports(&config, pod))?;
+            write_pod(&manifests, layout, pod, &Labels::new())?;
         }
         let refs: Vec<&Pod> = pods.iter().collect();
-        let ports: Vec<u16> = MODEL_PORTS
-            .iter()
-            .chain(&config.extra_server_ports)
-            .copied()
-            .collect();
-        let servers = ServerSet::start(&refs, &ports, &ports, true)?;
+        let servers = ServerSet::start(&refs, &layout.tcp_ports, &layout.udp_ports, true)?;
         let daemon = start_daemon(&node, &manifests, &config.daemon_args, pods.len())?;
         Ok(Self {
             servers,
@@ -116,6 +121,7 @@ impl World {
         Model {
             pods: self.pods.iter().map(Pod::full_name).collect(),
             default_allowed: self.config.default_allowed(),
+            silent_denials: self.config.silent_denials,
             addresses: self
                 .pods
                 .iter()
@@ -140,13 +146,13 @@ impl World {
     }
 
     /// Applies `changes` at once and waits until the daemon has read and
-    /// enforced them.
-    pub fn apply(&mut self, changes: &[Change]) -> Result<()> {
+    /// enforced them, reporting exactly the `expected_problems`.
+    pub fn apply(&mut self, changes: &[Change], expected_problems: &[String]) -> Result<()> {
         let mut pending = None;
         for change in changes {
             if let Change::DaemonArgs(args) = change {
                 if let Some(before) = pending.take() {
-                    self.wait_enforced(before)?;
+                    self.wait_enforced(before, &[])?;
                 }
                 self.restart_daemon(args.clone())?;
             } else {
@@ -157,13 +163,17 @@ impl World {
             }
         }
         match pending {
-            Some(before) => self.wait_enforced(before),
-            None => Ok(()),
+            Some(before) => self.wait_enforced(before, expected_problems),
+            None if expected_problems.is_empty() => Ok(()),
+            None => check_problems(
+                &self.daemon.status()?.unwrap_or_default(),
+                expected_problems,
+            ),
         }
     }
 
-    /// Removes every policy the case wrote, restores the model labels and
-    /// the group's daemon arguments.
+    /// Removes every policy the case wrote, restores the layout's labels
+    /// and the group's daemon arguments.
     pub fn reset(&mut self) -> Result<()> {
         if self.daemon_args != self.config.daemon_args {
             self.restart_daemon(self.config.daemon_args.clone())?;
@@ -177,12 +187,17 @@ impl World {
         let before = self.reloads()?;
         self.remove_all_policies()?;
         for ns in std::mem::take(&mut self.relabelled_namespaces) {
-            self.manifests.namespace(&ns, &[("ns", &ns)])?;
+            write_namespace(&self.manifests, &self.config.layout, &ns, &Labels::new())?;
         }
         for pod in std::mem::take(&mut self.relabelled_pods) {
-            self.write_pod(&pod, &[])?;
+            write_pod(
+                &self.manifests,
+                &self.config.layout,
+                self.pod(&pod)?,
+                &Labels::new(),
+            )?;
         }
-        self.wait_enforced(before)
+        self.wait_enforced(before, &[])
     }
 
     /// Whether the daemon still runs.
@@ -201,18 +216,20 @@ impl World {
         Ok(self.daemon.status()?.map_or(0, |s| s.reloads))
     }
 
-    fn wait_enforced(&mut self, before: u64) -> Result<()> {
+    fn wait_enforced(&mut self, before: u64, expected_problems: &[String]) -> Result<()> {
         let status: DaemonStatus = self.daemon.wait_reload_after(before)?;
-        if !status.problems.is_empty() {
-            bail!(
-                "the daemon reports manifest problems: {:?}",
-                status.problems
-            );
-        }
-        Ok(())
+        check_problems(&status, expected_problems)
+    }
+
+    fn pod(&self, full_name: &str) -> Result<&Pod> {
+        self.pods
+            .iter()
+            .find(|p| p.full_name() == full_name)
+            .with_context(|| format!("no pod {full_name} in the world"))
     }
 
     fn write(&mut self, change: &Change) -> Result<()> {
+        let layout = &self.config.layout;
         match change {
             Change::Policy(policy) => {
                 let key = policy_key(policy)?;
@@ -229,17 +246,11 @@ impl World {
             }
             Change::DeleteAllPolicies => self.remove_all_policies()?,
             Change::LabelNamespace { namespace, labels } => {
-                let mut all = vec![("ns", namespace.as_str())];
-                all.extend(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                self.manifests.namespace(namespace, &all)?;
+                write_namespace(&self.manifests, layout, namespace, labels)?;
                 self.relabelled_namespaces.insert(namespace.clone());
             }
             Change::LabelPod { pod, labels } => {
-                let extra: Vec<(&str, &str)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                self.write_pod(pod, &extra)?;
+                write_pod(&self.manifests, layout, self.pod(pod)?, labels)?;
                 self.relabelled_pods.insert(pod.clone());
             }
             Change::DaemonArgs(_) => bail!("a daemon restart is not a manifest change"),
@@ -253,42 +264,29 @@ impl World {
         }
         Ok(())
     }
-
-    fn write_pod(&self, full_name: &str, extra_labels: &[(&str, &str)]) -> Result<()> {
-        let pod = self
-            .pods
-            .iter()
-            .find(|p| p.full_name() == full_name)
-            .with_context(|| format!("no pod {full_name} in the model"))?;
-        let mut labels = vec![("pod", pod.name())];
-        labels.extend_from_slice(extra_labels);
-        self.manifests
-            .pod(pod, &labels, &container_ports(&self.config, pod))?;
-        Ok(())
-    }
 }
 
-/// The model's named ports (`serve-80-tcp`, ..., `serve-81-sctp`) plus the
-/// pod's extra ones.
-fn container_ports(config: &WorldConfig, pod: &Pod) -> Vec<ContainerPort> {
-    let mut ports: Vec<ContainerPort> = MODEL_PORTS
-        .iter()
-        .flat_map(|&p| {
-            [
-                ContainerPort::tcp(p),
-                ContainerPort::udp(p),
-                ContainerPort::sctp(p),
-            ]
-        })
-        .collect();
-    ports.extend(
-        config
-            .extra_container_ports
-            .iter()
-            .filter(|(name, _)| *name == pod.full_name())
-            .map(|(_, port)| port.clone()),
-    );
-    ports
+/// Writes a namespace of the layout with `extra` labels over its own.
+fn write_namespace(
+    manifests: &Manifests,
+    layout: &Layout,
+    name: &str,
+    extra: &Labels,
+) -> Result<()> {
+    let ns = layout
+        .namespace_named(name)
+        .with_context(|| format!("no namespace {name} in the layout"))?;
+    manifests.namespace(name, &overlay(&ns.labels, extra))?;
+    Ok(())
+}
+
+/// Writes a pod of the layout with `extra` labels over its own.
+fn write_pod(manifests: &Manifests, layout: &Layout, pod: &Pod, extra: &Labels) -> Result<()> {
+    let spec = layout
+        .pod_named(&pod.full_name())
+        .with_context(|| format!("no pod {} in the layout", pod.full_name()))?;
+    manifests.pod(pod, &overlay(&spec.labels, extra), &spec.ports)?;
+    Ok(())
 }
 
 fn start_daemon(node: &Node, manifests: &Manifests, args: &[&str], pods: usize) -> Result<Daemon> {
@@ -297,14 +295,38 @@ fn start_daemon(node: &Node, manifests: &Manifests, args: &[&str], pods: usize) 
     Ok(daemon)
 }
 
+/// Every problem the daemon reports must be expected, and every expected
+/// one reported.
+fn check_problems(status: &DaemonStatus, expected: &[String]) -> Result<()> {
+    let unexpected: Vec<&String> = status
+        .problems
+        .iter()
+        .filter(|problem| !expected.iter().any(|e| problem.contains(e.as_str())))
+        .collect();
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|e| !status.problems.iter().any(|p| p.contains(e.as_str())))
+        .collect();
+    if unexpected.is_empty() && missing.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the daemon reports manifest problems {:?}; expected problems mentioning {expected:?}",
+        status.problems
+    )
+}
+
+/// `<namespace>/<name>` for namespaced objects, `<Kind>/<name>` for
+/// cluster-scoped ones (no namespace is spelled with capitals).
 fn policy_key(policy: &Value) -> Result<String> {
     let meta = &policy["metadata"];
-    match (meta["namespace"].as_str(), meta["name"].as_str()) {
-        (Some(ns), Some(name)) => Ok(format!("{ns}/{name}")),
-        _ => bail!("a policy without namespace or name: {policy}"),
+    let scope = meta["namespace"].as_str().or(policy["kind"].as_str());
+    match (scope, meta["name"].as_str()) {
+        (Some(scope), Some(name)) => Ok(format!("{scope}/{name}")),
+        _ => bail!("a policy without namespace (or kind) or name: {policy}"),
     }
 }
 
 fn file_stem(key: &str) -> String {
-    key.replace('/', "-")
+    key.replace('/', "-").to_lowercase()
 }
