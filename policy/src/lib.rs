@@ -11,9 +11,12 @@
 mod compile;
 mod diff;
 mod evaluate;
+#[cfg(test)]
+mod fixtures;
 mod lookup;
 mod model;
 mod ports;
+mod trace;
 mod types;
 mod validate;
 
@@ -30,6 +33,7 @@ pub use evaluate::{Allowance, Decision, Denial, Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};
+pub use trace::{Connection, StepOutcome, Trace, TraceStep};
 pub use types::{
     Action, Band, Compiled, Decider, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef,
     PolicyEntryKey, PolicyKind, PortPrefix, RuleRef, Verdict,
