@@ -19,6 +19,7 @@ mod ports;
 mod trace;
 mod types;
 mod validate;
+mod warnings;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use validate::{
     validate_cluster_network_policy, validate_namespace, validate_network_policy, validate_pod,
     validate_segment, validate_segment_policy,
 };
+pub use warnings::{Warning, warnings};
 
 /// Everything the compiler reads: the cluster state relevant to one node.
 ///
