@@ -9,6 +9,7 @@
 //! the API semantics ([`evaluate`]).
 
 mod compile;
+mod conditions;
 mod diff;
 mod evaluate;
 #[cfg(test)]
@@ -29,6 +30,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
 pub use compile::Compiler;
+pub use conditions::{
+    ACCEPTED, CLUSTER_NETWORK_POLICY_ACCEPTED, Condition, ObjectRef, RESOLVED_REFS, conditions,
+};
 pub use diff::{MapDiff, diff_maps};
 pub use evaluate::{Allowance, Decision, Denial, Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};

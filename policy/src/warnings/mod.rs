@@ -88,7 +88,7 @@ fn fail_closed_rules(policy: &TieredPolicy, segments: &BTreeSet<&str>, out: &mut
 }
 
 /// What a rule that fails closed does instead.
-fn fail_closed_effect(rule: &TieredRule, direction: Direction) -> String {
+pub(crate) fn fail_closed_effect(rule: &TieredRule, direction: Direction) -> String {
     match rule.action {
         Action::Accept => "the rule fails closed: this Accept rule matches nothing".to_string(),
         Action::Deny => format!(
