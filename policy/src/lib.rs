@@ -5,8 +5,11 @@
 //! node's [`CompileOptions`]. Output: the exact datapath map entries for the
 //! node ([`Compiler::compile`]), a diff between two compilations
 //! ([`diff_maps`]), the datapath's decision over compiled maps ([`lookup`]),
-//! and a reference evaluator that answers the same question directly from
-//! the API semantics ([`evaluate`]).
+//! the steps one connection meets on the way to that decision
+//! ([`Compiler::trace`], for `explain`), a reference evaluator that answers
+//! the same question directly from the API semantics ([`evaluate`]), and
+//! what `check` and status writers report beyond field errors
+//! ([`warnings`], [`conditions`]).
 
 mod compile;
 mod conditions;
