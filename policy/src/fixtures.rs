@@ -12,7 +12,7 @@ use crate::Snapshot;
 
 pub(crate) const NODE: &str = "node-1";
 
-fn object<T: DeserializeOwned>(value: Value) -> Arc<T> {
+pub(crate) fn object<T: DeserializeOwned>(value: Value) -> Arc<T> {
     Arc::new(serde_json::from_value(value).expect("test object"))
 }
 

@@ -84,6 +84,32 @@ fn audited() -> Snapshot {
     snapshot
 }
 
+/// Named ports: they resolve on the peer for egress, on the endpoint for
+/// ingress. db calls 5432 `postgres`, api calls 8080 `postgres` too.
+fn named_ports() -> Snapshot {
+    let mut snapshot = shop();
+    let with_port = |ns: &str, name: &str, app: &str, ip: &str, port: u16| {
+        crate::fixtures::object(json!({
+            "metadata": {"namespace": ns, "name": name, "labels": {"app": app}},
+            "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "i",
+                     "ports": [{"name": "postgres", "containerPort": port}]}]},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]},
+        }))
+    };
+    snapshot.pods[1] = with_port("shop", "api", "api", "10.0.0.2", 8080);
+    snapshot.pods[2] = with_port("data", "db", "db", "10.0.1.1", 5432);
+    snapshot.cluster_network_policies = vec![cnp(
+        "postgres-only",
+        json!({"tier": "Admin", "priority": 1, "subject": {"namespaces": {}},
+               "egress": [{"action": "Accept", "to": [{"namespaces": {}}],
+                           "protocols": [{"destinationNamedPort": "postgres"}]},
+                          {"action": "Deny", "to": [{"networks": ["0.0.0.0/0"]}]}],
+               "ingress": [{"action": "Deny", "from": [{"namespaces": {}}],
+                            "protocols": [{"destinationNamedPort": "postgres"}]}]}),
+    )];
+    snapshot
+}
+
 fn trace(snapshot: &Snapshot, connection: Connection, default_action: DefaultAction) -> Trace {
     Compiler::new()
         .trace(snapshot, &options(default_action), &connection)
@@ -210,8 +236,8 @@ fn the_trace_agrees_with_the_compiled_maps() {
         "203.0.113.9".parse().expect("ip"),
         "10.0.0.1".parse().expect("ip"),
     ];
-    let probes = [(TCP, 5432), (TCP, 80), (UDP, 53), (ICMP, 0)];
-    for snapshot in [layered(), audited()] {
+    let probes = [(TCP, 5432), (TCP, 8080), (TCP, 80), (UDP, 53), (ICMP, 0)];
+    for snapshot in [layered(), audited(), named_ports()] {
         for default_action in [DefaultAction::Deny, DefaultAction::Allow] {
             let options = options(default_action);
             let compiled = Compiler::new().compile(&snapshot, &options);
