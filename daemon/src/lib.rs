@@ -2,6 +2,7 @@
 //! line, and the benchmarks drive the same code (the flow pipeline) without
 //! a kernel.
 
+pub mod check;
 mod cni;
 pub mod daemon;
 pub mod datapath;

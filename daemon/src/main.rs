@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use netseg::{daemon, datapath, demo, explain, manifests};
+use netseg::{check, daemon, datapath, demo, explain};
 use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use netseg_policy::{CompileOptions, DefaultAction};
 use tracing_subscriber::EnvFilter;
@@ -39,8 +39,9 @@ enum Command {
     /// policies under default deny, live traffic and the flow log (root only).
     Demo,
     /// Explain what the policies of a manifests directory make of one
-    /// connection: the decision and the deciding rule at each end. Exits 0
-    /// when the connection is allowed, 1 when it is denied.
+    /// connection: at each end, the verdict and every step of precedence
+    /// met on the way (rules matched or not, Pass, isolation, posture,
+    /// default). Exits 0 when the connection is allowed, 1 when it is denied.
     Explain(ExplainArgs),
     /// Detach what a daemon run with --pin-dir left enforcing.
     Detach {
@@ -48,16 +49,22 @@ enum Command {
         #[arg(long, env = "NETSEG_PIN_DIR")]
         pin_dir: PathBuf,
     },
-    /// Validate a manifests directory offline: one line per problem, non-zero exit if any.
+    /// Validate a manifests directory offline: one line per problem, then
+    /// warnings about valid objects and the status conditions of
+    /// ClusterNetworkPolicies, Segments and SegmentPolicies. Exits 1 if
+    /// there is any problem (or, with --strict, any warning).
     Check {
-        /// The directory of Namespace, Pod and NetworkPolicy manifests.
+        /// The directory of manifests.
         dir: PathBuf,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
 #[derive(clap::Args)]
 struct ExplainArgs {
-    /// The directory of Namespace, Pod and NetworkPolicy manifests.
+    /// The directory of manifests.
     dir: PathBuf,
     /// The client: namespace/pod, or an IP address.
     #[arg(long)]
@@ -211,7 +218,7 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         ipv6: args.ipv6,
         default_action: args.default_action.action(),
     };
-    match explain::explain(&args.dir, &question) {
+    match explain::explain(&args.dir, &question, &mut std::io::stdout().lock()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
@@ -262,15 +269,14 @@ impl DaemonArgs {
     }
 }
 
-fn check(dir: &std::path::Path) -> ExitCode {
-    let problems = manifests::check_dir(dir);
-    for problem in &problems {
-        println!("{problem}");
-    }
-    if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+fn check(dir: &std::path::Path, strict: bool) -> ExitCode {
+    match check::check(dir, strict, &mut std::io::stdout().lock()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("netseg check: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -292,7 +298,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Check { dir } => check(&dir),
+        Command::Check { dir, strict } => check(&dir, strict),
         Command::Detach { pin_dir } => detach(&pin_dir),
         Command::Explain(args) => explain(&args),
         Command::Demo => match tokio::task::spawn_blocking(demo::run).await {

@@ -5,17 +5,25 @@
 //! node's [`CompileOptions`]. Output: the exact datapath map entries for the
 //! node ([`Compiler::compile`]), a diff between two compilations
 //! ([`diff_maps`]), the datapath's decision over compiled maps ([`lookup`]),
-//! and a reference evaluator that answers the same question directly from
-//! the API semantics ([`evaluate`]).
+//! the steps one connection meets on the way to that decision
+//! ([`Compiler::trace`], for `explain`), a reference evaluator that answers
+//! the same question directly from the API semantics ([`evaluate`]), and
+//! what `check` and status writers report beyond field errors
+//! ([`warnings`], [`conditions`]).
 
 mod compile;
+mod conditions;
 mod diff;
 mod evaluate;
+#[cfg(test)]
+mod fixtures;
 mod lookup;
 mod model;
 mod ports;
+mod trace;
 mod types;
 mod validate;
+mod warnings;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,11 +33,15 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
 pub use compile::Compiler;
+pub use conditions::{
+    ACCEPTED, CLUSTER_NETWORK_POLICY_ACCEPTED, Condition, ObjectRef, RESOLVED_REFS, conditions,
+};
 pub use diff::{MapDiff, diff_maps};
 pub use evaluate::{Allowance, Decision, Denial, Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};
+pub use trace::{Connection, StepOutcome, Trace, TraceStep};
 pub use types::{
     Action, Band, Compiled, Decider, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef,
     PolicyEntryKey, PolicyKind, PortPrefix, RuleRef, Verdict,
@@ -38,6 +50,7 @@ pub use validate::{
     validate_cluster_network_policy, validate_namespace, validate_network_policy, validate_node,
     validate_pod, validate_segment, validate_segment_policy,
 };
+pub use warnings::{Warning, warnings};
 
 /// Everything the compiler reads: the cluster state relevant to one node.
 ///

@@ -1,5 +1,6 @@
 //! The datapath's decision, computed over a compilation's maps.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
@@ -9,13 +10,18 @@ use crate::types::{Compiled, Direction, PodRef, PolicyEntryKey, PortPrefix};
 
 /// The identity of `addr`: longest-prefix match in the ipcache, WORLD on a miss.
 pub fn lookup_identity(compiled: &Compiled, addr: IpAddr) -> u32 {
+    identity_in(&compiled.ipcache, addr)
+}
+
+/// The identity of `addr` in `ipcache` (prefix to identity), WORLD on a miss.
+pub(crate) fn identity_in(ipcache: &BTreeMap<IpNetwork, u32>, addr: IpAddr) -> u32 {
     let max_len = if addr.is_ipv4() { 32 } else { 128 };
     (0..=max_len)
         .rev()
         .filter_map(|len| IpNetwork::new(addr, len).ok())
         .find_map(|net| {
             let key = IpNetwork::new(net.network(), net.prefix()).unwrap_or(net);
-            compiled.ipcache.get(&key).copied()
+            ipcache.get(&key).copied()
         })
         .unwrap_or(identity::WORLD)
 }

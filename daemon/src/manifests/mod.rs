@@ -1,5 +1,6 @@
 //! Kubernetes objects read from a directory of manifest files instead of an
-//! API server: `netseg daemon --manifests DIR` and `netseg check DIR`.
+//! API server: `netseg daemon --manifests DIR`, `netseg check DIR` and
+//! `netseg explain DIR`.
 //!
 //! The store keeps the last good version of every object, so a typo saved in
 //! an editor is reported but never weakens or drops enforcement.
@@ -8,6 +9,7 @@ mod files;
 mod object;
 mod parse;
 mod store;
+mod superseded;
 mod watch;
 
 #[cfg(test)]
@@ -72,8 +74,8 @@ fn message_with_sources(error: &dyn Error) -> String {
     message
 }
 
-/// Every problem in `dir`, validation included, for `netseg check DIR`: the
-/// caller prints one line per problem and fails if there is any.
+/// Every problem in `dir`, validation included (`netseg check DIR` adds
+/// warnings and status conditions: see [`crate::check`]).
 pub fn check_dir(dir: &Path) -> Vec<Problem> {
     ManifestStore::default().reload(dir).problems
 }

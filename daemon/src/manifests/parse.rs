@@ -12,6 +12,7 @@ use serde_yaml::{Mapping, Value};
 
 use super::files::is_json;
 use super::object::{ManifestObject, ObjectId, ObjectKind};
+use super::superseded;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ParseError {
@@ -40,6 +41,14 @@ pub(super) enum ParseError {
     NotAList { field: &'static str },
     #[error("{api_version} {kind} is not a kind netseg enforces; ignored")]
     UnsupportedKind { api_version: String, kind: String },
+    #[error(
+        "{api_version} {kind} is not supported; ignored, nothing of it is enforced: {migration}"
+    )]
+    Superseded {
+        api_version: String,
+        kind: String,
+        migration: String,
+    },
     // The serde message says it all ("invalid type: string \"x\", expected i32").
     #[error("{source}")]
     WrongType {
@@ -82,6 +91,8 @@ pub(super) enum ParsedDocument {
         id: Option<ObjectId>,
         label: String,
         errors: Vec<ParseError>,
+        /// The object as written, when it decoded but failed validation.
+        invalid: Option<ManifestObject>,
     },
 }
 
@@ -144,28 +155,33 @@ fn parse_mapping(map: Mapping, location: &str, out: &mut Vec<ParsedDocument>) {
     }
     let Some(object_kind) = ObjectKind::from_type(&api_version, &kind) else {
         let label = raw_label(&kind, &map, location);
-        return out.push(rejected(
-            None,
-            label,
-            ParseError::UnsupportedKind { api_version, kind },
-        ));
+        let error = match superseded::migration(&api_version, &kind, &map) {
+            Some(migration) => ParseError::Superseded {
+                api_version,
+                kind,
+                migration,
+            },
+            None => ParseError::UnsupportedKind { api_version, kind },
+        };
+        return out.push(rejected(None, label, error));
     };
     let id = match object_id(object_kind, &map) {
         Ok(id) => id,
         Err(error) => return out.push(rejected(None, format!("{kind} in {location}"), error)),
     };
-    let errors = match decode(object_kind, Value::Mapping(map)) {
+    let (errors, invalid) = match decode(object_kind, Value::Mapping(map)) {
         Ok(object) => match validation_errors(&object) {
             errors if errors.is_empty() => return out.push(ParsedDocument::Valid { id, object }),
-            errors => errors,
+            errors => (errors, Some(object)),
         },
-        Err(errors) => errors,
+        Err(errors) => (errors, None),
     };
     let label = id.to_string();
     out.push(ParsedDocument::Rejected {
         id: Some(id),
         label,
         errors,
+        invalid,
     });
 }
 
@@ -254,6 +270,7 @@ fn rejected(id: Option<ObjectId>, label: String, error: ParseError) -> ParsedDoc
         id,
         label,
         errors: vec![error],
+        invalid: None,
     }
 }
 
@@ -272,13 +289,17 @@ fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseErr
             ManifestObject::NetworkPolicy(Arc::new(policy))
         }
         ObjectKind::ClusterNetworkPolicy => {
-            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
+            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, |path| {
+                is_type_meta(path) || fails_closed(path)
+            })?))
         }
         ObjectKind::Segment => {
-            ManifestObject::Segment(Arc::new(decode_tolerating(value, type_fields)?))
+            ManifestObject::Segment(Arc::new(decode_tolerating(value, is_type_meta)?))
         }
         ObjectKind::SegmentPolicy => {
-            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
+            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, |path| {
+                is_type_meta(path) || fails_closed(path)
+            })?))
         }
     })
 }
@@ -320,9 +341,10 @@ fn decode_tolerating<T: DeserializeOwned>(
     }
 }
 
-/// The type fields, which the generated types of custom resources leave to
-/// the parser (it checked them).
-fn type_fields(path: &str) -> bool {
+/// `apiVersion` and `kind`, which the types kube's `CustomResource` derive
+/// generates do not read (they write them from constants); the caller has
+/// already checked both.
+fn is_type_meta(path: &str) -> bool {
     matches!(path, "apiVersion" | "kind")
 }
 
@@ -332,9 +354,6 @@ fn type_fields(path: &str) -> bool {
 /// rule matches nothing, a Deny or Pass rule denies everything) rather than
 /// to reject the object.
 fn fails_closed(path: &str) -> bool {
-    if type_fields(path) {
-        return true;
-    }
     let mut parts = path.split('.');
     let (Some("spec"), Some(rule), Some(entry), Some(_field), None) = (
         parts.next(),

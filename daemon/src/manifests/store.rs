@@ -59,6 +59,9 @@ pub struct Reload {
     /// read: a reload that could not is no picture of the directory (objects
     /// it could not read keep their last version, if they had one).
     pub complete: bool,
+    /// The objects this reload refused because they failed validation, as
+    /// written (not enforced; their status conditions say why).
+    pub invalid: Snapshot,
 }
 
 /// What a reload builds before it replaces the store's state.
@@ -69,6 +72,7 @@ struct NextState {
     /// The first file (by sorted path) to define each identity owns it.
     claimed: BTreeMap<ObjectId, PathBuf>,
     problems: Vec<Problem>,
+    invalid: Snapshot,
     /// Something could not be listed or read.
     unreadable: bool,
 }
@@ -143,6 +147,7 @@ impl ManifestStore {
             problems: next.problems,
             changed,
             complete: !next.unreadable,
+            invalid: next.invalid,
         }
     }
 
@@ -150,23 +155,7 @@ impl ManifestStore {
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for stored in self.objects.values() {
-            match &stored.object {
-                ManifestObject::Namespace(namespace) => {
-                    snapshot.namespaces.push(Arc::clone(namespace));
-                }
-                ManifestObject::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
-                ManifestObject::Node(node) => snapshot.nodes.push(Arc::clone(node)),
-                ManifestObject::ClusterNetworkPolicy(policy) => {
-                    snapshot.cluster_network_policies.push(Arc::clone(policy))
-                }
-                ManifestObject::Segment(segment) => snapshot.segments.push(Arc::clone(segment)),
-                ManifestObject::SegmentPolicy(policy) => {
-                    snapshot.segment_policies.push(Arc::clone(policy))
-                }
-                ManifestObject::NetworkPolicy(policy) => {
-                    snapshot.network_policies.push(Arc::clone(policy));
-                }
-            }
+            add_to_snapshot(&mut snapshot, &stored.object);
         }
         snapshot
     }
@@ -270,6 +259,7 @@ impl ManifestStore {
                     id: Some(id),
                     label,
                     errors,
+                    invalid,
                 } => {
                     let claim = next.claim(&id, file);
                     let last_good = claim.as_ref().ok().and_then(|()| self.objects.get(&id));
@@ -279,6 +269,9 @@ impl ManifestStore {
                             Some(_) => with_note(problem, "its last good version stays enforced"),
                             None => problem,
                         });
+                    }
+                    if let (Ok(()), Some(object)) = (&claim, &invalid) {
+                        add_to_snapshot(&mut next.invalid, object);
                     }
                     match (claim, last_good) {
                         (Err(first), _) => next.duplicate(file, &id, first),
@@ -290,6 +283,7 @@ impl ManifestStore {
                     id: None,
                     label,
                     errors,
+                    ..
                 } => {
                     for error in &errors {
                         let problem = Problem::new(file, Some(label.clone()), error.field(), error);
@@ -297,6 +291,24 @@ impl ManifestStore {
                     }
                 }
             }
+        }
+    }
+}
+
+fn add_to_snapshot(snapshot: &mut Snapshot, object: &ManifestObject) {
+    match object {
+        ManifestObject::Namespace(namespace) => snapshot.namespaces.push(Arc::clone(namespace)),
+        ManifestObject::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
+        ManifestObject::Node(node) => snapshot.nodes.push(Arc::clone(node)),
+        ManifestObject::NetworkPolicy(policy) => {
+            snapshot.network_policies.push(Arc::clone(policy));
+        }
+        ManifestObject::ClusterNetworkPolicy(policy) => {
+            snapshot.cluster_network_policies.push(Arc::clone(policy));
+        }
+        ManifestObject::Segment(segment) => snapshot.segments.push(Arc::clone(segment)),
+        ManifestObject::SegmentPolicy(policy) => {
+            snapshot.segment_policies.push(Arc::clone(policy));
         }
     }
 }

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{ManifestStore, Problem};
 
+mod kinds;
 mod parse;
 mod store;
 mod watch;

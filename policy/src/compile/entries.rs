@@ -105,6 +105,7 @@ pub(super) fn order<'a>(
             ports: None,
             action: Action::Accept,
             decided_by: Decider::NodeTraffic,
+            fails_closed: None,
         });
     }
     let tier = |band: Band| {
@@ -156,6 +157,7 @@ fn rule_step(ctx: &EntryContext<'_>, rule: &ResolvedRule, audit: bool) -> Step {
         ports: rule.ports.clone(),
         action: rule.rule_ref.action,
         decided_by: Decider::Rule(rule.rule_ref.clone()),
+        fails_closed: rule.fails_closed.clone(),
     }
 }
 
@@ -184,6 +186,7 @@ fn network_steps(ctx: &EntryContext<'_>, applicable: &Applicable<'_>, steps: &mu
                 ports: rule.ports.clone(),
                 action: Action::Accept,
                 decided_by: Decider::Rule(rule_ref),
+                fails_closed: None,
             });
         }
     }
@@ -235,5 +238,6 @@ fn whole_step(band: Option<Band>, action: Action, decided_by: Decider) -> Step {
         ports: None,
         action,
         decided_by,
+        fails_closed: None,
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::identities::{NamedPorts, PeerTable};
 use super::inventory::Inventory;
-use crate::model::{Labels, NamespaceScope, NodeModel, PeerModel, PodModel};
+use crate::model::{Labels, NodeModel, PeerModel, PodModel};
 use crate::types::IdentityKind;
 
 /// Who holds each host address: (address, holder) pairs sorted by address,
@@ -309,15 +309,6 @@ fn signature(
     }
 }
 
-fn in_scope(inv: &Inventory, scope: &NamespaceScope, namespace: &str) -> bool {
-    match scope {
-        NamespaceScope::Own(own) => own == namespace,
-        NamespaceScope::Selected(selector) => inv
-            .namespace_labels(namespace)
-            .is_some_and(|labels| selector.matches(labels)),
-    }
-}
-
 /// Whether `peer` matches `host`.
 fn peer_matches(inv: &Inventory, peer: &PeerModel, host: Host<'_>) -> bool {
     match peer {
@@ -328,7 +319,7 @@ fn peer_matches(inv: &Inventory, peer: &PeerModel, host: Host<'_>) -> bool {
             pods: selector,
         } => host.pods().any(|p| {
             let pod = &inv.pods[p];
-            in_scope(inv, namespaces, &pod.pod_ref.namespace) && selector.matches(&pod.labels)
+            inv.in_scope(namespaces, &pod.pod_ref.namespace) && selector.matches(&pod.labels)
         }),
     }
 }
@@ -381,7 +372,7 @@ impl<'a> PeerIndex<'a> {
             let namespace = &pod.pod_ref.namespace;
             if !self.pods_in_namespace.contains_key(&**namespace) {
                 let scoped = (0..peers.len())
-                    .filter(|&i| matches!(&peers[i], PeerModel::Pods { namespaces, .. } if in_scope(inv, namespaces, namespace)))
+                    .filter(|&i| matches!(&peers[i], PeerModel::Pods { namespaces, .. } if inv.in_scope(namespaces, namespace)))
                     .collect();
                 self.pods_in_namespace.insert(namespace.to_string(), scoped);
             }

@@ -13,7 +13,7 @@ use super::entries::Applicable;
 use super::models::ModelCache;
 use super::resolve::ResolvedPolicy;
 use crate::model::{
-    Errors, Labels, NamespaceModel, NodeModel, PodModel, PolicyModel, SegmentModel, Subject,
+    Errors, Labels, NamespaceModel, NamespaceScope, NodeModel, PodModel, PolicyModel, SegmentModel,
     TieredPolicy, namespace_labels, parse_cluster_network_policy, parse_namespace, parse_node,
     parse_pod, parse_policy, parse_segment, parse_segment_policy,
 };
@@ -22,7 +22,7 @@ use crate::{CompileOptions, Snapshot};
 
 /// The parsed models of every kind of object.
 #[derive(Default)]
-pub(super) struct Models {
+pub(crate) struct Models {
     namespaces: ModelCache<Namespace, NamespaceModel>,
     pods: ModelCache<Pod, PodModel>,
     policies: ModelCache<NetworkPolicy, PolicyModel>,
@@ -34,7 +34,7 @@ pub(super) struct Models {
 
 /// The valid objects of a snapshot. Invalid objects are dropped; of several
 /// valid objects with the same name, the first in the snapshot wins.
-pub(super) struct Inventory {
+pub(crate) struct Inventory {
     /// Labels of every namespace that has a Namespace object or a pod.
     namespaces: BTreeMap<String, Labels>,
     /// Pods whose addresses are pod addresses ([`PodModel::is_peer`]), in
@@ -52,7 +52,7 @@ pub(super) struct Inventory {
 }
 
 impl Inventory {
-    pub(super) fn build(snapshot: &Snapshot, models: &mut Models) -> Self {
+    pub(crate) fn build(snapshot: &Snapshot, models: &mut Models) -> Self {
         let parse = |ns: &Namespace| parse_namespace(ns, &mut Errors::default());
         let mut namespaces = BTreeMap::new();
         for ns in models
@@ -124,7 +124,7 @@ impl Inventory {
     }
 
     /// The Segments by name.
-    pub(super) fn segments_by_name(&self) -> BTreeMap<&str, &SegmentModel> {
+    pub(crate) fn segments_by_name(&self) -> BTreeMap<&str, &SegmentModel> {
         self.segments
             .iter()
             .map(|s| (s.name.as_str(), s.as_ref()))
@@ -148,8 +148,18 @@ impl Inventory {
         &self.namespaces
     }
 
+    /// Whether a pod peer's namespace `scope` takes in `namespace`.
+    pub(crate) fn in_scope(&self, scope: &NamespaceScope, namespace: &str) -> bool {
+        match scope {
+            NamespaceScope::Own(own) => own == namespace,
+            NamespaceScope::Selected(selector) => self
+                .namespace_labels(namespace)
+                .is_some_and(|labels| selector.matches(labels)),
+        }
+    }
+
     /// The labels namespace selectors see for pods of `namespace`.
-    pub(super) fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
+    pub(crate) fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
         self.namespaces.get(namespace)
     }
 }
@@ -243,14 +253,14 @@ impl Selection {
         let segments: Vec<usize> = (0..inv.segments.len())
             .filter(|&s| inv.segments[s].has_member(namespace_labels, &pod.labels))
             .collect();
-        let member_of = |name: &String| segments.iter().any(|&s| inv.segments[s].name == *name);
+        let member_of = |name: &str| segments.iter().any(|&s| inv.segments[s].name == name);
         let mut per_direction: [Vec<usize>; 2] = Default::default();
         for (index, policy) in resolved.iter().enumerate() {
-            let selected = match &policy.model.subject {
-                Subject::Pods(selection) => selection.matches(namespace_labels, &pod.labels),
-                Subject::Segments(names) => names.iter().any(member_of),
-            };
-            if !selected {
+            if !policy
+                .model
+                .subject
+                .selects(namespace_labels, &pod.labels, member_of)
+            {
                 continue;
             }
             for direction in Direction::BOTH {

@@ -9,6 +9,7 @@ mod inventory;
 mod models;
 mod precedence;
 mod resolve;
+mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,10 +21,11 @@ use rustc_hash::FxHashMap;
 use self::alloc::IdAllocator;
 use self::entries::{Applicable, EntryContext, PolicySetKey, order};
 use self::hosts::{HostMemo, HostTable};
-use self::identities::{PeerTable, Signature, classify};
-use self::inventory::{Inventory, Models, Selection};
+use self::identities::{Classes, PeerTable, Signature, classify};
+use self::inventory::Selection;
+pub(crate) use self::inventory::{Inventory, Models};
 use self::precedence::{DecisionKey, Order, Outcome};
-use self::resolve::{ResolvedPolicy, resolve};
+pub(crate) use self::resolve::{ResolvedPolicy, ResolvedRule, resolve};
 use crate::model::{PeerModel, PortModel};
 use crate::types::{Compiled, Decider, Direction, LocalEndpoint, PodRef, PolicyEntryKey, Verdict};
 use crate::{CompileOptions, Snapshot};
@@ -38,6 +40,16 @@ struct PolicyMaps {
     entries: Vec<(PolicyEntryKey, PolicyValue)>,
     ids: BTreeMap<PolicySetKey, u32>,
     verdicts: BTreeMap<u32, Verdict>,
+}
+
+/// What a compilation derives from a snapshot before writing entries.
+struct Prepared {
+    inv: Inventory,
+    resolved: Vec<ResolvedPolicy>,
+    selection: Selection,
+    peers: PeerTable,
+    classes: Classes,
+    hosts: HostTable,
 }
 
 /// Compiles snapshots, keeping ids stable from one compilation to the next.
@@ -79,27 +91,16 @@ impl Compiler {
     /// skipped (see [`crate::validate_network_policy`] and friends); this
     /// never fails.
     pub fn compile(&mut self, snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
-        let inv = Inventory::build(snapshot, &mut self.models);
-        let segments = inv.segments_by_name();
-        let resolved: Vec<ResolvedPolicy> =
-            inv.tiered.iter().map(|p| resolve(p, &segments)).collect();
-        let selection = Selection::compute(&inv, &resolved, options);
-        let relevant = relevant_peers(&inv, &resolved, &selection);
-        let with_nodes = relevant.iter().any(|p| matches!(p, PeerModel::Nodes(_)));
-        let peers = PeerTable::new(relevant);
-        let egress_names = egress_named_ports(&inv, &resolved, &selection);
-        let hosts = HostTable::new(&inv, &options.node_addresses, with_nodes);
-        let mut classes = classify(
-            &inv,
-            &peers,
-            &egress_names,
-            &hosts,
-            &mut self.identities,
-            &mut self.hosts,
-        );
+        let mut prepared = self.prepare(snapshot, options);
+        let Prepared {
+            inv,
+            resolved,
+            selection,
+            ..
+        } = &prepared;
         let ctx = EntryContext {
-            classes: &classes,
-            peers: &peers,
+            classes: &prepared.classes,
+            peers: &prepared.peers,
             options,
         };
         let mut written = PolicyMaps::default();
@@ -107,7 +108,7 @@ impl Compiler {
         for (local, &pod_index) in selection.locals.iter().enumerate() {
             let pod = &inv.pods[pod_index];
             let ids = Direction::BOTH.map(|direction| {
-                let applicable = selection.applicable(&inv, &resolved, local, direction);
+                let applicable = selection.applicable(inv, resolved, local, direction);
                 let key = applicable.key(pod);
                 self.policy_id(&ctx, key, &applicable, &mut written)
             });
@@ -118,11 +119,43 @@ impl Compiler {
         self.verdicts.finish_compilation();
         Compiled {
             endpoints,
-            ipcache: classes.ipcache(),
+            ipcache: prepared.classes.ipcache(),
             policy: written.entries.into_iter().collect(),
             verdicts: written.verdicts,
-            identities: classes.identities,
-            pod_addresses: pod_addresses(&inv, &hosts),
+            identities: std::mem::take(&mut prepared.classes.identities),
+            pod_addresses: pod_addresses(&prepared.inv, &prepared.hosts),
+        }
+    }
+
+    /// What compiling `snapshot` derives before writing any entry: the
+    /// valid objects, the cluster policies resolved against the Segments,
+    /// which policies select which local pods, and the identities.
+    fn prepare(&mut self, snapshot: &Snapshot, options: &CompileOptions) -> Prepared {
+        let inv = Inventory::build(snapshot, &mut self.models);
+        let segments = inv.segments_by_name();
+        let resolved: Vec<ResolvedPolicy> =
+            inv.tiered.iter().map(|p| resolve(p, &segments)).collect();
+        let selection = Selection::compute(&inv, &resolved, options);
+        let relevant = relevant_peers(&inv, &resolved, &selection);
+        let with_nodes = relevant.iter().any(|p| matches!(p, PeerModel::Nodes(_)));
+        let peers = PeerTable::new(relevant);
+        let egress_names = egress_named_ports(&inv, &resolved, &selection);
+        let hosts = HostTable::new(&inv, &options.node_addresses, with_nodes);
+        let classes = classify(
+            &inv,
+            &peers,
+            &egress_names,
+            &hosts,
+            &mut self.identities,
+            &mut self.hosts,
+        );
+        Prepared {
+            inv,
+            resolved,
+            selection,
+            peers,
+            classes,
+            hosts,
         }
     }
 

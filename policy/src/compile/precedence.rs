@@ -14,6 +14,7 @@ use netseg_contract::identity;
 
 use super::identities::{Classes, NamedPorts, PeerTable};
 use crate::model::{PeerModel, PortModel};
+use crate::trace::StepOutcome;
 use crate::types::{Action, Band, Decider, Direction};
 
 /// The peers a step matches.
@@ -75,6 +76,8 @@ pub(super) struct Step {
     pub ports: Option<Vec<PortModel>>,
     pub action: Action,
     pub decided_by: Decider,
+    /// Why the rule fails closed, for `explain`.
+    pub fails_closed: Option<String>,
 }
 
 /// Which step decided, after which Pass steps.
@@ -143,21 +146,47 @@ impl Order<'_> {
         port: u16,
         audit: bool,
     ) -> Outcome {
+        let steps = active.iter().copied();
+        self.walk_seen(class, steps, protocol, port, audit, |_, _| {})
+    }
+
+    /// The walk of [`Order::decide`] over `steps` (indices, in order),
+    /// telling `seen` what each step met made of the connection.
+    pub(super) fn walk_seen(
+        &self,
+        class: Class,
+        steps: impl Iterator<Item = usize>,
+        protocol: Option<u8>,
+        port: u16,
+        audit: bool,
+        mut seen: impl FnMut(usize, StepOutcome),
+    ) -> Outcome {
         let mut passes = Vec::new();
         let mut skipping = None;
-        for &i in active {
+        for i in steps {
             let step = &self.steps[i];
-            if (step.audit && !audit)
-                || (skipping.is_some() && step.band == skipping)
-                || !self.ports_match(step, class, protocol, port)
-            {
-                continue;
+            let outcome = if step.audit && !audit {
+                StepOutcome::AuditOnly
+            } else if skipping.is_some() && step.band == skipping {
+                StepOutcome::SkippedByPass
+            } else if !step.targets.matches(class) {
+                StepOutcome::PeerNotMatched
+            } else if !self.ports_match(step, class, protocol, port) {
+                StepOutcome::ProtocolNotMatched
+            } else if step.action == Action::Pass {
+                StepOutcome::Passed
+            } else {
+                StepOutcome::Decided
+            };
+            seen(i, outcome);
+            match outcome {
+                StepOutcome::Decided => return Outcome { step: i, passes },
+                StepOutcome::Passed => {
+                    passes.push(i);
+                    skipping = step.band;
+                }
+                _ => {}
             }
-            if step.action != Action::Pass {
-                return Outcome { step: i, passes };
-            }
-            passes.push(i);
-            skipping = step.band;
         }
         // Unreachable while the last step is the default; deny if not.
         Outcome {

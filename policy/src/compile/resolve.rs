@@ -11,7 +11,7 @@ use crate::model::Tier;
 
 /// A rule as the compiler applies it.
 #[derive(Clone, Debug)]
-pub(super) struct ResolvedRule {
+pub(crate) struct ResolvedRule {
     /// Names the rule; its `action` is the action applied (a Deny or Pass
     /// rule that fails closed is a Deny).
     pub rule_ref: RuleRef,
@@ -19,12 +19,14 @@ pub(super) struct ResolvedRule {
     pub peers: Option<Vec<PeerModel>>,
     /// `None`: every protocol and port.
     pub ports: Option<Vec<PortModel>>,
+    /// Why the rule fails closed, if it does (`explain` shows it).
+    pub fails_closed: Option<String>,
 }
 
 /// A cluster policy whose rules are resolved against this snapshot's Segments.
-pub(super) struct ResolvedPolicy {
+pub(crate) struct ResolvedPolicy {
     pub model: Arc<TieredPolicy>,
-    /// Ingress, egress. An Accept rule that fails closed is left out.
+    /// Ingress, egress. An Accept rule that fails closed matches no peer.
     pub rules: [Vec<ResolvedRule>; 2],
 }
 
@@ -36,7 +38,7 @@ pub(super) fn band(tier: Tier) -> Band {
 }
 
 /// Resolves `policy`'s rules; `segments` by name.
-pub(super) fn resolve(
+pub(crate) fn resolve(
     policy: &Arc<TieredPolicy>,
     segments: &BTreeMap<&str, &SegmentModel>,
 ) -> ResolvedPolicy {
@@ -44,7 +46,7 @@ pub(super) fn resolve(
         policy
             .rules(direction)
             .iter()
-            .filter_map(|rule| resolve_rule(policy, direction, rule, segments))
+            .map(|rule| resolve_rule(policy, direction, rule, segments))
             .collect()
     });
     ResolvedPolicy {
@@ -58,18 +60,7 @@ fn resolve_rule(
     direction: Direction,
     rule: &TieredRule,
     segments: &BTreeMap<&str, &SegmentModel>,
-) -> Option<ResolvedRule> {
-    let mut peers = Vec::new();
-    let mut fails_closed = rule.unsupported.is_some();
-    for peer in &rule.peers {
-        match peer {
-            TieredPeer::Peer(peer) => peers.push(peer.clone()),
-            TieredPeer::Segment(name) => match segments.get(name.as_str()) {
-                Some(segment) => peers.extend(segment.as_peers()),
-                None => fails_closed = true,
-            },
-        }
-    }
+) -> ResolvedRule {
     let mut rule_ref = RuleRef {
         kind: policy.kind,
         band: band(policy.tier),
@@ -80,24 +71,48 @@ fn resolve_rule(
         rule_name: rule.name.clone(),
         action: rule.action,
     };
-    if !fails_closed {
-        peers.sort();
-        peers.dedup();
-        return Some(ResolvedRule {
-            rule_ref,
-            peers: Some(peers),
-            ports: rule.ports.clone(),
-        });
-    }
-    match rule.action {
-        Action::Accept => None,
-        Action::Deny | Action::Pass => {
-            rule_ref.action = Action::Deny;
-            Some(ResolvedRule {
+    let reasons = rule.fail_closed_reasons(|name| segments.contains_key(name));
+    if !reasons.is_empty() {
+        let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+        let fails_closed = Some(why.join("; "));
+        return match rule.action {
+            Action::Accept => ResolvedRule {
                 rule_ref,
-                peers: None,
+                peers: Some(Vec::new()),
                 ports: None,
-            })
+                fails_closed,
+            },
+            Action::Deny | Action::Pass => {
+                rule_ref.action = Action::Deny;
+                ResolvedRule {
+                    rule_ref,
+                    peers: None,
+                    ports: None,
+                    fails_closed,
+                }
+            }
+        };
+    }
+    let mut peers: Vec<PeerModel> = Vec::new();
+    for peer in &rule.peers {
+        match peer {
+            TieredPeer::Peer(peer) => peers.push(peer.clone()),
+            TieredPeer::Segment { name, .. } => {
+                peers.extend(
+                    segments
+                        .get(name.as_str())
+                        .into_iter()
+                        .flat_map(|s| s.as_peers()),
+                );
+            }
         }
+    }
+    peers.sort();
+    peers.dedup();
+    ResolvedRule {
+        rule_ref,
+        peers: Some(peers),
+        ports: rule.ports.clone(),
+        fails_closed: None,
     }
 }

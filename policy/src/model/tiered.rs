@@ -44,12 +44,32 @@ pub(crate) enum Subject {
     Segments(Vec<String>),
 }
 
+impl Subject {
+    /// Whether the subject selects a pod with these labels; `member_of`
+    /// tells whether the pod is a member of a (valid) Segment by name.
+    pub fn selects(
+        &self,
+        namespace_labels: &Labels,
+        pod_labels: &Labels,
+        member_of: impl Fn(&str) -> bool,
+    ) -> bool {
+        match self {
+            Subject::Pods(selection) => selection.matches(namespace_labels, pod_labels),
+            Subject::Segments(names) => names.iter().any(|name| member_of(name)),
+        }
+    }
+}
+
 /// A peer of a cluster policy rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TieredPeer {
     Peer(PeerModel),
     /// The members of the named Segment, resolved when compiling.
-    Segment(String),
+    Segment {
+        name: String,
+        /// Where the name is written (`spec.ingress[0].from[1].segments[0]`).
+        field: String,
+    },
 }
 
 /// One rule of a cluster policy.
@@ -59,13 +79,48 @@ pub(crate) struct TieredRule {
     pub index: u32,
     pub name: Option<String>,
     pub action: Action,
-    /// Why the rule fails closed, if it names a peer or protocol netseg does
-    /// not implement: an Accept rule then matches nothing, a Deny or Pass
-    /// rule denies everything.
-    pub unsupported: Option<String>,
+    /// The peers and protocol entries netseg cannot match, if any: the rule
+    /// then fails closed (an Accept rule matches nothing, a Deny or Pass
+    /// rule denies everything).
+    pub fails_closed: Vec<FailClosed>,
     pub peers: Vec<TieredPeer>,
     /// `None`: every protocol and port.
     pub ports: Option<Vec<PortModel>>,
+}
+
+/// A peer or protocol entry that netseg cannot match, which makes its rule
+/// fail closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FailClosed {
+    /// The path of the peer or protocol entry (`spec.egress[0].to[1]`).
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FailClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl TieredRule {
+    /// Why the rule fails closed when `segment_exists` tells which Segment
+    /// names resolve: its unmatchable peers and protocol entries, then its
+    /// peers that name no valid Segment. Empty: it does not fail closed.
+    pub fn fail_closed_reasons(&self, segment_exists: impl Fn(&str) -> bool) -> Vec<FailClosed> {
+        let unknown_segments = self.peers.iter().filter_map(|peer| match peer {
+            TieredPeer::Segment { name, field } if !segment_exists(name) => Some(FailClosed {
+                field: field.clone(),
+                reason: format!("Segment {name:?} does not exist or is invalid"),
+            }),
+            _ => None,
+        });
+        self.fails_closed
+            .iter()
+            .cloned()
+            .chain(unknown_segments)
+            .collect()
+    }
 }
 
 /// A valid ClusterNetworkPolicy or SegmentPolicy.

@@ -16,7 +16,8 @@ use super::names::dns_subdomain_problem;
 use super::policy::{IpBlockModel, PeerModel, PortModel, check_object_name, parse_cidr};
 use super::selector::{Selector, parse_selector};
 use super::tiered::{
-    PodSelection, Posture, SegmentModel, Subject, Tier, TieredPeer, TieredPolicy, TieredRule,
+    FailClosed, PodSelection, Posture, SegmentModel, Subject, Tier, TieredPeer, TieredPolicy,
+    TieredRule,
 };
 use crate::types::{Action, PolicyKind};
 
@@ -501,7 +502,7 @@ fn rule_model(
     }
     let peers_path = format!("{path}.{peer_field}");
     count(&peers_path, rule.peers.len(), 1, errs);
-    let mut unsupported = None;
+    let mut fails_closed = Vec::new();
     let mut peers = Vec::new();
     let mut has_networks = false;
     for (i, peer) in rule.peers.iter().enumerate() {
@@ -538,14 +539,24 @@ fn rule_model(
                 );
             }
             RawPeer::Segments(names) => {
-                if let Some(names) = segment_names(names, &format!("{at}.segments"), errs) {
-                    peers.extend(names.into_iter().map(TieredPeer::Segment));
+                let field = format!("{at}.segments");
+                if let Some(names) = segment_names(names, &field, errs) {
+                    peers.extend(names.into_iter().enumerate().map(|(k, name)| {
+                        TieredPeer::Segment {
+                            name,
+                            field: format!("{field}[{k}]"),
+                        }
+                    }));
                 }
             }
-            RawPeer::Unimplemented(why) => unsupported = Some(format!("{at}: {why}")),
-            RawPeer::Unknown => {
-                unsupported = Some(format!("{at}: sets no peer field netseg knows"));
-            }
+            RawPeer::Unimplemented(reason) => fails_closed.push(FailClosed {
+                field: at,
+                reason: reason.to_string(),
+            }),
+            RawPeer::Unknown => fails_closed.push(FailClosed {
+                field: at,
+                reason: "sets no peer field netseg knows".to_string(),
+            }),
             RawPeer::Several(n) => errs.invalid(&at, n, "must set exactly one peer field"),
         }
     }
@@ -564,7 +575,10 @@ fn rule_model(
                         }
                         ports.extend(models);
                     }
-                    Err(Some(why)) => unsupported = Some(format!("{at}: {why}")),
+                    Err(Some(reason)) => fails_closed.push(FailClosed {
+                        field: at,
+                        reason: reason.to_string(),
+                    }),
                     Err(None) => {}
                 }
             }
@@ -579,7 +593,7 @@ fn rule_model(
             RuleAction::Deny => Action::Deny,
             RuleAction::Pass => Action::Pass,
         },
-        unsupported,
+        fails_closed,
         peers,
         ports,
     })
