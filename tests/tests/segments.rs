@@ -13,7 +13,9 @@
 //! Root only. Build the daemon first: `cargo build -p netseg`.
 
 mod segments {
+    pub mod fail_closed;
     pub mod membership;
+    pub mod posture;
     pub mod traffic;
     pub mod world;
 }
