@@ -13,9 +13,11 @@
 //! Root only. Build the daemon first: `cargo build -p netseg`.
 
 mod segments {
+    pub mod audit;
     pub mod fail_closed;
     pub mod membership;
     pub mod posture;
+    pub mod precedence;
     pub mod traffic;
     pub mod world;
 }
