@@ -477,7 +477,7 @@ impl Enforcer {
         self.flow_context.borrow().names_the_same(
             interfaces,
             &compiled.pod_addresses,
-            &compiled.rules,
+            &compiled.verdicts,
             &self.config.compile.node_addresses,
         )
     }
@@ -486,7 +486,7 @@ impl Enforcer {
         let context = FlowContext::new(
             interfaces.clone(),
             &compiled.pod_addresses,
-            &compiled.rules,
+            &compiled.verdicts,
             self.config.compile.node_addresses.clone(),
         );
         self.flow_context.send_replace(Arc::new(context));

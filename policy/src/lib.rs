@@ -1,6 +1,7 @@
 //! netseg's policy compiler. Pure: no I/O, no clock, no async.
 //!
-//! Input: a [`Snapshot`] of Namespaces, Pods and NetworkPolicies plus the
+//! Input: a [`Snapshot`] of Namespaces, Pods, NetworkPolicies,
+//! ClusterNetworkPolicies, Segments and SegmentPolicies plus the
 //! node's [`CompileOptions`]. Output: the exact datapath map entries for the
 //! node ([`Compiler::compile`]), a diff between two compilations
 //! ([`diff_maps`]), the datapath's decision over compiled maps ([`lookup`]),
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
 pub use compile::Compiler;
 pub use diff::{MapDiff, diff_maps};
@@ -29,10 +31,13 @@ pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};
 pub use types::{
-    Compiled, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef, PolicyEntryKey,
-    PortPrefix, RuleRef,
+    Action, Band, Compiled, Decider, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef,
+    PolicyEntryKey, PolicyKind, PortPrefix, RuleRef, Verdict,
 };
-pub use validate::{validate_namespace, validate_network_policy, validate_pod};
+pub use validate::{
+    validate_cluster_network_policy, validate_namespace, validate_network_policy, validate_pod,
+    validate_segment, validate_segment_policy,
+};
 
 /// Everything the compiler reads: the cluster state relevant to one node.
 ///
@@ -45,6 +50,9 @@ pub struct Snapshot {
     pub namespaces: Vec<Arc<Namespace>>,
     pub pods: Vec<Arc<Pod>>,
     pub network_policies: Vec<Arc<NetworkPolicy>>,
+    pub cluster_network_policies: Vec<Arc<ClusterNetworkPolicy>>,
+    pub segments: Vec<Arc<Segment>>,
+    pub segment_policies: Vec<Arc<SegmentPolicy>>,
 }
 
 /// What happens to traffic that no policy decides.

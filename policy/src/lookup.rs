@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use netseg_contract::identity;
+use netseg_contract::{PolicyValue, identity};
 
 use crate::types::{Compiled, Direction, PodRef, PolicyEntryKey, PortPrefix};
 
@@ -21,14 +21,14 @@ pub fn lookup_identity(compiled: &Compiled, addr: IpAddr) -> u32 {
 }
 
 /// Longest-prefix match of (policy, identity, protocol, port) in the POLICY
-/// entries: the most specific entry's rule id.
+/// entries: the most specific entry's value.
 fn lookup_policy(
     compiled: &Compiled,
     policy: u32,
     identity: u32,
     protocol: u8,
     port: u16,
-) -> Option<u32> {
+) -> Option<PolicyValue> {
     let with_port = (1..=16u8)
         .rev()
         .map(|len| Some(PortPrefix::containing(port, len)));
@@ -44,9 +44,10 @@ fn lookup_policy(
     .find_map(|key| compiled.policy.get(&key).copied())
 }
 
-/// Whether a new connection of `endpoint` in `direction` with `peer` on
-/// `protocol`/`port` is allowed, exactly as the datapath decides it: the
-/// rule id that allows it, or `None` (denied, or not a local endpoint).
+/// The POLICY value that decides a new connection of `endpoint` in
+/// `direction` with `peer` on `protocol`/`port`, exactly as the datapath
+/// finds it: its verdict and verdict id (see [`Compiled::verdicts`]), or
+/// `None` (no entry, or not a local endpoint: denied).
 ///
 /// The peer's identity is looked up first, then [`identity::ANY`]; a hit with
 /// the peer's identity is preferred. Use port 0 for packets without ports.
@@ -57,7 +58,7 @@ pub fn lookup(
     peer: IpAddr,
     protocol: u8,
     port: u16,
-) -> Option<u32> {
+) -> Option<PolicyValue> {
     let policy = compiled.endpoints.get(endpoint)?.policy(direction);
     let peer_identity = lookup_identity(compiled, peer);
     lookup_policy(compiled, policy, peer_identity, protocol, port)

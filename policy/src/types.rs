@@ -49,6 +49,14 @@ impl Direction {
     /// Both directions, ingress first.
     pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 
+    /// Index of the direction in per-direction arrays: ingress 0, egress 1.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Ingress => 0,
+            Direction::Egress => 1,
+        }
+    }
+
     /// The datapath's encoding ([`contract::DIRECTION_INGRESS`] / [`contract::DIRECTION_EGRESS`]).
     pub fn as_contract(self) -> u8 {
         match self {
@@ -188,28 +196,207 @@ impl PolicyEntryKey {
     }
 }
 
-/// Which rule of which policy a compiled rule id stands for.
+/// The kind of object a rule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum PolicyKind {
+    NetworkPolicy,
+    ClusterNetworkPolicy,
+    SegmentPolicy,
+    /// A Segment's posture.
+    Segment,
+}
+
+impl fmt::Display for PolicyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            PolicyKind::SegmentPolicy => "SegmentPolicy",
+            PolicyKind::Segment => "Segment",
+        })
+    }
+}
+
+/// The bands of precedence, in the order a new connection meets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Band {
+    /// ClusterNetworkPolicy and SegmentPolicy of `tier: Admin`.
+    Admin,
+    /// NetworkPolicies, for pods they isolate in the direction.
+    NetworkPolicy,
+    /// ClusterNetworkPolicy and SegmentPolicy of `tier: Baseline`.
+    Baseline,
+    /// The posture of the Segments the pod is a member of.
+    Posture,
+}
+
+impl fmt::Display for Band {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Band::Admin => "admin",
+            Band::NetworkPolicy => "networkpolicy",
+            Band::Baseline => "baseline",
+            Band::Posture => "posture",
+        })
+    }
+}
+
+/// What a matching rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Action {
+    Accept,
+    Deny,
+    /// Skip the rest of the band.
+    Pass,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Accept => "Accept",
+            Action::Deny => "Deny",
+            Action::Pass => "Pass",
+        })
+    }
+}
+
+/// One rule of one policy object; for a posture, the Segment.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RuleRef {
-    /// The kind of the policy object: `NetworkPolicy`.
-    pub kind: String,
-    /// Namespace of the policy.
+    pub kind: PolicyKind,
+    pub band: Band,
+    /// Namespace of the policy; empty for cluster-scoped kinds.
     pub namespace: String,
-    /// Name of the policy.
     pub name: String,
-    /// Whether the rule is in `spec.ingress` or `spec.egress`.
+    /// Whether the rule is in `spec.ingress` or `spec.egress` (a posture:
+    /// the direction it is for).
     pub direction: Direction,
-    /// Index of the rule within `spec.ingress` or `spec.egress`.
+    /// Index of the rule within `spec.ingress` or `spec.egress` (a posture: 0).
     pub index: u32,
+    /// The rule's `name`, if it has one.
+    pub rule_name: Option<String>,
+    /// What the rule does when it matches. A rule that fails closed (an
+    /// unknown peer in a Deny or Pass rule) is `Deny`.
+    pub action: Action,
+}
+
+impl RuleRef {
+    /// `ingress[1]`, or `ingress[1] "name"`: the rule within its policy.
+    pub fn within_policy(&self) -> String {
+        match (&self.rule_name, self.kind) {
+            (_, PolicyKind::Segment) => format!("posture.{}", self.direction),
+            (Some(name), _) => format!("{}[{}] {name:?}", self.direction, self.index),
+            (None, _) => format!("{}[{}]", self.direction, self.index),
+        }
+    }
+
+    /// `namespace/name`, or `name` for cluster-scoped kinds.
+    pub fn policy_name(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
 }
 
 impl fmt::Display for RuleRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {}/{} {}[{}]",
-            self.kind, self.namespace, self.name, self.direction, self.index
+            "{} {} {} ({})",
+            self.kind,
+            self.policy_name(),
+            self.within_policy(),
+            self.action
         )
+    }
+}
+
+/// What decided a verdict.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Decider {
+    /// A rule, or a Segment's posture.
+    Rule(RuleRef),
+    /// NetworkPolicies of `namespace` isolate the pod in the direction and
+    /// none of their rules allows the traffic.
+    Isolation {
+        namespace: String,
+        /// The isolating policies, sorted.
+        policies: Vec<String>,
+    },
+    /// The node's own addresses to a local pod (kubelet probes).
+    NodeTraffic,
+    /// Nothing decided: the node's default action.
+    Default,
+}
+
+impl fmt::Display for Decider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decider::Rule(rule) => write!(f, "{rule}"),
+            Decider::Isolation {
+                namespace,
+                policies,
+            } => write!(
+                f,
+                "NetworkPolicy isolation in {namespace} ({})",
+                policies.join(", ")
+            ),
+            Decider::NodeTraffic => f.write_str("node-traffic"),
+            Decider::Default => f.write_str("default-action"),
+        }
+    }
+}
+
+/// What a compiled verdict id stands for: the verdict on a new connection
+/// in one direction and everything that led to it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Verdict {
+    pub allow: bool,
+    pub decided_by: Decider,
+    /// The Pass rules that sent the connection on to a later band, in order.
+    pub passed_by: Vec<RuleRef>,
+    /// The verdict with the Audit-mode SegmentPolicies enforced at their
+    /// place, when it differs (allow against deny) from this one.
+    pub audit: Option<Box<Verdict>>,
+}
+
+impl Verdict {
+    /// A verdict without Pass trail or audit difference.
+    pub fn plain(allow: bool, decided_by: Decider) -> Self {
+        Verdict {
+            allow,
+            decided_by,
+            passed_by: Vec::new(),
+            audit: None,
+        }
+    }
+
+    /// The rule that decided, if a rule (or a posture) did.
+    pub fn rule(&self) -> Option<&RuleRef> {
+        match &self.decided_by {
+            Decider::Rule(rule) => Some(rule),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} by {}",
+            if self.allow { "allow" } else { "deny" },
+            self.decided_by
+        )?;
+        for pass in &self.passed_by {
+            write!(f, ", after Pass by {pass}")?;
+        }
+        if let Some(audit) = &self.audit {
+            write!(f, "; audit would {audit}")?;
+        }
+        Ok(())
     }
 }
 
@@ -270,10 +457,11 @@ pub struct Compiled {
     pub endpoints: BTreeMap<PodRef, LocalEndpoint>,
     /// Address prefix (network address, host bits zero) to identity.
     pub ipcache: BTreeMap<IpNetwork, u32>,
-    /// POLICY trie entries to the rule id that allows them.
-    pub policy: BTreeMap<PolicyEntryKey, u32>,
-    /// Compiled rule id to the policy rule it stands for.
-    pub rules: BTreeMap<u32, RuleRef>,
+    /// POLICY trie entries to their verdicts.
+    pub policy: BTreeMap<PolicyEntryKey, contract::PolicyValue>,
+    /// Compiled verdict id (a POLICY value's `rule`) to what it stands for;
+    /// the reserved ids of [`contract::rule`] included.
+    pub verdicts: BTreeMap<u32, Verdict>,
     /// Identity to what it stands for, [`contract::identity::WORLD`] included.
     pub identities: BTreeMap<u32, IdentityInfo>,
     /// Every pod address of the snapshot (any node), for naming flow peers.

@@ -5,7 +5,12 @@
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-use crate::model::{Errors, FieldError, parse_namespace, parse_pod, parse_policy};
+use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
+
+use crate::model::{
+    Errors, FieldError, parse_cluster_network_policy, parse_namespace, parse_pod, parse_policy,
+    parse_segment, parse_segment_policy,
+};
 
 /// Every problem with the fields of `policy` that netseg reads (empty: valid).
 pub fn validate_network_policy(policy: &NetworkPolicy) -> Vec<FieldError> {
@@ -26,5 +31,29 @@ pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
 pub fn validate_namespace(namespace: &Namespace) -> Vec<FieldError> {
     let mut errs = Errors::default();
     parse_namespace(namespace, &mut errs);
+    errs.0
+}
+
+/// Every problem with the fields of a ClusterNetworkPolicy (empty: valid).
+/// Peers and protocols netseg does not implement are not errors: the rule
+/// fails closed (see [`crate::warnings`]).
+pub fn validate_cluster_network_policy(policy: &ClusterNetworkPolicy) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    parse_cluster_network_policy(policy, &mut errs);
+    errs.0
+}
+
+/// Every problem with the fields of a SegmentPolicy (empty: valid). Segment
+/// names are checked against the other objects by [`crate::warnings`].
+pub fn validate_segment_policy(policy: &SegmentPolicy) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    parse_segment_policy(policy, &mut errs);
+    errs.0
+}
+
+/// Every problem with the fields of a Segment (empty: valid).
+pub fn validate_segment(segment: &Segment) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    parse_segment(segment, &mut errs);
     errs.0
 }

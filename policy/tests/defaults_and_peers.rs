@@ -4,7 +4,7 @@
 mod common;
 
 use common::{ICMP, NODE, NODE_IP, TCP, UDP, ip, pair, pod};
-use netseg_contract::{POLICY_DENY_ALL, identity, rule};
+use netseg_contract::{identity, rule};
 use netseg_policy::{
     Allowance, Decision, DefaultAction, Denial, Direction, IdentityKind, PodRef, evaluate, lookup,
 };
@@ -21,7 +21,7 @@ fn default_allow_and_default_deny() {
     for dir in [IN, OUT] {
         assert!(c.allowed(&m, "x/s", dir, external, UDP, 5353));
         assert_eq!(
-            lookup(&m, &PodRef::new("x", "s"), dir, external, ICMP, 0),
+            lookup(&m, &PodRef::new("x", "s"), dir, external, ICMP, 0).map(|v| v.rule),
             Some(rule::DEFAULT_ALLOW)
         );
     }
@@ -30,9 +30,10 @@ fn default_allow_and_default_deny() {
     for dir in [IN, OUT] {
         assert!(!c.allowed(&m, "x/s", dir, ip("10.0.0.2"), TCP, 80));
     }
+    let peer = ip("10.0.0.2");
     assert_eq!(
-        m.endpoints[&PodRef::new("x", "s")].egress_policy,
-        POLICY_DENY_ALL
+        lookup(&m, &PodRef::new("x", "s"), OUT, peer, TCP, 80).map(|v| v.rule),
+        Some(rule::DEFAULT_DENY)
     );
 }
 
@@ -50,7 +51,7 @@ fn node_traffic_is_allowed_unless_denied() {
         assert!(c.allowed(&m, "x/s", IN, node, TCP, 10250));
         assert!(c.allowed(&m, "x/s", IN, ip(common::NODE_IP6), TCP, 8080));
         assert_eq!(
-            lookup(&m, &PodRef::new("x", "s"), IN, node, TCP, 1),
+            lookup(&m, &PodRef::new("x", "s"), IN, node, TCP, 1).map(|v| v.rule),
             Some(rule::NODE_TRAFFIC)
         );
         assert!(
@@ -197,7 +198,7 @@ fn invalid_policies_are_skipped() {
     );
     let m = c.compile();
     assert!(c.allowed(&m, "x/s", IN, ip("10.0.0.2"), TCP, 80));
-    assert!(m.rules.is_empty());
+    assert!(m.verdicts.values().all(|v| v.rule().is_none()));
 }
 
 #[test]
@@ -240,8 +241,10 @@ fn evaluator_names_the_allowing_rule() {
         (rule.name.as_str(), rule.index, rule.direction),
         ("p", 1, IN)
     );
-    let id = lookup(&m, &endpoint, IN, ip("10.0.0.2"), TCP, 80).expect("allowed");
-    assert_eq!(m.rules[&id], rule);
-    assert_eq!(rule.to_string(), "NetworkPolicy x/p ingress[1]");
+    let id = lookup(&m, &endpoint, IN, ip("10.0.0.2"), TCP, 80)
+        .expect("allowed")
+        .rule;
+    assert_eq!(m.verdicts[&id].rule(), Some(&rule));
+    assert_eq!(rule.to_string(), "NetworkPolicy x/p ingress[1] (Accept)");
     assert_eq!(m.identities[&identity::WORLD].kind, IdentityKind::World);
 }

@@ -9,7 +9,7 @@ use common::{Cluster, NODE, TCP, UDP, ip, pod};
 use ipnetwork::IpNetwork;
 use netseg_contract::{POLICY_PREFIX_ANY_PORT, POLICY_PREFIX_ANY_PROTOCOL, identity, rule};
 use netseg_policy::{
-    Compiler, DefaultAction, Direction, IdentityKind, PodRef, PolicyEntryKey, PortPrefix,
+    Compiler, Decider, DefaultAction, Direction, IdentityKind, PodRef, PolicyEntryKey, PortPrefix,
     diff_maps, lookup_identity,
 };
 use serde_json::json;
@@ -136,26 +136,75 @@ fn entry_shapes() {
         port,
     };
     let rule_of = |index: u32| {
-        *m.rules
+        *m.verdicts
             .iter()
-            .find(|(_, r)| r.index == index)
+            .find(|(_, v)| v.rule().is_some_and(|r| r.index == index))
             .expect("rule")
             .0
     };
-    let expected = [
-        (key(None, None), rule_of(0)),
-        (key(Some(UDP), None), rule_of(1)),
-        (
-            key(Some(TCP), Some(PortPrefix { port: 80, len: 16 })),
-            rule_of(2),
-        ),
-    ];
-    for (k, r) in expected {
-        assert_eq!(m.policy.get(&k), Some(&r), "{k:?}");
-    }
-    // 1-65535 is sixteen prefixes (every port but 0).
-    let range = m.policy.iter().filter(|(_, r)| **r == rule_of(3)).count();
-    assert_eq!(range, 16);
+    let entries: Vec<_> = m
+        .policy
+        .iter()
+        .filter(|(k, _)| k.policy == policy)
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].0, &key(None, None));
+    assert_eq!(
+        entries[0].1.rule,
+        rule_of(0),
+        "the first rule allows everything"
+    );
+}
+
+#[test]
+fn later_rules_get_entries_only_where_earlier_ones_do_not_decide() {
+    let mut c = Cluster::new(DefaultAction::Deny);
+    c.options.deny_node_traffic = true;
+    c.snapshot
+        .pods
+        .push(pod("x", "s", json!({}), NODE, &["10.0.0.1"]).into());
+    c.add(
+        "x",
+        "p",
+        json!({"podSelector": {}, "ingress": [
+            {"ports": [{"protocol": "UDP"}]},
+            {"ports": [{"port": 80}]},
+            {"ports": [{"port": 1, "endPort": 65535}]},
+        ]}),
+    );
+    let m = c.compile();
+    let policy = m.endpoints[&PodRef::new("x", "s")].ingress_policy;
+    let key = |protocol, port| PolicyEntryKey {
+        policy,
+        identity: identity::ANY,
+        protocol,
+        port,
+    };
+    let rule_of = |index: u32| {
+        *m.verdicts
+            .iter()
+            .find(|(_, v)| v.rule().is_some_and(|r| r.index == index))
+            .expect("rule")
+            .0
+    };
+    let value = |k| m.policy.get(&k).map(|v| v.rule);
+    let whole = value(key(None, None)).expect("whole-key entry");
+    assert_eq!(
+        m.verdicts[&whole].decided_by,
+        Decider::Isolation {
+            namespace: "x".into(),
+            policies: vec!["p".into()]
+        }
+    );
+    assert_eq!(value(key(Some(UDP), None)), Some(rule_of(0)));
+    assert_eq!(
+        value(key(Some(TCP), Some(PortPrefix { port: 80, len: 16 }))),
+        Some(rule_of(1))
+    );
+    // TCP 1-79 and 81-65535 are the third rule's: 7 + 14 prefixes; port 0
+    // is left to the whole-key default deny.
+    let range = m.policy.values().filter(|v| v.rule == rule_of(2)).count();
+    assert_eq!(range, 7 + 14);
 }
 
 #[test]
@@ -179,8 +228,14 @@ fn endpoints_with_the_same_policies_share_a_policy_id() {
     assert_eq!(e("a").ingress_policy, e("b").ingress_policy);
     assert_eq!(e("a").egress_policy, e("b").egress_policy);
     assert_ne!(e("a").ingress_policy, e("c").ingress_policy);
-    // Egress is isolated by the default and allows nothing: the reserved id.
-    assert_eq!(e("c").egress_policy, netseg_contract::POLICY_DENY_ALL);
+    // Egress is decided by the default deny alone: one whole-key entry.
+    let egress: Vec<_> = m
+        .policy
+        .iter()
+        .filter(|(k, _)| k.policy == e("c").egress_policy)
+        .collect();
+    assert_eq!(egress.len(), 1);
+    assert_eq!(egress[0].1.rule, rule::DEFAULT_DENY);
     // No policy id is used by two different entry sets.
     let ids: BTreeSet<u32> = m
         .endpoints
@@ -231,7 +286,7 @@ fn relabeling_one_pod_touches_only_its_addresses_and_their_entries() {
         BTreeSet::from([net("10.0.1.3/32"), net("fd00::1:3/128")])
     );
     assert_eq!(before.endpoints, after.endpoints, "policy ids do not move");
-    assert_eq!(before.rules, after.rules);
+    assert_eq!(before.verdicts, after.verdicts);
     let policy = diff_maps(&before.policy, &after.policy);
     assert!(
         policy.removals.is_empty(),
@@ -258,7 +313,7 @@ fn editing_one_policy_keeps_ids_and_touches_only_its_entries() {
     let after = compiler.compile(&c.snapshot, &c.options);
     assert_eq!(before.endpoints, after.endpoints);
     assert_eq!(before.ipcache, after.ipcache);
-    assert_eq!(before.rules, after.rules);
+    assert_eq!(before.verdicts, after.verdicts);
     let diff = diff_maps(&before.policy, &after.policy);
     let web = before.endpoints[&PodRef::new("y", "a")].ingress_policy;
     assert_eq!(

@@ -82,14 +82,15 @@ fn end_port_ranges_include_both_ends_and_nothing_else() {
         );
     }
     // Ranges are prefixes, never one entry per port: 1000-2000 is 8 prefixes,
-    // 32768-65535 exactly one /1, 7 one /16 (plus the node-traffic entry).
+    // 32768-65535 exactly one /1, 7 one /16, plus the whole-key entry of
+    // every other peer, protocol and port (the default deny).
     let ingress = m.endpoints[&PodRef::new("x", "s")].ingress_policy;
     let entries: Vec<_> = m
         .policy
         .keys()
         .filter(|k| k.policy == ingress && k.identity == identity::ANY)
         .collect();
-    assert_eq!(entries.len(), 10, "{entries:?}");
+    assert_eq!(entries.len(), 11, "{entries:?}");
 }
 
 #[test]

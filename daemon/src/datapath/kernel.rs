@@ -175,11 +175,11 @@ impl MapWriter for KernelMaps {
         &mut self,
         slot: u32,
         key: &PolicyEntryKey,
-        rule: u32,
+        value: PolicyValue,
     ) -> Result<(), MapError> {
         let lpm = Key::new(key.prefix_len(), key.to_contract(slot));
         self.policy
-            .insert(&lpm, PolicyValue { rule }, 0)
+            .insert(&lpm, value, 0)
             .map_err(failed("POLICY", "insert"))
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
-use netseg_contract::Endpoint;
+use netseg_contract::{Endpoint, PolicyValue};
 use netseg_policy::{MapDiff, PolicyEntryKey, diff_maps};
 use tracing::instrument;
 
@@ -34,7 +34,7 @@ pub trait MapWriter {
         &mut self,
         slot: u32,
         key: &PolicyEntryKey,
-        rule: u32,
+        value: PolicyValue,
     ) -> Result<(), Self::Error>;
     fn remove_policy(&mut self, slot: u32, key: &PolicyEntryKey) -> Result<(), Self::Error>;
     /// Makes `revision % 2` the active slot.
@@ -164,7 +164,7 @@ fn write_slot<W: MapWriter>(
         &mut held.policy,
         &mut written,
         |key, value| match value {
-            Some(rule) => writer.upsert_policy(slot, key, *rule),
+            Some(value) => writer.upsert_policy(slot, key, *value),
             None => writer.remove_policy(slot, key),
         },
     )?;

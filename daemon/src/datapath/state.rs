@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
-use netseg_contract::Endpoint;
+use netseg_contract::{Endpoint, PolicyValue};
 use netseg_policy::PolicyEntryKey;
 
 /// The desired contents of one slot: endpoints by ifindex, the ipcache and
@@ -12,5 +12,5 @@ use netseg_policy::PolicyEntryKey;
 pub struct SlotState {
     pub endpoints: BTreeMap<u32, Endpoint>,
     pub ipcache: BTreeMap<IpNetwork, u32>,
-    pub policy: BTreeMap<PolicyEntryKey, u32>,
+    pub policy: BTreeMap<PolicyEntryKey, PolicyValue>,
 }

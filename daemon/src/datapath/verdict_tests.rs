@@ -14,7 +14,10 @@ mod model;
 mod shares;
 mod side_channels;
 
-use netseg_contract::{ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL};
+use netseg_contract::{
+    ENDPOINT_HAS_IPV4, ENDPOINT_HAS_IPV6, Endpoint, POLICY_DENY_ALL, PolicyValue, VERDICT_ALLOW,
+    VERDICT_DENY,
+};
 use netseg_policy::{PolicyEntryKey, PortPrefix};
 use netseg_testbed::packet;
 use packet::{ACK, FIN, Fragment, Frame, ICMP, SCTP, SYN, TCP, UDP, ethernet};
@@ -33,6 +36,24 @@ struct Bench {
     datapath: Datapath,
     publisher: Publisher<KernelMaps>,
     telemetry: Telemetry,
+}
+
+/// A POLICY value that allows, naming verdict `rule`.
+fn allow(rule: u32) -> PolicyValue {
+    PolicyValue {
+        rule,
+        verdict: VERDICT_ALLOW,
+        _pad: [0; 3],
+    }
+}
+
+/// A POLICY value that denies, naming verdict `rule`.
+fn deny(rule: u32) -> PolicyValue {
+    PolicyValue {
+        rule,
+        verdict: VERDICT_DENY,
+        _pad: [0; 3],
+    }
 }
 
 fn entry(
@@ -76,6 +97,7 @@ fn policy() -> SlotState {
         (entry(EGRESS_POLICY, 16, Some(58), None), 103),
         (entry(INGRESS_POLICY, 16, Some(TCP), Some((8000, 14))), 104),
     ]
+    .map(|(key, rule)| (key, allow(rule)))
     .into();
     SlotState {
         endpoints: [(1, endpoint)].into(),
@@ -340,7 +362,7 @@ fn unknown_transport_protocols_need_a_rule_for_every_protocol() {
     assert_eq!(bench.egress(&unknown), DROP);
     let mut open = policy();
     open.policy
-        .insert(entry(EGRESS_POLICY, 16, None, None), 105);
+        .insert(entry(EGRESS_POLICY, 16, None, None), allow(105));
     bench.publisher.publish(&open).expect("publish");
     assert_eq!(bench.egress(&unknown), PASS);
 }

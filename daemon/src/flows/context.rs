@@ -8,7 +8,7 @@ use std::{
     net::IpAddr,
 };
 
-use netseg_policy::{PodRef, RuleRef};
+use netseg_policy::{Action, Band, Decider, PodRef, PolicyKind, Verdict};
 
 /// A JSON string, quoted and escaped by serde_json.
 #[derive(Debug)]
@@ -28,26 +28,71 @@ impl JsonText {
     }
 }
 
-/// The policy rule a compiled rule id stands for, field by field.
+/// What a compiled verdict id stands for, field by field.
 #[derive(Debug)]
-pub(super) struct RuleNames {
-    /// `NetworkPolicy app/db-from-web ingress[1]`.
+pub(super) struct VerdictNames {
+    /// `NetworkPolicy app/db-from-web ingress[1] (Accept)`.
     pub(super) decided_by: JsonText,
-    pub(super) kind: JsonText,
-    pub(super) namespace: JsonText,
-    pub(super) name: JsonText,
-    /// `ingress[1]`: the rule within the policy.
-    pub(super) within_policy: JsonText,
+    pub(super) band: Option<JsonText>,
+    pub(super) kind: Option<JsonText>,
+    /// `None` for cluster-scoped kinds.
+    pub(super) namespace: Option<JsonText>,
+    pub(super) name: Option<JsonText>,
+    /// `ingress[1] "name"`: the rule within the policy.
+    pub(super) within_policy: Option<JsonText>,
+    pub(super) action: Option<JsonText>,
+    /// The Pass rules that sent the connection on, `; `-separated.
+    pub(super) passed_by: Option<JsonText>,
+    /// `audit-would-allow` or `audit-would-deny`, when the Audit-mode
+    /// policies would decide otherwise.
+    pub(super) audit: Option<&'static str>,
+    /// What decides with the Audit-mode policies enforced.
+    pub(super) audit_by: Option<JsonText>,
 }
 
-impl RuleNames {
-    fn of(rule: &RuleRef) -> Self {
+impl VerdictNames {
+    fn of(verdict: &Verdict) -> Self {
+        let rule = verdict.rule();
+        let (band, kind, namespace) = match &verdict.decided_by {
+            Decider::Rule(rule) => (
+                Some(JsonText::of(rule.band)),
+                Some(JsonText::of(rule.kind)),
+                (!rule.namespace.is_empty()).then(|| JsonText::of(&rule.namespace)),
+            ),
+            Decider::Isolation { namespace, .. } => (
+                Some(JsonText::of(Band::NetworkPolicy)),
+                Some(JsonText::of(PolicyKind::NetworkPolicy)),
+                Some(JsonText::of(namespace)),
+            ),
+            Decider::NodeTraffic | Decider::Default => (None, None, None),
+        };
+        let action = match (&verdict.decided_by, rule) {
+            (_, Some(rule)) => Some(JsonText::of(rule.action)),
+            (Decider::Isolation { .. }, None) => Some(JsonText::of(Action::Deny)),
+            _ => None,
+        };
+        let passed_by = (!verdict.passed_by.is_empty()).then(|| {
+            let passes: Vec<String> = verdict.passed_by.iter().map(ToString::to_string).collect();
+            JsonText::of(passes.join("; "))
+        });
+        let audit = verdict.audit.as_deref();
         Self {
-            decided_by: JsonText::of(rule),
-            kind: JsonText::of(&rule.kind),
-            namespace: JsonText::of(&rule.namespace),
-            name: JsonText::of(&rule.name),
-            within_policy: JsonText::of(format_args!("{}[{}]", rule.direction, rule.index)),
+            decided_by: JsonText::of(&verdict.decided_by),
+            band,
+            kind,
+            namespace,
+            name: rule.map(|r| JsonText::of(&r.name)),
+            within_policy: rule.map(|r| JsonText::of(r.within_policy())),
+            action,
+            passed_by,
+            audit: audit.map(|a| {
+                if a.allow {
+                    "audit-would-allow"
+                } else {
+                    "audit-would-deny"
+                }
+            }),
+            audit_by: audit.map(|a| JsonText::of(&a.decided_by)),
         }
     }
 }
@@ -60,21 +105,21 @@ pub struct FlowContext {
     /// changes any (rendering them all takes milliseconds at cluster scale).
     endpoints: BTreeMap<u32, PodRef>,
     pod_refs: BTreeMap<IpAddr, PodRef>,
-    rule_refs: BTreeMap<u32, RuleRef>,
+    verdicts: BTreeMap<u32, Verdict>,
     pub(super) endpoint_names: HashMap<u32, JsonText>,
     pub(super) pods: HashMap<IpAddr, JsonText>,
-    pub(super) rules: HashMap<u32, RuleNames>,
+    pub(super) verdict_names: HashMap<u32, VerdictNames>,
     pub(super) node_addresses: Vec<IpAddr>,
 }
 
 impl FlowContext {
     /// `endpoints`: the local pods by the ifindex of their host-side
-    /// interface; `pods`: every known pod address; `rules`: the compiled
-    /// rule ids.
+    /// interface; `pods`: every known pod address; `verdicts`: the
+    /// compiled verdict ids.
     pub fn new(
         endpoints: BTreeMap<u32, PodRef>,
         pods: &BTreeMap<IpAddr, PodRef>,
-        rules: &BTreeMap<u32, RuleRef>,
+        verdicts: &BTreeMap<u32, Verdict>,
         node_addresses: Vec<IpAddr>,
     ) -> Self {
         Self {
@@ -87,13 +132,13 @@ impl FlowContext {
                 .iter()
                 .map(|(&ip, pod)| (ip, JsonText::of(pod)))
                 .collect(),
-            rules: rules
+            verdict_names: verdicts
                 .iter()
-                .map(|(&id, rule)| (id, RuleNames::of(rule)))
+                .map(|(&id, verdict)| (id, VerdictNames::of(verdict)))
                 .collect(),
             node_addresses,
             pod_refs: pods.clone(),
-            rule_refs: rules.clone(),
+            verdicts: verdicts.clone(),
         }
     }
 
@@ -103,12 +148,12 @@ impl FlowContext {
         &self,
         endpoints: &BTreeMap<u32, PodRef>,
         pods: &BTreeMap<IpAddr, PodRef>,
-        rules: &BTreeMap<u32, RuleRef>,
+        verdicts: &BTreeMap<u32, Verdict>,
         node_addresses: &[IpAddr],
     ) -> bool {
         self.endpoints == *endpoints
             && self.pod_refs == *pods
-            && self.rule_refs == *rules
+            && self.verdicts == *verdicts
             && self.node_addresses == node_addresses
     }
 }

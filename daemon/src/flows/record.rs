@@ -208,8 +208,10 @@ fn write_kind(object: &mut Object<'_>, time: &[u8], allowed: bool, why: u8, dire
     object.plain("direction", direction);
 }
 
-/// What decided: a policy rule, `default-allow`, `node-traffic`, or
-/// `default-deny` when nothing allowed the traffic; and the rule's policy.
+/// What decided: a policy rule (or posture, or NetworkPolicy isolation),
+/// `default-allow`, `default-deny`, `node-traffic`; the rule's band, policy
+/// and action; the Pass rules on the way; and, for a new connection, what
+/// the Audit-mode policies would decide when it differs.
 fn write_decision(
     object: &mut Object<'_>,
     context: &FlowContext,
@@ -217,20 +219,33 @@ fn write_decision(
     why: u8,
     allowed: bool,
 ) {
-    let rule = context.rules.get(&rule_id);
-    match (rule, rule_id) {
-        (Some(rule), _) => object.text("decided_by", Some(&rule.decided_by)),
+    let names = match rule_id {
+        rule::DEFAULT_ALLOW | rule::DEFAULT_DENY | rule::NODE_TRAFFIC => None,
+        _ => context.verdict_names.get(&rule_id),
+    };
+    match (names, rule_id) {
+        (Some(names), _) => object.text("decided_by", Some(&names.decided_by)),
         (None, rule::DEFAULT_ALLOW) => object.plain("decided_by", "default-allow"),
         (None, rule::NODE_TRAFFIC) => object.plain("decided_by", "node-traffic"),
-        // No rule allows it (any more): the default action decided.
+        // Nothing else decided (any more): the default action did.
         (None, _) if matches!(why, reason::POLICY_DENIED | reason::REVOKED) => {
             object.plain("decided_by", "default-deny")
         }
         (None, _) if allowed => object.plain("decided_by", "conntrack"),
         (None, _) => object.plain("decided_by", "datapath"),
     }
-    object.text("policy_kind", rule.map(|r| &r.kind));
-    object.text("policy_namespace", rule.map(|r| &r.namespace));
-    object.text("policy_name", rule.map(|r| &r.name));
-    object.text("policy_rule", rule.map(|r| &r.within_policy));
+    object.text("policy_band", names.and_then(|n| n.band.as_ref()));
+    object.text("policy_kind", names.and_then(|n| n.kind.as_ref()));
+    object.text("policy_namespace", names.and_then(|n| n.namespace.as_ref()));
+    object.text("policy_name", names.and_then(|n| n.name.as_ref()));
+    object.text("policy_rule", names.and_then(|n| n.within_policy.as_ref()));
+    object.text("policy_action", names.and_then(|n| n.action.as_ref()));
+    object.text("passed_by", names.and_then(|n| n.passed_by.as_ref()));
+    // The audit difference is about opening the connection.
+    let audit = names.filter(|_| matches!(why, reason::NEW_ALLOWED | reason::POLICY_DENIED));
+    match audit.and_then(|n| n.audit) {
+        Some(audit) => object.plain("audit", audit),
+        None => object.text("audit", None),
+    }
+    object.text("audit_by", audit.and_then(|n| n.audit_by.as_ref()));
 }

@@ -8,7 +8,7 @@ use netseg_contract::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, DenyCountKey, FlowEvent, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY, reason, rule,
 };
-use netseg_policy::{Direction, PodRef, RuleRef};
+use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
 
 use super::{FlowContext, FlowWriter};
 use crate::metrics::Metrics;
@@ -32,18 +32,67 @@ fn context() -> FlowContext {
         ),
     ];
     let rule = RuleRef {
-        kind: "NetworkPolicy".into(),
+        kind: PolicyKind::NetworkPolicy,
+        band: Band::NetworkPolicy,
         namespace: "app".into(),
         name: "db-from-web".into(),
         direction: Direction::Ingress,
         index: 1,
+        rule_name: None,
+        action: Action::Accept,
     };
+    let allowed = Verdict::plain(true, Decider::Rule(rule));
     FlowContext::new(
         [(7, web), (8, db)].into(),
         &pods.into(),
-        &[(16, rule)].into(),
+        &[(16, allowed), (17, guarded_after_pass())].into(),
         vec![IpAddr::V4(NODE)],
     )
+}
+
+/// Egress denied by a Baseline SegmentPolicy rule after an Admin
+/// ClusterNetworkPolicy passed it on; an Audit-mode policy would accept it.
+fn guarded_after_pass() -> Verdict {
+    let rule = |kind, band, name: &str, index, rule_name: Option<&str>, action| RuleRef {
+        kind,
+        band,
+        namespace: String::new(),
+        name: name.into(),
+        direction: Direction::Egress,
+        index,
+        rule_name: rule_name.map(Into::into),
+        action,
+    };
+    let pass = rule(
+        PolicyKind::ClusterNetworkPolicy,
+        Band::Admin,
+        "platform",
+        0,
+        Some("to-apps"),
+        Action::Pass,
+    );
+    let deny = rule(
+        PolicyKind::SegmentPolicy,
+        Band::Baseline,
+        "zones",
+        2,
+        None,
+        Action::Deny,
+    );
+    let preview = rule(
+        PolicyKind::SegmentPolicy,
+        Band::Admin,
+        "preview",
+        0,
+        Some("db"),
+        Action::Accept,
+    );
+    Verdict {
+        allow: false,
+        decided_by: Decider::Rule(deny),
+        passed_by: vec![pass],
+        audit: Some(Box::new(Verdict::plain(true, Decider::Rule(preview)))),
+    }
 }
 
 fn v4(ip: Ipv4Addr) -> [u8; 16] {
@@ -97,7 +146,7 @@ fn line(event: FlowEvent) -> String {
 fn allowed_connection_names_pods_and_rule() {
     assert_eq!(
         line(allowed()),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"NetworkPolicy app/db-from-web ingress[1]","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","revision":3,"aggregated":false,"count":1}"#
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"NetworkPolicy app/db-from-web ingress[1] (Accept)","policy_band":"networkpolicy","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","policy_action":"Accept","passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -123,7 +172,7 @@ fn denied_v6() -> FlowEvent {
 fn denied_ipv6_flow_names_the_default_action() {
     assert_eq!(
         line(denied_v6()),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"dst_pod":"app/db","endpoint":"app/web","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"dst_pod":"app/db","endpoint":"app/web","decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -142,7 +191,7 @@ fn node_traffic_has_no_ports_for_icmp() {
     };
     assert_eq!(
         line(probe),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","dst_pod":"app/db","endpoint":"app/db","decided_by":"node-traffic","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","dst_pod":"app/db","endpoint":"app/db","decided_by":"node-traffic","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -182,10 +231,10 @@ fn decided_by_without_a_known_rule() {
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         [
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"dst_pod":"app/db","endpoint":"app/db","decided_by":"default-allow","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"conntrack","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","dst_pod":"app/db","endpoint":null,"decided_by":"datapath","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"dst_pod":"app/db","endpoint":"app/db","decided_by":"default-allow","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"conntrack","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","dst_pod":"app/db","endpoint":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
         ]
     );
     assert_eq!((allowed, denied), (2, 2));
@@ -223,8 +272,8 @@ fn an_aggregate_counts_the_denials_of_an_endpoint_and_reason() {
             .lines()
             .collect::<Vec<_>>(),
         [
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":"app/web","decided_by":"default-deny","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":null,"aggregated":true,"count":59412}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"no-endpoint","direction":"ingress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":null,"decided_by":"datapath","policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"revision":null,"aggregated":true,"count":3}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":"app/web","decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"aggregated":true,"count":59412}"#,
+            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"no-endpoint","direction":"ingress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"aggregated":true,"count":3}"#,
         ]
     );
     assert_eq!(metrics.flow_records("deny").get(), 2);
@@ -291,4 +340,24 @@ fn many_records_arrive_whole_and_in_order() {
         .collect();
     assert_eq!(revisions, (0..1000).collect::<Vec<u64>>());
     assert_eq!((allowed, denied), (1000, 0));
+}
+
+#[test]
+fn a_denial_after_a_pass_names_the_band_the_pass_and_the_audit_difference() {
+    let denied = FlowEvent {
+        ifindex: 7,
+        rule: 17,
+        src: v4(WEB),
+        dst: v4(DB),
+        direction: DIRECTION_EGRESS,
+        verdict: VERDICT_DENY,
+        reason: reason::POLICY_DENIED,
+        ..allowed()
+    };
+    assert_eq!(
+        line(denied),
+        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/web","decided_by":"SegmentPolicy zones egress[2] (Deny)","policy_band":"baseline","policy_kind":"SegmentPolicy","policy_namespace":null,"policy_name":"zones","policy_rule":"egress[2]","policy_action":"Deny","passed_by":"ClusterNetworkPolicy platform egress[0] \"to-apps\" (Pass)","audit":"audit-would-allow","audit_by":"SegmentPolicy preview egress[0] \"db\" (Accept)","revision":3,"aggregated":false,"count":1}"#
+            .to_owned()
+            + "\n"
+    );
 }

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
 /// The kinds a manifests directory may hold; anything else is reported and ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -10,6 +11,9 @@ pub(super) enum ObjectKind {
     Namespace,
     Pod,
     NetworkPolicy,
+    ClusterNetworkPolicy,
+    Segment,
+    SegmentPolicy,
 }
 
 impl ObjectKind {
@@ -18,6 +22,11 @@ impl ObjectKind {
             ("v1", "Namespace") => Some(Self::Namespace),
             ("v1", "Pod") => Some(Self::Pod),
             ("networking.k8s.io/v1", "NetworkPolicy") => Some(Self::NetworkPolicy),
+            ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy") => {
+                Some(Self::ClusterNetworkPolicy)
+            }
+            ("netseg.dev/v1alpha1", "Segment") => Some(Self::Segment),
+            ("netseg.dev/v1alpha1", "SegmentPolicy") => Some(Self::SegmentPolicy),
             _ => None,
         }
     }
@@ -29,6 +38,9 @@ impl ObjectKind {
             "NamespaceList" => Some(Self::Namespace),
             "PodList" => Some(Self::Pod),
             "NetworkPolicyList" => Some(Self::NetworkPolicy),
+            "ClusterNetworkPolicyList" => Some(Self::ClusterNetworkPolicy),
+            "SegmentList" => Some(Self::Segment),
+            "SegmentPolicyList" => Some(Self::SegmentPolicy),
             _ => None,
         }
     }
@@ -37,6 +49,8 @@ impl ObjectKind {
         match self {
             Self::Namespace | Self::Pod => "v1",
             Self::NetworkPolicy => "networking.k8s.io/v1",
+            Self::ClusterNetworkPolicy => "policy.networking.k8s.io/v1alpha2",
+            Self::Segment | Self::SegmentPolicy => "netseg.dev/v1alpha1",
         }
     }
 
@@ -45,11 +59,14 @@ impl ObjectKind {
             Self::Namespace => "Namespace",
             Self::Pod => "Pod",
             Self::NetworkPolicy => "NetworkPolicy",
+            Self::ClusterNetworkPolicy => "ClusterNetworkPolicy",
+            Self::Segment => "Segment",
+            Self::SegmentPolicy => "SegmentPolicy",
         }
     }
 
     pub(super) fn is_namespaced(self) -> bool {
-        !matches!(self, Self::Namespace)
+        matches!(self, Self::Pod | Self::NetworkPolicy)
     }
 }
 
@@ -78,4 +95,7 @@ pub(super) enum ManifestObject {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
     NetworkPolicy(Arc<NetworkPolicy>),
+    ClusterNetworkPolicy(Arc<ClusterNetworkPolicy>),
+    Segment(Arc<Segment>),
+    SegmentPolicy(Arc<SegmentPolicy>),
 }

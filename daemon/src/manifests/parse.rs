@@ -270,6 +270,13 @@ fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseErr
             default_namespace(&mut policy.metadata);
             ManifestObject::NetworkPolicy(Arc::new(policy))
         }
+        ObjectKind::ClusterNetworkPolicy => {
+            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
+        }
+        ObjectKind::Segment => ManifestObject::Segment(Arc::new(decode_as(value)?)),
+        ObjectKind::SegmentPolicy => {
+            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
+        }
     })
 }
 
@@ -280,6 +287,14 @@ fn default_namespace(metadata: &mut ObjectMeta) {
 }
 
 fn decode_as<T: DeserializeOwned>(value: Value) -> Result<T, Vec<ParseError>> {
+    decode_tolerating(value, |_| false)
+}
+
+/// Decodes `value`, rejecting unknown fields except those `tolerated` names.
+fn decode_tolerating<T: DeserializeOwned>(
+    value: Value,
+    tolerated: fn(&str) -> bool,
+) -> Result<T, Vec<ParseError>> {
     let mut unknown = Vec::new();
     let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
     let decoded =
@@ -293,12 +308,36 @@ fn decode_as<T: DeserializeOwned>(value: Value) -> Result<T, Vec<ParseError>> {
                 source: error.into_inner(),
             }])
         }
-        Ok(_) if !unknown.is_empty() => Err(unknown
+        Ok(_) if unknown.iter().any(|path| !tolerated(path)) => Err(unknown
             .into_iter()
+            .filter(|path| !tolerated(path))
             .map(|path| ParseError::UnknownField { path })
             .collect()),
         Ok(decoded) => Ok(decoded),
     }
+}
+
+/// Whether an unknown field is one that a rule peer or protocol entry of a
+/// ClusterNetworkPolicy or SegmentPolicy may carry: a field of a newer CRD
+/// version, which the API asks implementations to fail closed on (an Accept
+/// rule matches nothing, a Deny or Pass rule denies everything) rather than
+/// to reject the object.
+fn fails_closed(path: &str) -> bool {
+    let mut parts = path.split('.');
+    let (Some("spec"), Some(rule), Some(entry), Some(_field), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let is_rule = rule.starts_with("ingress[") || rule.starts_with("egress[");
+    let is_entry = ["from[", "to[", "protocols["]
+        .iter()
+        .any(|prefix| entry.starts_with(prefix));
+    is_rule && is_entry
 }
 
 /// serde_ignored's own Display writes `spec.?.ingress.0`; this writes the
@@ -325,6 +364,11 @@ fn validation_errors(object: &ManifestObject) -> Vec<ParseError> {
         ManifestObject::Namespace(namespace) => netseg_policy::validate_namespace(namespace),
         ManifestObject::Pod(pod) => netseg_policy::validate_pod(pod),
         ManifestObject::NetworkPolicy(policy) => netseg_policy::validate_network_policy(policy),
+        ManifestObject::ClusterNetworkPolicy(policy) => {
+            netseg_policy::validate_cluster_network_policy(policy)
+        }
+        ManifestObject::Segment(segment) => netseg_policy::validate_segment(segment),
+        ManifestObject::SegmentPolicy(policy) => netseg_policy::validate_segment_policy(policy),
     };
     errors
         .into_iter()

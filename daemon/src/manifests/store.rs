@@ -155,6 +155,13 @@ impl ManifestStore {
                     snapshot.namespaces.push(Arc::clone(namespace));
                 }
                 ManifestObject::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
+                ManifestObject::ClusterNetworkPolicy(policy) => {
+                    snapshot.cluster_network_policies.push(Arc::clone(policy))
+                }
+                ManifestObject::Segment(segment) => snapshot.segments.push(Arc::clone(segment)),
+                ManifestObject::SegmentPolicy(policy) => {
+                    snapshot.segment_policies.push(Arc::clone(policy))
+                }
                 ManifestObject::NetworkPolicy(policy) => {
                     snapshot.network_policies.push(Arc::clone(policy));
                 }

@@ -92,6 +92,8 @@ pub mod rule {
     pub const DEFAULT_ALLOW: u32 = 1;
     /// Traffic from the node itself to a local pod (kubelet probes).
     pub const NODE_TRAFFIC: u32 = 2;
+    /// Nothing decided and the default action is deny.
+    pub const DEFAULT_DENY: u32 = 3;
 }
 pub const FIRST_COMPILED_RULE: u32 = 16;
 
@@ -197,11 +199,17 @@ pub struct PolicyKey {
     pub _pad: u8,
 }
 
-/// What a `POLICY` entry decides: the compiled rule that allows the traffic.
+/// What a `POLICY` entry decides. Precedence (tiers, Pass, deny over a
+/// later allow) was resolved when compiling: the entry holds the final
+/// verdict and the id of the compiled verdict that names what decided it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyValue {
+    /// The compiled verdict id (a [`rule`] id), reported in flow events.
     pub rule: u32,
+    /// [`VERDICT_ALLOW`] or [`VERDICT_DENY`].
+    pub verdict: u8,
+    pub _pad: [u8; 3],
 }
 
 /// Key of `CONNTRACK`: one connection as seen at one endpoint, in the
@@ -450,7 +458,7 @@ const _: () = assert!(size_of::<Endpoint>() == 32);
 const _: () = assert!(size_of::<IpcacheV4Key>() == 8);
 const _: () = assert!(size_of::<IpcacheV6Key>() == 20);
 const _: () = assert!(size_of::<PolicyKey>() == 16);
-const _: () = assert!(size_of::<PolicyValue>() == 4);
+const _: () = assert!(size_of::<PolicyValue>() == 8);
 const _: () = assert!(size_of::<ConnKey>() == 44);
 const _: () = assert!(size_of::<ConnValue>() == 24);
 const _: () = assert!(size_of::<FragmentKey>() == 44);

@@ -35,7 +35,7 @@ use crate::{
     icmp_errors::related,
     maps::{CONFIG, ENDPOINTS, SCRATCH},
     parse::{Addr, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
-    policy::{allowing_rule, still_allowed},
+    policy::{still_allowed, verdict},
 };
 
 #[classifier]
@@ -188,7 +188,7 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
     } else {
         &tuple.src
     };
-    match allowing_rule(
+    match verdict(
         slot,
         endpoint,
         hook.direction,
@@ -196,7 +196,7 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
         tuple.protocol,
         tuple.dst_port,
     ) {
-        Some(rule) => {
+        Ok(rule) => {
             if conntrack::open(
                 hook.ifindex,
                 hook.direction,
@@ -210,7 +210,7 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
                 Decision::deny(reason::CONNTRACK_FULL, rule)
             }
         }
-        None => Decision::deny(reason::POLICY_DENIED, 0),
+        Err(rule) => Decision::deny(reason::POLICY_DENIED, rule),
     }
 }
 

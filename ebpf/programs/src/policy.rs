@@ -1,10 +1,12 @@
 //! The policy question for a new connection: may this endpoint, in this
 //! direction, talk to this peer on this protocol and port? Two LPM lookups
-//! at most (the peer's identity, then "any peer"), whatever the rule count.
+//! at most (the peer's identity, then "any peer"), whatever the number of
+//! tiers, policies and rules: the compiler resolved precedence into the
+//! entries' verdicts.
 
 use netseg_contract::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, Endpoint, IpcacheV4Key, IpcacheV6Key, POLICY_PREFIX_FULL,
-    PROTO_SCTP, PROTO_TCP, PROTO_UDP, PolicyKey, identity,
+    PROTO_SCTP, PROTO_TCP, PROTO_UDP, PolicyKey, PolicyValue, VERDICT_ALLOW, identity, rule,
 };
 
 use crate::{
@@ -22,6 +24,21 @@ pub fn allowing_rule(
     protocol: u8,
     dst_port: u16,
 ) -> Option<u32> {
+    verdict(slot, endpoint, direction, peer, protocol, dst_port).ok()
+}
+
+/// The compiled verdict on a new connection: `Ok` with the id of what
+/// allowed it, or `Err` with the id of what denied it ([`rule::NONE`] when
+/// no entry decides: denied all the same).
+#[inline(always)]
+pub fn verdict(
+    slot: u32,
+    endpoint: &Endpoint,
+    direction: u8,
+    peer: &Addr,
+    protocol: u8,
+    dst_port: u16,
+) -> Result<u32, u32> {
     let policy = if direction == DIRECTION_INGRESS {
         endpoint.ingress_policy
     } else {
@@ -34,8 +51,13 @@ pub fn allowing_rule(
         _ => 0,
     };
     let peer_identity = identity_of(slot, peer);
-    lookup(slot, policy, peer_identity, protocol, port)
+    match lookup(slot, policy, peer_identity, protocol, port)
         .or_else(|| lookup(slot, policy, identity::ANY, protocol, port))
+    {
+        Some(value) if value.verdict == VERDICT_ALLOW => Ok(value.rule),
+        Some(value) => Err(value.rule),
+        None => Err(rule::NONE),
+    }
 }
 
 /// Whether state admitted under an earlier revision (a tracked connection,
@@ -75,7 +97,7 @@ pub fn still_allowed(
 }
 
 #[inline(always)]
-fn lookup(slot: u32, policy: u32, identity: u32, protocol: u8, port: u16) -> Option<u32> {
+fn lookup(slot: u32, policy: u32, identity: u32, protocol: u8, port: u16) -> Option<PolicyValue> {
     let key = LpmKey::new(
         POLICY_PREFIX_FULL,
         PolicyKey {
@@ -88,7 +110,7 @@ fn lookup(slot: u32, policy: u32, identity: u32, protocol: u8, port: u16) -> Opt
             _pad: 0,
         },
     );
-    POLICY.get(&key).map(|value| value.rule)
+    POLICY.get(&key).copied()
 }
 
 #[inline(always)]

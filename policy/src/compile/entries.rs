@@ -1,16 +1,12 @@
-//! The POLICY entries of one per-direction policy set.
-
-use std::collections::{BTreeMap, BTreeSet};
-
-use netseg_contract::{identity, rule};
+//! What decides at one endpoint in one direction: the policy set (the key a
+//! policy id is allocated for) and its order of steps.
 
 use super::identities::{Classes, NamedPorts, PeerTable};
-use crate::model::{PodModel, PolicyModel, PortModel, RuleModel};
-use crate::ports::range_to_prefixes;
-use crate::types::{Direction, PortPrefix};
-
-/// A POLICY entry without its policy id: (identity, protocol, port prefix).
-pub(super) type EntryKey = (u32, Option<u8>, Option<PortPrefix>);
+use super::precedence::{Order, Step, Targets};
+use super::resolve::{ResolvedPolicy, ResolvedRule};
+use crate::model::{PodModel, PolicyModel, PortModel, Posture, SegmentModel};
+use crate::types::{Action, Band, Decider, Direction, PolicyKind, RuleRef};
+use crate::{CompileOptions, DefaultAction};
 
 /// What a policy id is allocated for. Two endpoints with equal keys get
 /// identical entries, so they share the id. Keyed by policy names, not rule
@@ -19,28 +15,34 @@ pub(super) type EntryKey = (u32, Option<u8>, Option<PortPrefix>);
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct PolicySetKey {
     pub direction: Direction,
-    pub isolated: bool,
-    /// (namespace, name) of the selecting policies, sorted.
-    pub policies: Vec<(String, String)>,
+    /// (kind, name) of the cluster policies that apply, in their order.
+    pub cluster: Vec<(PolicyKind, String)>,
+    /// Namespace and names of the NetworkPolicies that isolate the
+    /// direction, sorted; empty when none does.
+    pub isolating: Option<(String, Vec<String>)>,
+    /// Names of the Segments the pod is a member of, sorted.
+    pub segments: Vec<String>,
     /// Ingress only: the local pod's resolution of the named ports that the
-    /// ingress rules of `policies` use (named ports resolve against the
-    /// destination pod).
+    /// ingress rules use (named ports resolve against the destination pod).
     pub local_ports: NamedPorts,
 }
 
-impl PolicySetKey {
-    pub(super) fn new(
-        direction: Direction,
-        isolated: bool,
-        policies: &[&PolicyModel],
-        pod: &PodModel,
-    ) -> Self {
+/// The policies that apply at one endpoint in one direction.
+pub(super) struct Applicable<'a> {
+    pub direction: Direction,
+    /// In their order (Admin and Baseline interleaved as sorted).
+    pub cluster: Vec<&'a ResolvedPolicy>,
+    /// Isolating NetworkPolicies, by name.
+    pub network: Vec<&'a PolicyModel>,
+    /// Segments the pod is a member of, by name.
+    pub segments: Vec<&'a SegmentModel>,
+}
+
+impl Applicable<'_> {
+    pub(super) fn key(&self, pod: &PodModel) -> PolicySetKey {
         let mut local_ports = NamedPorts::new();
-        if direction == Direction::Ingress {
-            let rules = policies
-                .iter()
-                .flat_map(|p| p.rules(direction).unwrap_or_default());
-            for port in rules.flat_map(|r| r.ports.iter().flatten()) {
+        if self.direction == Direction::Ingress {
+            for port in self.port_models() {
                 if let PortModel::Named { protocol, name } = port {
                     let ports = pod.resolve(name, *protocol);
                     if !ports.is_empty() {
@@ -50,169 +52,188 @@ impl PolicySetKey {
             }
         }
         PolicySetKey {
-            direction,
-            isolated,
-            policies: policies
+            direction: self.direction,
+            cluster: self
+                .cluster
                 .iter()
-                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .map(|p| (p.model.kind, p.model.name.clone()))
                 .collect(),
+            isolating: self.network.first().map(|first| {
+                let names = self.network.iter().map(|p| p.name.clone()).collect();
+                (first.namespace.clone(), names)
+            }),
+            segments: self.segments.iter().map(|s| s.name.clone()).collect(),
             local_ports,
         }
     }
+
+    fn port_models(&self) -> impl Iterator<Item = &PortModel> {
+        let cluster = self
+            .cluster
+            .iter()
+            .flat_map(|p| p.rules[self.direction.index()].iter())
+            .flat_map(|r| r.ports.iter().flatten());
+        let network = self
+            .network
+            .iter()
+            .flat_map(|p| p.rules(self.direction).unwrap_or_default())
+            .flat_map(|r| r.ports.iter().flatten());
+        cluster.chain(network)
+    }
 }
 
-/// (namespace, name, direction, index): what a rule id is allocated for.
-pub(super) type RuleKey = (String, String, Direction, u32);
-
-/// What entry building reads.
+/// What building an order reads.
 pub(super) struct EntryContext<'a> {
     pub classes: &'a Classes,
     pub peers: &'a PeerTable,
-    pub rule_ids: &'a BTreeMap<RuleKey, u32>,
-    pub node_traffic: bool,
+    pub options: &'a CompileOptions,
 }
 
-/// The entries of the policy set `key`, whose policies are `policies`,
-/// sorted by key. Where several rules yield the same key, the first rule in
-/// (namespace, name, index) order names it; the reserved rules come last.
-pub(super) fn policy_entries(
-    ctx: &EntryContext<'_>,
-    key: &PolicySetKey,
-    policies: &[&PolicyModel],
-) -> Vec<(EntryKey, u32)> {
-    let mut entries = Vec::new();
-    for policy in policies {
-        for rule in policy.rules(key.direction).unwrap_or_default() {
-            let rule_key = (
-                policy.namespace.clone(),
-                policy.name.clone(),
-                key.direction,
-                rule.index,
-            );
-            if let Some(&rule_id) = ctx.rule_ids.get(&rule_key) {
-                rule_entries(ctx, key, rule, rule_id, &mut entries);
-            }
-        }
+/// The order of steps for `applicable`, whose key is `key`.
+pub(super) fn order<'a>(
+    ctx: &EntryContext<'a>,
+    key: &'a PolicySetKey,
+    applicable: &Applicable<'_>,
+) -> Order<'a> {
+    let direction = applicable.direction;
+    let mut steps = Vec::new();
+    if direction == Direction::Ingress && !ctx.options.deny_node_traffic {
+        steps.push(Step {
+            band: None,
+            audit: false,
+            targets: Targets::Identities(ctx.classes.node.clone()),
+            ports: None,
+            action: Action::Accept,
+            decided_by: Decider::NodeTraffic,
+        });
     }
-    if !key.isolated {
-        entries.push(((identity::ANY, None, None), rule::DEFAULT_ALLOW));
-    }
-    if key.direction == Direction::Ingress && ctx.node_traffic {
-        for &node in &ctx.classes.node {
-            entries.push(((node, None, None), rule::NODE_TRAFFIC));
-        }
-    }
-    // Stable: of equal keys the first pushed stays.
-    entries.sort_by_key(|(key, _)| *key);
-    entries.dedup_by_key(|(key, _)| *key);
-    entries
-}
-
-/// The peers a rule allows: every address, or some identities.
-enum Targets {
-    Any,
-    Identities(BTreeSet<u32>),
-}
-
-impl Targets {
-    fn of(ctx: &EntryContext<'_>, rule: &RuleModel) -> Self {
-        let Some(peers) = &rule.peers else {
-            return Targets::Any;
-        };
-        let ids = peers
+    let tier = |band: Band| {
+        applicable
+            .cluster
             .iter()
-            .filter_map(|peer| ctx.peers.index(peer))
-            .flat_map(|i| ctx.classes.by_peer[i].iter().copied())
-            .collect();
-        Targets::Identities(ids)
+            .filter(move |p| super::resolve::band(p.model.tier) == band)
+    };
+    for policy in tier(Band::Admin) {
+        steps.extend(cluster_steps(ctx, policy, direction));
     }
-
-    fn ids(&self) -> Vec<u32> {
-        match self {
-            Targets::Any => vec![identity::ANY],
-            Targets::Identities(ids) => ids.iter().copied().collect(),
-        }
+    network_steps(ctx, applicable, &mut steps);
+    for policy in tier(Band::Baseline) {
+        steps.extend(cluster_steps(ctx, policy, direction));
+    }
+    if let Some(posture) = posture_step(&applicable.segments, direction) {
+        steps.push(posture);
+    }
+    let allow = ctx.options.default_action == DefaultAction::Allow;
+    steps.push(whole_step(
+        None,
+        if allow { Action::Accept } else { Action::Deny },
+        Decider::Default,
+    ));
+    Order {
+        steps,
+        direction,
+        local_ports: &key.local_ports,
+        classes: ctx.classes,
     }
 }
 
-fn rule_entries(
-    ctx: &EntryContext<'_>,
-    key: &PolicySetKey,
-    rule: &RuleModel,
-    rule_id: u32,
-    out: &mut Vec<(EntryKey, u32)>,
-) {
-    let targets = Targets::of(ctx, rule);
-    let ids = targets.ids();
-    let mut add = |identity: u32, protocol: Option<u8>, port: Option<PortPrefix>| {
-        out.push(((identity, protocol, port), rule_id));
-    };
-    let Some(ports) = &rule.ports else {
-        for &id in &ids {
-            add(id, None, None);
-        }
+fn cluster_steps<'a>(
+    ctx: &'a EntryContext<'_>,
+    policy: &'a ResolvedPolicy,
+    direction: Direction,
+) -> impl Iterator<Item = Step> + 'a {
+    let audit = policy.model.audit;
+    policy.rules[direction.index()]
+        .iter()
+        .map(move |rule| rule_step(ctx, rule, audit))
+}
+
+fn rule_step(ctx: &EntryContext<'_>, rule: &ResolvedRule, audit: bool) -> Step {
+    Step {
+        band: Some(rule.rule_ref.band),
+        audit,
+        targets: Targets::of(ctx.classes, ctx.peers, rule.peers.as_deref()),
+        ports: rule.ports.clone(),
+        action: rule.rule_ref.action,
+        decided_by: Decider::Rule(rule.rule_ref.clone()),
+    }
+}
+
+/// The rules of the isolating NetworkPolicies, then the isolation itself.
+fn network_steps(ctx: &EntryContext<'_>, applicable: &Applicable<'_>, steps: &mut Vec<Step>) {
+    let Some(first) = applicable.network.first() else {
         return;
     };
-    for port in ports {
-        match port {
-            PortModel::AllPorts(protocol) => {
-                for &id in &ids {
-                    add(id, Some(*protocol), None);
-                }
-            }
-            PortModel::Range {
-                protocol,
-                first,
-                last,
-            } => {
-                for prefix in range_to_prefixes(*first, *last) {
-                    // A zero-length prefix is every port: stop at the protocol.
-                    let prefix = (prefix.len > 0).then_some(prefix);
-                    for &id in &ids {
-                        add(id, Some(*protocol), prefix);
-                    }
-                }
-            }
-            PortModel::Named { protocol, name } => {
-                let lookup = (name.clone(), *protocol);
-                for (id, port) in named_port_targets(ctx, key, &targets, &lookup) {
-                    add(id, Some(*protocol), Some(PortPrefix::containing(port, 16)));
-                }
-            }
+    let direction = applicable.direction;
+    for policy in &applicable.network {
+        for rule in policy.rules(direction).unwrap_or_default() {
+            let rule_ref = RuleRef {
+                kind: PolicyKind::NetworkPolicy,
+                band: Band::NetworkPolicy,
+                namespace: policy.namespace.clone(),
+                name: policy.name.clone(),
+                direction,
+                index: rule.index,
+                rule_name: None,
+                action: Action::Accept,
+            };
+            steps.push(Step {
+                band: Some(Band::NetworkPolicy),
+                audit: false,
+                targets: Targets::of(ctx.classes, ctx.peers, rule.peers.as_deref()),
+                ports: rule.ports.clone(),
+                action: Action::Accept,
+                decided_by: Decider::Rule(rule_ref),
+            });
         }
     }
+    let isolation = Decider::Isolation {
+        namespace: first.namespace.clone(),
+        policies: applicable.network.iter().map(|p| p.name.clone()).collect(),
+    };
+    steps.push(whole_step(
+        Some(Band::NetworkPolicy),
+        Action::Deny,
+        isolation,
+    ));
 }
 
-/// (identity, port) pairs a named port allows. On ingress the name resolves
-/// against the local pod, for every allowed peer. On egress it resolves
-/// against each peer: only identities of pods that have the port.
-fn named_port_targets(
-    ctx: &EntryContext<'_>,
-    key: &PolicySetKey,
-    targets: &Targets,
-    name: &(String, u8),
-) -> Vec<(u32, u16)> {
-    match key.direction {
-        Direction::Ingress => {
-            let ports = key.local_ports.get(name).into_iter().flatten();
-            ports
-                .flat_map(|&port| targets.ids().into_iter().map(move |id| (id, port)))
-                .collect()
-        }
-        Direction::Egress => {
-            let resolved = |id: u32| {
-                let ports = ctx.classes.named_ports.get(&id).and_then(|n| n.get(name));
-                ports.into_iter().flatten().map(move |&port| (id, port))
-            };
-            match targets {
-                Targets::Any => ctx
-                    .classes
-                    .named_ports
-                    .keys()
-                    .flat_map(|&id| resolved(id))
-                    .collect(),
-                Targets::Identities(ids) => ids.iter().flat_map(|&id| resolved(id)).collect(),
-            }
-        }
+/// A pod in several Segments: Deny if any of them denies the direction
+/// (named by the first such Segment), else Accept (the first Segment).
+fn posture_step(segments: &[&SegmentModel], direction: Direction) -> Option<Step> {
+    let deciding = segments
+        .iter()
+        .find(|s| s.posture(direction) == Posture::Deny)
+        .or(segments.first())?;
+    let action = match deciding.posture(direction) {
+        Posture::Accept => Action::Accept,
+        Posture::Deny => Action::Deny,
+    };
+    let rule_ref = RuleRef {
+        kind: PolicyKind::Segment,
+        band: Band::Posture,
+        namespace: String::new(),
+        name: deciding.name.clone(),
+        direction,
+        index: 0,
+        rule_name: None,
+        action,
+    };
+    Some(whole_step(
+        Some(Band::Posture),
+        action,
+        Decider::Rule(rule_ref),
+    ))
+}
+
+/// A step that matches every peer, protocol and port.
+fn whole_step(band: Option<Band>, action: Action, decided_by: Decider) -> Step {
+    Step {
+        band,
+        audit: false,
+        targets: Targets::Any,
+        ports: None,
+        action,
+        decided_by,
     }
 }

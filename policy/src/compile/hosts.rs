@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::identities::{NamedPorts, PeerTable};
 use super::inventory::Inventory;
-use crate::model::{IpBlockModel, Labels, NamespaceScope, PeerModel, PodModel};
+use crate::model::{Labels, NamespaceScope, PeerModel, PodModel};
 use crate::types::IdentityKind;
 
 /// Who holds each host address: (address, holder) pairs sorted by address,
@@ -281,10 +281,6 @@ fn signature(
     }
 }
 
-fn block_contains(block: &IpBlockModel, addr: IpAddr) -> bool {
-    block.cidr.contains(addr) && !block.except.iter().any(|e| e.contains(addr))
-}
-
 fn in_scope(inv: &Inventory, scope: &NamespaceScope, namespace: &str) -> bool {
     match scope {
         NamespaceScope::Own(own) => own == namespace,
@@ -297,7 +293,7 @@ fn in_scope(inv: &Inventory, scope: &NamespaceScope, namespace: &str) -> bool {
 /// Whether `peer` matches `host`.
 fn peer_matches(inv: &Inventory, peer: &PeerModel, host: Host<'_>) -> bool {
     match peer {
-        PeerModel::Block(block) => block_contains(block, host.addr),
+        PeerModel::Block(block) => block.contains(host.addr, host.pods().next().is_some()),
         PeerModel::Pods {
             namespaces,
             pods: selector,
@@ -335,7 +331,7 @@ impl<'a> PeerIndex<'a> {
         let mut matched = BTreeSet::new();
         for &i in &self.blocks {
             if let PeerModel::Block(block) = &self.peers[i]
-                && block_contains(block, host.addr)
+                && block.contains(host.addr, host.pods().next().is_some())
             {
                 matched.insert(i);
             }

@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 use rustc_hash::FxHashSet;
 
+use super::entries::Applicable;
 use super::models::ModelCache;
+use super::resolve::ResolvedPolicy;
 use crate::model::{
-    Errors, Labels, NamespaceModel, PodModel, PolicyModel, namespace_labels, parse_namespace,
-    parse_pod, parse_policy,
+    Errors, Labels, NamespaceModel, PodModel, PolicyModel, SegmentModel, Subject, TieredPolicy,
+    namespace_labels, parse_cluster_network_policy, parse_namespace, parse_pod, parse_policy,
+    parse_segment, parse_segment_policy,
 };
 use crate::types::Direction;
 use crate::{CompileOptions, Snapshot};
@@ -22,6 +26,9 @@ pub(super) struct Models {
     namespaces: ModelCache<Namespace, NamespaceModel>,
     pods: ModelCache<Pod, PodModel>,
     policies: ModelCache<NetworkPolicy, PolicyModel>,
+    cluster_policies: ModelCache<ClusterNetworkPolicy, TieredPolicy>,
+    segment_policies: ModelCache<SegmentPolicy, TieredPolicy>,
+    segments: ModelCache<Segment, SegmentModel>,
 }
 
 /// The valid objects of a snapshot. Invalid objects are dropped; of several
@@ -34,6 +41,11 @@ pub(super) struct Inventory {
     pub pods: Vec<Arc<PodModel>>,
     /// Policies sorted by namespace and name.
     pub policies: Vec<Arc<PolicyModel>>,
+    /// ClusterNetworkPolicies and SegmentPolicies in their order (tier,
+    /// priority, kind, name).
+    pub tiered: Vec<Arc<TieredPolicy>>,
+    /// Segments sorted by name.
+    pub segments: Vec<Arc<SegmentModel>>,
 }
 
 impl Inventory {
@@ -74,11 +86,40 @@ impl Inventory {
         let policies = first_by_name(policies.into_iter().flatten().collect(), |a, b| {
             (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
         });
+        let parse =
+            |p: &ClusterNetworkPolicy| parse_cluster_network_policy(p, &mut Errors::default());
+        let mut tiered: Vec<Arc<TieredPolicy>> = models
+            .cluster_policies
+            .models(&snapshot.cluster_network_policies, parse)
+            .into_iter()
+            .flatten()
+            .collect();
+        let parse = |p: &SegmentPolicy| parse_segment_policy(p, &mut Errors::default());
+        let segment_policies = models
+            .segment_policies
+            .models(&snapshot.segment_policies, parse);
+        tiered.extend(segment_policies.into_iter().flatten());
+        let tiered = first_by_name(tiered, |a, b| a.order_key().cmp(&b.order_key()));
+        let parse = |s: &Segment| parse_segment(s, &mut Errors::default());
+        let segments = models.segments.models(&snapshot.segments, parse);
+        let segments = first_by_name(segments.into_iter().flatten().collect(), |a, b| {
+            a.name.cmp(&b.name)
+        });
         Inventory {
             namespaces,
             pods,
             policies,
+            tiered,
+            segments,
         }
+    }
+
+    /// The Segments by name.
+    pub(super) fn segments_by_name(&self) -> BTreeMap<&str, &SegmentModel> {
+        self.segments
+            .iter()
+            .map(|s| (s.name.as_str(), s.as_ref()))
+            .collect()
     }
 
     /// The indices of the policies of `namespace` (policies are sorted by
@@ -120,24 +161,28 @@ pub(super) struct Selection {
     /// Indices into [`Inventory::pods`] of the pods on this node, by name.
     pub locals: Vec<usize>,
     /// For each local pod (same order as `locals`), per direction (ingress,
-    /// egress), the indices of the policies that select it and isolate that
-    /// direction, in name order.
+    /// egress), the indices of the NetworkPolicies that select it and
+    /// isolate that direction, in name order.
     pub selecting: Vec<[Vec<usize>; 2]>,
-    /// Per direction, the policies that select at least one local pod: only
-    /// their rules reach the maps.
+    /// The same for cluster policies (indices into the resolved policies,
+    /// in their order) that have rules in the direction.
+    pub cluster: Vec<[Vec<usize>; 2]>,
+    /// For each local pod, the Segments it is a member of (indices into
+    /// [`Inventory::segments`], by name).
+    pub segments: Vec<Vec<usize>>,
+    /// Per direction, the NetworkPolicies that select at least one local
+    /// pod: only their rules reach the maps.
     pub relevant: [BTreeSet<usize>; 2],
-}
-
-/// Index of a direction in per-direction arrays.
-pub(super) fn slot(direction: Direction) -> usize {
-    match direction {
-        Direction::Ingress => 0,
-        Direction::Egress => 1,
-    }
+    /// The same for cluster policies.
+    pub relevant_cluster: [BTreeSet<usize>; 2],
 }
 
 impl Selection {
-    pub(super) fn compute(inv: &Inventory, options: &CompileOptions) -> Self {
+    pub(super) fn compute(
+        inv: &Inventory,
+        resolved: &[ResolvedPolicy],
+        options: &CompileOptions,
+    ) -> Self {
         let mut locals: Vec<usize> = inv
             .pods
             .iter()
@@ -147,29 +192,92 @@ impl Selection {
             .collect();
         // Name order, so that ids do not depend on the snapshot's order.
         locals.sort_by(|&a, &b| inv.pods[a].pod_ref.cmp(&inv.pods[b].pod_ref));
-        let mut relevant: [BTreeSet<usize>; 2] = Default::default();
-        let mut selecting = Vec::with_capacity(locals.len());
+        let mut selection = Selection {
+            locals: Vec::new(),
+            selecting: Vec::with_capacity(locals.len()),
+            cluster: Vec::with_capacity(locals.len()),
+            segments: Vec::with_capacity(locals.len()),
+            relevant: Default::default(),
+            relevant_cluster: Default::default(),
+        };
         for &pod_index in &locals {
             let pod = &inv.pods[pod_index];
-            let mut per_direction: [Vec<usize>; 2] = Default::default();
-            for policy_index in inv.policies_of(&pod.pod_ref.namespace) {
-                let policy = &inv.policies[policy_index];
-                if !policy.selector.matches(&pod.labels) {
-                    continue;
-                }
-                for direction in Direction::BOTH {
-                    if policy.rules(direction).is_some() {
-                        per_direction[slot(direction)].push(policy_index);
-                        relevant[slot(direction)].insert(policy_index);
-                    }
+            selection.select_network(inv, pod);
+            selection.select_cluster(inv, resolved, pod);
+        }
+        selection.locals = locals;
+        selection
+    }
+
+    fn select_network(&mut self, inv: &Inventory, pod: &PodModel) {
+        let mut per_direction: [Vec<usize>; 2] = Default::default();
+        for policy_index in inv.policies_of(&pod.pod_ref.namespace) {
+            let policy = &inv.policies[policy_index];
+            if !policy.selector.matches(&pod.labels) {
+                continue;
+            }
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_some() {
+                    per_direction[direction.index()].push(policy_index);
+                    self.relevant[direction.index()].insert(policy_index);
                 }
             }
-            selecting.push(per_direction);
         }
-        Selection {
-            locals,
-            selecting,
-            relevant,
+        self.selecting.push(per_direction);
+    }
+
+    fn select_cluster(&mut self, inv: &Inventory, resolved: &[ResolvedPolicy], pod: &PodModel) {
+        let empty = Labels::new();
+        let namespace_labels = inv
+            .namespace_labels(&pod.pod_ref.namespace)
+            .unwrap_or(&empty);
+        let segments: Vec<usize> = (0..inv.segments.len())
+            .filter(|&s| inv.segments[s].has_member(namespace_labels, &pod.labels))
+            .collect();
+        let member_of = |name: &String| segments.iter().any(|&s| inv.segments[s].name == *name);
+        let mut per_direction: [Vec<usize>; 2] = Default::default();
+        for (index, policy) in resolved.iter().enumerate() {
+            let selected = match &policy.model.subject {
+                Subject::Pods(selection) => selection.matches(namespace_labels, &pod.labels),
+                Subject::Segments(names) => names.iter().any(member_of),
+            };
+            if !selected {
+                continue;
+            }
+            for direction in Direction::BOTH {
+                if !policy.model.rules(direction).is_empty() {
+                    per_direction[direction.index()].push(index);
+                    self.relevant_cluster[direction.index()].insert(index);
+                }
+            }
+        }
+        self.cluster.push(per_direction);
+        self.segments.push(segments);
+    }
+
+    /// What applies to local pod number `local` in `direction`.
+    pub(super) fn applicable<'a>(
+        &self,
+        inv: &'a Inventory,
+        resolved: &'a [ResolvedPolicy],
+        local: usize,
+        direction: Direction,
+    ) -> Applicable<'a> {
+        let d = direction.index();
+        Applicable {
+            direction,
+            cluster: self.cluster[local][d]
+                .iter()
+                .map(|&i| &resolved[i])
+                .collect(),
+            network: self.selecting[local][d]
+                .iter()
+                .map(|&i| inv.policies[i].as_ref())
+                .collect(),
+            segments: self.segments[local]
+                .iter()
+                .map(|&i| inv.segments[i].as_ref())
+                .collect(),
         }
     }
 }

@@ -1,50 +1,60 @@
 //! The compiler: a snapshot to the exact datapath map entries.
 
 mod alloc;
+mod emit;
 mod entries;
 mod hosts;
 mod identities;
 mod inventory;
 mod models;
+mod precedence;
+mod resolve;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use netseg_contract::{FIRST_COMPILED_IDENTITY, FIRST_COMPILED_RULE, POLICY_DENY_ALL};
+use netseg_contract::{
+    FIRST_COMPILED_IDENTITY, FIRST_COMPILED_RULE, PolicyValue, VERDICT_ALLOW, VERDICT_DENY, rule,
+};
+use rustc_hash::FxHashMap;
 
 use self::alloc::IdAllocator;
-use self::entries::{EntryContext, PolicySetKey, RuleKey, policy_entries};
+use self::entries::{Applicable, EntryContext, PolicySetKey, order};
 use self::hosts::{HostMemo, HostTable};
 use self::identities::{PeerTable, Signature, classify};
-use self::inventory::{Inventory, Models, Selection, slot};
-use crate::model::{PeerModel, PolicyModel, PortModel};
-use crate::types::{Compiled, Direction, LocalEndpoint, PodRef, PolicyEntryKey, RuleRef};
-use crate::{CompileOptions, DefaultAction, Snapshot};
+use self::inventory::{Inventory, Models, Selection};
+use self::precedence::{DecisionKey, Order, Outcome};
+use self::resolve::{ResolvedPolicy, resolve};
+use crate::model::{PeerModel, PortModel};
+use crate::types::{Compiled, Decider, Direction, LocalEndpoint, PodRef, PolicyEntryKey, Verdict};
+use crate::{CompileOptions, Snapshot};
 
-/// First compiled policy id; 0 is [`POLICY_DENY_ALL`].
+/// First compiled policy id; 0 is [`netseg_contract::POLICY_DENY_ALL`].
 const FIRST_COMPILED_POLICY: u32 = 1;
 
 /// The POLICY entries written so far (each policy id's once, so without
-/// duplicate keys), and the id of each policy set.
+/// duplicate keys), the id of each policy set, and the verdicts named.
 #[derive(Default)]
 struct PolicyMaps {
-    entries: Vec<(PolicyEntryKey, u32)>,
+    entries: Vec<(PolicyEntryKey, PolicyValue)>,
     ids: BTreeMap<PolicySetKey, u32>,
+    verdicts: BTreeMap<u32, Verdict>,
 }
 
 /// Compiles snapshots, keeping ids stable from one compilation to the next.
 ///
 /// Identity ids are keyed by signature (the rule peers that match the
 /// address and its egress named-port resolutions), policy ids by the
-/// per-direction set of selecting policies, rule ids by (policy, direction,
-/// rule index). A key used in one compilation keeps its id in the next; ids
-/// of keys that disappear are not handed out again (until the 32-bit space
-/// wraps), so a flow record's id never silently changes meaning.
+/// per-direction set of applying policies, verdict ids by the verdict
+/// (what decided, after which Pass rules, and the audit difference). A key
+/// used in one compilation keeps its id in the next; ids of keys that
+/// disappear are not handed out again (until the 32-bit space wraps), so a
+/// flow record's id never silently changes meaning.
 pub struct Compiler {
     models: Models,
     hosts: HostMemo,
     identities: IdAllocator<Signature>,
     policies: IdAllocator<PolicySetKey>,
-    rules: IdAllocator<RuleKey>,
+    verdicts: IdAllocator<Verdict>,
 }
 
 impl Default for Compiler {
@@ -61,7 +71,7 @@ impl Compiler {
             hosts: HostMemo::default(),
             identities: IdAllocator::new(FIRST_COMPILED_IDENTITY),
             policies: IdAllocator::new(FIRST_COMPILED_POLICY),
-            rules: IdAllocator::new(FIRST_COMPILED_RULE),
+            verdicts: IdAllocator::new(FIRST_COMPILED_RULE),
         }
     }
 
@@ -70,9 +80,12 @@ impl Compiler {
     /// never fails.
     pub fn compile(&mut self, snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         let inv = Inventory::build(snapshot, &mut self.models);
-        let selection = Selection::compute(&inv, options);
-        let peers = PeerTable::new(relevant_peers(&inv, &selection));
-        let egress_names = egress_named_ports(&inv, &selection);
+        let segments = inv.segments_by_name();
+        let resolved: Vec<ResolvedPolicy> =
+            inv.tiered.iter().map(|p| resolve(p, &segments)).collect();
+        let selection = Selection::compute(&inv, &resolved, options);
+        let peers = PeerTable::new(relevant_peers(&inv, &resolved, &selection));
+        let egress_names = egress_named_ports(&inv, &resolved, &selection);
         let hosts = HostTable::new(&inv, &options.node_addresses);
         let mut classes = classify(
             &inv,
@@ -82,108 +95,111 @@ impl Compiler {
             &mut self.identities,
             &mut self.hosts,
         );
-        let (rule_ids, rules) = self.allocate_rules(&inv, &selection);
         let ctx = EntryContext {
             classes: &classes,
             peers: &peers,
-            rule_ids: &rule_ids,
-            node_traffic: !options.deny_node_traffic,
+            options,
         };
         let mut written = PolicyMaps::default();
         let mut endpoints = BTreeMap::new();
         for (local, &pod_index) in selection.locals.iter().enumerate() {
             let pod = &inv.pods[pod_index];
-            let mut ids = [POLICY_DENY_ALL; 2];
-            for direction in Direction::BOTH {
-                let selecting: Vec<_> = selection.selecting[local][slot(direction)]
-                    .iter()
-                    .map(|&i| inv.policies[i].as_ref())
-                    .collect();
-                let isolated =
-                    options.default_action == DefaultAction::Deny || !selecting.is_empty();
-                let key = PolicySetKey::new(direction, isolated, &selecting, pod);
-                ids[slot(direction)] = self.policy_id(&ctx, key, &selecting, &mut written);
-            }
+            let ids = Direction::BOTH.map(|direction| {
+                let applicable = selection.applicable(&inv, &resolved, local, direction);
+                let key = applicable.key(pod);
+                self.policy_id(&ctx, key, &applicable, &mut written)
+            });
             endpoints.insert(pod.pod_ref.clone(), local_endpoint(pod, ids));
         }
         self.identities.finish_compilation();
         self.policies.finish_compilation();
-        self.rules.finish_compilation();
+        self.verdicts.finish_compilation();
         Compiled {
             endpoints,
             ipcache: classes.ipcache(),
             policy: written.entries.into_iter().collect(),
-            rules,
+            verdicts: written.verdicts,
             identities: classes.identities,
             pod_addresses: pod_addresses(&inv, &hosts),
         }
     }
 
-    /// The policy id of `key`, writing its entries on first sight. A policy
-    /// without entries is the reserved allow-nothing policy.
+    /// The policy id of `key`, writing its entries on first sight.
     fn policy_id(
         &mut self,
         ctx: &EntryContext<'_>,
         key: PolicySetKey,
-        selecting: &[&PolicyModel],
+        applicable: &Applicable<'_>,
         written: &mut PolicyMaps,
     ) -> u32 {
         if let Some(&id) = written.ids.get(&key) {
             return id;
         }
-        let entries = policy_entries(ctx, &key, selecting);
-        let id = if entries.is_empty() {
-            POLICY_DENY_ALL
-        } else {
-            self.policies.id(&key)
-        };
-        for ((identity, protocol, port), rule) in entries {
+        let id = self.policies.id(&key);
+        let order = order(ctx, &key, applicable);
+        let mut values: FxHashMap<DecisionKey, PolicyValue> = FxHashMap::default();
+        for ((identity, protocol, port), decision) in emit::entries(&order) {
+            let value = match values.get(&decision) {
+                Some(value) => *value,
+                None => {
+                    let verdict = verdict_of(&order, &decision);
+                    let value = self.verdict_value(&verdict);
+                    written.verdicts.insert(value.rule, verdict);
+                    *values.entry(decision).or_insert(value)
+                }
+            };
             let entry = PolicyEntryKey {
                 policy: id,
                 identity,
                 protocol,
                 port,
             };
-            written.entries.push((entry, rule));
+            written.entries.push((entry, value));
         }
         written.ids.insert(key, id);
         id
     }
 
-    /// Ids for every rule of a policy that selects a local pod in the rule's
-    /// direction, in name order.
-    fn allocate_rules(
-        &mut self,
-        inv: &Inventory,
-        selection: &Selection,
-    ) -> (BTreeMap<RuleKey, u32>, BTreeMap<u32, RuleRef>) {
-        let mut ids = BTreeMap::new();
-        let mut refs = BTreeMap::new();
-        for direction in Direction::BOTH {
-            for &p in &selection.relevant[slot(direction)] {
-                let policy = &inv.policies[p];
-                for rule in policy.rules(direction).unwrap_or_default() {
-                    let key = (
-                        policy.namespace.clone(),
-                        policy.name.clone(),
-                        direction,
-                        rule.index,
-                    );
-                    let id = self.rules.id(&key);
-                    ids.insert(key, id);
-                    let rule_ref = RuleRef {
-                        kind: "NetworkPolicy".to_string(),
-                        namespace: policy.namespace.clone(),
-                        name: policy.name.clone(),
-                        direction,
-                        index: rule.index,
-                    };
-                    refs.insert(id, rule_ref);
-                }
-            }
+    /// The POLICY value of `verdict`: reserved ids for the plain default and
+    /// node-traffic verdicts, an allocated one for the rest.
+    fn verdict_value(&mut self, verdict: &Verdict) -> PolicyValue {
+        let plain = verdict.passed_by.is_empty() && verdict.audit.is_none();
+        let id = match (&verdict.decided_by, verdict.allow) {
+            (Decider::Default, true) if plain => rule::DEFAULT_ALLOW,
+            (Decider::Default, false) if plain => rule::DEFAULT_DENY,
+            (Decider::NodeTraffic, _) if plain => rule::NODE_TRAFFIC,
+            _ => self.verdicts.id(verdict),
+        };
+        PolicyValue {
+            rule: id,
+            verdict: if verdict.allow {
+                VERDICT_ALLOW
+            } else {
+                VERDICT_DENY
+            },
+            _pad: [0; 3],
         }
-        (ids, refs)
     }
+}
+
+/// The verdict `decision` stands for in `order`.
+fn verdict_of(order: &Order<'_>, decision: &DecisionKey) -> Verdict {
+    let of = |outcome: &Outcome| Verdict {
+        allow: order.allows(outcome),
+        decided_by: order.steps[outcome.step].decided_by.clone(),
+        passed_by: outcome
+            .passes
+            .iter()
+            .filter_map(|&i| match &order.steps[i].decided_by {
+                Decider::Rule(rule) => Some(rule.clone()),
+                _ => None,
+            })
+            .collect(),
+        audit: None,
+    };
+    let mut verdict = of(&decision.enforced);
+    verdict.audit = decision.audit.as_ref().map(|audit| Box::new(of(audit)));
+    verdict
 }
 
 fn local_endpoint(pod: &crate::model::PodModel, ids: [u32; 2]) -> LocalEndpoint {
@@ -196,17 +212,27 @@ fn local_endpoint(pod: &crate::model::PodModel, ids: [u32; 2]) -> LocalEndpoint 
             std::net::IpAddr::V6(a) => Some(*a),
             std::net::IpAddr::V4(_) => None,
         }),
-        ingress_policy: ids[slot(Direction::Ingress)],
-        egress_policy: ids[slot(Direction::Egress)],
+        ingress_policy: ids[Direction::Ingress.index()],
+        egress_policy: ids[Direction::Egress.index()],
     }
 }
 
 /// Every peer of a rule that can reach the maps.
-fn relevant_peers<'a>(inv: &'a Inventory, selection: &Selection) -> BTreeSet<&'a PeerModel> {
+fn relevant_peers<'a>(
+    inv: &'a Inventory,
+    resolved: &'a [ResolvedPolicy],
+    selection: &Selection,
+) -> BTreeSet<&'a PeerModel> {
     let mut peers = BTreeSet::new();
     for direction in Direction::BOTH {
-        for &p in &selection.relevant[slot(direction)] {
+        let d = direction.index();
+        for &p in &selection.relevant[d] {
             for rule in inv.policies[p].rules(direction).unwrap_or_default() {
+                peers.extend(rule.peers.iter().flatten());
+            }
+        }
+        for &p in &selection.relevant_cluster[d] {
+            for rule in &resolved[p].rules[d] {
                 peers.extend(rule.peers.iter().flatten());
             }
         }
@@ -215,18 +241,27 @@ fn relevant_peers<'a>(inv: &'a Inventory, selection: &Selection) -> BTreeSet<&'a
 }
 
 /// The (name, protocol) of every named port in a relevant egress rule.
-fn egress_named_ports(inv: &Inventory, selection: &Selection) -> BTreeSet<(String, u8)> {
-    let mut names = BTreeSet::new();
-    for &p in &selection.relevant[slot(Direction::Egress)] {
-        for rule in inv.policies[p].rules(Direction::Egress).unwrap_or_default() {
-            for port in rule.ports.iter().flatten() {
-                if let PortModel::Named { protocol, name } = port {
-                    names.insert((name.clone(), *protocol));
-                }
-            }
-        }
-    }
-    names
+fn egress_named_ports(
+    inv: &Inventory,
+    resolved: &[ResolvedPolicy],
+    selection: &Selection,
+) -> BTreeSet<(String, u8)> {
+    let d = Direction::Egress.index();
+    let network = selection.relevant[d]
+        .iter()
+        .flat_map(|&p| inv.policies[p].rules(Direction::Egress).unwrap_or_default())
+        .flat_map(|rule| rule.ports.iter().flatten());
+    let cluster = selection.relevant_cluster[d]
+        .iter()
+        .flat_map(|&p| resolved[p].rules[d].iter())
+        .flat_map(|rule| rule.ports.iter().flatten());
+    network
+        .chain(cluster)
+        .filter_map(|port| match port {
+            PortModel::Named { protocol, name } => Some((name.clone(), *protocol)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every pod address, naming the first pod of the snapshot that holds it.

@@ -15,7 +15,7 @@ use self::view::{
     View, is_pod_address_holder, labels_of, peer_matches, policy_isolates, port_matches, rules_of,
     selector_matches,
 };
-use crate::types::{Direction, PodRef, RuleRef};
+use crate::types::{Action, Band, Direction, PodRef, PolicyKind, RuleRef};
 use crate::{CompileOptions, DefaultAction, Snapshot};
 
 /// What allowed a new connection.
@@ -100,11 +100,14 @@ impl<'a> Evaluator<'a> {
                         .any(|p| port_matches(p, &named_port_pods, protocol, port));
                 if peers_ok && ports_ok {
                     return Decision::Allowed(Allowance::Rule(RuleRef {
-                        kind: "NetworkPolicy".to_string(),
+                        kind: PolicyKind::NetworkPolicy,
+                        band: Band::NetworkPolicy,
                         namespace: endpoint.namespace.to_string(),
                         name: policy.metadata.name.clone().unwrap_or_default(),
                         direction,
                         index,
+                        rule_name: None,
+                        action: Action::Accept,
                     }));
                 }
             }

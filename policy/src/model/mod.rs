@@ -9,13 +9,17 @@ mod names;
 mod pod;
 mod policy;
 mod selector;
+mod tiered;
+mod tiered_parse;
 
 pub use errors::{FieldError, FieldProblem};
 pub use pod::NAMESPACE_NAME_LABEL;
 
 pub(crate) use errors::Errors;
 pub(crate) use pod::{NamespaceModel, PodModel, namespace_labels, parse_namespace, parse_pod};
-pub(crate) use policy::{
-    IpBlockModel, NamespaceScope, PeerModel, PolicyModel, PortModel, RuleModel, parse_policy,
-};
+pub(crate) use policy::{NamespaceScope, PeerModel, PolicyModel, PortModel, parse_policy};
 pub(crate) use selector::Labels;
+pub(crate) use tiered::{
+    Posture, SegmentModel, Subject, Tier, TieredPeer, TieredPolicy, TieredRule,
+};
+pub(crate) use tiered_parse::{parse_cluster_network_policy, parse_segment, parse_segment_policy};

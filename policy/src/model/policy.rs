@@ -75,6 +75,18 @@ pub(crate) struct IpBlockModel {
     pub cidr: IpNetwork,
     /// Sorted, deduplicated, each a strict subset of `cidr`.
     pub except: Vec<IpNetwork>,
+    /// A Segment's `networks` members: pod addresses in the block are not
+    /// in it (pods are members by selector only).
+    pub pods_excluded: bool,
+}
+
+impl IpBlockModel {
+    /// Whether `addr` is in the block, `held_by_pod` saying whether a pod holds it.
+    pub fn contains(&self, addr: std::net::IpAddr, held_by_pod: bool) -> bool {
+        !(self.pods_excluded && held_by_pod)
+            && self.cidr.contains(addr)
+            && !self.except.iter().any(|e| e.contains(addr))
+    }
 }
 
 /// One entry of a rule's `ports`.
@@ -94,7 +106,7 @@ pub(crate) fn normalize(net: IpNetwork) -> IpNetwork {
 }
 
 /// Parses a CIDR; unlike `IpNetwork::from_str`, a bare address is rejected.
-fn parse_cidr(text: &str, path: &str, errs: &mut Errors) -> Option<IpNetwork> {
+pub(crate) fn parse_cidr(text: &str, path: &str, errs: &mut Errors) -> Option<IpNetwork> {
     if !text.contains('/') {
         errs.invalid(path, text, "must be a CIDR (address/prefix length)");
         return None;
@@ -129,6 +141,7 @@ fn parse_ip_block(block: &IPBlock, path: &str, errs: &mut Errors) -> Option<IpBl
     Some(IpBlockModel {
         cidr: cidr?,
         except,
+        pods_excluded: false,
     })
 }
 
@@ -176,7 +189,7 @@ fn parse_peer(
     }
 }
 
-fn parse_port_number(value: i32, path: &str, errs: &mut Errors) -> Option<u16> {
+pub(crate) fn parse_port_number(value: i32, path: &str, errs: &mut Errors) -> Option<u16> {
     match u16::try_from(value) {
         Ok(port) if port != 0 => Some(port),
         _ => {

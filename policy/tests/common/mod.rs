@@ -170,7 +170,8 @@ impl Cluster {
     ) -> bool {
         let (ns, name) = endpoint.split_once('/').expect("ns/name");
         let endpoint = PodRef::new(ns, name);
-        let by_maps = lookup(compiled, &endpoint, direction, peer, protocol, port).is_some();
+        let by_maps = lookup(compiled, &endpoint, direction, peer, protocol, port)
+            .is_some_and(|value| value.verdict == netseg_contract::VERDICT_ALLOW);
         let reference = evaluate(
             &self.snapshot,
             &self.options,

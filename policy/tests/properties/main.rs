@@ -91,7 +91,7 @@ fn agree(
         let by_maps = lookup(compiled, endpoint, direction, peer, protocol, port);
         let reference = evaluator.evaluate(endpoint, direction, peer, protocol, port);
         prop_assert_eq!(
-            by_maps.is_some(),
+            by_maps.is_some_and(|value| value.verdict == netseg_contract::VERDICT_ALLOW),
             reference.is_allowed(),
             "{} {} peer {} proto {} port {}: maps say rule {:?}, evaluator {:?}",
             endpoint,
@@ -185,6 +185,7 @@ proptest! {
             namespaces: mix(&a.namespaces, &b.namespaces, edits[0]),
             pods: mix(&a.pods, &b.pods, edits[1]),
             network_policies: mix(&a.network_policies, &b.network_policies, edits[2]),
+            ..Snapshot::default()
         };
         let mut compiler = Compiler::new();
         compiler.compile(&a, &options);
@@ -231,9 +232,9 @@ proptest! {
         let before_maps = compiler.compile(&snapshot, &options);
         let after_maps = compiler.compile(&after, &options);
         for_each_packet(&snapshot, |endpoint, direction, peer, protocol, port| {
-            if lookup(&before_maps, endpoint, direction, peer, protocol, port).is_some() {
+            if lookup(&before_maps, endpoint, direction, peer, protocol, port).is_some_and(|v| v.verdict == netseg_contract::VERDICT_ALLOW) {
                 prop_assert!(
-                    lookup(&after_maps, endpoint, direction, peer, protocol, port).is_some(),
+                    lookup(&after_maps, endpoint, direction, peer, protocol, port).is_some_and(|v| v.verdict == netseg_contract::VERDICT_ALLOW),
                     "{} {} peer {} proto {} port {} lost its allow", endpoint, direction, peer, protocol, port
                 );
             }

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use ipnetwork::IpNetwork;
-use netseg_contract::Endpoint;
+use netseg_contract::{Endpoint, PolicyValue, VERDICT_ALLOW};
 use netseg_policy::PolicyEntryKey;
 
 use super::{MapWriter, Publisher};
@@ -63,9 +63,14 @@ impl MapWriter for MemoryMaps {
         self.slots[slot as usize].ipcache.remove(&prefix);
         Ok(())
     }
-    fn upsert_policy(&mut self, slot: u32, key: &PolicyEntryKey, rule: u32) -> Result<(), Full> {
+    fn upsert_policy(
+        &mut self,
+        slot: u32,
+        key: &PolicyEntryKey,
+        value: PolicyValue,
+    ) -> Result<(), Full> {
         self.count()?;
-        self.slots[slot as usize].policy.insert(*key, rule);
+        self.slots[slot as usize].policy.insert(*key, value);
         Ok(())
     }
     fn remove_policy(&mut self, slot: u32, key: &PolicyEntryKey) -> Result<(), Full> {
@@ -90,7 +95,12 @@ fn state(rules: &[(u32, u32)]) -> SlotState {
                 protocol: Some(6),
                 port: None,
             };
-            (key, rule)
+            let value = PolicyValue {
+                rule,
+                verdict: VERDICT_ALLOW,
+                _pad: [0; 3],
+            };
+            (key, value)
         })
         .collect::<BTreeMap<_, _>>();
     let ipcache = [("10.0.0.1/32".parse().expect("valid prefix"), 16)].into();

@@ -252,7 +252,9 @@ fn widened_policy() -> SlotState {
             108,
         ),
     ];
-    widened.policy.extend(rules);
+    widened
+        .policy
+        .extend(rules.map(|(key, rule)| (key, super::allow(rule))));
     widened
 }
 

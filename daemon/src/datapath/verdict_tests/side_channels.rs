@@ -4,7 +4,7 @@
 use netseg_contract::reason;
 
 use super::packet::{Frame, ICMP, ICMPV6, SYN, TCP, UDP, ethernet};
-use super::{Bench, DROP, EGRESS_POLICY, INGRESS_POLICY, PASS, bench, entry, policy};
+use super::{Bench, DROP, EGRESS_POLICY, INGRESS_POLICY, PASS, allow, bench, entry, policy};
 
 const UNREACHABLE_V4: u8 = 3;
 const UNREACHABLE_V6: u8 = 1;
@@ -71,7 +71,7 @@ fn a_third_party_error_reaches_the_pod_only_when_its_icmp_is_admitted() {
     let mut admitted = policy();
     admitted
         .policy
-        .insert(entry(INGRESS_POLICY, 17, Some(ICMP), None), 106);
+        .insert(entry(INGRESS_POLICY, 17, Some(ICMP), None), allow(106));
     bench.publisher.publish(&admitted).expect("publish");
     assert_eq!(bench.ingress(&error), PASS, "its ICMP is admitted");
 }

@@ -9,7 +9,7 @@ use super::{Addr, Connection, Direction, IFINDEX, Model, SCTP, TCP, Tuple, UDP};
 impl Model {
     /// The rule that allows `connection`'s first packet under the policy in
     /// force: the most specific entry for the peer's identity, else for any
-    /// peer.
+    /// peer, if that entry allows.
     pub(super) fn allowing_rule(&self, connection: Connection) -> Option<u32> {
         let endpoint = self.policy.endpoints.get(&IFINDEX)?;
         let policy = match connection.origin {
@@ -20,15 +20,19 @@ impl Model {
         // Only these protocols have ports.
         let port = matches!(tuple.protocol, TCP | UDP | SCTP).then_some(tuple.dst_port);
         let peer = self.identity(connection.peer());
-        [peer, identity::ANY].into_iter().find_map(|identity| {
-            self.policy
-                .policy
-                .iter()
-                .filter(|(key, _)| key.policy == policy && key.identity == identity)
-                .filter(|(key, _)| matches_rule(key, tuple.protocol, port.unwrap_or(0)))
-                .max_by_key(|(key, _)| (key.protocol.is_some(), key.port.map(|p| p.len)))
-                .map(|(_, rule)| *rule)
-        })
+        [peer, identity::ANY]
+            .into_iter()
+            .find_map(|identity| {
+                self.policy
+                    .policy
+                    .iter()
+                    .filter(|(key, _)| key.policy == policy && key.identity == identity)
+                    .filter(|(key, _)| matches_rule(key, tuple.protocol, port.unwrap_or(0)))
+                    .max_by_key(|(key, _)| (key.protocol.is_some(), key.port.map(|p| p.len)))
+                    .map(|(_, value)| *value)
+            })
+            .filter(|value| value.verdict == netseg_contract::VERDICT_ALLOW)
+            .map(|value| value.rule)
     }
 
     /// Whether the pod's ingress policy admits the ICMP message `tuple` as

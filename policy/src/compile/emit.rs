@@ -1,0 +1,130 @@
+//! The POLICY entries of one policy set: the decision function of an
+//! [`Order`] written as LPM entries that the datapath's two lookups (the
+//! peer's identity, then any peer) read back exactly.
+//!
+//! Every other address gets one whole-key entry (`ANY`, every protocol)
+//! with its decision on protocols no step names, plus port entries where a
+//! named protocol decides differently. An identity gets entries only where
+//! its decisions differ from what the lookup would otherwise fall back to:
+//! its own whole-key entry if it has one, or else the `ANY` entries. Port
+//! entries cover disjoint ranges, so the longest prefix is the only one.
+
+use std::collections::BTreeSet;
+
+use super::precedence::{Class, DecisionKey, Order};
+use crate::ports::range_to_prefixes;
+use crate::types::PortPrefix;
+
+/// A POLICY entry without its policy id: (identity, protocol, port prefix).
+pub(super) type EntryKey = (u32, Option<u8>, Option<PortPrefix>);
+
+/// Decisions over the ports of one protocol: `(first, last, decision)`
+/// runs covering `0..=65535` in order.
+type Runs = Vec<(u16, u16, DecisionKey)>;
+
+/// The entries of `order`, with the decision each stands for.
+pub(super) fn entries(order: &Order<'_>) -> Vec<(EntryKey, DecisionKey)> {
+    let mut out = Vec::new();
+    let protocols = order.boundaries();
+    let other = Class::Other;
+    let other_base = order.decide(other, None, 0);
+    out.push(((other.key(), None, None), other_base.clone()));
+    let other_runs: Vec<(u8, Runs)> = protocols
+        .iter()
+        .map(|(protocol, cuts)| (*protocol, runs(order, other, *protocol, cuts)))
+        .collect();
+    let whole = |decision: &DecisionKey| vec![(0, u16::MAX, decision.clone())];
+    let other_whole = whole(&other_base);
+    for (protocol, runs) in &other_runs {
+        write_protocol(&mut out, other, *protocol, runs, &other_whole);
+    }
+    for id in order.named_identities() {
+        let class = Class::Identity(id);
+        let base = order.decide(class, None, 0);
+        let own_base = base != other_base;
+        if own_base {
+            out.push(((id, None, None), base.clone()));
+        }
+        let own_whole = whole(&base);
+        for ((protocol, cuts), (_, other_runs)) in protocols.iter().zip(&other_runs) {
+            let runs = runs(order, class, *protocol, cuts);
+            let fallback = if own_base { &own_whole } else { other_runs };
+            write_protocol(&mut out, class, *protocol, &runs, fallback);
+        }
+    }
+    out
+}
+
+/// The decision runs of `class` on `protocol`, cut at `cuts`.
+fn runs(order: &Order<'_>, class: Class, protocol: u8, cuts: &BTreeSet<u32>) -> Runs {
+    let mut starts: BTreeSet<u32> = cuts.iter().copied().filter(|&c| c <= 0xffff).collect();
+    starts.insert(0);
+    let starts: Vec<u32> = starts.into_iter().collect();
+    let mut runs: Runs = Vec::new();
+    for (i, &start) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(0xffff, |next| next - 1);
+        let (first, last) = (port(start), port(end));
+        let decision = order.decide(class, Some(protocol), first);
+        match runs.last_mut() {
+            Some(run) if run.2 == decision => run.1 = last,
+            _ => runs.push((first, last, decision)),
+        }
+    }
+    runs
+}
+
+/// `value` as a port: callers pass values within `0..=0xffff`.
+fn port(value: u32) -> u16 {
+    u16::try_from(value).unwrap_or(u16::MAX)
+}
+
+/// Writes `runs` of `class` on `protocol` where they differ from
+/// `fallback`, what the lookup falls back to at each port.
+fn write_protocol(
+    out: &mut Vec<(EntryKey, DecisionKey)>,
+    class: Class,
+    protocol: u8,
+    runs: &Runs,
+    fallback: &Runs,
+) {
+    let differing: Vec<(u16, u16, &DecisionKey)> = overlay(runs, fallback)
+        .filter(|(_, _, mine, theirs)| mine != theirs)
+        .map(|(first, last, mine, _)| (first, last, mine))
+        .collect();
+    if differing.is_empty() {
+        return;
+    }
+    if let [(_, _, decision)] = runs.as_slice() {
+        out.push(((class.key(), Some(protocol), None), (*decision).clone()));
+        return;
+    }
+    for (first, last, decision) in differing {
+        for prefix in range_to_prefixes(first, last) {
+            let key = (class.key(), Some(protocol), Some(prefix));
+            out.push((key, decision.clone()));
+        }
+    }
+}
+
+/// The pieces of `0..=65535` on which neither run list changes:
+/// `(first, last, a's decision, b's decision)`.
+fn overlay<'a>(
+    a: &'a Runs,
+    b: &'a Runs,
+) -> impl Iterator<Item = (u16, u16, &'a DecisionKey, &'a DecisionKey)> + 'a {
+    let (mut i, mut j) = (0, 0);
+    let mut start: u32 = 0;
+    std::iter::from_fn(move || {
+        let (x, y) = (a.get(i)?, b.get(j)?);
+        let end = x.1.min(y.1);
+        let piece = (port(start), end, &x.2, &y.2);
+        start = u32::from(end) + 1;
+        if x.1 == end {
+            i += 1;
+        }
+        if y.1 == end {
+            j += 1;
+        }
+        Some(piece)
+    })
+}
