@@ -271,11 +271,17 @@ fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseErr
             ManifestObject::NetworkPolicy(Arc::new(policy))
         }
         ObjectKind::ClusterNetworkPolicy => {
-            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
+            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, |path| {
+                is_type_meta(path) || fails_closed(path)
+            })?))
         }
-        ObjectKind::Segment => ManifestObject::Segment(Arc::new(decode_as(value)?)),
+        ObjectKind::Segment => {
+            ManifestObject::Segment(Arc::new(decode_tolerating(value, is_type_meta)?))
+        }
         ObjectKind::SegmentPolicy => {
-            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
+            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, |path| {
+                is_type_meta(path) || fails_closed(path)
+            })?))
         }
     })
 }
@@ -315,6 +321,13 @@ fn decode_tolerating<T: DeserializeOwned>(
             .collect()),
         Ok(decoded) => Ok(decoded),
     }
+}
+
+/// `apiVersion` and `kind`, which the types kube's `CustomResource` derive
+/// generates do not read (they write them from constants); the caller has
+/// already checked both.
+fn is_type_meta(path: &str) -> bool {
+    matches!(path, "apiVersion" | "kind")
 }
 
 /// Whether an unknown field is one that a rule peer or protocol entry of a
