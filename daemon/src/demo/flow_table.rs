@@ -64,18 +64,13 @@ fn decision(flow: &Value) -> String {
 }
 
 fn passed_by(flow: &Value) -> String {
-    match flow["passed_by"].as_array() {
-        Some(rules) if !rules.is_empty() => {
-            let rules: Vec<String> = rules.iter().map(text).collect();
-            format!(", passed by {}", rules.join(", "))
-        }
-        _ => String::new(),
-    }
+    flow["passed_by"]
+        .as_str()
+        .map_or_else(String::new, |rules| format!(", after Pass by {rules}"))
 }
 
 fn audit(flow: &Value) -> String {
-    match flow["audit"].as_str() {
-        Some(audit) => format!("  [audit-{audit}: {}]", text(&flow["audit_decided_by"])),
-        None => String::new(),
-    }
+    flow["audit"].as_str().map_or_else(String::new, |audit| {
+        format!("  [{audit}: {}]", text(&flow["audit_by"]))
+    })
 }

@@ -168,24 +168,24 @@ fn check_audit(zones: &Zones, flows: &[Value]) -> usize {
             53,
             None,
         ),
-        ("web -> api tcp/22", api, 22, Some("would-deny")),
+        ("web -> api tcp/22", api, 22, Some("audit-would-deny")),
         (
             "web -> db tcp/5432",
             zones.db.ip(Family::V4),
             5432,
-            Some("would-deny"),
+            Some("audit-would-deny"),
         ),
         (
             "web -> card processor tcp/443",
             Outside::ipv4().into(),
             443,
-            Some("would-deny"),
+            Some("audit-would-deny"),
         ),
         (
             "web -> etl tcp/8080",
             zones.etl.ip(Family::V4),
             8080,
-            Some("would-deny"),
+            Some("audit-would-deny"),
         ),
     ];
     println!(
