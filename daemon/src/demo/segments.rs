@@ -48,10 +48,11 @@ pub fn run(node: &Node, binary: &Path) -> Result<usize> {
     manifests.write("pci-zone.yaml", PCI_ZONE)?;
     manifests.write("audit-preview.yaml", AUDIT_PREVIEW)?;
     println!(
-        "\nsegments: storefront/web, payments/api, payments/db, reporting/etl, kube-system/coredns \
-         and a host outside ({}); examples/segments/ cluster, pci-zone (zones pci, web, \
-         card-processor and their conduits) and audit-preview (web-egress-lockdown, mode Audit) \
-         under default allow\n",
+        "\nnode {} with storefront/web, payments/api, payments/db, reporting/etl, \
+         kube-system/coredns and a host outside ({});\nsegments from examples/segments/ under \
+         default allow: the zones pci, web and card-processor with pci's conduits \
+         (pci-zone.yaml),\nand web-egress-lockdown in audit mode (audit-preview.yaml)\n",
+        node.name(),
         Outside::ipv4()
     );
     let mut daemon = Daemon::start_binary(
@@ -189,7 +190,7 @@ fn check_audit(zones: &Zones, flows: &[Value]) -> usize {
         ),
     ];
     println!(
-        "\n{:<44} {:<12} {:<12}",
+        "\n{:<44} {:<18} {:<18}",
         "audit at web's egress", "expected", "recorded"
     );
     let mut wrong = 0;
@@ -203,7 +204,7 @@ fn check_audit(zones: &Zones, flows: &[Value]) -> usize {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "{what:<44} {:<12} {:<12}{}",
+            "{what:<44} {:<18} {:<18}{}",
             audit.unwrap_or("-"),
             if shown.is_empty() {
                 "no record"
