@@ -8,9 +8,15 @@
 //! known fields are all unset (because a newer CRD added a field this build does not know)
 //! deserializes rather than failing, so the compiler can apply the per-action fail-closed
 //! rule to it. Exactly-one-of constraints are enforced by the CRD schema, not by serde.
+//!
+//! [`crd_manifests`] generates the CustomResourceDefinitions (schema, CEL validation rules,
+//! printer columns); the `crdgen` binary writes them to `deploy/crds/` or checks that the
+//! committed files are current.
 
 mod cluster_network_policy;
 mod common;
+mod definitions;
+mod schema;
 mod segment;
 mod segment_policy;
 
@@ -20,6 +26,7 @@ pub use cluster_network_policy::{
     ClusterNetworkPolicySpec, ClusterNetworkPolicySubject,
 };
 pub use common::{NamespacedPod, Port, PortRange, ProtocolPort, ResourceStatus, RuleAction, Tier};
+pub use definitions::{CrdManifest, crd_manifests};
 pub use segment::{PostureAction, Segment, SegmentMember, SegmentPosture, SegmentSpec};
 pub use segment_policy::{
     IcmpMatch, PolicyMode, SegmentPolicy, SegmentPolicyEgressRule, SegmentPolicyIngressRule,
