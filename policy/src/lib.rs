@@ -20,7 +20,7 @@ mod validate;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
@@ -35,8 +35,8 @@ pub use types::{
     PolicyEntryKey, PolicyKind, PortPrefix, RuleRef, Verdict,
 };
 pub use validate::{
-    validate_cluster_network_policy, validate_namespace, validate_network_policy, validate_pod,
-    validate_segment, validate_segment_policy,
+    validate_cluster_network_policy, validate_namespace, validate_network_policy, validate_node,
+    validate_pod, validate_segment, validate_segment_policy,
 };
 
 /// Everything the compiler reads: the cluster state relevant to one node.
@@ -53,6 +53,9 @@ pub struct Snapshot {
     pub cluster_network_policies: Vec<Arc<ClusterNetworkPolicy>>,
     pub segments: Vec<Arc<Segment>>,
     pub segment_policies: Vec<Arc<SegmentPolicy>>,
+    /// Node objects, for `nodes` peers (the node's own addresses come from
+    /// [`CompileOptions::node_addresses`] whether or not its Node is here).
+    pub nodes: Vec<Arc<Node>>,
 }
 
 /// What happens to traffic that no policy decides.

@@ -412,6 +412,8 @@ pub enum IdentityKind {
     Pods,
     /// Non-pod address space carved out by ipBlock peers.
     External,
+    /// Addresses of other nodes (Node objects) that `nodes` peers select.
+    RemoteNode,
 }
 
 /// A human description of an identity, for flow logs and `explain`.
@@ -432,12 +434,13 @@ impl fmt::Display for IdentityInfo {
             IdentityKind::Node => "node",
             IdentityKind::Pods => "pods",
             IdentityKind::External => "cidr",
+            IdentityKind::RemoteNode => "remote-node",
         };
         f.write_str(label)?;
         match self.kind {
             IdentityKind::Pods => write_list(f, &self.pods),
             IdentityKind::External => write_list(f, &self.prefixes),
-            IdentityKind::World | IdentityKind::Node => Ok(()),
+            IdentityKind::World | IdentityKind::Node | IdentityKind::RemoteNode => Ok(()),
         }
     }
 }

@@ -2,14 +2,14 @@
 //! object with a problem; the daemon uses these to keep the last good
 //! version of an object and to report why a new one was refused.
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
 use crate::model::{
-    Errors, FieldError, parse_cluster_network_policy, parse_namespace, parse_pod, parse_policy,
-    parse_segment, parse_segment_policy,
+    Errors, FieldError, parse_cluster_network_policy, parse_namespace, parse_node, parse_pod,
+    parse_policy, parse_segment, parse_segment_policy,
 };
 
 /// Every problem with the fields of `policy` that netseg reads (empty: valid).
@@ -24,6 +24,14 @@ pub fn validate_network_policy(policy: &NetworkPolicy) -> Vec<FieldError> {
 pub fn validate_pod(pod: &Pod) -> Vec<FieldError> {
     let mut errs = Errors::default();
     parse_pod(pod, &mut errs);
+    errs.0
+}
+
+/// Every problem with the fields of a Node that netseg reads: name, labels
+/// and the IP addresses of `status.addresses`.
+pub fn validate_node(node: &Node) -> Vec<FieldError> {
+    let mut errs = Errors::default();
+    parse_node(node, &mut errs);
     errs.0
 }
 

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
@@ -9,6 +9,7 @@ use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) enum ObjectKind {
     Namespace,
+    Node,
     Pod,
     NetworkPolicy,
     ClusterNetworkPolicy,
@@ -21,6 +22,7 @@ impl ObjectKind {
         match (api_version, kind) {
             ("v1", "Namespace") => Some(Self::Namespace),
             ("v1", "Pod") => Some(Self::Pod),
+            ("v1", "Node") => Some(Self::Node),
             ("networking.k8s.io/v1", "NetworkPolicy") => Some(Self::NetworkPolicy),
             ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy") => {
                 Some(Self::ClusterNetworkPolicy)
@@ -37,6 +39,7 @@ impl ObjectKind {
         match list_kind {
             "NamespaceList" => Some(Self::Namespace),
             "PodList" => Some(Self::Pod),
+            "NodeList" => Some(Self::Node),
             "NetworkPolicyList" => Some(Self::NetworkPolicy),
             "ClusterNetworkPolicyList" => Some(Self::ClusterNetworkPolicy),
             "SegmentList" => Some(Self::Segment),
@@ -47,7 +50,7 @@ impl ObjectKind {
 
     pub(super) fn api_version(self) -> &'static str {
         match self {
-            Self::Namespace | Self::Pod => "v1",
+            Self::Namespace | Self::Pod | Self::Node => "v1",
             Self::NetworkPolicy => "networking.k8s.io/v1",
             Self::ClusterNetworkPolicy => "policy.networking.k8s.io/v1alpha2",
             Self::Segment | Self::SegmentPolicy => "netseg.dev/v1alpha1",
@@ -58,6 +61,7 @@ impl ObjectKind {
         match self {
             Self::Namespace => "Namespace",
             Self::Pod => "Pod",
+            Self::Node => "Node",
             Self::NetworkPolicy => "NetworkPolicy",
             Self::ClusterNetworkPolicy => "ClusterNetworkPolicy",
             Self::Segment => "Segment",
@@ -94,6 +98,7 @@ impl fmt::Display for ObjectId {
 pub(super) enum ManifestObject {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
+    Node(Arc<Node>),
     NetworkPolicy(Arc<NetworkPolicy>),
     ClusterNetworkPolicy(Arc<ClusterNetworkPolicy>),
     Segment(Arc<Segment>),

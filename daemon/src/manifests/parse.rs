@@ -260,6 +260,7 @@ fn rejected(id: Option<ObjectId>, label: String, error: ParseError) -> ParsedDoc
 fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseError>> {
     Ok(match kind {
         ObjectKind::Namespace => ManifestObject::Namespace(Arc::new(decode_as(value)?)),
+        ObjectKind::Node => ManifestObject::Node(Arc::new(decode_as(value)?)),
         ObjectKind::Pod => {
             let mut pod: Pod = decode_as(value)?;
             default_namespace(&mut pod.metadata);
@@ -271,17 +272,13 @@ fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseErr
             ManifestObject::NetworkPolicy(Arc::new(policy))
         }
         ObjectKind::ClusterNetworkPolicy => {
-            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, |path| {
-                is_type_meta(path) || fails_closed(path)
-            })?))
+            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
         }
         ObjectKind::Segment => {
-            ManifestObject::Segment(Arc::new(decode_tolerating(value, is_type_meta)?))
+            ManifestObject::Segment(Arc::new(decode_tolerating(value, type_fields)?))
         }
         ObjectKind::SegmentPolicy => {
-            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, |path| {
-                is_type_meta(path) || fails_closed(path)
-            })?))
+            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, fails_closed)?))
         }
     })
 }
@@ -323,10 +320,9 @@ fn decode_tolerating<T: DeserializeOwned>(
     }
 }
 
-/// `apiVersion` and `kind`, which the types kube's `CustomResource` derive
-/// generates do not read (they write them from constants); the caller has
-/// already checked both.
-fn is_type_meta(path: &str) -> bool {
+/// The type fields, which the generated types of custom resources leave to
+/// the parser (it checked them).
+fn type_fields(path: &str) -> bool {
     matches!(path, "apiVersion" | "kind")
 }
 
@@ -336,6 +332,9 @@ fn is_type_meta(path: &str) -> bool {
 /// rule matches nothing, a Deny or Pass rule denies everything) rather than
 /// to reject the object.
 fn fails_closed(path: &str) -> bool {
+    if type_fields(path) {
+        return true;
+    }
     let mut parts = path.split('.');
     let (Some("spec"), Some(rule), Some(entry), Some(_field), None) = (
         parts.next(),
@@ -376,6 +375,7 @@ fn validation_errors(object: &ManifestObject) -> Vec<ParseError> {
     let errors = match object {
         ManifestObject::Namespace(namespace) => netseg_policy::validate_namespace(namespace),
         ManifestObject::Pod(pod) => netseg_policy::validate_pod(pod),
+        ManifestObject::Node(node) => netseg_policy::validate_node(node),
         ManifestObject::NetworkPolicy(policy) => netseg_policy::validate_network_policy(policy),
         ManifestObject::ClusterNetworkPolicy(policy) => {
             netseg_policy::validate_cluster_network_policy(policy)

@@ -155,6 +155,7 @@ impl ManifestStore {
                     snapshot.namespaces.push(Arc::clone(namespace));
                 }
                 ManifestObject::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
+                ManifestObject::Node(node) => snapshot.nodes.push(Arc::clone(node)),
                 ManifestObject::ClusterNetworkPolicy(policy) => {
                     snapshot.cluster_network_policies.push(Arc::clone(policy))
                 }

@@ -57,7 +57,25 @@ pub(super) fn names(store: &ManifestStore) -> Vec<String> {
         .network_policies
         .iter()
         .map(|policy| format!("NetworkPolicy {}", name_of(&policy.metadata)));
-    namespaces.chain(pods).chain(policies).collect()
+    let cluster = snapshot
+        .cluster_network_policies
+        .iter()
+        .map(|policy| format!("ClusterNetworkPolicy {}", name_of(&policy.metadata)));
+    let segments = snapshot
+        .segments
+        .iter()
+        .map(|segment| format!("Segment {}", name_of(&segment.metadata)));
+    let segment_policies = snapshot
+        .segment_policies
+        .iter()
+        .map(|policy| format!("SegmentPolicy {}", name_of(&policy.metadata)));
+    namespaces
+        .chain(pods)
+        .chain(policies)
+        .chain(cluster)
+        .chain(segments)
+        .chain(segment_policies)
+        .collect()
 }
 
 fn name_of(metadata: &ObjectMeta) -> String {

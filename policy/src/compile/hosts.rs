@@ -13,16 +13,19 @@ use std::sync::Arc;
 
 use super::identities::{NamedPorts, PeerTable};
 use super::inventory::Inventory;
-use crate::model::{Labels, NamespaceScope, PeerModel, PodModel};
+use crate::model::{Labels, NamespaceScope, NodeModel, PeerModel, PodModel};
 use crate::types::IdentityKind;
 
 /// Who holds each host address: (address, holder) pairs sorted by address,
-/// a holder being an index into [`Inventory::pods`] or [`NODE`]. Flat, so
-/// that building it allocates once rather than once per address.
+/// a holder being an index into [`Inventory::pods`], [`NODE_OBJECTS`] plus
+/// an index into [`Inventory::nodes`], or [`NODE`]. Flat, so that building
+/// it allocates once rather than once per address.
 pub(super) struct HostTable(Vec<(IpAddr, usize)>);
 
-/// The holder that stands for the node; sorts after every pod.
+/// The holder that stands for the node; sorts after every other.
 const NODE: usize = usize::MAX;
+/// Holders from here (to [`NODE`]) are Node objects.
+const NODE_OBJECTS: usize = usize::MAX / 2;
 
 /// One host address and its holders.
 #[derive(Clone, Copy)]
@@ -32,14 +35,20 @@ pub(super) struct Host<'a> {
 }
 
 impl HostTable {
-    pub(super) fn new(inv: &Inventory, node_addresses: &[IpAddr]) -> Self {
-        let mut table: Vec<(IpAddr, usize)> = inv
-            .pods
-            .iter()
-            .enumerate()
-            .flat_map(|(i, pod)| pod.ips.iter().map(move |ip| (*ip, i)))
-            .chain(node_addresses.iter().map(|addr| (*addr, NODE)))
-            .collect();
+    /// `with_nodes`: whether the Node objects' addresses are hosts (only
+    /// `nodes` peers tell them apart from any other address).
+    pub(super) fn new(inv: &Inventory, node_addresses: &[IpAddr], with_nodes: bool) -> Self {
+        let nodes = inv.nodes.iter().filter(|_| with_nodes).enumerate();
+        let mut table: Vec<(IpAddr, usize)> =
+            inv.pods
+                .iter()
+                .enumerate()
+                .flat_map(|(i, pod)| pod.ips.iter().map(move |ip| (*ip, i)))
+                .chain(nodes.flat_map(|(i, node)| {
+                    node.addresses.iter().map(move |ip| (*ip, NODE_OBJECTS + i))
+                }))
+                .chain(node_addresses.iter().map(|addr| (*addr, NODE)))
+                .collect();
         table.sort_unstable();
         table.dedup();
         HostTable(table)
@@ -60,13 +69,26 @@ impl HostTable {
 impl Host<'_> {
     /// The pods holding the address, as indices into [`Inventory::pods`].
     pub(super) fn pods(&self) -> impl Iterator<Item = usize> + '_ {
-        self.holders.iter().map(|(_, p)| *p).filter(|&p| p != NODE)
+        self.holders
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|&p| p < NODE_OBJECTS)
+    }
+
+    /// The Node objects holding the address, as indices into [`Inventory::nodes`].
+    fn nodes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.holders
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|&p| (NODE_OBJECTS..NODE).contains(&p))
+            .map(|p| p - NODE_OBJECTS)
     }
 
     fn kind(&self) -> IdentityKind {
         match self.holders.last() {
             Some((_, NODE)) => IdentityKind::Node,
-            _ => IdentityKind::Pods,
+            _ if self.pods().next().is_some() => IdentityKind::Pods,
+            _ => IdentityKind::RemoteNode,
         }
     }
 }
@@ -85,6 +107,8 @@ pub(super) struct HostSignature {
 struct Remembered {
     /// Held so that their addresses cannot be reused while remembered.
     holders: Vec<Arc<PodModel>>,
+    /// The same for Node objects.
+    nodes: Vec<Arc<NodeModel>>,
     signature: HostSignature,
     /// The identity of `signature`, once allocated.
     identity: Option<u32>,
@@ -141,6 +165,7 @@ impl HostMemo {
                 }
                 None => Remembered {
                     holders: host.pods().map(|p| Arc::clone(&inv.pods[p])).collect(),
+                    nodes: host.nodes().map(|n| Arc::clone(&inv.nodes[n])).collect(),
                     signature: signature(inv, &mut index, egress_names, host),
                     identity: None,
                 },
@@ -223,6 +248,9 @@ impl Changes {
             && remembered.holders.iter().zip(host.pods()).all(|(old, p)| {
                 Arc::ptr_eq(old, &inv.pods[p]) && !self.namespaces.contains(&*old.pod_ref.namespace)
             })
+            && remembered.nodes.len() == host.nodes().count()
+            && (remembered.nodes.iter().zip(host.nodes()))
+                .all(|(old, n)| Arc::ptr_eq(old, &inv.nodes[n]))
     }
 
     /// Moves a kept signature to the new peer table: drops the peers that
@@ -294,6 +322,7 @@ fn in_scope(inv: &Inventory, scope: &NamespaceScope, namespace: &str) -> bool {
 fn peer_matches(inv: &Inventory, peer: &PeerModel, host: Host<'_>) -> bool {
     match peer {
         PeerModel::Block(block) => block.contains(host.addr, host.pods().next().is_some()),
+        PeerModel::Nodes(selector) => host.nodes().any(|n| selector.matches(&inv.nodes[n].labels)),
         PeerModel::Pods {
             namespaces,
             pods: selector,
@@ -311,6 +340,7 @@ struct PeerIndex<'a> {
     peers: &'a [PeerModel],
     pods_in_namespace: BTreeMap<String, Vec<usize>>,
     blocks: Vec<usize>,
+    nodes: Vec<usize>,
 }
 
 impl<'a> PeerIndex<'a> {
@@ -319,10 +349,14 @@ impl<'a> PeerIndex<'a> {
         let blocks = (0..peers.len())
             .filter(|&i| matches!(peers[i], PeerModel::Block(_)))
             .collect();
+        let nodes = (0..peers.len())
+            .filter(|&i| matches!(peers[i], PeerModel::Nodes(_)))
+            .collect();
         PeerIndex {
             peers,
             pods_in_namespace: BTreeMap::new(),
             blocks,
+            nodes,
         }
     }
 
@@ -333,6 +367,11 @@ impl<'a> PeerIndex<'a> {
             if let PeerModel::Block(block) = &self.peers[i]
                 && block.contains(host.addr, host.pods().next().is_some())
             {
+                matched.insert(i);
+            }
+        }
+        for &i in &self.nodes {
+            if peer_matches(inv, &self.peers[i], host) {
                 matched.insert(i);
             }
         }

@@ -97,7 +97,7 @@ fn prefix_signature(peers: &PeerTable, prefix: &IpNetwork) -> Vec<usize> {
             PeerModel::Block(b) => {
                 covers(&b.cidr, prefix) && !b.except.iter().any(|e| covers(e, prefix))
             }
-            PeerModel::Pods { .. } => false,
+            PeerModel::Pods { .. } | PeerModel::Nodes(_) => false,
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 use rustc_hash::FxHashSet;
@@ -13,9 +13,9 @@ use super::entries::Applicable;
 use super::models::ModelCache;
 use super::resolve::ResolvedPolicy;
 use crate::model::{
-    Errors, Labels, NamespaceModel, PodModel, PolicyModel, SegmentModel, Subject, TieredPolicy,
-    namespace_labels, parse_cluster_network_policy, parse_namespace, parse_pod, parse_policy,
-    parse_segment, parse_segment_policy,
+    Errors, Labels, NamespaceModel, NodeModel, PodModel, PolicyModel, SegmentModel, Subject,
+    TieredPolicy, namespace_labels, parse_cluster_network_policy, parse_namespace, parse_node,
+    parse_pod, parse_policy, parse_segment, parse_segment_policy,
 };
 use crate::types::Direction;
 use crate::{CompileOptions, Snapshot};
@@ -29,6 +29,7 @@ pub(super) struct Models {
     cluster_policies: ModelCache<ClusterNetworkPolicy, TieredPolicy>,
     segment_policies: ModelCache<SegmentPolicy, TieredPolicy>,
     segments: ModelCache<Segment, SegmentModel>,
+    nodes: ModelCache<Node, NodeModel>,
 }
 
 /// The valid objects of a snapshot. Invalid objects are dropped; of several
@@ -46,6 +47,8 @@ pub(super) struct Inventory {
     pub tiered: Vec<Arc<TieredPolicy>>,
     /// Segments sorted by name.
     pub segments: Vec<Arc<SegmentModel>>,
+    /// Node objects sorted by name.
+    pub nodes: Vec<Arc<NodeModel>>,
 }
 
 impl Inventory {
@@ -105,12 +108,18 @@ impl Inventory {
         let segments = first_by_name(segments.into_iter().flatten().collect(), |a, b| {
             a.name.cmp(&b.name)
         });
+        let parse = |n: &Node| parse_node(n, &mut Errors::default());
+        let nodes = models.nodes.models(&snapshot.nodes, parse);
+        let nodes = first_by_name(nodes.into_iter().flatten().collect(), |a, b| {
+            a.name.cmp(&b.name)
+        });
         Inventory {
             namespaces,
             pods,
             policies,
             tiered,
             segments,
+            nodes,
         }
     }
 

@@ -84,9 +84,11 @@ impl Compiler {
         let resolved: Vec<ResolvedPolicy> =
             inv.tiered.iter().map(|p| resolve(p, &segments)).collect();
         let selection = Selection::compute(&inv, &resolved, options);
-        let peers = PeerTable::new(relevant_peers(&inv, &resolved, &selection));
+        let relevant = relevant_peers(&inv, &resolved, &selection);
+        let with_nodes = relevant.iter().any(|p| matches!(p, PeerModel::Nodes(_)));
+        let peers = PeerTable::new(relevant);
         let egress_names = egress_named_ports(&inv, &resolved, &selection);
-        let hosts = HostTable::new(&inv, &options.node_addresses);
+        let hosts = HostTable::new(&inv, &options.node_addresses, with_nodes);
         let mut classes = classify(
             &inv,
             &peers,

@@ -6,6 +6,7 @@
 
 mod errors;
 mod names;
+mod node;
 mod pod;
 mod policy;
 mod selector;
@@ -16,6 +17,7 @@ pub use errors::{FieldError, FieldProblem};
 pub use pod::NAMESPACE_NAME_LABEL;
 
 pub(crate) use errors::Errors;
+pub(crate) use node::{NodeModel, parse_node};
 pub(crate) use pod::{NamespaceModel, PodModel, namespace_labels, parse_namespace, parse_pod};
 pub(crate) use policy::{NamespaceScope, PeerModel, PolicyModel, PortModel, parse_policy};
 pub(crate) use selector::Labels;

@@ -67,6 +67,8 @@ pub(crate) enum PeerModel {
     },
     /// Addresses in `cidr` and in none of `except`.
     Block(IpBlockModel),
+    /// The addresses of the Node objects these labels select.
+    Nodes(Selector),
 }
 
 /// An ipBlock with normalized prefixes (host bits cleared).

@@ -317,6 +317,7 @@ enum RawPeer<'a> {
     Namespaces(&'a LabelSelector),
     Pods(&'a NamespacedPod),
     Networks(&'a [String]),
+    Nodes(&'a LabelSelector),
     Segments(&'a [String]),
     /// Set, but netseg does not implement it: the rule fails closed.
     Unimplemented(&'static str),
@@ -372,9 +373,7 @@ fn egress_peer(peer: &ClusterNetworkPolicyEgressPeer) -> RawPeer<'_> {
             peer.namespaces.as_ref().map(RawPeer::Namespaces),
             peer.pods.as_ref().map(RawPeer::Pods),
             peer.networks.as_deref().map(RawPeer::Networks),
-            peer.nodes
-                .as_ref()
-                .map(|_| RawPeer::Unimplemented("nodes peers are not implemented")),
+            peer.nodes.as_ref().map(RawPeer::Nodes),
             peer.domain_names
                 .as_ref()
                 .map(|_| RawPeer::Unimplemented("domainNames peers are not implemented")),
@@ -531,6 +530,13 @@ fn rule_model(
                     }))
                 }));
             }
+            RawPeer::Nodes(sel) => {
+                has_networks = true;
+                let at = format!("{at}.nodes");
+                peers.extend(
+                    selector(sel, &at, errs).map(|s| TieredPeer::Peer(PeerModel::Nodes(s))),
+                );
+            }
             RawPeer::Segments(names) => {
                 if let Some(names) = segment_names(names, &format!("{at}.segments"), errs) {
                     peers.extend(names.into_iter().map(TieredPeer::Segment));
@@ -554,7 +560,7 @@ fn rule_model(
                 match protocol_ports(protocol, &at, errs) {
                     Ok(models) => {
                         if has_networks && matches!(protocol, RawProtocol::Named(_)) {
-                            errs.forbidden(&at, "networks peers cannot be set with destinationNamedPort since there are no named ports for networks");
+                            errs.forbidden(&at, "networks and nodes peers cannot be set with destinationNamedPort since there are no named ports for networks or nodes");
                         }
                         ports.extend(models);
                     }

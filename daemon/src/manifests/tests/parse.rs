@@ -266,3 +266,44 @@ fn the_example_manifests_are_valid() {
         "every ClusterNetworkPolicy, Segment and SegmentPolicy of examples/segments/ is read"
     );
 }
+
+const CLUSTER_POLICY: &str = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+  - action: Deny
+    to: [{domainNames: ["example.com"]}, {futurePeer: {}}]
+    protocols: [{tcp: {destinationPort: {number: 443}}}]
+"#;
+
+#[test]
+fn cluster_kinds_load_and_unknown_rule_peers_fail_closed_rather_than_refuse_the_object() {
+    let dir = TempDir::new().expect("tempdir");
+    let segment = "apiVersion: netseg.dev/v1alpha1\nkind: Segment\nmetadata: {name: pci}\nspec:\n  members: [{namespaces: {}}]\n";
+    write(dir.path(), "cnp.yaml", CLUSTER_POLICY);
+    write(dir.path(), "segment.yaml", segment);
+    let mut store = ManifestStore::default();
+    let reload = store.reload(dir.path());
+    assert_eq!(lines(&reload.problems), Vec::<String>::new());
+    assert_eq!(names(&store), ["ClusterNetworkPolicy guard", "Segment pci"]);
+}
+
+#[test]
+fn an_unknown_field_outside_rule_peers_still_refuses_a_cluster_policy() {
+    let dir = TempDir::new().expect("tempdir");
+    let misspelt = CLUSTER_POLICY.replace("  priority: 5", "  priority: 5\n  prority: 6");
+    write(dir.path(), "cnp.yaml", &misspelt);
+    let mut store = ManifestStore::default();
+    let reload = store.reload(dir.path());
+    let problems = lines(&reload.problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("spec.prority: unknown field"),
+        "{problems:?}"
+    );
+}
