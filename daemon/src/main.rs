@@ -35,8 +35,10 @@ enum Command {
     // be overridden by appending.
     #[command(args_override_self = true)]
     Daemon(DaemonArgs),
-    /// Run the demo: an isolated node namespace with three pods, the example
-    /// policies under default deny, live traffic and the flow log (root only).
+    /// Run the demo: isolated node namespaces with the pods of examples/, the
+    /// example policies under default deny, then the zones, conduits and
+    /// audit preview of examples/segments/; live traffic and the flow log
+    /// (root only).
     Demo,
     /// Explain what the policies of a manifests directory make of one
     /// connection: at each end, the verdict and every step of precedence

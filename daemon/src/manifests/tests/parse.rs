@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use tempfile::TempDir;
 
 use super::{NAMESPACE_SHOP, lines, names, pod, policy, write};
@@ -245,6 +247,24 @@ fn problem_lines_omit_absent_parts() {
         ..problem
     };
     assert_eq!(bare.to_string(), "m/a.yaml: is required");
+}
+
+#[test]
+fn the_example_manifests_are_valid() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    assert_eq!(lines(&check_dir(&examples)), Vec::<String>::new());
+    let mut store = ManifestStore::default();
+    store.reload(&examples);
+    let snapshot = store.snapshot();
+    assert_eq!(
+        (
+            snapshot.cluster_network_policies.len(),
+            snapshot.segments.len(),
+            snapshot.segment_policies.len()
+        ),
+        (2, 5, 4),
+        "every ClusterNetworkPolicy, Segment and SegmentPolicy of examples/segments/ is read"
+    );
 }
 
 const CLUSTER_POLICY: &str = r#"
