@@ -77,6 +77,10 @@ struct Enforcer {
     metrics: Arc<Metrics>,
     /// Problems of the last manifests reload and of the last publication.
     manifest_problems: Vec<String>,
+    /// The warnings of `netseg check` about objects in force whose
+    /// enforcement departs from what they say (rules that fail closed,
+    /// unknown subject Segments); every warning is logged.
+    policy_warnings: Vec<String>,
     publish_problem: Option<String>,
     /// Whether a reload has read the whole manifests directory: before
     /// that, the pinned programs of a previous daemon keep enforcing.
@@ -134,6 +138,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         served: BTreeMap::new(),
         metrics,
         manifest_problems: Vec::new(),
+        policy_warnings: Vec::new(),
         publish_problem: None,
         source_synced: false,
         take_over_waits_for: None,
@@ -246,6 +251,15 @@ impl Enforcer {
         }
         if reload.changed {
             self.compiled = None;
+            let warnings = netseg_policy::warnings(&self.store.snapshot());
+            for warning in &warnings {
+                warn!(%warning, "policy warning");
+            }
+            self.policy_warnings = warnings
+                .iter()
+                .filter(|warning| warning.enforced_otherwise)
+                .map(ToString::to_string)
+                .collect();
         }
         self.source_synced |= reload.complete;
     }
@@ -499,6 +513,7 @@ impl Enforcer {
         self.status.problems = self
             .manifest_problems
             .iter()
+            .chain(&self.policy_warnings)
             .chain(&self.publish_problem)
             .cloned()
             .collect();

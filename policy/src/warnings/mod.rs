@@ -26,6 +26,10 @@ pub struct Warning {
     /// The path of the field the finding is about (`spec.egress[0].to[1]`).
     pub field: String,
     pub message: String,
+    /// Whether enforcement departs from what the object says: a rule that
+    /// fails closed, a subject Segment that does not exist. The daemon
+    /// reports these among its problems; the rest are advice for `check`.
+    pub enforced_otherwise: bool,
 }
 
 impl fmt::Display for Warning {
@@ -81,6 +85,7 @@ fn fail_closed_rules(policy: &TieredPolicy, segments: &BTreeSet<&str>, out: &mut
                         fail_closed_effect(rule, direction),
                         audit_note(policy)
                     ),
+                    enforced_otherwise: true,
                 });
             }
         }
@@ -131,6 +136,7 @@ fn unknown_subject_segments(
             name: policy.name.clone(),
             field: format!("spec.subject.segments[{i}]"),
             message: format!("Segment {name:?} does not exist or is invalid: {effect}"),
+            enforced_otherwise: true,
         });
     }
 }
@@ -166,6 +172,7 @@ fn segment_networks_covering_pods(snapshot: &Snapshot, inv: &Inventory, out: &mu
                     name: name.clone(),
                     field: format!("spec.members[{i}].networks[{j}]"),
                     message: covering_message(text, &covered),
+                    enforced_otherwise: false,
                 });
             }
         }

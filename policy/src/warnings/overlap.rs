@@ -102,6 +102,7 @@ fn conflict(
             e.kind,
             e.name,
         ),
+        enforced_otherwise: false,
     }
 }
 

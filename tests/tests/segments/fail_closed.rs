@@ -77,7 +77,16 @@ fn rules_naming_an_unknown_segment_fail_closed_until_it_exists() -> Result<()> {
         &[80, 81],
         &[53],
     )?;
-    w.apply("policies", NAMING_NOWHERE)?;
+    // The daemon says which rules fail closed and what they become.
+    w.apply_reporting(
+        "policies",
+        NAMING_NOWHERE,
+        &[
+            "SegmentPolicy deny-unknown: spec.egress[0].to[0].segments[0]: Segment \"nowhere\"",
+            "SegmentPolicy unknown-for-servers: spec.egress[0].to[0].segments[0]: Segment \"nowhere\"",
+            "SegmentPolicy unknown-for-servers: spec.ingress[0].from[0].segments[0]: Segment \"nowhere\"",
+        ],
+    )?;
     let (a, b, c) = (w.pod("a"), w.pod("b"), w.pod("c"));
     check(&[
         // Deny to `nowhere` on TCP 80: every egress of a, any peer, any protocol.

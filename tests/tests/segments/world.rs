@@ -81,7 +81,15 @@ impl World {
     /// that the daemon reads every object of a step at once, and waits
     /// until the daemon enforces it.
     pub fn apply(&mut self, name: &str, yaml: &str) -> Result<()> {
-        self.change(|m| m.policy(name, yaml).map(drop))
+        self.apply_reporting(name, yaml, &[])
+    }
+
+    /// [`World::apply`], where the daemon must report a problem containing
+    /// each of `problems`, and no other.
+    pub fn apply_reporting(&mut self, name: &str, yaml: &str, problems: &[&str]) -> Result<()> {
+        let reloads = self.reloads()?;
+        self.manifests.policy(name, yaml)?;
+        self.wait_enforced_reporting(reloads, problems)
     }
 
     /// Rewrites pod `name`'s manifest with `labels` and waits until the
@@ -92,12 +100,6 @@ impl World {
         self.wait_enforced(reloads)
     }
 
-    fn change(&mut self, change: impl FnOnce(&Manifests) -> Result<()>) -> Result<()> {
-        let reloads = self.reloads()?;
-        change(&self.manifests)?;
-        self.wait_enforced(reloads)
-    }
-
     fn reloads(&self) -> Result<u64> {
         Ok(self.daemon.status()?.map_or(0, |s| s.reloads))
     }
@@ -105,10 +107,16 @@ impl World {
     /// Waits for the reload after `reloads`; a manifest the daemon cannot
     /// read would leave the case testing something else, so it fails here.
     fn wait_enforced(&mut self, reloads: u64) -> Result<()> {
+        self.wait_enforced_reporting(reloads, &[])
+    }
+
+    fn wait_enforced_reporting(&mut self, reloads: u64, problems: &[&str]) -> Result<()> {
         let status = self.daemon.wait_reload_after(reloads)?;
+        let reported = |text: &&str| status.problems.iter().any(|p| p.contains(text));
+        let expected = |problem: &String| problems.iter().any(|text| problem.contains(text));
         ensure!(
-            status.problems.is_empty(),
-            "the daemon reports manifest problems: {:?}",
+            problems.iter().all(reported) && status.problems.iter().all(expected),
+            "the daemon reports problems {:?}, expected {problems:?}",
             status.problems
         );
         Ok(())
