@@ -30,7 +30,7 @@ use netseg_contract::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, FIRST_COMPILED_RULE, FlowEvent, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY, reason, rule,
 };
-use netseg_policy::{Direction, PodRef, RuleRef};
+use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
 
 const ENDPOINTS: u32 = 100;
 const PODS: u32 = 10_000;
@@ -64,7 +64,7 @@ fn pod_ref(n: u32) -> PodRef {
 struct Names {
     endpoints: BTreeMap<u32, PodRef>,
     pods: BTreeMap<IpAddr, PodRef>,
-    rules: BTreeMap<u32, RuleRef>,
+    verdicts: BTreeMap<u32, Verdict>,
     node_addresses: Vec<IpAddr>,
 }
 
@@ -76,10 +76,11 @@ fn names() -> Names {
             pods.insert(IpAddr::V6(pod_v6(n)), pod_ref(n));
         }
     }
-    let rules = (0..RULES)
+    let verdicts = (0..RULES)
         .map(|n| {
             let rule = RuleRef {
-                kind: "NetworkPolicy".into(),
+                kind: PolicyKind::NetworkPolicy,
+                band: Band::NetworkPolicy,
                 namespace: format!("team-{}", n % 500),
                 name: format!("allow-from-frontend-{n}"),
                 direction: if n % 3 == 0 {
@@ -88,8 +89,13 @@ fn names() -> Names {
                     Direction::Ingress
                 },
                 index: n % 4,
+                rule_name: None,
+                action: Action::Accept,
             };
-            (FIRST_COMPILED_RULE + n, rule)
+            (
+                FIRST_COMPILED_RULE + n,
+                Verdict::plain(true, Decider::Rule(rule)),
+            )
         })
         .collect();
     Names {
@@ -97,7 +103,7 @@ fn names() -> Names {
             .map(|n| (FIRST_IFINDEX + n, pod_ref(n)))
             .collect(),
         pods,
-        rules,
+        verdicts,
         node_addresses: vec![IpAddr::V4(NODE_V4), IpAddr::V6(NODE_V6)],
     }
 }
@@ -107,7 +113,7 @@ impl Names {
         FlowContext::new(
             self.endpoints.clone(),
             &self.pods,
-            &self.rules,
+            &self.verdicts,
             self.node_addresses.clone(),
         )
     }

@@ -11,6 +11,7 @@ mod flow_events;
 mod fragments;
 mod fuzz;
 mod model;
+mod precedence;
 mod shares;
 mod side_channels;
 

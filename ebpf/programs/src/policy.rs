@@ -63,7 +63,8 @@ pub fn verdict(
 /// Whether state admitted under an earlier revision (a tracked connection,
 /// a fragmented datagram) is still allowed by the policy of `revision`.
 /// `origin` and `original` are the direction and tuple of the connection's
-/// first packet. If it is, `admitted` and `rule` are restamped.
+/// first packet. If it is, `admitted` and `rule` are restamped; if not,
+/// `rule` becomes what denies it now, for the revocation's record.
 #[inline(always)]
 pub fn still_allowed(
     revision: u32,
@@ -79,7 +80,7 @@ pub fn still_allowed(
         &original.src
     };
     let slot = revision & 1;
-    match allowing_rule(
+    match verdict(
         slot,
         endpoint,
         origin,
@@ -87,12 +88,15 @@ pub fn still_allowed(
         original.protocol,
         original.dst_port,
     ) {
-        Some(allowing) => {
+        Ok(allowing) => {
             *admitted = revision;
             *rule = allowing;
             true
         }
-        None => false,
+        Err(denying) => {
+            *rule = denying;
+            false
+        }
     }
 }
 

@@ -37,8 +37,7 @@ pub(super) fn entries(order: &Order<'_>) -> Vec<(EntryKey, DecisionKey)> {
     }
     // Identities that the same steps match (and that resolve named ports
     // alike) decide alike: most pods share their peers' selections.
-    let mut memo: HashMap<(Vec<usize>, Option<&NamedPorts>), (DecisionKey, ProtocolRuns)> =
-        HashMap::new();
+    let mut memo: HashMap<DecidedAlike<'_>, (DecisionKey, ProtocolRuns)> = HashMap::new();
     for id in order.named_identities() {
         let class = Class::Identity(id);
         let active = order.active(class);
@@ -61,6 +60,10 @@ pub(super) fn entries(order: &Order<'_>) -> Vec<(EntryKey, DecisionKey)> {
 
 /// Decision runs per protocol.
 type ProtocolRuns = Vec<(u8, Runs)>;
+
+/// What an identity's decisions depend on: the steps that match it, and
+/// its egress named-port resolutions when steps use named ports.
+type DecidedAlike<'a> = (Vec<usize>, Option<&'a NamedPorts>);
 
 /// `class`'s decision on protocols no step names, and its runs on each
 /// protocol that steps name.
