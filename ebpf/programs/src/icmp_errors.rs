@@ -9,7 +9,7 @@ use crate::{
     conntrack,
     events::{Decision, Hook},
     parse::{ETH_HLEN, Packet},
-    policy::allowing_rule,
+    policy::verdict,
     reaffirm,
 };
 
@@ -57,5 +57,5 @@ fn addressed_as_error(direction: u8, slot: u32, endpoint: &Endpoint, packet: &Pa
         return tuple.dst == inner.src;
     }
     tuple.src == inner.dst
-        || allowing_rule(slot, endpoint, direction, &tuple.src, tuple.protocol, 0).is_some()
+        || verdict(slot, endpoint, direction, &tuple.src, tuple.protocol, 0).is_ok()
 }

@@ -14,19 +14,6 @@ use crate::{
     parse::{Addr, Tuple},
 };
 
-/// The rule id that allows the connection, or `None`.
-#[inline(always)]
-pub fn allowing_rule(
-    slot: u32,
-    endpoint: &Endpoint,
-    direction: u8,
-    peer: &Addr,
-    protocol: u8,
-    dst_port: u16,
-) -> Option<u32> {
-    verdict(slot, endpoint, direction, peer, protocol, dst_port).ok()
-}
-
 /// The compiled verdict on a new connection: `Ok` with the id of what
 /// allowed it, or `Err` with the id of what denied it ([`rule::NONE`] when
 /// no entry decides: denied all the same).

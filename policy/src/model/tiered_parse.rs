@@ -397,54 +397,54 @@ fn segment_policy_peer(peer: &SegmentPolicyPeer) -> RawPeer<'_> {
     )
 }
 
-fn cnp_protocol(protocol: &ClusterNetworkPolicyProtocol) -> RawProtocol<'_> {
+/// The transport fields both kinds of protocol entry share, as read:
+/// `tcp`, `udp`, `sctp` (`{}` is every port only where `all_ports_allowed`)
+/// and `destinationNamedPort`.
+fn transport_fields<'a>(
+    [tcp, udp, sctp]: [Option<&'a ProtocolPort>; 3],
+    named: Option<&'a str>,
+    all_ports_allowed: bool,
+) -> Vec<Option<RawProtocol<'a>>> {
     let port = |protocol, port| RawProtocol::Port {
         protocol,
         port,
-        all_ports_allowed: false,
+        all_ports_allowed,
     };
+    vec![
+        tcp.map(|p| port(PROTO_TCP, p)),
+        udp.map(|p| port(PROTO_UDP, p)),
+        sctp.map(|p| port(PROTO_SCTP, p)),
+        named.map(RawProtocol::Named),
+    ]
+}
+
+fn cnp_protocol(protocol: &ClusterNetworkPolicyProtocol) -> RawProtocol<'_> {
+    let transports = [&protocol.tcp, &protocol.udp, &protocol.sctp].map(Option::as_ref);
+    let named = protocol.destination_named_port.as_deref();
     one_of(
-        vec![
-            protocol.tcp.as_ref().map(|p| port(PROTO_TCP, p)),
-            protocol.udp.as_ref().map(|p| port(PROTO_UDP, p)),
-            protocol.sctp.as_ref().map(|p| port(PROTO_SCTP, p)),
-            protocol
-                .destination_named_port
-                .as_deref()
-                .map(RawProtocol::Named),
-        ],
+        transport_fields(transports, named, false),
         RawProtocol::Unknown,
         RawProtocol::Several,
     )
 }
 
 fn sp_protocol(protocol: &SegmentPolicyProtocol) -> RawProtocol<'_> {
-    let port = |protocol, port| RawProtocol::Port {
-        protocol,
-        port,
-        all_ports_allowed: true,
-    };
-    one_of(
-        vec![
-            protocol.tcp.as_ref().map(|p| port(PROTO_TCP, p)),
-            protocol.udp.as_ref().map(|p| port(PROTO_UDP, p)),
-            protocol.sctp.as_ref().map(|p| port(PROTO_SCTP, p)),
-            protocol
-                .destination_named_port
-                .as_deref()
-                .map(RawProtocol::Named),
-            protocol
-                .icmp
-                .as_ref()
-                .map(|_| RawProtocol::Icmp(PROTO_ICMP)),
-            protocol
-                .icmpv6
-                .as_ref()
-                .map(|_| RawProtocol::Icmp(PROTO_ICMPV6)),
-        ],
-        RawProtocol::Unknown,
-        RawProtocol::Several,
-    )
+    let transports = [&protocol.tcp, &protocol.udp, &protocol.sctp].map(Option::as_ref);
+    let named = protocol.destination_named_port.as_deref();
+    let mut fields = transport_fields(transports, named, true);
+    fields.push(
+        protocol
+            .icmp
+            .as_ref()
+            .map(|_| RawProtocol::Icmp(PROTO_ICMP)),
+    );
+    fields.push(
+        protocol
+            .icmpv6
+            .as_ref()
+            .map(|_| RawProtocol::Icmp(PROTO_ICMPV6)),
+    );
+    one_of(fields, RawProtocol::Unknown, RawProtocol::Several)
 }
 
 fn rules<'a>(
