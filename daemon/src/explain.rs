@@ -6,8 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use anyhow::{Context as _, Result, bail};
 use netseg_policy::{
-    Allowance, CompileOptions, Compiler, Decision, DefaultAction, Denial, Direction, PodRef,
-    Snapshot, evaluate,
+    CompileOptions, Compiler, DefaultAction, Direction, PodRef, Snapshot, Verdict, evaluate,
 };
 
 use netseg_contract::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
@@ -81,7 +80,7 @@ pub fn explain(dir: &Path, question: &Question<'_>) -> Result<bool> {
             question.protocol,
             question.port,
         );
-        allowed &= decision.is_allowed();
+        allowed &= decision.as_ref().is_some_and(|v| v.allow);
         println!("  {direction} at {pod}: {}", describe(&decision));
     }
     println!("verdict: {}", if allowed { "allowed" } else { "denied" });
@@ -134,16 +133,17 @@ fn node_of(snapshot: &Snapshot, pod: &PodRef) -> Result<String> {
     }
 }
 
-fn describe(decision: &Decision) -> String {
-    match decision {
-        Decision::Allowed(Allowance::Rule(rule)) => format!("allowed by {rule}"),
-        Decision::Allowed(Allowance::DefaultAllow) => {
-            "allowed: no policy isolates this direction (default allow)".into()
-        }
-        Decision::Allowed(Allowance::NodeTraffic) => "allowed: traffic from the node itself".into(),
-        Decision::Denied(Denial::NoRuleAllows) => "denied: isolated, and no rule allows it".into(),
-        Decision::Denied(Denial::NotAnEndpoint) => {
-            "denied: not an endpoint (no IP, host network or finished)".into()
-        }
+fn describe(verdict: &Option<Verdict>) -> String {
+    let Some(verdict) = verdict else {
+        return "denied: not an endpoint (no IP, host network or finished)".into();
+    };
+    let outcome = if verdict.allow { "allowed" } else { "denied" };
+    let mut text = format!("{outcome} by {}", verdict.decided_by);
+    for pass in &verdict.passed_by {
+        text.push_str(&format!(", after Pass by {pass}"));
     }
+    if let Some(audit) = &verdict.audit {
+        text.push_str(&format!("; audit would {audit}"));
+    }
+    text
 }

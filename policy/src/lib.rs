@@ -26,7 +26,7 @@ use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 
 pub use compile::Compiler;
 pub use diff::{MapDiff, diff_maps};
-pub use evaluate::{Allowance, Decision, Denial, Evaluator, evaluate};
+pub use evaluate::{Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};

@@ -81,6 +81,9 @@ fn for_each_packet(
     Ok(())
 }
 
+/// The compiled maps and the evaluator agree on every packet: the verdict
+/// id that `lookup` finds stands for exactly the evaluator's verdict (what
+/// decided, the Pass trail, the audit difference); no entry, no endpoint.
 fn agree(
     snapshot: &Snapshot,
     options: &CompileOptions,
@@ -88,19 +91,19 @@ fn agree(
 ) -> Result<(), TestCaseError> {
     let evaluator = Evaluator::new(snapshot, options);
     for_each_packet(snapshot, |endpoint, direction, peer, protocol, port| {
-        let by_maps = lookup(compiled, endpoint, direction, peer, protocol, port);
+        let value = lookup(compiled, endpoint, direction, peer, protocol, port);
+        let by_maps = common::compiled_verdict(compiled, value).map_err(TestCaseError::fail)?;
         let reference = evaluator.evaluate(endpoint, direction, peer, protocol, port);
         prop_assert_eq!(
-            by_maps.is_some_and(|value| value.verdict == netseg_contract::VERDICT_ALLOW),
-            reference.is_allowed(),
-            "{} {} peer {} proto {} port {}: maps say rule {:?}, evaluator {:?}",
+            &by_maps,
+            &reference,
+            "{} {} peer {} proto {} port {}: maps say {:?}",
             endpoint,
             direction,
             peer,
             protocol,
             port,
-            by_maps,
-            reference
+            value
         );
         Ok(())
     })
