@@ -3,6 +3,7 @@
 //! allow rule never takes an allow away.
 
 mod arb;
+mod cluster_arb;
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -179,7 +180,7 @@ proptest! {
     fn warm_recompiles_after_edits_decide_as_the_evaluator(
         (a, options) in arb::cluster(),
         (b, _) in arb::cluster(),
-        edits in any::<[u32; 3]>(),
+        edits in any::<[u32; 6]>(),
     ) {
         // `edited` shares `a`'s objects except where a bit of `edits` takes
         // `b`'s object at that position (same names, other content), so the
@@ -188,7 +189,9 @@ proptest! {
             namespaces: mix(&a.namespaces, &b.namespaces, edits[0]),
             pods: mix(&a.pods, &b.pods, edits[1]),
             network_policies: mix(&a.network_policies, &b.network_policies, edits[2]),
-            ..Snapshot::default()
+            cluster_network_policies: mix(&a.cluster_network_policies, &b.cluster_network_policies, edits[3]),
+            segments: mix(&a.segments, &b.segments, edits[4]),
+            segment_policies: mix(&a.segment_policies, &b.segment_policies, edits[5]),
         };
         let mut compiler = Compiler::new();
         compiler.compile(&a, &options);
