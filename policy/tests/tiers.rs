@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{DB, OTHER, TCP, UDP, WEB, zones};
+use common::tiered::{DB, OTHER, WEB, zones};
+use common::{TCP, UDP};
 use netseg_policy::{Band, DefaultAction, Direction};
 use serde_json::{Value, json};
 

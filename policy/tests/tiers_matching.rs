@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{DB, ICMP, OTHER, TCP, UDP, WEB, zones};
+use common::tiered::{DB, OTHER, WEB, zones};
+use common::{ICMP, TCP, UDP};
 use netseg_policy::{DefaultAction, Direction};
 use serde_json::{Value, json};
 

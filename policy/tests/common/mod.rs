@@ -2,7 +2,7 @@
 //! `lookup`) and the reference evaluator side by side.
 #![allow(dead_code)]
 
-mod tiered;
+pub mod tiered;
 
 use std::net::IpAddr;
 
@@ -14,7 +14,7 @@ use netseg_policy::{
 };
 use serde_json::{Value, json};
 
-pub use tiered::{DB, OTHER, WEB, compiled_verdict, zones};
+use tiered::compiled_verdict;
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;

@@ -20,6 +20,7 @@ use serde_json::Value;
 const PROTOCOL_PORTS: &[(u8, u16)] = &[
     (common::TCP, 53),
     (common::TCP, 80),
+    (common::TCP, 81),
     (common::TCP, 999),
     (common::TCP, 1000),
     (common::TCP, 2999),
@@ -27,6 +28,8 @@ const PROTOCOL_PORTS: &[(u8, u16)] = &[
     (common::UDP, 53),
     (common::UDP, 80),
     (common::UDP, 1500),
+    (common::UDP, 3000),
+    (common::UDP, 3001),
     (common::UDP, 8080),
     (common::SCTP, 53),
     (common::SCTP, 80),
@@ -93,7 +96,8 @@ fn agree(
     let evaluator = Evaluator::new(snapshot, options);
     for_each_packet(snapshot, |endpoint, direction, peer, protocol, port| {
         let value = lookup(compiled, endpoint, direction, peer, protocol, port);
-        let by_maps = common::compiled_verdict(compiled, value).map_err(TestCaseError::fail)?;
+        let by_maps =
+            common::tiered::compiled_verdict(compiled, value).map_err(TestCaseError::fail)?;
         let reference = evaluator.evaluate(endpoint, direction, peer, protocol, port);
         prop_assert_eq!(
             &by_maps,
