@@ -30,7 +30,7 @@ use netseg_contract::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, FIRST_COMPILED_RULE, FlowEvent, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY, reason, rule,
 };
-use netseg_policy::{Direction, PodRef, RuleRef};
+use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
 
 const ENDPOINTS: u32 = 100;
 const PODS: u32 = 10_000;
@@ -64,7 +64,7 @@ fn pod_ref(n: u32) -> PodRef {
 struct Names {
     endpoints: BTreeMap<u32, PodRef>,
     pods: BTreeMap<IpAddr, PodRef>,
-    rules: BTreeMap<u32, RuleRef>,
+    rules: BTreeMap<u32, Verdict>,
     node_addresses: Vec<IpAddr>,
 }
 
@@ -79,7 +79,8 @@ fn names() -> Names {
     let rules = (0..RULES)
         .map(|n| {
             let rule = RuleRef {
-                kind: "NetworkPolicy".into(),
+                kind: PolicyKind::NetworkPolicy,
+                band: Band::NetworkPolicy,
                 namespace: format!("team-{}", n % 500),
                 name: format!("allow-from-frontend-{n}"),
                 direction: if n % 3 == 0 {
@@ -88,8 +89,11 @@ fn names() -> Names {
                     Direction::Ingress
                 },
                 index: n % 4,
+                rule_name: None,
+                action: Action::Accept,
             };
-            (FIRST_COMPILED_RULE + n, rule)
+            let verdict = Verdict::plain(true, Decider::Rule(rule));
+            (FIRST_COMPILED_RULE + n, verdict)
         })
         .collect();
     Names {
