@@ -37,7 +37,7 @@ pub use conditions::{
     ACCEPTED, CLUSTER_NETWORK_POLICY_ACCEPTED, Condition, ObjectRef, RESOLVED_REFS, conditions,
 };
 pub use diff::{MapDiff, diff_maps};
-pub use evaluate::{Allowance, Decision, Denial, Evaluator, evaluate};
+pub use evaluate::{Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};
 pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
 pub use ports::{protocol_number, range_to_prefixes};

@@ -102,7 +102,10 @@ impl Inventory {
             .segment_policies
             .models(&snapshot.segment_policies, parse);
         tiered.extend(segment_policies.into_iter().flatten());
-        let tiered = first_by_name(tiered, |a, b| a.order_key().cmp(&b.order_key()));
+        // Names are unique per kind: a second object of the kind with the
+        // name is dropped whatever its tier or priority.
+        let mut tiered = first_by_name(tiered, |a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        tiered.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         let parse = |s: &Segment| parse_segment(s, &mut Errors::default());
         let segments = models.segments.models(&snapshot.segments, parse);
         let segments = first_by_name(segments.into_iter().flatten().collect(), |a, b| {

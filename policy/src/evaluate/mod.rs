@@ -1,57 +1,41 @@
-//! The reference evaluator: the NetworkPolicy semantics applied directly to
-//! one packet, by walking the policies and rules. It shares no matching code
-//! with the compiler (only the validity filter and the protocol names), so
-//! that comparing the two finds compiler bugs.
+//! The reference evaluator: the precedence of the bands (node traffic,
+//! Admin, NetworkPolicy, Baseline, Segment posture, default) applied
+//! directly to one packet, by walking the raw objects and their rules. It
+//! shares no matching code with the compiler (only the validity filter and
+//! the protocol names), so that comparing the two finds compiler bugs.
 
+mod cluster;
+mod matching;
+mod netpol;
 mod view;
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use serde::{Deserialize, Serialize};
 
-use self::view::{
-    View, is_pod_address_holder, labels_of, peer_matches, policy_isolates, port_matches, rules_of,
-    selector_matches,
-};
-use crate::types::{Action, Band, Direction, PodRef, PolicyKind, RuleRef};
+use self::view::{View, is_pod_address_holder};
+use crate::types::{Action, Band, Decider, Direction, PodRef, RuleRef, Verdict};
 use crate::{CompileOptions, DefaultAction, Snapshot};
 
-/// What allowed a new connection.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Allowance {
-    /// A rule of a policy that selects the pod.
-    Rule(RuleRef),
-    /// No policy isolates the pod in this direction and the default is allow.
-    DefaultAllow,
-    /// The peer is the node itself (ingress only).
-    NodeTraffic,
+/// One new connection at a local pod, as the bands see it.
+struct Packet<'a> {
+    local: &'a Pod,
+    namespace: &'a str,
+    direction: Direction,
+    peer: IpAddr,
+    /// The pods holding the peer's address (none for a non-pod address).
+    holders: Vec<&'a Pod>,
+    protocol: u8,
+    port: u16,
 }
 
-/// Why a new connection was denied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Denial {
-    /// The pod is not a local endpoint of the node (not found, invalid, on
-    /// another node, host-network, finished, or without an IP).
-    NotAnEndpoint,
-    /// The pod is isolated in this direction and no rule allows the packet.
-    NoRuleAllows,
-}
-
-/// The evaluator's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Decision {
-    /// A new connection may be opened.
-    Allowed(Allowance),
-    /// The packet is dropped.
-    Denied(Denial),
-}
-
-impl Decision {
-    /// Whether the connection is allowed, whatever allowed it.
-    pub fn is_allowed(&self) -> bool {
-        matches!(self, Decision::Allowed(_))
+impl<'a> Packet<'a> {
+    /// The pods named ports resolve on: the destination of the connection.
+    fn destination_pods(&self) -> &[&'a Pod] {
+        match self.direction {
+            Direction::Ingress => std::slice::from_ref(&self.local),
+            Direction::Egress => &self.holders,
+        }
     }
 }
 
@@ -78,51 +62,25 @@ impl<'a> Evaluator<'a> {
         peer: IpAddr,
         protocol: u8,
         port: u16,
-    ) -> Decision {
-        let Some(local) = self.local_pod(endpoint) else {
-            return Decision::Denied(Denial::NotAnEndpoint);
+    ) -> Option<Verdict> {
+        let local = self.local_pod(endpoint)?;
+        let packet = Packet {
+            local,
+            namespace: &endpoint.namespace,
+            direction,
+            peer,
+            holders: self.view.pods_holding(peer),
+            protocol,
+            port,
         };
-        let holders = self.view.pods_holding(peer);
-        let selecting = self.selecting(local, direction);
-        let named_port_pods = match direction {
-            Direction::Ingress => vec![local],
-            Direction::Egress => holders.clone(),
-        };
-        for policy in &selecting {
-            for (index, peers, ports) in rules_of(policy, direction) {
-                let peers_ok = peers.is_empty()
-                    || peers
-                        .iter()
-                        .any(|p| peer_matches(&self.view, p, &endpoint.namespace, peer, &holders));
-                let ports_ok = ports.is_empty()
-                    || ports
-                        .iter()
-                        .any(|p| port_matches(p, &named_port_pods, protocol, port));
-                if peers_ok && ports_ok {
-                    return Decision::Allowed(Allowance::Rule(RuleRef {
-                        kind: PolicyKind::NetworkPolicy,
-                        band: Band::NetworkPolicy,
-                        namespace: endpoint.namespace.to_string(),
-                        name: policy.metadata.name.clone().unwrap_or_default(),
-                        direction,
-                        index,
-                        rule_name: None,
-                        action: Action::Accept,
-                    }));
-                }
+        let mut verdict = self.walk(&packet, false);
+        if self.audited(&packet) {
+            let shadow = self.walk(&packet, true);
+            if shadow.allow != verdict.allow {
+                verdict.audit = Some(Box::new(shadow));
             }
         }
-        let options = self.options;
-        if direction == Direction::Ingress
-            && !options.deny_node_traffic
-            && options.node_addresses.contains(&peer)
-        {
-            return Decision::Allowed(Allowance::NodeTraffic);
-        }
-        if selecting.is_empty() && options.default_action == DefaultAction::Allow {
-            return Decision::Allowed(Allowance::DefaultAllow);
-        }
-        Decision::Denied(Denial::NoRuleAllows)
+        Some(verdict)
     }
 
     /// The pod `endpoint` if it is a local endpoint of the node.
@@ -135,29 +93,85 @@ impl<'a> Evaluator<'a> {
         (is_pod_address_holder(pod) && node == Some(self.options.node_name.as_str())).then_some(pod)
     }
 
-    /// The policies that select `local` and isolate `direction`, by name.
-    fn selecting(&self, local: &Pod, direction: Direction) -> Vec<&'a NetworkPolicy> {
-        let mut selecting: Vec<&NetworkPolicy> = self
-            .view
-            .policies
+    /// Whether an Audit-mode policy applies to the packet's pod.
+    fn audited(&self, packet: &Packet<'_>) -> bool {
+        self.view
+            .cluster
             .iter()
-            .copied()
-            .filter(|p| p.metadata.namespace == local.metadata.namespace)
-            .filter(|p| {
-                let selector = p.spec.as_ref().and_then(|s| s.pod_selector.as_ref());
-                selector.is_none_or(|s| selector_matches(s, labels_of(local)))
-                    && policy_isolates(p, direction)
-            })
-            .collect();
-        selecting.sort_by_key(|p| p.metadata.name.clone());
-        selecting
+            .any(|p| p.audit && matching::applies(&self.view, p, packet.local))
+    }
+
+    /// The bands in order; `audit`: with the Audit-mode policies enforced.
+    fn walk(&self, packet: &Packet<'_>, audit: bool) -> Verdict {
+        let options = self.options;
+        if packet.direction == Direction::Ingress
+            && !options.deny_node_traffic
+            && options.node_addresses.contains(&packet.peer)
+        {
+            return Verdict::plain(true, Decider::NodeTraffic);
+        }
+        let mut passed_by = Vec::new();
+        let decided = match self.band(packet, Band::Admin, audit, &mut passed_by) {
+            Some(decided) => Some(decided),
+            None => netpol::decide(&self.view, packet),
+        };
+        let decided = match decided {
+            Some(decided) => Some(decided),
+            None => self.band(packet, Band::Baseline, audit, &mut passed_by),
+        };
+        let default = || {
+            (
+                options.default_action == DefaultAction::Allow,
+                Decider::Default,
+            )
+        };
+        let (allow, decided_by) = decided
+            .or_else(|| matching::posture(&self.view, packet))
+            .unwrap_or_else(default);
+        Verdict {
+            allow,
+            decided_by,
+            passed_by,
+            audit: None,
+        }
+    }
+
+    /// The decision of the first matching rule of `band`'s policies that
+    /// apply, in their order; `None` when none decides. A Pass rule ends the
+    /// band undecided and joins `passed_by`.
+    fn band(
+        &self,
+        packet: &Packet<'_>,
+        band: Band,
+        audit: bool,
+        passed_by: &mut Vec<RuleRef>,
+    ) -> Option<(bool, Decider)> {
+        let policies = self.view.cluster.iter().filter(|p| {
+            p.band == band && (audit || !p.audit) && matching::applies(&self.view, p, packet.local)
+        });
+        for policy in policies {
+            for rule in policy.rules(packet.direction) {
+                let Some(action) = matching::rule_action(&self.view, rule, packet) else {
+                    continue;
+                };
+                let rule_ref = matching::rule_ref(policy, packet.direction, rule, action);
+                if action == Action::Pass {
+                    passed_by.push(rule_ref);
+                    return None;
+                }
+                return Some((action == Action::Accept, Decider::Rule(rule_ref)));
+            }
+        }
+        None
     }
 }
 
-/// Whether a new connection at local pod `endpoint` in `direction` with
-/// `peer` on `protocol`/`port` (0 for packets without ports) is allowed, and
-/// by what. When several things allow it, a rule is named before node
-/// traffic and the default; the datapath may report another of them.
+/// The verdict on a new connection at local pod `endpoint` in `direction`
+/// with `peer` on `protocol`/`port` (0 for packets without ports), with
+/// what decided it, the Pass rules that led there, and what the Audit-mode
+/// policies would change. `None` when `endpoint` is not a local endpoint of
+/// the node (not found, invalid, on another node, host-network, finished,
+/// or without an IP): nothing is enforced there, the datapath drops.
 pub fn evaluate(
     snapshot: &Snapshot,
     options: &CompileOptions,
@@ -166,6 +180,6 @@ pub fn evaluate(
     peer: IpAddr,
     protocol: u8,
     port: u16,
-) -> Decision {
+) -> Option<Verdict> {
     Evaluator::new(snapshot, options).evaluate(endpoint, direction, peer, protocol, port)
 }

@@ -4,50 +4,95 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ipnetwork::IpNetwork;
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use netseg_crd::{NamespacedPod, Segment};
 
-use crate::types::Direction;
+use super::cluster::ClusterPolicy;
 use crate::{
-    NAMESPACE_NAME_LABEL, Snapshot, protocol_number, validate_namespace, validate_network_policy,
-    validate_pod,
+    NAMESPACE_NAME_LABEL, Snapshot, protocol_number, validate_cluster_network_policy,
+    validate_namespace, validate_network_policy, validate_node, validate_pod, validate_segment,
+    validate_segment_policy,
 };
 
 pub(super) type Labels = BTreeMap<String, String>;
 
-/// The valid objects of a snapshot; of several with one name, the first.
+/// The valid objects of a snapshot; of several of a kind with one name, the
+/// first in the snapshot.
 pub(super) struct View<'a> {
     pub pods: Vec<&'a Pod>,
     pub policies: Vec<&'a NetworkPolicy>,
+    /// ClusterNetworkPolicies and SegmentPolicies, Enforce and Audit alike,
+    /// sorted by (priority, kind, name); the band is told by each.
+    pub cluster: Vec<ClusterPolicy<'a>>,
+    /// By name.
+    pub segments: BTreeMap<&'a str, &'a Segment>,
+    pub nodes: Vec<&'a Node>,
     namespaces: BTreeMap<String, Labels>,
 }
 
-fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (String, String) {
+fn name_of(meta: &ObjectMeta) -> (String, String) {
     (
         meta.namespace.clone().unwrap_or_default(),
         meta.name.clone().unwrap_or_default(),
     )
 }
 
+/// The objects of `objects` that `valid` accepts, the first of each name.
+fn first_valid<T>(
+    objects: &[std::sync::Arc<T>],
+    meta: impl Fn(&T) -> &ObjectMeta,
+    valid: impl Fn(&T) -> bool,
+) -> Vec<&T> {
+    let mut seen = BTreeSet::new();
+    objects
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|o| valid(o) && seen.insert(name_of(meta(o))))
+        .collect()
+}
+
 impl<'a> View<'a> {
     pub(super) fn new(snapshot: &'a Snapshot) -> Self {
-        let mut seen = BTreeSet::new();
-        let pods = snapshot
-            .pods
-            .iter()
-            .filter(|p| validate_pod(p).is_empty() && seen.insert(name_of(&p.metadata)))
-            .map(AsRef::as_ref)
+        let pods = first_valid(
+            &snapshot.pods,
+            |p| &p.metadata,
+            |p| validate_pod(p).is_empty(),
+        );
+        let policies = first_valid(
+            &snapshot.network_policies,
+            |p| &p.metadata,
+            |p| validate_network_policy(p).is_empty(),
+        );
+        let cnps = first_valid(
+            &snapshot.cluster_network_policies,
+            |p| &p.metadata,
+            |p| validate_cluster_network_policy(p).is_empty(),
+        );
+        let segment_policies = first_valid(
+            &snapshot.segment_policies,
+            |p| &p.metadata,
+            |p| validate_segment_policy(p).is_empty(),
+        );
+        let mut cluster: Vec<ClusterPolicy<'a>> = cnps
+            .into_iter()
+            .map(ClusterPolicy::from_cluster_network_policy)
+            .chain(
+                segment_policies
+                    .into_iter()
+                    .map(ClusterPolicy::from_segment_policy),
+            )
             .collect();
-        let mut seen = BTreeSet::new();
-        let policies = snapshot
-            .network_policies
-            .iter()
-            .filter(|p| validate_network_policy(p).is_empty() && seen.insert(name_of(&p.metadata)))
-            .map(AsRef::as_ref)
-            .collect();
+        cluster.sort_by(|a, b| a.order().cmp(&b.order()));
+        let segments = first_valid(
+            &snapshot.segments,
+            |s| &s.metadata,
+            |s| validate_segment(s).is_empty(),
+        )
+        .into_iter()
+        .map(|s| (s.metadata.name.as_deref().unwrap_or_default(), s))
+        .collect();
         let mut namespaces = BTreeMap::new();
         for ns in snapshot
             .namespaces
@@ -59,9 +104,17 @@ impl<'a> View<'a> {
                 .entry(name)
                 .or_insert_with(|| ns.metadata.labels.clone().unwrap_or_default());
         }
+        let nodes = first_valid(
+            &snapshot.nodes,
+            |n| &n.metadata,
+            |n| validate_node(n).is_empty(),
+        );
         View {
             pods,
             policies,
+            cluster,
+            segments,
+            nodes,
             namespaces,
         }
     }
@@ -80,6 +133,21 @@ impl<'a> View<'a> {
             .copied()
             .filter(|p| is_pod_address_holder(p) && pod_ips(p).contains(&addr))
             .collect()
+    }
+
+    /// Whether `pod` is in a namespace `namespaces` selects.
+    pub(super) fn in_namespaces(&self, namespaces: &LabelSelector, pod: &Pod) -> bool {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        selector_matches(namespaces, &self.namespace_labels(ns))
+    }
+
+    /// Whether `selection` (absent namespace selector: every namespace) selects `pod`.
+    pub(super) fn selects(&self, selection: &NamespacedPod, pod: &Pod) -> bool {
+        selection
+            .namespace_selector
+            .as_ref()
+            .is_none_or(|ns| self.in_namespaces(ns, pod))
+            && selector_matches(&selection.pod_selector, labels_of(pod))
     }
 }
 
@@ -140,94 +208,8 @@ pub(super) fn selector_matches(selector: &LabelSelector, labels: &Labels) -> boo
     labels_ok && exprs_ok
 }
 
-/// Whether `policy` isolates `direction` (spelled-out or defaulted policyTypes).
-pub(super) fn policy_isolates(policy: &NetworkPolicy, direction: Direction) -> bool {
-    let Some(spec) = &policy.spec else {
-        // The defaulted spec: every pod of the namespace, Ingress only.
-        return direction == Direction::Ingress;
-    };
-    let types = spec.policy_types.as_deref().unwrap_or_default();
-    let wanted = match direction {
-        Direction::Ingress => "Ingress",
-        Direction::Egress => "Egress",
-    };
-    if !types.is_empty() {
-        return types.iter().any(|t| t == wanted);
-    }
-    match direction {
-        Direction::Ingress => true,
-        Direction::Egress => spec.egress.as_ref().is_some_and(|e| !e.is_empty()),
-    }
-}
-
-/// A rule of a policy: (index, peers, ports), an absent list as an empty one.
-pub(super) type RawRule<'a> = (u32, &'a [NetworkPolicyPeer], &'a [NetworkPolicyPort]);
-
-pub(super) fn rules_of(policy: &NetworkPolicy, direction: Direction) -> Vec<RawRule<'_>> {
-    let Some(spec) = &policy.spec else {
-        return Vec::new();
-    };
-    let rules: Vec<(&[NetworkPolicyPeer], &[NetworkPolicyPort])> = match direction {
-        Direction::Ingress => spec
-            .ingress
-            .iter()
-            .flatten()
-            .map(|r| {
-                (
-                    r.from.as_deref().unwrap_or_default(),
-                    r.ports.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect(),
-        Direction::Egress => spec
-            .egress
-            .iter()
-            .flatten()
-            .map(|r| {
-                (
-                    r.to.as_deref().unwrap_or_default(),
-                    r.ports.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect(),
-    };
-    (0u32..)
-        .zip(rules)
-        .map(|(i, (peers, ports))| (i, peers, ports))
-        .collect()
-}
-
-/// Whether `peer` (of a policy in `policy_ns`) matches address `addr`, held by `holders`.
-pub(super) fn peer_matches(
-    view: &View<'_>,
-    peer: &NetworkPolicyPeer,
-    policy_ns: &str,
-    addr: IpAddr,
-    holders: &[&Pod],
-) -> bool {
-    if let Some(block) = &peer.ip_block {
-        let inside = |cidr: &str| {
-            cidr.parse::<IpNetwork>()
-                .is_ok_and(|net| net.contains(addr))
-        };
-        return inside(&block.cidr) && !block.except.iter().flatten().any(|e| inside(e));
-    }
-    holders.iter().any(|pod| {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let ns_ok = match &peer.namespace_selector {
-            None => ns == policy_ns,
-            Some(sel) => selector_matches(sel, &view.namespace_labels(ns)),
-        };
-        let pod_ok = peer
-            .pod_selector
-            .as_ref()
-            .is_none_or(|sel| selector_matches(sel, labels_of(pod)));
-        ns_ok && pod_ok
-    })
-}
-
 /// Whether `pod` has a container port `name` for `protocol` numbered `port`.
-fn has_named_port(pod: &Pod, name: &str, protocol: u8, port: u16) -> bool {
+pub(super) fn has_named_port(pod: &Pod, name: &str, protocol: u8, port: u16) -> bool {
     let containers = pod
         .spec
         .as_ref()
@@ -241,27 +223,4 @@ fn has_named_port(pod: &Pod, name: &str, protocol: u8, port: u16) -> bool {
                 && protocol_number(p.protocol.as_deref().unwrap_or("TCP")) == Some(protocol)
                 && p.container_port == i32::from(port)
         })
-}
-
-/// Whether a `ports` entry matches the packet. Named ports resolve against
-/// `named_port_pods`: the local pod on ingress, the peer's holders on egress.
-pub(super) fn port_matches(
-    entry: &NetworkPolicyPort,
-    named_port_pods: &[&Pod],
-    protocol: u8,
-    port: u16,
-) -> bool {
-    if protocol_number(entry.protocol.as_deref().unwrap_or("TCP")) != Some(protocol) {
-        return false;
-    }
-    match &entry.port {
-        None => true,
-        Some(IntOrString::Int(first)) => {
-            let last = entry.end_port.unwrap_or(*first);
-            (*first..=last).contains(&i32::from(port))
-        }
-        Some(IntOrString::String(name)) => named_port_pods
-            .iter()
-            .any(|p| has_named_port(p, name, protocol, port)),
-    }
 }

@@ -2,15 +2,19 @@
 //! `lookup`) and the reference evaluator side by side.
 #![allow(dead_code)]
 
+pub mod tiered;
+
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_policy::{
-    CompileOptions, Compiled, Compiler, DefaultAction, Direction, PodRef, Snapshot, evaluate,
-    lookup,
+    CompileOptions, Compiled, Compiler, DefaultAction, Direction, PodRef, Snapshot, Verdict,
+    evaluate, lookup,
 };
 use serde_json::{Value, json};
+
+use tiered::compiled_verdict;
 
 pub const TCP: u8 = 6;
 pub const UDP: u8 = 17;
@@ -157,9 +161,10 @@ impl Cluster {
         status.pod_ips.iter().flatten().map(|i| ip(&i.ip)).collect()
     }
 
-    /// The verdict at `endpoint`, from the compiled maps; asserts that the
-    /// reference evaluator agrees.
-    pub fn allowed(
+    /// The verdict at `endpoint`, from the compiled maps: the verdict id
+    /// that `lookup` finds, read back (`None`: no entry, denied). Asserts
+    /// that the reference evaluator returns exactly the same verdict.
+    pub fn verdict(
         &self,
         compiled: &Compiled,
         endpoint: &str,
@@ -167,11 +172,11 @@ impl Cluster {
         peer: IpAddr,
         protocol: u8,
         port: u16,
-    ) -> bool {
+    ) -> Option<Verdict> {
         let (ns, name) = endpoint.split_once('/').expect("ns/name");
         let endpoint = PodRef::new(ns, name);
-        let by_maps = lookup(compiled, &endpoint, direction, peer, protocol, port)
-            .is_some_and(|value| value.verdict == netseg_contract::VERDICT_ALLOW);
+        let value = lookup(compiled, &endpoint, direction, peer, protocol, port);
+        let by_maps = compiled_verdict(compiled, value).unwrap_or_else(|e| panic!("{e}"));
         let reference = evaluate(
             &self.snapshot,
             &self.options,
@@ -182,11 +187,24 @@ impl Cluster {
             port,
         );
         assert_eq!(
-            by_maps,
-            reference.is_allowed(),
-            "compiler and evaluator disagree at {endpoint} {direction} peer {peer} proto {protocol} port {port}: evaluator says {reference:?}"
+            by_maps, reference,
+            "compiler and evaluator disagree at {endpoint} {direction} peer {peer} proto {protocol} port {port}"
         );
         by_maps
+    }
+
+    /// Whether the compiled maps allow the connection (see [`Cluster::verdict`]).
+    pub fn allowed(
+        &self,
+        compiled: &Compiled,
+        endpoint: &str,
+        direction: Direction,
+        peer: IpAddr,
+        protocol: u8,
+        port: u16,
+    ) -> bool {
+        self.verdict(compiled, endpoint, direction, peer, protocol, port)
+            .is_some_and(|v| v.allow)
     }
 
     /// Whether `from` can open a connection to `to`: egress at `from` and

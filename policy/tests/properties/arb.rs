@@ -14,14 +14,14 @@ pub const LOCAL_NODE: &str = "n1";
 pub const NODE_V4: &str = "10.0.9.1";
 pub const NODE_V6: &str = "fd00:0:0:9::1";
 const NAMESPACES: [&str; 3] = ["ns0", "ns1", "ns2"];
-const POD_KEYS: &[&str] = &["app", "tier"];
-const POD_VALUES: &[&str] = &["a", "b"];
-const NS_KEYS: &[&str] = &["team", "kubernetes.io/metadata.name"];
-const NS_VALUES: &[&str] = &["a", "b", "ns0", "ns1"];
+pub const POD_KEYS: &[&str] = &["app", "tier"];
+pub const POD_VALUES: &[&str] = &["a", "b"];
+pub const NS_KEYS: &[&str] = &["team", "kubernetes.io/metadata.name"];
+pub const NS_VALUES: &[&str] = &["a", "b", "ns0", "ns1"];
 const PORT_NAMES: &[&str] = &["web", "dns", "nope"];
 /// Rules name existing ports more often than not.
-const RULE_PORT_NAMES: &[&str] = &["web", "web", "dns", "nope"];
-const PORTS: &[u16] = &[53, 80, 1000, 8080];
+pub const RULE_PORT_NAMES: &[&str] = &["web", "web", "dns", "nope"];
+pub const PORTS: &[u16] = &[53, 80, 1000, 8080];
 
 /// Addresses that are no pod's: inside and outside the blocks' pool.
 pub const EXTERNAL: &[&str] = &[
@@ -49,27 +49,51 @@ fn labels(
     btree_map(select(keys), select(values), 0..=max).prop_map(|m| json!(m))
 }
 
+/// Label selector operators, one in nine of them invalid.
+const OPERATORS: &[&str] = &[
+    "In",
+    "In",
+    "NotIn",
+    "NotIn",
+    "Exists",
+    "Exists",
+    "DoesNotExist",
+    "DoesNotExist",
+    "Equals",
+];
+/// The valid operators only.
+pub const VALID_OPERATORS: &[&str] = &["In", "NotIn", "Exists", "DoesNotExist"];
+
 fn requirement(
     keys: &'static [&'static str],
     values: &'static [&'static str],
+    operators: &'static [&'static str],
 ) -> impl Strategy<Value = Value> {
-    let operator = prop_oneof![
-        8 => select(&["In", "NotIn", "Exists", "DoesNotExist"][..]),
-        1 => Just("Equals"),
-    ];
-    (select(keys), operator, vec(select(values), 1..=2)).prop_map(|(key, op, values)| match op {
-        "In" | "NotIn" => json!({"key": key, "operator": op, "values": values}),
-        _ => json!({"key": key, "operator": op}),
+    (select(keys), select(operators), vec(select(values), 1..=2)).prop_map(|(key, op, values)| {
+        match op {
+            "In" | "NotIn" => json!({"key": key, "operator": op, "values": values}),
+            _ => json!({"key": key, "operator": op}),
+        }
     })
 }
 
-fn selector(
+/// A label selector, now and then with an invalid operator.
+pub fn selector(
     keys: &'static [&'static str],
     values: &'static [&'static str],
 ) -> impl Strategy<Value = Value> {
+    selector_of(keys, values, OPERATORS)
+}
+
+/// A label selector whose expressions use `operators`.
+pub fn selector_of(
+    keys: &'static [&'static str],
+    values: &'static [&'static str],
+    operators: &'static [&'static str],
+) -> impl Strategy<Value = Value> {
     (
         labels(keys, values, 1),
-        vec(requirement(keys, values), 0..=1),
+        vec(requirement(keys, values, operators), 0..=1),
     )
         .prop_map(
             |(match_labels, exprs)| json!({"matchLabels": match_labels, "matchExpressions": exprs}),
@@ -245,8 +269,16 @@ pub fn cluster() -> impl Strategy<Value = (Snapshot, CompileOptions)> {
             NODE_V6.parse().unwrap_or(IpAddr::from([0; 16])),
         ],
     });
-    (namespaces, vec(pod_json(), 1..=8), policies, options).prop_map(|(namespaces, pods, policies, options)| {
-        let mut snapshot = Snapshot::default();
+    let cluster_policies = crate::cluster_arb::cluster_policies();
+    let cluster_policies = (cluster_policies, nodes());
+    (namespaces, vec(pod_json(), 1..=8), policies, cluster_policies, options).prop_map(|(namespaces, pods, policies, (cluster_policies, nodes), options)| {
+        let mut snapshot = Snapshot {
+            cluster_network_policies: cluster_policies.cluster_network_policies,
+            segments: cluster_policies.segments,
+            segment_policies: cluster_policies.segment_policies,
+            nodes,
+            ..Snapshot::default()
+        };
         for (name, labels) in NAMESPACES.iter().zip(namespaces) {
             if let Some(labels) = labels {
                 snapshot.namespaces.push(Arc::new(from_json(json!({"metadata": {"name": name, "labels": labels}}))));
@@ -262,6 +294,24 @@ pub fn cluster() -> impl Strategy<Value = (Snapshot, CompileOptions)> {
             snapshot.network_policies.push(Arc::new(from_json(policy)));
         }
         (snapshot, options)
+    })
+}
+
+/// Up to three Node objects of zone `a` or `b`, each with an address of
+/// this node, of an external host or of a pod (a host-network pod's node).
+fn nodes() -> impl Strategy<Value = Vec<Arc<k8s_openapi::api::core::v1::Node>>> {
+    let addresses = vec![NODE_V4, NODE_V6, EXTERNAL[0], EXTERNAL[2], "10.0.1.1"];
+    vec((select(&["a", "b"][..]), select(addresses)), 0..=3).prop_map(|nodes| {
+        nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (zone, address))| {
+                Arc::new(from_json(json!({
+                    "metadata": {"name": format!("node-{i}"), "labels": {"zone": zone}},
+                    "status": {"addresses": [{"type": "InternalIP", "address": address}]},
+                })))
+            })
+            .collect()
     })
 }
 

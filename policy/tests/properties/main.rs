@@ -3,6 +3,7 @@
 //! allow rule never takes an allow away.
 
 mod arb;
+mod cluster_arb;
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 const PROTOCOL_PORTS: &[(u8, u16)] = &[
     (common::TCP, 53),
     (common::TCP, 80),
+    (common::TCP, 81),
     (common::TCP, 999),
     (common::TCP, 1000),
     (common::TCP, 2999),
@@ -26,6 +28,8 @@ const PROTOCOL_PORTS: &[(u8, u16)] = &[
     (common::UDP, 53),
     (common::UDP, 80),
     (common::UDP, 1500),
+    (common::UDP, 3000),
+    (common::UDP, 3001),
     (common::UDP, 8080),
     (common::SCTP, 53),
     (common::SCTP, 80),
@@ -81,6 +85,9 @@ fn for_each_packet(
     Ok(())
 }
 
+/// The compiled maps and the evaluator agree on every packet: the verdict
+/// id that `lookup` finds stands for exactly the evaluator's verdict (what
+/// decided, the Pass trail, the audit difference); no entry, no endpoint.
 fn agree(
     snapshot: &Snapshot,
     options: &CompileOptions,
@@ -88,19 +95,20 @@ fn agree(
 ) -> Result<(), TestCaseError> {
     let evaluator = Evaluator::new(snapshot, options);
     for_each_packet(snapshot, |endpoint, direction, peer, protocol, port| {
-        let by_maps = lookup(compiled, endpoint, direction, peer, protocol, port);
+        let value = lookup(compiled, endpoint, direction, peer, protocol, port);
+        let by_maps =
+            common::tiered::compiled_verdict(compiled, value).map_err(TestCaseError::fail)?;
         let reference = evaluator.evaluate(endpoint, direction, peer, protocol, port);
         prop_assert_eq!(
-            by_maps.is_some_and(|value| value.verdict == netseg_contract::VERDICT_ALLOW),
-            reference.is_allowed(),
-            "{} {} peer {} proto {} port {}: maps say rule {:?}, evaluator {:?}",
+            &by_maps,
+            &reference,
+            "{} {} peer {} proto {} port {}: maps say {:?}",
             endpoint,
             direction,
             peer,
             protocol,
             port,
-            by_maps,
-            reference
+            value
         );
         Ok(())
     })
@@ -176,7 +184,7 @@ proptest! {
     fn warm_recompiles_after_edits_decide_as_the_evaluator(
         (a, options) in arb::cluster(),
         (b, _) in arb::cluster(),
-        edits in any::<[u32; 3]>(),
+        edits in any::<[u32; 6]>(),
     ) {
         // `edited` shares `a`'s objects except where a bit of `edits` takes
         // `b`'s object at that position (same names, other content), so the
@@ -185,7 +193,10 @@ proptest! {
             namespaces: mix(&a.namespaces, &b.namespaces, edits[0]),
             pods: mix(&a.pods, &b.pods, edits[1]),
             network_policies: mix(&a.network_policies, &b.network_policies, edits[2]),
-            ..Snapshot::default()
+            cluster_network_policies: mix(&a.cluster_network_policies, &b.cluster_network_policies, edits[3]),
+            segments: mix(&a.segments, &b.segments, edits[4]),
+            segment_policies: mix(&a.segment_policies, &b.segment_policies, edits[5]),
+            nodes: mix(&a.nodes, &b.nodes, edits[0]),
         };
         let mut compiler = Compiler::new();
         compiler.compile(&a, &options);
