@@ -376,16 +376,19 @@ impl Model {
     }
 
     /// The rule under which the policy in force allows a tracked
-    /// connection, or the rule that had allowed one it no longer allows
-    /// (which is forgotten).
+    /// connection, or what denies one it no longer allows (which is
+    /// forgotten).
     fn reaffirm(&mut self, connection: Connection) -> Result<u32, u32> {
         let state = self.connections[&connection];
         if state.revision == self.revision {
             return Ok(state.rule);
         }
-        let Some(rule) = self.allowing_rule(connection) else {
-            self.connections.remove(&connection);
-            return Err(state.rule);
+        let rule = match self.decision(connection) {
+            Ok(rule) => rule,
+            Err(denying) => {
+                self.connections.remove(&connection);
+                return Err(denying);
+            }
         };
         let revision = self.revision;
         let state = self.connections.get_mut(&connection).expect("tracked");

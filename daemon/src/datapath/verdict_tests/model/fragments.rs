@@ -1,6 +1,6 @@
 //! Rule 4: later fragments ride on what their first fragment left.
 
-use netseg_contract::reason;
+use netseg_contract::{reason, rule};
 
 use super::{Direction, FirstFragment, Kind, Model, Packet, Verdict};
 
@@ -15,12 +15,15 @@ impl Model {
             return Verdict::allow(reason::FRAGMENT, first.rule);
         }
         // The connection is asked again, whether or not it is still tracked.
-        let Some(rule) = first
+        let decision = first
             .connection
-            .and_then(|connection| self.allowing_rule(connection))
-        else {
-            self.datagrams.remove(&datagram);
-            return Verdict::cut(reason::REVOKED, first.rule);
+            .map_or(Err(rule::NONE), |connection| self.decision(connection));
+        let rule = match decision {
+            Ok(rule) => rule,
+            Err(denying) => {
+                self.datagrams.remove(&datagram);
+                return Verdict::cut(reason::REVOKED, denying);
+            }
         };
         let revision = self.revision;
         let first = self.datagrams.get_mut(&datagram).expect("remembered");
