@@ -9,13 +9,17 @@
 //! that each port is served), and the pod matrix, which the Deny rules'
 //! `0.0.0.0/0` and `::/0` close to gryffindor, is probed after every
 //! subtest as everywhere in this suite.
+//!
+//! Beyond upstream: a relabelled Node leaves the `nodes` peers, and a
+//! host-network pod is never a pod or namespace peer.
 
 use netseg_testbed::suite::{Case, Model};
 use netseg_testbed::{Probe, Protocol};
 use serde_json::{Value, json};
 
 use super::houses::{
-    End, HOST_NETWORK_PORTS, House, centaur, expect_pairs, namespace_named, sctp, tcp, udp,
+    End, FORBIDDEN_FORREST, HOST_NETWORK_PORTS, House, NODE_LABELS, centaur, expect_pairs,
+    namespace_named, sctp, tcp, udp,
 };
 use super::objects::{Action, Direction, PortMatch, Tier, cnp, house_pods, namespaces, networks};
 use super::objects::{nodes, rule};
@@ -145,4 +149,63 @@ pub fn baseline(m: &Model, name: &str) -> Case {
     let case = to_centaur(case, sctp(port(6)), false);
     let case = gryffindor_isolated(case, udp(53));
     gryffindor_isolated(case, sctp(9003))
+}
+
+/// Beyond upstream: the `nodes` peers follow the Node's labels. Without
+/// `kubernetes.io/os: linux`, #21's Accept (and Pass) no longer match and
+/// the Deny's networks decide; a Deny to nodes alone stops at the Node's
+/// addresses and leaves with the label.
+pub fn relabelled_node(m: &Model) -> Case {
+    let deny_nodes_only = cnp(
+        ADMIN_POLICY,
+        Tier::Admin,
+        75,
+        house_pods(Gryffindor),
+        vec![],
+        vec![egress(
+            "deny-egress-to-nodes",
+            Action::Deny,
+            vec![linux_nodes()],
+            &[],
+        )],
+    );
+    let case = Case::new(m, "nodes peers follow the Node's labels")
+        .then("#21's policy; the Node loses kubernetes.io/os: the Accept and the Pass to nodes match no more")
+        .policy(admin_manifest())
+        .label_node(&[]);
+    let case = to_centaur(case, tcp(port(0)), false);
+    let case = to_centaur(case, udp(port(2)), false)
+        .then("the label is back: the Accept matches again")
+        .label_node(&NODE_LABELS);
+    let case = to_centaur(case, tcp(port(0)), true)
+        .then("a Deny to nodes alone: the node's address, no pod")
+        .policy(deny_nodes_only);
+    let case = to_centaur(case, tcp(port(0)), false)
+        .expect(tcp(80), |_| {})
+        .then("the Node loses kubernetes.io/os: the Deny matches no more")
+        .label_node(&[]);
+    to_centaur(case, tcp(port(0)), true)
+}
+
+/// Beyond upstream: a host-network pod holds the node's address, not a pod
+/// address, so a Deny to its pods and its namespace does not reach it.
+pub fn host_network_is_no_pod_peer(m: &Model) -> Case {
+    let forrest = json!({ "matchLabels": { "conformance-house": FORBIDDEN_FORREST } });
+    let peers = vec![
+        json!({ "pods": { "namespaceSelector": forrest, "podSelector": forrest } }),
+        namespaces(forrest.clone()),
+    ];
+    let policy = cnp(
+        "deny-to-forbidden-forrest",
+        Tier::Admin,
+        75,
+        house_pods(Gryffindor),
+        vec![],
+        vec![egress("deny-egress-to-centaurs", Action::Deny, peers, &[])],
+    );
+    let case = Case::new(m, "a host-network pod is no pod or namespace peer")
+        .then("gryffindor denies egress to forbidden-forrest's pods and namespace")
+        .policy(policy);
+    let case = to_centaur(case, tcp(port(0)), true);
+    to_centaur(case, udp(port(2)), true).expect(tcp(80), |_| {})
 }
