@@ -1,5 +1,6 @@
-//! A manifests directory for the daemon's `--manifests` source: namespaces
-//! and pods generated from the topology, NetworkPolicies as raw YAML.
+//! A manifests directory for the daemon's `--manifests` source: namespaces,
+//! pods (host-network ones included) and the Node object generated from the
+//! topology, policies as raw YAML.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
 use crate::probes::Protocol;
-use crate::topology::Pod;
+use crate::topology::{Node, Pod};
 
 /// A named container port of a pod manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,6 +119,31 @@ impl Manifests {
         )
     }
 
+    /// Writes `pod-<namespace>-<name>.yaml` for a pod with `hostNetwork:
+    /// true` on `node`: its addresses are the node's.
+    pub fn host_network_pod(
+        &self,
+        node: &Node,
+        full_name: &str,
+        labels: &[(&str, &str)],
+        ports: &[ContainerPort],
+    ) -> Result<PathBuf> {
+        let (namespace, name) = full_name.split_once('/').unwrap_or(("default", full_name));
+        self.write(
+            &format!("pod-{namespace}-{name}.yaml"),
+            &host_network_pod_yaml(node, namespace, name, labels, ports)?,
+        )
+    }
+
+    /// Writes `node-<name>.yaml`: the Node object of `node`, with these
+    /// labels and the node's two addresses as InternalIPs.
+    pub fn node(&self, node: &Node, labels: &[(&str, &str)]) -> Result<PathBuf> {
+        self.write(
+            &format!("node-{}.yaml", node.name()),
+            &node_yaml(node, labels)?,
+        )
+    }
+
     pub fn remove_pod(&self, pod: &Pod) -> Result<()> {
         self.remove(&Self::pod_file(pod))
     }
@@ -151,10 +177,7 @@ pub fn namespace_yaml(name: &str, labels: &[(&str, &str)]) -> Result<String> {
 
 /// A running Pod on the topology's node, with its addresses in the status.
 pub fn pod_yaml(pod: &Pod, labels: &[(&str, &str)], ports: &[ContainerPort]) -> Result<String> {
-    let ports: Vec<Value> = ports
-        .iter()
-        .map(|p| json!({ "name": p.name, "containerPort": p.port, "protocol": p.protocol.k8s_name() }))
-        .collect();
+    let ports = container_ports(ports);
     let manifest = json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -174,6 +197,62 @@ pub fn pod_yaml(pod: &Pod, labels: &[(&str, &str)], ports: &[ContainerPort]) -> 
         },
     });
     Ok(serde_yaml::to_string(&manifest)?)
+}
+
+/// A running host-network Pod on `node`: as the API server shows one, its
+/// pod and host addresses are the node's.
+pub fn host_network_pod_yaml(
+    node: &Node,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    ports: &[ContainerPort],
+) -> Result<String> {
+    let (v4, v6) = (node.ipv4().to_string(), node.ipv6().to_string());
+    let manifest = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "namespace": namespace, "labels": label_map(labels) },
+        "spec": {
+            "nodeName": node.name(),
+            "hostNetwork": true,
+            "containers": [{
+                "name": "server", "image": "netseg-tests/none", "ports": container_ports(ports),
+            }],
+        },
+        "status": {
+            "phase": "Running",
+            "hostIP": v4,
+            "podIP": v4,
+            "podIPs": [{ "ip": v4 }, { "ip": v6 }],
+        },
+    });
+    Ok(serde_yaml::to_string(&manifest)?)
+}
+
+/// The Node object of `node`, as the kubelet registers one: labels, and its
+/// addresses in `status.addresses`.
+pub fn node_yaml(node: &Node, labels: &[(&str, &str)]) -> Result<String> {
+    let manifest = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": node.name(), "labels": label_map(labels) },
+        "status": {
+            "addresses": [
+                { "type": "InternalIP", "address": node.ipv4().to_string() },
+                { "type": "InternalIP", "address": node.ipv6().to_string() },
+                { "type": "Hostname", "address": node.name() },
+            ],
+        },
+    });
+    Ok(serde_yaml::to_string(&manifest)?)
+}
+
+fn container_ports(ports: &[ContainerPort]) -> Vec<Value> {
+    ports
+        .iter()
+        .map(|p| json!({ "name": p.name, "containerPort": p.port, "protocol": p.protocol.k8s_name() }))
+        .collect()
 }
 
 fn label_map(labels: &[(&str, &str)]) -> Map<String, Value> {

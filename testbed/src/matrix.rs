@@ -2,6 +2,7 @@
 //! matrices, so that a conformance case takes seconds.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -73,15 +74,26 @@ impl Probe {
 
     /// Sends this probe once from `from` (a pod or the node) to `to`.
     pub fn deliver(&self, from: &impl Netns, to: &Pod, servers: &ServerSet) -> Result<Delivery> {
-        let addr = to.ip(self.family);
+        self.deliver_at(from, to.ip(self.family), &to.full_name(), servers)
+    }
+
+    /// Sends this probe once from `from` to `addr`, where the servers of
+    /// `served_by` (their key in `servers`) listen.
+    pub fn deliver_at(
+        &self,
+        from: &impl Netns,
+        addr: IpAddr,
+        served_by: &str,
+        servers: &ServerSet,
+    ) -> Result<Delivery> {
         match self.protocol {
             Protocol::Tcp => tcp_delivery(from, addr, self.port, self.timeout),
             Protocol::Udp => udp_delivery(from, addr, self.port, self.timeout),
             Protocol::Icmp => ping_delivery(from, addr, self.timeout),
             Protocol::Sctp => {
                 let receiver = servers
-                    .sctp_receiver(&to.full_name())
-                    .with_context(|| format!("no SCTP receiver runs in {}", to.full_name()))?;
+                    .sctp_receiver(served_by)
+                    .with_context(|| format!("no SCTP receiver runs in {served_by}"))?;
                 sctp_delivery(from, receiver, addr, self.port, self.timeout)
             }
         }
@@ -122,15 +134,28 @@ impl ServerSet {
         udp_ports: &[u16],
         sctp: bool,
     ) -> Result<()> {
-        let servers = self.pods.entry(pod.full_name()).or_default();
+        self.start_in(&pod.full_name(), pod, tcp_ports, udp_ports, sctp)
+    }
+
+    /// Adds servers, known as `key`'s, in the namespace of `netns`: a
+    /// host-network pod's run in the node's.
+    pub fn start_in(
+        &mut self,
+        key: &str,
+        netns: &impl Netns,
+        tcp_ports: &[u16],
+        udp_ports: &[u16],
+        sctp: bool,
+    ) -> Result<()> {
+        let servers = self.pods.entry(key.to_owned()).or_default();
         for &port in tcp_ports {
-            servers.tcp.push(TcpEchoServer::start(pod, port)?);
+            servers.tcp.push(TcpEchoServer::start(netns, port)?);
         }
         for &port in udp_ports {
-            servers.udp.push(UdpEchoServer::start(pod, port)?);
+            servers.udp.push(UdpEchoServer::start(netns, port)?);
         }
         if sctp && servers.sctp.is_none() {
-            servers.sctp = Some(SctpReceiver::start(pod)?);
+            servers.sctp = Some(SctpReceiver::start(netns)?);
         }
         Ok(())
     }

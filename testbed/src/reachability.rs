@@ -144,13 +144,11 @@ impl Reachability {
     }
 
     fn cell_correct(&self, i: usize, j: usize) -> bool {
-        match (self.expected[i][j], self.observed[i][j]) {
-            (_, None) => false,
-            (true, Some(seen)) => seen == Delivery::Delivered,
-            (false, Some(Delivery::Delivered)) => false,
-            (false, Some(Delivery::Refused)) => !self.silent_denials,
-            (false, Some(Delivery::Dropped)) => true,
-        }
+        as_expected(
+            self.expected[i][j],
+            self.observed[i][j],
+            self.silent_denials,
+        )
     }
 
     fn index(&self, pod: &str) -> usize {
@@ -264,7 +262,21 @@ impl fmt::Display for Mismatch {
     }
 }
 
-fn observed_mark(seen: Option<Delivery>, wrong: bool) -> &'static str {
+/// Whether one probe's outcome (`None`: not probed) is what was expected;
+/// with `silent_denials`, a denial must be a drop, not a refusal.
+pub fn as_expected(allowed: bool, observed: Option<Delivery>, silent_denials: bool) -> bool {
+    match (allowed, observed) {
+        (_, None) => false,
+        (true, Some(seen)) => seen == Delivery::Delivered,
+        (false, Some(Delivery::Delivered)) => false,
+        (false, Some(Delivery::Refused)) => !silent_denials,
+        (false, Some(Delivery::Dropped)) => true,
+    }
+}
+
+/// `.` delivered, `X` dropped, `R` refused, `?` not probed; `*` marks a
+/// wrong one.
+pub(crate) fn observed_mark(seen: Option<Delivery>, wrong: bool) -> &'static str {
     match (seen, wrong) {
         (None, _) => "?",
         (Some(Delivery::Delivered), false) => ".",

@@ -100,6 +100,11 @@ pub enum Change {
         pod: String,
         labels: Labels,
     },
+    /// Sets the labels of the node's Node object to exactly these (a label
+    /// of the layout's that is not listed is removed).
+    LabelNode {
+        labels: Labels,
+    },
     /// Restarts the daemon with these arguments instead of the group's.
     DaemonArgs(Vec<&'static str>),
 }
@@ -110,10 +115,19 @@ pub enum Check {
     /// Every ordered pair of pods except a pod with itself.
     Pods { probe: Probe, reach: Reachability },
     /// From the node namespace to every pod, one expectation per pod.
-    Node {
-        probe: Probe,
-        expected: Vec<(String, bool)>,
-    },
+    Node { probe: Probe, row: Row },
+    /// From every pod to a host-network pod (`namespace/name`), that is to
+    /// the node's address, one expectation per pod.
+    HostNetwork { probe: Probe, pod: String, row: Row },
+}
+
+/// The expectations of a check between one end and every pod: `(pod,
+/// allowed)`, in the world's pod order.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub expected: Vec<(String, bool)>,
+    /// Whether a denied cell must be a silent drop, never a refusal.
+    pub silent_denials: bool,
 }
 
 /// Changes, then the probes that must see their effect.
@@ -199,6 +213,13 @@ impl Case {
         })
     }
 
+    /// Sets the labels of the node's Node object to exactly `labels`.
+    pub fn label_node(self, labels: &[(&str, &str)]) -> Self {
+        self.change(Change::LabelNode {
+            labels: owned(labels),
+        })
+    }
+
     /// Restarts the daemon with other arguments, on the same manifests; the
     /// reset after the case restores the group's.
     pub fn restart_daemon(self, args: &[&'static str]) -> Self {
@@ -241,13 +262,37 @@ impl Case {
 
     /// Probes from the node's own address to every pod.
     pub fn expect_from_node(mut self, probe: Probe, allowed: impl Fn(&str) -> bool) -> Self {
-        let expected = self
-            .pods
-            .iter()
-            .map(|pod| (pod.clone(), allowed(pod)))
-            .collect();
-        self.step_mut().checks.push(Check::Node { probe, expected });
+        let row = self.row(allowed);
+        self.step_mut().checks.push(Check::Node { probe, row });
         self
+    }
+
+    /// Probes from every pod to the host-network pod `pod` (`namespace/name`
+    /// of the layout's), whose address is the node's; `allowed` is given
+    /// each client pod.
+    pub fn expect_to_host_network(
+        mut self,
+        probe: Probe,
+        pod: &str,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Self {
+        let row = self.row(allowed);
+        let pod = pod.to_owned();
+        self.step_mut()
+            .checks
+            .push(Check::HostNetwork { probe, pod, row });
+        self
+    }
+
+    fn row(&self, allowed: impl Fn(&str) -> bool) -> Row {
+        Row {
+            expected: self
+                .pods
+                .iter()
+                .map(|pod| (pod.clone(), allowed(pod)))
+                .collect(),
+            silent_denials: self.silent_denials,
+        }
     }
 }
 

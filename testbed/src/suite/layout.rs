@@ -1,7 +1,8 @@
 //! What a conformance world is made of: namespaces with their labels, pods
-//! with their labels and declared container ports, and the ports every pod
-//! serves. The NetworkPolicy suite's 3x3 model and the ClusterNetworkPolicy
-//! suite's four houses are two layouts of the same world.
+//! with their labels and declared container ports, the ports every pod
+//! serves, host-network pods, and the node's Node object. The NetworkPolicy
+//! suite's 3x3 model and the ClusterNetworkPolicy suite's houses are two
+//! layouts of the same world.
 
 use crate::manifests::ContainerPort;
 
@@ -35,6 +36,12 @@ pub struct Layout {
     /// Every pod serves UDP on these ports (an echo server each).
     pub udp_ports: Vec<u16>,
     // Every pod also receives SCTP on every port (see `SctpReceiver`).
+    /// Pods with `hostNetwork: true`: their address is the node's, and they
+    /// serve the TCP and UDP ports they declare (and SCTP on every port)
+    /// from the node's namespace. They are not among the probed pods.
+    pub host_network_pods: Vec<PodLayout>,
+    /// The labels of the node's Node object; `None`: no Node object.
+    pub node_labels: Option<Labels>,
 }
 
 impl Layout {
@@ -54,6 +61,28 @@ impl Layout {
             labels: owned(labels),
             ports,
         });
+        self
+    }
+
+    /// Adds a host-network pod (`namespace/name`) with its labels and the
+    /// container ports it declares and serves on the node.
+    pub fn host_network_pod(
+        mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        ports: Vec<ContainerPort>,
+    ) -> Self {
+        self.host_network_pods.push(PodLayout {
+            name: name.to_owned(),
+            labels: owned(labels),
+            ports,
+        });
+        self
+    }
+
+    /// The node also has a Node object, with these labels and its addresses.
+    pub fn node_object(mut self, labels: &[(&str, &str)]) -> Self {
+        self.node_labels = Some(owned(labels));
         self
     }
 
@@ -95,6 +124,10 @@ impl Layout {
     pub fn pod_named(&self, name: &str) -> Option<&PodLayout> {
         self.pods.iter().find(|pod| pod.name == name)
     }
+
+    pub fn host_network_pod_named(&self, name: &str) -> Option<&PodLayout> {
+        self.host_network_pods.iter().find(|pod| pod.name == name)
+    }
 }
 
 /// `labels` with `extra` laid over them: a key in both takes `extra`'s value.
@@ -106,6 +139,14 @@ pub fn overlay<'a>(labels: &'a Labels, extra: &'a Labels) -> Vec<(&'a str, &'a s
         .collect();
     all.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     all
+}
+
+/// `labels` as the `(&str, &str)` pairs manifests are written from.
+pub fn borrowed(labels: &Labels) -> Vec<(&str, &str)> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 pub fn owned(labels: &[(&str, &str)]) -> Labels {

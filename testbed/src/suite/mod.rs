@@ -5,10 +5,11 @@
 
 pub mod case;
 pub mod layout;
+mod rows;
 pub mod runner;
 pub mod world;
 
-pub use case::{Case, Change, Check, Model, ProbeName, Step, cidr_of};
+pub use case::{Case, Change, Check, Model, ProbeName, Row, Step, cidr_of};
 pub use layout::{Labels, Layout, NamespaceLayout, PodLayout};
 pub use runner::run_group;
 pub use world::{World, WorldConfig};

@@ -1,7 +1,8 @@
-//! One node with the pods of a [`Layout`], their servers, a manifests
-//! directory and one running daemon, shared by every case of a group. Cases
-//! change it only through manifest files (and daemon flags), and
-//! [`World::reset`] puts it back.
+//! One node with the pods of a [`Layout`] (host-network ones served from
+//! the node's namespace), their servers, a manifests directory (with the
+//! Node object, if the layout has one) and one running daemon, shared by
+//! every case of a group. Cases change it only through manifest files (and
+//! daemon flags), and [`World::reset`] puts it back.
 
 use std::collections::BTreeSet;
 
@@ -9,11 +10,12 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::case::{Change, Model};
-use super::layout::{Labels, Layout, overlay};
+use super::layout::{Labels, Layout, borrowed, overlay};
 use crate::daemon::{Daemon, DaemonStatus};
 use crate::manifests::Manifests;
 use crate::matrix::ServerSet;
 use crate::netns::require_root;
+use crate::probes::Protocol;
 use crate::topology::{Node, Pod};
 
 /// How a group's world is built.
@@ -79,6 +81,7 @@ pub struct World {
     policies: BTreeSet<String>,
     relabelled_namespaces: BTreeSet<String>,
     relabelled_pods: BTreeSet<String>,
+    relabelled_node: bool,
 }
 
 impl World {
@@ -100,8 +103,11 @@ impl World {
         for pod in &pods {
             write_pod(&manifests, layout, pod, &Labels::new())?;
         }
+        write_node(&manifests, layout, &node)?;
+        write_host_network_pods(&manifests, layout, &node)?;
         let refs: Vec<&Pod> = pods.iter().collect();
-        let servers = ServerSet::start(&refs, &layout.tcp_ports, &layout.udp_ports, true)?;
+        let mut servers = ServerSet::start(&refs, &layout.tcp_ports, &layout.udp_ports, true)?;
+        serve_host_network_pods(&mut servers, layout, &node)?;
         let daemon = start_daemon(&node, &manifests, &config.daemon_args, pods.len())?;
         Ok(Self {
             servers,
@@ -114,6 +120,7 @@ impl World {
             policies: BTreeSet::new(),
             relabelled_namespaces: BTreeSet::new(),
             relabelled_pods: BTreeSet::new(),
+            relabelled_node: false,
         })
     }
 
@@ -181,6 +188,7 @@ impl World {
         if self.policies.is_empty()
             && self.relabelled_namespaces.is_empty()
             && self.relabelled_pods.is_empty()
+            && !self.relabelled_node
         {
             return Ok(());
         }
@@ -196,6 +204,9 @@ impl World {
                 self.pod(&pod)?,
                 &Labels::new(),
             )?;
+        }
+        if std::mem::take(&mut self.relabelled_node) {
+            write_node(&self.manifests, &self.config.layout, &self.node)?;
         }
         self.wait_enforced(before, &[])
     }
@@ -253,6 +264,13 @@ impl World {
                 write_pod(&self.manifests, layout, self.pod(pod)?, labels)?;
                 self.relabelled_pods.insert(pod.clone());
             }
+            Change::LabelNode { labels } => {
+                if layout.node_labels.is_none() {
+                    bail!("the case relabels the Node object, which the layout does not have");
+                }
+                self.manifests.node(&self.node, &borrowed(labels))?;
+                self.relabelled_node = true;
+            }
             Change::DaemonArgs(_) => bail!("a daemon restart is not a manifest change"),
         }
         Ok(())
@@ -286,6 +304,37 @@ fn write_pod(manifests: &Manifests, layout: &Layout, pod: &Pod, extra: &Labels) 
         .pod_named(&pod.full_name())
         .with_context(|| format!("no pod {} in the layout", pod.full_name()))?;
     manifests.pod(pod, &overlay(&spec.labels, extra), &spec.ports)?;
+    Ok(())
+}
+
+/// Writes the Node object with the layout's labels, if it has one.
+fn write_node(manifests: &Manifests, layout: &Layout, node: &Node) -> Result<()> {
+    if let Some(labels) = &layout.node_labels {
+        manifests.node(node, &borrowed(labels))?;
+    }
+    Ok(())
+}
+
+fn write_host_network_pods(manifests: &Manifests, layout: &Layout, node: &Node) -> Result<()> {
+    for pod in &layout.host_network_pods {
+        manifests.host_network_pod(node, &pod.name, &borrowed(&pod.labels), &pod.ports)?;
+    }
+    Ok(())
+}
+
+/// Starts each host-network pod's servers in the node's namespace: TCP and
+/// UDP on the ports it declares, and an SCTP receiver.
+fn serve_host_network_pods(servers: &mut ServerSet, layout: &Layout, node: &Node) -> Result<()> {
+    for pod in &layout.host_network_pods {
+        let declared = |protocol| -> Vec<u16> {
+            let ports = pod.ports.iter().filter(|p| p.protocol == protocol);
+            ports.map(|p| p.port).collect()
+        };
+        let (tcp, udp) = (declared(Protocol::Tcp), declared(Protocol::Udp));
+        servers
+            .start_in(&pod.name, node, &tcp, &udp, true)
+            .with_context(|| format!("serving host-network pod {}", pod.name))?;
+    }
     Ok(())
 }
 

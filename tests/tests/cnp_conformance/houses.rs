@@ -3,9 +3,16 @@
 //! `network-policy-conformance-<house>` labelled `conformance-house:
 //! <house>`, with two pods labelled the same way. Every pod serves TCP 80
 //! (declared as `web`) and 8080, UDP 53 (declared as `dns`) and 5353, and
-//! receives SCTP (probed at 9003 and 9005). The host-network `centaur` pods
-//! of `forbidden-forrest` serve only the node-peer tests, which are not
-//! ported, so that namespace is left out.
+//! receives SCTP (probed at 9003 and 9005).
+//!
+//! The fifth namespace, `forbidden-forrest`, holds the host-network
+//! `centaur` pods the node-peer tests probe. Upstream runs two, one a node;
+//! this world has one node, and two host-network pods declaring the same
+//! ports cannot share one, so it runs `centaur-1`, the one the tests probe:
+//! its address is the node's, and it serves upstream's `HostNetworkPorts`
+//! from the node's namespace. The node has a Node object labelled
+//! `kubernetes.io/os: linux`, as a kubelet registers it, with the node's
+//! addresses.
 
 use std::time::Duration;
 
@@ -15,6 +22,23 @@ use serde_json::{Value, json};
 
 /// How long a probe waits for an answer; a denied cell costs this much.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Upstream's `HostNetworkPorts`: the eight ports from its default range
+/// start (34345). Nothing else listens in the node namespace the test
+/// creates (the daemon opens no port unless told to), so they are free.
+pub const HOST_NETWORK_PORTS: [u16; 8] = [34345, 34346, 34347, 34348, 34349, 34350, 34351, 34352];
+
+/// The namespace of the host-network pods, and their `conformance-house`.
+pub const FORBIDDEN_FORREST: &str = "forbidden-forrest";
+
+/// `namespace/name` of the host-network pod the node-peer tests probe.
+pub fn centaur() -> String {
+    format!("network-policy-conformance-{FORBIDDEN_FORREST}/centaur-1")
+}
+
+/// The Node object's labels, as a kubelet on Linux sets the one `nodes`
+/// peers select on.
+pub const NODE_LABELS: [(&str, &str); 1] = [("kubernetes.io/os", "linux")];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum House {
@@ -106,7 +130,28 @@ pub fn layout() -> Layout {
             layout = layout.pod(&house.pod(index), &label, ports);
         }
     }
+    with_centaur(layout).node_object(&NODE_LABELS)
+}
+
+/// Forbidden-forrest and its host-network centaur, declaring upstream's
+/// ports: TCP on `HostNetworkPorts[0]` and `[1]`, UDP on `[2]` and `[4]`
+/// (SCTP, which upstream serves on `[6]` and `[7]` without declaring it, is
+/// received on every port).
+fn with_centaur(layout: Layout) -> Layout {
+    let label = [("conformance-house", FORBIDDEN_FORREST)];
+    let [tcp_a, tcp_b, udp_a, _, udp_b, ..] = HOST_NETWORK_PORTS;
+    let ports = vec![
+        ContainerPort::new(&format!("web-{tcp_a}"), tcp_a, Protocol::Tcp),
+        ContainerPort::new(&format!("web-{tcp_b}"), tcp_b, Protocol::Tcp),
+        ContainerPort::new(&format!("dns-{udp_a}"), udp_a, Protocol::Udp),
+        ContainerPort::new(&format!("dns-{udp_b}"), udp_b, Protocol::Udp),
+    ];
     layout
+        .namespace(
+            &format!("network-policy-conformance-{FORBIDDEN_FORREST}"),
+            &label,
+        )
+        .host_network_pod(&centaur(), &label, ports)
 }
 
 /// Upstream's default: no policy means allowed; and a denial must be a

@@ -68,6 +68,8 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortMatch {
     Number(Protocol, u16),
+    /// `destinationPort.range`: `start` to `end`, both included.
+    Range(Protocol, u16, u16),
     /// `destinationNamedPort`; every pod of the houses declares the same
     /// names, so each resolves to one protocol and number.
     Named(&'static str),
@@ -88,19 +90,21 @@ impl PortMatch {
 
     /// Whether traffic of `probe` goes to this port.
     pub fn matches(self, probe: &Probe) -> bool {
-        let (protocol, port) = match self {
-            PortMatch::Number(protocol, port) => (protocol, port),
-            PortMatch::Named("web") => (Protocol::Tcp, 80),
-            PortMatch::Named("dns") => (Protocol::Udp, 53),
+        let (protocol, start, end) = match self {
+            PortMatch::Number(protocol, port) => (protocol, port, port),
+            PortMatch::Range(protocol, start, end) => (protocol, start, end),
+            PortMatch::Named("web") => (Protocol::Tcp, 80, 80),
+            PortMatch::Named("dns") => (Protocol::Udp, 53, 53),
             PortMatch::Named(other) => panic!("no pod of the houses declares a port {other}"),
         };
-        probe.protocol == protocol && probe.port == port
+        probe.protocol == protocol && (start..=end).contains(&probe.port)
     }
 
     /// `80`, `53`, `web`: how upstream's rule names spell the port.
     pub fn label(self) -> String {
         match self {
             PortMatch::Number(_, port) => port.to_string(),
+            PortMatch::Range(_, start, end) => format!("{start}-{end}"),
             PortMatch::Named(name) => name.to_owned(),
         }
     }
@@ -110,6 +114,10 @@ impl PortMatch {
             PortMatch::Number(protocol, port) => {
                 let key = protocol.k8s_name().to_lowercase();
                 json!({ key: { "destinationPort": { "number": port } } })
+            }
+            PortMatch::Range(protocol, start, end) => {
+                let key = protocol.k8s_name().to_lowercase();
+                json!({ key: { "destinationPort": { "range": { "start": start, "end": end } } } })
             }
             PortMatch::Named(name) => json!({ "destinationNamedPort": name }),
         }
@@ -177,6 +185,12 @@ pub fn house_pods(house: House) -> Value {
 /// Egress peer: these CIDRs.
 pub fn networks(cidrs: &[String]) -> Value {
     json!({ "networks": cidrs })
+}
+
+/// Egress peer of the experimental channel: the addresses of the Node
+/// objects `selector` selects.
+pub fn nodes(selector: Value) -> Value {
+    json!({ "nodes": selector })
 }
 
 /// Egress peer of the experimental channel that netseg does not implement.

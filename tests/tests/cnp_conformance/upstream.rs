@@ -1,8 +1,7 @@
-//! The 22 upstream tests (87 subtests) that need only pods, numbered as
-//! shared/CNP.md §3.2 numbers them: the Admin tier (#1–#10), the Baseline
-//! tier (#11–#18), and the named-port tests of the experimental profile
-//! (#19, #20, #22, #23). The node-peer tests (#21, #24) need a host-network
-//! listener and a Node object and are not ported.
+//! The 24 upstream tests (92 subtests), numbered as shared/CNP.md §3.2
+//! numbers them: the Admin tier (#1–#10), the Baseline tier (#11–#18), and
+//! the experimental profile: named ports (#19, #20, #22, #23) and node
+//! peers (#21, #24), which probe a host-network pod on the node's address.
 
 use netseg_testbed::suite::{Case, Model};
 
@@ -10,6 +9,7 @@ use super::inline_cidr;
 use super::integration::{integration, priority_field};
 use super::manifests::{egress_sctp, egress_tcp, egress_udp, gress, ingress_sctp};
 use super::manifests::{ingress_tcp, ingress_udp};
+use super::node_peers;
 use super::objects::Tier::{Admin, Baseline};
 
 pub fn cases(m: &Model) -> Vec<Case> {
@@ -34,7 +34,9 @@ pub fn cases(m: &Model) -> Vec<Case> {
         inline_cidr::case(m, "#18 CNPBaselineTierEgressInlineCIDRPeers", Baseline),
         egress_tcp(Admin).named_port_case(m, "#19 CNPAdminTierEgressNamedPort", "web"),
         ingress_udp(Admin).named_port_case(m, "#20 CNPAdminTierIngressNamedPort", "dns"),
+        node_peers::admin(m, "#21 CNPAdminTierEgressNodePeers"),
         egress_udp(Baseline).named_port_case(m, "#22 CNPBaselineTierEgressNamedPort", "dns"),
         ingress_tcp(Baseline).named_port_case(m, "#23 CNPBaselineTierIngressNamedPort", "web"),
+        node_peers::baseline(m, "#24 CNPBaselineTierEgressNodePeers"),
     ]
 }
