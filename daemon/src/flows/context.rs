@@ -76,8 +76,14 @@ impl VerdictNames {
             JsonText::of(passes.join("; "))
         });
         let audit = verdict.audit.as_deref();
+        let decided_by = match (&verdict.decided_by, verdict.allow) {
+            // As records without a Pass trail or audit difference say it.
+            (Decider::Default, true) => JsonText::of("default-allow"),
+            (Decider::Default, false) => JsonText::of("default-deny"),
+            (decider, _) => JsonText::of(decider),
+        };
         Self {
-            decided_by: JsonText::of(&verdict.decided_by),
+            decided_by,
             band,
             kind,
             namespace,

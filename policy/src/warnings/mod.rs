@@ -46,8 +46,8 @@ impl fmt::Display for Warning {
 /// and Segments of `snapshot` (invalid objects have field errors instead;
 /// see [`crate::validate_cluster_network_policy`] and friends):
 ///
-/// - a rule that fails closed (a peer netseg does not implement, such as
-///   `domainNames` or `nodes`; a peer or protocol entry that sets no field
+/// - a rule that fails closed (a peer netseg does not implement:
+///   `domainNames`; a peer or protocol entry that sets no field
 ///   netseg knows; a peer naming a Segment that does not exist or is
 ///   invalid), saying what the rule becomes;
 /// - a SegmentPolicy subject naming such a Segment;
