@@ -9,6 +9,7 @@ mod inventory;
 mod models;
 mod precedence;
 mod resolve;
+mod set_cache;
 mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +27,7 @@ use self::inventory::Selection;
 pub(crate) use self::inventory::{Inventory, Models};
 use self::precedence::{DecisionKey, Order, Outcome};
 pub(crate) use self::resolve::{ResolvedPolicy, ResolvedRule, resolve};
+use self::set_cache::SetCache;
 use crate::model::{PeerModel, PortModel};
 use crate::types::{Compiled, Decider, Direction, LocalEndpoint, PodRef, PolicyEntryKey, Verdict};
 use crate::{CompileOptions, Snapshot};
@@ -67,6 +69,7 @@ pub struct Compiler {
     identities: IdAllocator<Signature>,
     policies: IdAllocator<PolicySetKey>,
     verdicts: IdAllocator<Verdict>,
+    sets: SetCache,
 }
 
 impl Default for Compiler {
@@ -84,6 +87,7 @@ impl Compiler {
             identities: IdAllocator::new(FIRST_COMPILED_IDENTITY),
             policies: IdAllocator::new(FIRST_COMPILED_POLICY),
             verdicts: IdAllocator::new(FIRST_COMPILED_RULE),
+            sets: SetCache::default(),
         }
     }
 
@@ -103,6 +107,7 @@ impl Compiler {
             peers: &prepared.peers,
             options,
         };
+        self.sets.begin(&prepared.classes.named_ports);
         let mut written = PolicyMaps::default();
         let mut endpoints = BTreeMap::new();
         for (local, &pod_index) in selection.locals.iter().enumerate() {
@@ -117,6 +122,7 @@ impl Compiler {
         self.identities.finish_compilation();
         self.policies.finish_compilation();
         self.verdicts.finish_compilation();
+        self.sets.finish();
         Compiled {
             endpoints,
             ipcache: prepared.classes.ipcache(),
@@ -172,17 +178,19 @@ impl Compiler {
         }
         let id = self.policies.id(&key);
         let order = order(ctx, &key, applicable);
-        let mut values: FxHashMap<DecisionKey, PolicyValue> = FxHashMap::default();
-        for ((identity, protocol, port), decision) in emit::entries(&order) {
-            let value = match values.get(&decision) {
+        let mut values: FxHashMap<&DecisionKey, PolicyValue> = FxHashMap::default();
+        let entries = self.sets.entries(&key, &order);
+        for ((identity, protocol, port), decision) in entries {
+            let value = match values.get(decision) {
                 Some(value) => *value,
                 None => {
-                    let verdict = verdict_of(&order, &decision);
-                    let value = self.verdict_value(&verdict);
+                    let verdict = verdict_of(&order, decision);
+                    let value = verdict_value(&mut self.verdicts, &verdict);
                     written.verdicts.insert(value.rule, verdict);
                     *values.entry(decision).or_insert(value)
                 }
             };
+            let (identity, protocol, port) = (*identity, *protocol, *port);
             let entry = PolicyEntryKey {
                 policy: id,
                 identity,
@@ -194,26 +202,26 @@ impl Compiler {
         written.ids.insert(key, id);
         id
     }
+}
 
-    /// The POLICY value of `verdict`: reserved ids for the plain default and
-    /// node-traffic verdicts, an allocated one for the rest.
-    fn verdict_value(&mut self, verdict: &Verdict) -> PolicyValue {
-        let plain = verdict.passed_by.is_empty() && verdict.audit.is_none();
-        let id = match (&verdict.decided_by, verdict.allow) {
-            (Decider::Default, true) if plain => rule::DEFAULT_ALLOW,
-            (Decider::Default, false) if plain => rule::DEFAULT_DENY,
-            (Decider::NodeTraffic, _) if plain => rule::NODE_TRAFFIC,
-            _ => self.verdicts.id(verdict),
-        };
-        PolicyValue {
-            rule: id,
-            verdict: if verdict.allow {
-                VERDICT_ALLOW
-            } else {
-                VERDICT_DENY
-            },
-            _pad: [0; 3],
-        }
+/// The POLICY value of `verdict`: reserved ids for the plain default and
+/// node-traffic verdicts, one allocated from `ids` for the rest.
+fn verdict_value(ids: &mut IdAllocator<Verdict>, verdict: &Verdict) -> PolicyValue {
+    let plain = verdict.passed_by.is_empty() && verdict.audit.is_none();
+    let id = match (&verdict.decided_by, verdict.allow) {
+        (Decider::Default, true) if plain => rule::DEFAULT_ALLOW,
+        (Decider::Default, false) if plain => rule::DEFAULT_DENY,
+        (Decider::NodeTraffic, _) if plain => rule::NODE_TRAFFIC,
+        _ => ids.id(verdict),
+    };
+    PolicyValue {
+        rule: id,
+        verdict: if verdict.allow {
+            VERDICT_ALLOW
+        } else {
+            VERDICT_DENY
+        },
+        _pad: [0; 3],
     }
 }
 

@@ -18,7 +18,7 @@ use crate::trace::StepOutcome;
 use crate::types::{Action, Band, Decider, Direction};
 
 /// The peers a step matches.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Targets {
     Any,
     Identities(BTreeSet<u32>),
@@ -65,7 +65,7 @@ impl Class {
 }
 
 /// One step of the order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Step {
     /// The band a Pass skips the rest of; `None` for node traffic and the default.
     pub band: Option<Band>,
@@ -237,7 +237,7 @@ impl Order<'_> {
     /// egress named-port resolutions, when a step uses named ports.
     pub(super) fn resolutions(&self, class: Class) -> Option<&NamedPorts> {
         match (self.direction, class) {
-            (Direction::Egress, Class::Identity(id)) if self.steps.iter().any(has_named) => {
+            (Direction::Egress, Class::Identity(id)) if self.steps.iter().any(Step::has_named) => {
                 self.classes.named_ports.get(&id)
             }
             _ => None,
@@ -251,7 +251,7 @@ impl Order<'_> {
         for step in &self.steps {
             match &step.targets {
                 Targets::Identities(named) => ids.extend(named.iter().copied()),
-                Targets::Any if self.direction == Direction::Egress && has_named(step) => {
+                Targets::Any if self.direction == Direction::Egress && step.has_named() => {
                     ids.extend(self.classes.named_ports.keys().copied());
                 }
                 Targets::Any => {}
@@ -298,9 +298,12 @@ impl Order<'_> {
     }
 }
 
-fn has_named(step: &Step) -> bool {
-    step.ports
-        .iter()
-        .flatten()
-        .any(|p| matches!(p, PortModel::Named { .. }))
+impl Step {
+    /// Whether the step matches named ports.
+    pub(super) fn has_named(&self) -> bool {
+        self.ports
+            .iter()
+            .flatten()
+            .any(|p| matches!(p, PortModel::Named { .. }))
+    }
 }
