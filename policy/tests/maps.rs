@@ -9,8 +9,8 @@ use common::{Cluster, NODE, TCP, UDP, ip, pod};
 use ipnetwork::IpNetwork;
 use netseg_contract::{POLICY_PREFIX_ANY_PORT, POLICY_PREFIX_ANY_PROTOCOL, identity, rule};
 use netseg_policy::{
-    Compiler, Decider, DefaultAction, Direction, IdentityKind, PodRef, PolicyEntryKey, PortPrefix,
-    diff_maps, lookup_identity,
+    Compiled, Compiler, Decider, DefaultAction, Direction, IdentityKind, PodRef, PolicyEntryKey,
+    PortPrefix, diff_maps, lookup_identity,
 };
 use serde_json::json;
 
@@ -110,38 +110,49 @@ fn nested_blocks_of_several_peers() {
     }
 }
 
-#[test]
-fn entry_shapes() {
+/// The compilation of a pod `x/s` whose ingress NetworkPolicy has `rules`
+/// (node traffic denied), and its ingress policy id.
+fn ingress_of_one_pod(rules: serde_json::Value) -> (Compiled, u32) {
     let mut c = Cluster::new(DefaultAction::Deny);
     c.options.deny_node_traffic = true;
     c.snapshot
         .pods
         .push(pod("x", "s", json!({}), NODE, &["10.0.0.1"]).into());
-    c.add(
-        "x",
-        "p",
-        json!({"podSelector": {}, "ingress": [
-            {},
-            {"ports": [{"protocol": "UDP"}]},
-            {"ports": [{"port": 80}]},
-            {"ports": [{"port": 1, "endPort": 65535}]},
-        ]}),
-    );
+    c.add("x", "p", json!({"podSelector": {}, "ingress": rules}));
     let m = c.compile();
     let policy = m.endpoints[&PodRef::new("x", "s")].ingress_policy;
-    let key = |protocol, port| PolicyEntryKey {
+    (m, policy)
+}
+
+/// The POLICY key of `policy` for any peer.
+fn any_peer(policy: u32, protocol: Option<u8>, port: Option<PortPrefix>) -> PolicyEntryKey {
+    PolicyEntryKey {
         policy,
         identity: identity::ANY,
         protocol,
         port,
-    };
-    let rule_of = |index: u32| {
-        *m.verdicts
-            .iter()
-            .find(|(_, v)| v.rule().is_some_and(|r| r.index == index))
-            .expect("rule")
-            .0
-    };
+    }
+}
+
+/// The verdict id that rule `index` of the policy decides.
+fn rule_id(m: &Compiled, index: u32) -> u32 {
+    *m.verdicts
+        .iter()
+        .find(|(_, v)| v.rule().is_some_and(|r| r.index == index))
+        .expect("rule")
+        .0
+}
+
+#[test]
+fn entry_shapes() {
+    let (m, policy) = ingress_of_one_pod(json!([
+        {},
+        {"ports": [{"protocol": "UDP"}]},
+        {"ports": [{"port": 80}]},
+        {"ports": [{"port": 1, "endPort": 65535}]},
+    ]));
+    let key = |protocol, port| any_peer(policy, protocol, port);
+    let rule_of = |index| rule_id(&m, index);
     let entries: Vec<_> = m
         .policy
         .iter()
@@ -158,35 +169,13 @@ fn entry_shapes() {
 
 #[test]
 fn later_rules_get_entries_only_where_earlier_ones_do_not_decide() {
-    let mut c = Cluster::new(DefaultAction::Deny);
-    c.options.deny_node_traffic = true;
-    c.snapshot
-        .pods
-        .push(pod("x", "s", json!({}), NODE, &["10.0.0.1"]).into());
-    c.add(
-        "x",
-        "p",
-        json!({"podSelector": {}, "ingress": [
-            {"ports": [{"protocol": "UDP"}]},
-            {"ports": [{"port": 80}]},
-            {"ports": [{"port": 1, "endPort": 65535}]},
-        ]}),
-    );
-    let m = c.compile();
-    let policy = m.endpoints[&PodRef::new("x", "s")].ingress_policy;
-    let key = |protocol, port| PolicyEntryKey {
-        policy,
-        identity: identity::ANY,
-        protocol,
-        port,
-    };
-    let rule_of = |index: u32| {
-        *m.verdicts
-            .iter()
-            .find(|(_, v)| v.rule().is_some_and(|r| r.index == index))
-            .expect("rule")
-            .0
-    };
+    let (m, policy) = ingress_of_one_pod(json!([
+        {"ports": [{"protocol": "UDP"}]},
+        {"ports": [{"port": 80}]},
+        {"ports": [{"port": 1, "endPort": 65535}]},
+    ]));
+    let key = |protocol, port| any_peer(policy, protocol, port);
+    let rule_of = |index| rule_id(&m, index);
     let value = |k| m.policy.get(&k).map(|v| v.rule);
     let whole = value(key(None, None)).expect("whole-key entry");
     assert_eq!(
@@ -202,7 +191,7 @@ fn later_rules_get_entries_only_where_earlier_ones_do_not_decide() {
         Some(rule_of(1))
     );
     // TCP 1-79 and 81-65535 are the third rule's: 7 + 14 prefixes; port 0
-    // is left to the whole-key default deny.
+    // is left to the whole-key entry (the isolation).
     let range = m.policy.values().filter(|v| v.rule == rule_of(2)).count();
     assert_eq!(range, 7 + 14);
 }

@@ -32,57 +32,37 @@ pub(crate) fn parse_cluster_network_policy(
     policy: &ClusterNetworkPolicy,
     errs: &mut Errors,
 ) -> Option<TieredPolicy> {
-    let name = object_name(&policy.metadata, errs);
     let spec = &policy.spec;
-    let priority = priority(spec.priority, errs);
-    let subject = cnp_subject(spec, errs);
-    let ingress = rules(
-        spec.ingress.iter().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: r.action,
-            peers: r.from.iter().map(|p| ingress_peer(p)).collect(),
-            protocols: r
-                .protocols
-                .as_deref()
-                .map(|p| p.iter().map(cnp_protocol).collect()),
-        }),
-        "spec.ingress",
-        "from",
-        false,
-        errs,
-    );
-    let egress = rules(
-        spec.egress.iter().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: r.action,
-            peers: r.to.iter().map(|p| egress_peer(p)).collect(),
-            protocols: r
-                .protocols
-                .as_deref()
-                .map(|p| p.iter().map(cnp_protocol).collect()),
-        }),
-        "spec.egress",
-        "to",
-        false,
-        errs,
-    );
-    let tier = match spec.tier {
-        netseg_crd::Tier::Admin => Tier::Admin,
-        netseg_crd::Tier::Baseline => Tier::Baseline,
-    };
-    if !errs.is_empty() {
-        return None;
-    }
-    Some(TieredPolicy {
+    let ingress = spec.ingress.iter().map(|r| {
+        let peers = r.from.iter().map(ingress_peer).collect();
+        raw_rule(
+            r.name.as_deref(),
+            r.action,
+            peers,
+            r.protocols.as_deref(),
+            cnp_protocol,
+        )
+    });
+    let egress = spec.egress.iter().map(|r| {
+        let peers = r.to.iter().map(egress_peer).collect();
+        raw_rule(
+            r.name.as_deref(),
+            r.action,
+            peers,
+            r.protocols.as_deref(),
+            cnp_protocol,
+        )
+    });
+    let raw = RawPolicy {
         kind: PolicyKind::ClusterNetworkPolicy,
-        name,
-        tier,
-        priority: priority?,
+        tier: spec.tier,
+        priority: spec.priority,
         audit: false,
-        subject: subject?,
-        ingress: ingress?,
-        egress: egress?,
-    })
+        unique_names: false,
+        ingress: ingress.collect(),
+        egress: egress.collect(),
+    };
+    tiered_policy(&policy.metadata, raw, errs, |errs| cnp_subject(spec, errs))
 }
 
 /// Parses and validates a SegmentPolicy; `None` when any field is invalid.
@@ -90,58 +70,97 @@ pub(crate) fn parse_segment_policy(
     policy: &SegmentPolicy,
     errs: &mut Errors,
 ) -> Option<TieredPolicy> {
-    let name = object_name(&policy.metadata, errs);
     let spec = &policy.spec;
-    let priority = priority(spec.priority, errs);
-    let subject =
-        segment_names(&spec.subject.segments, "spec.subject.segments", errs).map(Subject::Segments);
-    let ingress = rules(
-        spec.ingress.iter().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: r.action,
-            peers: r.from.iter().map(segment_policy_peer).collect(),
-            protocols: r
-                .protocols
-                .as_deref()
-                .map(|p| p.iter().map(sp_protocol).collect()),
-        }),
-        "spec.ingress",
-        "from",
-        true,
-        errs,
-    );
-    let egress = rules(
-        spec.egress.iter().map(|r| RawRule {
-            name: r.name.as_deref(),
-            action: r.action,
-            peers: r.to.iter().map(segment_policy_peer).collect(),
-            protocols: r
-                .protocols
-                .as_deref()
-                .map(|p| p.iter().map(sp_protocol).collect()),
-        }),
-        "spec.egress",
-        "to",
-        true,
-        errs,
-    );
-    let tier = match spec.tier {
-        netseg_crd::Tier::Admin => Tier::Admin,
-        netseg_crd::Tier::Baseline => Tier::Baseline,
+    let ingress = spec.ingress.iter().map(|r| {
+        let peers = r.from.iter().map(segment_policy_peer).collect();
+        raw_rule(
+            r.name.as_deref(),
+            r.action,
+            peers,
+            r.protocols.as_deref(),
+            sp_protocol,
+        )
+    });
+    let egress = spec.egress.iter().map(|r| {
+        let peers = r.to.iter().map(segment_policy_peer).collect();
+        raw_rule(
+            r.name.as_deref(),
+            r.action,
+            peers,
+            r.protocols.as_deref(),
+            sp_protocol,
+        )
+    });
+    let raw = RawPolicy {
+        kind: PolicyKind::SegmentPolicy,
+        tier: spec.tier,
+        priority: spec.priority,
+        audit: spec.mode == netseg_crd::PolicyMode::Audit,
+        unique_names: true,
+        ingress: ingress.collect(),
+        egress: egress.collect(),
     };
+    tiered_policy(&policy.metadata, raw, errs, |errs| {
+        let names = &spec.subject.segments;
+        segment_names(names, "spec.subject.segments", errs).map(Subject::Segments)
+    })
+}
+
+/// What the two kinds of cluster policy share, as read from the object.
+struct RawPolicy<'a> {
+    kind: PolicyKind,
+    tier: netseg_crd::Tier,
+    priority: i32,
+    audit: bool,
+    /// Whether rule names must be unique per direction (SegmentPolicy's CEL rule).
+    unique_names: bool,
+    ingress: Vec<RawRule<'a>>,
+    egress: Vec<RawRule<'a>>,
+}
+
+/// Validates what both kinds share; `subject` reads the kind's subject.
+fn tiered_policy(
+    meta: &ObjectMeta,
+    raw: RawPolicy<'_>,
+    errs: &mut Errors,
+    subject: impl FnOnce(&mut Errors) -> Option<Subject>,
+) -> Option<TieredPolicy> {
+    let name = object_name(meta, errs);
+    let priority = priority(raw.priority, errs);
+    let subject = subject(errs);
+    let ingress = rules(raw.ingress, "spec.ingress", "from", raw.unique_names, errs);
+    let egress = rules(raw.egress, "spec.egress", "to", raw.unique_names, errs);
     if !errs.is_empty() {
         return None;
     }
     Some(TieredPolicy {
-        kind: PolicyKind::SegmentPolicy,
+        kind: raw.kind,
         name,
-        tier,
+        tier: match raw.tier {
+            netseg_crd::Tier::Admin => Tier::Admin,
+            netseg_crd::Tier::Baseline => Tier::Baseline,
+        },
         priority: priority?,
-        audit: spec.mode == netseg_crd::PolicyMode::Audit,
+        audit: raw.audit,
         subject: subject?,
         ingress: ingress?,
         egress: egress?,
     })
+}
+
+fn raw_rule<'a, P>(
+    name: Option<&'a str>,
+    action: RuleAction,
+    peers: Vec<RawPeer<'a>>,
+    protocols: Option<&'a [P]>,
+    protocol: fn(&'a P) -> RawProtocol<'a>,
+) -> RawRule<'a> {
+    RawRule {
+        name,
+        action,
+        peers,
+        protocols: protocols.map(|list| list.iter().map(protocol).collect()),
+    }
 }
 
 /// Parses and validates a Segment; `None` when any field is invalid.
@@ -447,14 +466,13 @@ fn sp_protocol(protocol: &SegmentPolicyProtocol) -> RawProtocol<'_> {
     one_of(fields, RawProtocol::Unknown, RawProtocol::Several)
 }
 
-fn rules<'a>(
-    raw: impl Iterator<Item = RawRule<'a>>,
+fn rules(
+    raw: Vec<RawRule<'_>>,
     path: &str,
     peer_field: &str,
     unique_names: bool,
     errs: &mut Errors,
 ) -> Option<Vec<TieredRule>> {
-    let raw: Vec<RawRule<'a>> = raw.collect();
     if raw.len() > MAX_ITEMS {
         errs.invalid(
             path,
