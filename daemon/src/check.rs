@@ -14,7 +14,7 @@ use std::path::Path;
 
 use netseg_policy::Snapshot;
 
-use crate::manifests::ManifestStore;
+use crate::sources::manifests::ManifestStore;
 
 /// Prints the report on `dir` to `out`; `Ok(true)` when it passes: no
 /// problem and, when `strict`, no warning either.

@@ -1,5 +1,6 @@
-//! `netseg daemon`: keeps the datapath enforcing the compiled policy of the
-//! manifests directory on the pod interfaces of this node namespace.
+//! `netseg daemon`: keeps the datapath enforcing the compiled policy of its
+//! source (a manifests directory or the API server) on the pod interfaces
+//! of this node namespace.
 
 mod cni_requests;
 
@@ -30,15 +31,15 @@ use crate::{
         publish::Publisher, state::SlotState,
     },
     flows::{self, FlowContext, RotatingFile, Rotation},
-    manifests::{self, ManifestStore},
     metrics::Metrics,
     node::{self, NodeChange, NodeView},
+    sources::{ManifestSource, Source, Update, kube::KubeSource},
     status::{self, InterfaceStatus, Status},
 };
 
 /// Everything `netseg daemon` is told on its command line.
 pub struct DaemonConfig {
-    pub manifests: PathBuf,
+    pub source: SourceConfig,
     pub compile: CompileOptions,
     pub interface_prefixes: Vec<String>,
     pub flow_log: Option<PathBuf>,
@@ -56,17 +57,29 @@ pub struct DaemonConfig {
     pub cni_socket: Option<PathBuf>,
 }
 
+/// Where the objects to enforce come from.
+pub enum SourceConfig {
+    /// A directory of manifests, watched for changes.
+    Manifests(PathBuf),
+    /// The Kubernetes API server: this kubeconfig, else `KUBECONFIG`, the
+    /// user's kubeconfig or the pod's service account.
+    Kubernetes { kubeconfig: Option<PathBuf> },
+}
+
 /// The daemon's state between events.
 struct Enforcer {
     config: DaemonConfig,
     datapath: Datapath,
     publisher: Publisher<KernelMaps>,
     counters: PerCpuArray<MapData, u64>,
-    store: ManifestStore,
+    /// The objects in force, as of the source's last update.
+    snapshot: netseg_policy::Snapshot,
+    /// What the source must do to be synced, for messages.
+    sync_awaited: &'static str,
     /// Pods the CNI plugin reported, until their interface goes.
     cni: CniRegistry,
     compiler: Compiler,
-    /// The last compilation, redone when the manifests or node addresses change.
+    /// The last compilation, redone when the objects or node addresses change.
     compiled: Option<Compiled>,
     flow_context: watch::Sender<Arc<FlowContext>>,
     /// Tells the exporter the ifindex of every interface detached.
@@ -75,15 +88,15 @@ struct Enforcer {
     /// The pod each enforcing interface serves, as last published.
     served: BTreeMap<u32, PodRef>,
     metrics: Arc<Metrics>,
-    /// Problems of the last manifests reload and of the last publication.
-    manifest_problems: Vec<String>,
+    /// Problems of the source's last update.
+    source_problems: Vec<String>,
     /// The warnings of `netseg check` about objects in force whose
     /// enforcement departs from what they say (rules that fail closed,
     /// unknown subject Segments); every warning is logged.
     policy_warnings: Vec<String>,
     publish_problem: Option<String>,
-    /// Whether a reload has read the whole manifests directory: before
-    /// that, the pinned programs of a previous daemon keep enforcing.
+    /// Whether the source has read everything once: before that, the
+    /// pinned programs of a previous daemon keep enforcing.
     source_synced: bool,
     /// Why the pinned links were last left to the previous programs.
     take_over_waits_for: Option<&'static str>,
@@ -100,8 +113,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     maps.set_deny_budgets(config.deny_budgets)
         .context("configuring denial record budgets")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
-    let mut manifest_changes =
-        manifests::watch(&config.manifests).context("watching the manifests")?;
+    let mut source = open_source(&config.source, &config.compile.node_name).await?;
     let mut cni_requests = config.cni_socket.as_deref().map(cni::serve).transpose()?;
     let (flow_context, context) = watch::channel(Arc::new(FlowContext::default()));
     let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
@@ -128,7 +140,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         datapath,
         publisher: Publisher::new(maps),
         counters: telemetry.counters,
-        store: ManifestStore::default(),
+        snapshot: netseg_policy::Snapshot::default(),
+        sync_awaited: source.sync_awaited(),
         cni: CniRegistry::default(),
         compiler: Compiler::new(),
         compiled: None,
@@ -137,13 +150,13 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         status: Status::default(),
         served: BTreeMap::new(),
         metrics,
-        manifest_problems: Vec::new(),
+        source_problems: Vec::new(),
         policy_warnings: Vec::new(),
         publish_problem: None,
         source_synced: false,
         take_over_waits_for: None,
     };
-    enforcer.reload_manifests();
+    enforcer.take_update(source.update(), &source);
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_secs(2));
@@ -157,7 +170,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            Some(()) = manifest_changes.changed() => enforcer.reload_manifests(),
+            Some(()) = source.changed() => enforcer.take_update(source.update(), &source),
             Some(change) = node_changes.next() => {
                 enforcer.attach_announced(change);
                 settle(&mut node_changes, |change| enforcer.attach_announced(change)).await;
@@ -241,17 +254,43 @@ pub fn open_flow_log(
     })
 }
 
-impl Enforcer {
-    fn reload_manifests(&mut self) {
-        let reload = self.store.reload(&self.config.manifests);
-        self.status.reloads += 1;
-        self.manifest_problems = reload.problems.iter().map(ToString::to_string).collect();
-        for problem in &reload.problems {
-            warn!(%problem, "manifest problem; the last good version stays enforced");
+async fn open_source(config: &SourceConfig, node_name: &str) -> anyhow::Result<Source> {
+    Ok(match config {
+        SourceConfig::Manifests(dir) => {
+            Source::Manifests(ManifestSource::open(dir).context("watching the manifests")?)
         }
-        if reload.changed {
+        SourceConfig::Kubernetes { kubeconfig } => {
+            let client = kube_client(kubeconfig.as_deref())
+                .await
+                .context("configuring the Kubernetes client")?;
+            Source::Kube(KubeSource::start(client, node_name))
+        }
+    })
+}
+
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+impl Enforcer {
+    fn take_update(&mut self, update: Update, source: &Source) {
+        self.status.reloads += 1;
+        self.source_problems = update.problems.iter().map(ToString::to_string).collect();
+        for problem in &update.problems {
+            warn!(%problem, "source problem; the last good version stays enforced");
+        }
+        if update.changed {
             self.compiled = None;
-            let warnings = netseg_policy::warnings(&self.store.snapshot());
+            self.snapshot = source.snapshot();
+            let warnings = netseg_policy::warnings(&self.snapshot);
             for warning in &warnings {
                 warn!(%warning, "policy warning");
             }
@@ -261,7 +300,8 @@ impl Enforcer {
                 .map(ToString::to_string)
                 .collect();
         }
-        self.source_synced |= reload.complete;
+        self.source_synced |= update.synced;
+        self.status.synced = self.source_synced;
     }
 
     fn sweep(&mut self) {
@@ -290,7 +330,7 @@ impl Enforcer {
             None => {
                 let snapshot = self
                     .cni
-                    .overlay(self.store.snapshot(), &self.config.compile.node_name);
+                    .overlay(self.snapshot.clone(), &self.config.compile.node_name);
                 self.compiler.compile(&snapshot, &self.config.compile)
             }
         };
@@ -333,7 +373,7 @@ impl Enforcer {
     /// with nothing (every pinned pod denied, its connections cut).
     fn take_over_when_ready(&mut self) {
         let waits_for = if !self.source_synced {
-            Some("the manifests directory to be read whole")
+            Some(self.sync_awaited)
         } else if self.publish_problem.is_some() || self.publisher.revision() == 0 {
             Some("a successful publication")
         } else {
@@ -347,6 +387,7 @@ impl Enforcer {
                 );
             }
             self.take_over_waits_for = waits_for;
+            self.status.waiting_for = waits_for;
         }
         if waits_for.is_some() {
             return;
@@ -511,7 +552,7 @@ impl Enforcer {
         let served: Vec<&PodRef> = interfaces.values().collect();
         self.status.revision = self.publisher.revision();
         self.status.problems = self
-            .manifest_problems
+            .source_problems
             .iter()
             .chain(&self.policy_warnings)
             .chain(&self.publish_problem)

@@ -14,7 +14,7 @@ use netseg_policy::{
     PodRef, Snapshot, StepOutcome, Trace, TraceStep, Verdict,
 };
 
-use crate::{flows::protocol_name, manifests::ManifestStore};
+use crate::{flows::protocol_name, sources::manifests::ManifestStore};
 
 /// One end of the connection: a pod (`namespace/name`) or an address.
 pub struct Question<'a> {

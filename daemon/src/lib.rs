@@ -9,7 +9,7 @@ pub mod datapath;
 pub mod demo;
 pub mod explain;
 pub mod flows;
-pub mod manifests;
 pub mod metrics;
 mod node;
+pub mod sources;
 mod status;

@@ -30,7 +30,7 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Enforce the policy of a manifests directory on this node's pod interfaces.
+    /// Enforce the policy of the API server (or of a manifests directory) on this node's pod interfaces.
     // A flag given twice takes its last value, so a wrapper's defaults can
     // be overridden by appending.
     #[command(args_override_self = true)]
@@ -114,9 +114,14 @@ enum DefaultActionArg {
 
 #[derive(clap::Args)]
 struct DaemonArgs {
-    /// Directory of Namespace, Pod and NetworkPolicy manifests (*.yaml, *.yml, *.json), watched for changes.
+    /// Enforce the objects of this directory of manifests (*.yaml, *.yml, *.json), watched for
+    /// changes, instead of watching the Kubernetes API server.
     #[arg(long, env = "NETSEG_MANIFESTS")]
-    manifests: PathBuf,
+    manifests: Option<PathBuf>,
+    /// Without --manifests: the kubeconfig to reach the API server with (default: KUBECONFIG,
+    /// ~/.kube/config, or the pod's service account).
+    #[arg(long, env = "NETSEG_KUBECONFIG", conflicts_with = "manifests")]
+    kubeconfig: Option<PathBuf>,
     /// This node's name: pods whose spec.nodeName equals it are enforced here.
     #[arg(long, env = "NETSEG_NODE_NAME")]
     node_name: String,
@@ -233,7 +238,12 @@ fn explain(args: &ExplainArgs) -> ExitCode {
 impl DaemonArgs {
     fn into_config(self) -> daemon::DaemonConfig {
         daemon::DaemonConfig {
-            manifests: self.manifests,
+            source: match self.manifests {
+                Some(dir) => daemon::SourceConfig::Manifests(dir),
+                None => daemon::SourceConfig::Kubernetes {
+                    kubeconfig: self.kubeconfig,
+                },
+            },
             compile: CompileOptions {
                 node_name: self.node_name,
                 default_action: self.default_action.action(),

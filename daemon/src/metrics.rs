@@ -51,6 +51,9 @@ pub struct Metrics {
     reconciled_at: AtomicU64,
     /// A task of the daemon that stopped, and why: the daemon is unhealthy.
     stopped: Mutex<Option<String>>,
+    /// What the daemon waits for before it enforces its own policy: not
+    /// ready until then.
+    waiting_for: Mutex<Option<&'static str>>,
 }
 
 impl Metrics {
@@ -67,6 +70,7 @@ impl Metrics {
             problems: Gauge::default(),
             reconciled_at: AtomicU64::new(0),
             stopped: Mutex::new(None),
+            waiting_for: Mutex::new(None),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -147,6 +151,10 @@ impl Metrics {
         self.unenforced
             .set(status.pods_without_interface.len() as i64);
         self.problems.set(status.problems.len() as i64);
+        *self
+            .waiting_for
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = status.waiting_for;
         self.reconciled_at.store(unix_now(), Ordering::Relaxed);
     }
 
@@ -221,11 +229,21 @@ async fn health(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
     }
 }
 
-/// Ready: reconciling, and every local pod with an address is enforced.
+/// Ready: reconciling, enforcing a policy of its own read whole from its
+/// source, and every local pod with an address is enforced.
 async fn ready(State(metrics): State<Arc<Metrics>>) -> (StatusCode, String) {
     let unenforced = metrics.unenforced.get();
+    let waiting_for = *metrics
+        .waiting_for
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     if let Some(why) = metrics.unhealthy() {
         (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+    } else if let Some(waiting_for) = waiting_for {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("waiting for {waiting_for}\n"),
+        )
     } else if unenforced > 0 {
         let text = format!(
             "{unenforced} local pods not enforced (see pods_without_interface in the status)\n"

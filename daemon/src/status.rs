@@ -13,8 +13,15 @@ use crate::flows::reason_name;
 pub struct Status {
     /// The active policy revision in the datapath (0: nothing published).
     pub revision: u32,
-    /// How many times the manifests directory was read.
+    /// How many times the daemon took in what its source holds (a reread
+    /// of the manifests directory, a batch of watch events).
     pub reloads: u64,
+    /// Whether the source has read everything it watches at least once.
+    pub synced: bool,
+    /// What the daemon waits for before it enforces its own policy
+    /// (pinned programs of a previous daemon enforce until then); not
+    /// ready while set.
+    pub waiting_for: Option<&'static str>,
     /// Local pods whose interface has programs and policy.
     pub endpoints: usize,
     pub interfaces: Vec<InterfaceStatus>,

@@ -5,8 +5,8 @@ use tempfile::TempDir;
 use tokio::time::{sleep, timeout};
 
 use super::{names, pod, write};
-use crate::manifests::watch::ManifestWatch;
-use crate::manifests::{ManifestStore, check_dir, watch};
+use crate::sources::manifests::watch::ManifestWatch;
+use crate::sources::manifests::{ManifestStore, check_dir, watch};
 
 /// The promise to the user: a saved change is enforced within a second.
 const WITHIN: Duration = Duration::from_secs(1);

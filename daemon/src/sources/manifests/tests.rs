@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::{ManifestStore, Problem};
+use super::ManifestStore;
+use crate::sources::Problem;
 
 mod kinds;
 mod parse;

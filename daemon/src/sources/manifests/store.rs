@@ -1,15 +1,14 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use netseg_policy::Snapshot;
 use tracing::{debug, instrument};
 
-use super::Problem;
 use super::files::list_manifest_files;
-use super::object::{ManifestObject, ObjectId};
 use super::parse::{ParseError, ParsedDocument, parse_text, read_file};
+use crate::sources::Problem;
+use crate::sources::object::{Object, ObjectId};
 
 #[derive(Debug, thiserror::Error)]
 enum StoreError {
@@ -37,12 +36,12 @@ pub struct ManifestStore {
 #[derive(Clone, Debug)]
 struct CleanFile {
     text: String,
-    objects: Vec<(ObjectId, ManifestObject)>,
+    objects: Vec<(ObjectId, Object)>,
 }
 
 #[derive(Clone, Debug)]
 struct StoredObject {
-    object: ManifestObject,
+    object: Object,
     /// A file that stops parsing keeps what it last yielded: from a broken
     /// file we cannot tell what the user meant.
     file: PathBuf,
@@ -88,7 +87,7 @@ impl NextState {
         }
     }
 
-    fn insert(&mut self, id: ObjectId, object: ManifestObject, file: &Path) {
+    fn insert(&mut self, id: ObjectId, object: Object, file: &Path) {
         let file = file.to_path_buf();
         self.objects.insert(id, StoredObject { object, file });
     }
@@ -100,7 +99,7 @@ impl NextState {
             StoreError::Duplicate { first }
         };
         self.problems
-            .push(Problem::new(file, Some(id.to_string()), None, &error));
+            .push(Problem::in_file(file, Some(id.to_string()), None, &error));
     }
 }
 
@@ -127,7 +126,7 @@ impl ManifestStore {
                     Err(error) => {
                         next.unreadable |= matches!(error, ParseError::Read { .. });
                         let held = self.objects_from(&file).count();
-                        let problem = Problem::new(&file, None, None, &error);
+                        let problem = Problem::in_file(&file, None, None, &error);
                         next.problems.push(with_kept_note(problem, held));
                         self.keep_file(&file, &mut next);
                     }
@@ -155,7 +154,7 @@ impl ManifestStore {
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for stored in self.objects.values() {
-            add_to_snapshot(&mut snapshot, &stored.object);
+            stored.object.add_to(&mut snapshot);
         }
         snapshot
     }
@@ -182,7 +181,7 @@ impl ManifestStore {
                     .entry(stored.file.clone())
                     .or_insert(Source::KeepLast);
             }
-            let problem = Problem::new(&path, None, None, &StoreError::Unreadable { source });
+            let problem = Problem::in_file(&path, None, None, &StoreError::Unreadable { source });
             next.problems.push(with_kept_note(problem, held));
         }
         sources
@@ -220,7 +219,7 @@ impl ManifestStore {
     fn objects_from<'a>(
         &'a self,
         file: &'a Path,
-    ) -> impl Iterator<Item = (&'a ObjectId, &'a ManifestObject)> + 'a {
+    ) -> impl Iterator<Item = (&'a ObjectId, &'a Object)> + 'a {
         self.objects
             .iter()
             .filter(move |(_, stored)| stored.file == file)
@@ -230,7 +229,7 @@ impl ManifestStore {
     /// The stored version of `id` if it equals `object`: an edited file's
     /// unchanged objects keep their identity, so the compiler reuses what it
     /// derived from them.
-    fn previous_if_equal(&self, id: &ObjectId, object: ManifestObject) -> ManifestObject {
+    fn previous_if_equal(&self, id: &ObjectId, object: Object) -> Object {
         match self.objects.get(id) {
             Some(stored) if stored.object == object => stored.object.clone(),
             _ => object,
@@ -264,14 +263,15 @@ impl ManifestStore {
                     let claim = next.claim(&id, file);
                     let last_good = claim.as_ref().ok().and_then(|()| self.objects.get(&id));
                     for error in &errors {
-                        let problem = Problem::new(file, Some(label.clone()), error.field(), error);
+                        let problem =
+                            Problem::in_file(file, Some(label.clone()), error.field(), error);
                         next.problems.push(match last_good {
                             Some(_) => with_note(problem, "its last good version stays enforced"),
                             None => problem,
                         });
                     }
                     if let (Ok(()), Some(object)) = (&claim, &invalid) {
-                        add_to_snapshot(&mut next.invalid, object);
+                        object.add_to(&mut next.invalid);
                     }
                     match (claim, last_good) {
                         (Err(first), _) => next.duplicate(file, &id, first),
@@ -286,7 +286,8 @@ impl ManifestStore {
                     ..
                 } => {
                     for error in &errors {
-                        let problem = Problem::new(file, Some(label.clone()), error.field(), error);
+                        let problem =
+                            Problem::in_file(file, Some(label.clone()), error.field(), error);
                         next.problems.push(problem);
                     }
                 }
@@ -295,26 +296,8 @@ impl ManifestStore {
     }
 }
 
-fn add_to_snapshot(snapshot: &mut Snapshot, object: &ManifestObject) {
-    match object {
-        ManifestObject::Namespace(namespace) => snapshot.namespaces.push(Arc::clone(namespace)),
-        ManifestObject::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
-        ManifestObject::Node(node) => snapshot.nodes.push(Arc::clone(node)),
-        ManifestObject::NetworkPolicy(policy) => {
-            snapshot.network_policies.push(Arc::clone(policy));
-        }
-        ManifestObject::ClusterNetworkPolicy(policy) => {
-            snapshot.cluster_network_policies.push(Arc::clone(policy));
-        }
-        ManifestObject::Segment(segment) => snapshot.segments.push(Arc::clone(segment)),
-        ManifestObject::SegmentPolicy(policy) => {
-            snapshot.segment_policies.push(Arc::clone(policy));
-        }
-    }
-}
-
 /// The objects of `documents` if every one of them is valid.
-fn clean_objects(documents: &[ParsedDocument]) -> Option<Vec<(ObjectId, ManifestObject)>> {
+fn clean_objects(documents: &[ParsedDocument]) -> Option<Vec<(ObjectId, Object)>> {
     documents
         .iter()
         .map(|document| match document {

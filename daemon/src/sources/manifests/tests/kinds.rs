@@ -4,7 +4,7 @@
 use tempfile::TempDir;
 
 use super::{lines, write};
-use crate::manifests::{ManifestStore, check_dir};
+use crate::sources::manifests::{ManifestStore, check_dir};
 
 const SEGMENTS: &str = "\
 apiVersion: netseg.dev/v1alpha1

@@ -3,7 +3,8 @@ use std::path::Path;
 use tempfile::TempDir;
 
 use super::{NAMESPACE_SHOP, lines, names, pod, policy, write};
-use crate::manifests::{ManifestStore, Problem, check_dir};
+use crate::sources::manifests::{ManifestStore, check_dir};
+use crate::sources::{Origin, Problem};
 
 #[test]
 fn multi_document_yaml_yields_every_object_and_defaults_the_namespace() {
@@ -232,7 +233,7 @@ fn an_object_that_fails_validation_is_refused_like_a_malformed_one() {
 #[test]
 fn problem_lines_omit_absent_parts() {
     let problem = Problem {
-        file: "m/a.yaml".into(),
+        origin: Origin::File("m/a.yaml".into()),
         object: Some("NetworkPolicy x/allow-web".into()),
         field: Some("spec.podSelector".into()),
         message: "is required".into(),

@@ -1,18 +1,14 @@
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::files::is_json;
-use super::object::{ManifestObject, ObjectId, ObjectKind};
 use super::superseded;
+use crate::sources::decode::{DEFAULT_NAMESPACE, DecodeError, Rejection, decode_valid};
+use crate::sources::object::{Object, ObjectId, ObjectKind};
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ParseError {
@@ -49,18 +45,8 @@ pub(super) enum ParseError {
         kind: String,
         migration: String,
     },
-    // The serde message says it all ("invalid type: string \"x\", expected i32").
-    #[error("{source}")]
-    WrongType {
-        path: Option<String>,
-        source: serde_yaml::Error,
-    },
-    // Rejected rather than ignored: a misspelt `matchLabels` would otherwise
-    // silently become an empty selector that matches every pod.
-    #[error("unknown field")]
-    UnknownField { path: String },
-    #[error("{}", error.problem)]
-    Invalid { error: netseg_policy::FieldError },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
 }
 
 impl ParseError {
@@ -69,9 +55,7 @@ impl ParseError {
             Self::MissingField { field }
             | Self::NotAString { field }
             | Self::NotAList { field } => Some(field),
-            Self::WrongType { path, .. } => path.as_deref(),
-            Self::UnknownField { path } => Some(path),
-            Self::Invalid { error } => Some(&error.field),
+            Self::Decode(error) => error.field(),
             _ => None,
         }
     }
@@ -81,10 +65,7 @@ impl ParseError {
 #[derive(Debug)]
 pub(super) enum ParsedDocument {
     /// Parsed and validated: safe to enforce.
-    Valid {
-        id: ObjectId,
-        object: ManifestObject,
-    },
+    Valid { id: ObjectId, object: Object },
     /// `id` is known when the document names its object, so its last good
     /// version can stay enforced.
     Rejected {
@@ -92,7 +73,7 @@ pub(super) enum ParsedDocument {
         label: String,
         errors: Vec<ParseError>,
         /// The object as written, when it decoded but failed validation.
-        invalid: Option<ManifestObject>,
+        invalid: Option<Object>,
     },
 }
 
@@ -169,12 +150,11 @@ fn parse_mapping(map: Mapping, location: &str, out: &mut Vec<ParsedDocument>) {
         Ok(id) => id,
         Err(error) => return out.push(rejected(None, format!("{kind} in {location}"), error)),
     };
-    let (errors, invalid) = match decode(object_kind, Value::Mapping(map)) {
-        Ok(object) => match validation_errors(&object) {
-            errors if errors.is_empty() => return out.push(ParsedDocument::Valid { id, object }),
-            errors => (errors, Some(object)),
-        },
-        Err(errors) => (errors, None),
+    let (errors, invalid) = match decode_valid(object_kind, Value::Mapping(map)) {
+        Ok(object) => return out.push(ParsedDocument::Valid { id, object }),
+        Err(Rejection { errors, invalid }) => {
+            (errors.into_iter().map(ParseError::from).collect(), invalid)
+        }
     };
     let label = id.to_string();
     out.push(ParsedDocument::Rejected {
@@ -249,9 +229,6 @@ fn object_id(kind: ObjectKind, map: &Mapping) -> Result<ObjectId, ParseError> {
     })
 }
 
-/// kubectl's namespace for objects that name none.
-const DEFAULT_NAMESPACE: &str = "default";
-
 fn raw_label(kind: &str, map: &Mapping, location: &str) -> String {
     let metadata = map.get("metadata");
     let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str);
@@ -272,138 +249,4 @@ fn rejected(id: Option<ObjectId>, label: String, error: ParseError) -> ParsedDoc
         errors: vec![error],
         invalid: None,
     }
-}
-
-fn decode(kind: ObjectKind, value: Value) -> Result<ManifestObject, Vec<ParseError>> {
-    Ok(match kind {
-        ObjectKind::Namespace => ManifestObject::Namespace(Arc::new(decode_as(value)?)),
-        ObjectKind::Node => ManifestObject::Node(Arc::new(decode_as(value)?)),
-        ObjectKind::Pod => {
-            let mut pod: Pod = decode_as(value)?;
-            default_namespace(&mut pod.metadata);
-            ManifestObject::Pod(Arc::new(pod))
-        }
-        ObjectKind::NetworkPolicy => {
-            let mut policy: NetworkPolicy = decode_as(value)?;
-            default_namespace(&mut policy.metadata);
-            ManifestObject::NetworkPolicy(Arc::new(policy))
-        }
-        ObjectKind::ClusterNetworkPolicy => {
-            ManifestObject::ClusterNetworkPolicy(Arc::new(decode_tolerating(value, |path| {
-                is_type_meta(path) || fails_closed(path)
-            })?))
-        }
-        ObjectKind::Segment => {
-            ManifestObject::Segment(Arc::new(decode_tolerating(value, is_type_meta)?))
-        }
-        ObjectKind::SegmentPolicy => {
-            ManifestObject::SegmentPolicy(Arc::new(decode_tolerating(value, |path| {
-                is_type_meta(path) || fails_closed(path)
-            })?))
-        }
-    })
-}
-
-fn default_namespace(metadata: &mut ObjectMeta) {
-    if metadata.namespace.as_deref().is_none_or(str::is_empty) {
-        metadata.namespace = Some(DEFAULT_NAMESPACE.to_owned());
-    }
-}
-
-fn decode_as<T: DeserializeOwned>(value: Value) -> Result<T, Vec<ParseError>> {
-    decode_tolerating(value, |_| false)
-}
-
-/// Decodes `value`, rejecting unknown fields except those `tolerated` names.
-fn decode_tolerating<T: DeserializeOwned>(
-    value: Value,
-    tolerated: fn(&str) -> bool,
-) -> Result<T, Vec<ParseError>> {
-    let mut unknown = Vec::new();
-    let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(field_path(&path));
-    let decoded =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut on_ignored));
-    match decoded {
-        Err(error) => {
-            let path = error.path().to_string();
-            let path = (path != ".").then_some(path);
-            Err(vec![ParseError::WrongType {
-                path,
-                source: error.into_inner(),
-            }])
-        }
-        Ok(_) if unknown.iter().any(|path| !tolerated(path)) => Err(unknown
-            .into_iter()
-            .filter(|path| !tolerated(path))
-            .map(|path| ParseError::UnknownField { path })
-            .collect()),
-        Ok(decoded) => Ok(decoded),
-    }
-}
-
-/// `apiVersion` and `kind`, which the types kube's `CustomResource` derive
-/// generates do not read (they write them from constants); the caller has
-/// already checked both.
-fn is_type_meta(path: &str) -> bool {
-    matches!(path, "apiVersion" | "kind")
-}
-
-/// Whether an unknown field is one that a rule peer or protocol entry of a
-/// ClusterNetworkPolicy or SegmentPolicy may carry: a field of a newer CRD
-/// version, which the API asks implementations to fail closed on (an Accept
-/// rule matches nothing, a Deny or Pass rule denies everything) rather than
-/// to reject the object.
-fn fails_closed(path: &str) -> bool {
-    let mut parts = path.split('.');
-    let (Some("spec"), Some(rule), Some(entry), Some(_field), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    let is_rule = rule.starts_with("ingress[") || rule.starts_with("egress[");
-    let is_entry = ["from[", "to[", "protocols["]
-        .iter()
-        .any(|prefix| entry.starts_with(prefix));
-    is_rule && is_entry
-}
-
-/// serde_ignored's own Display writes `spec.?.ingress.0`; this writes the
-/// `spec.ingress[0]` form that serde_path_to_error and kubectl use.
-fn field_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
-        Path::Map { parent, key } => match field_path(parent) {
-            parent if parent.is_empty() => key.clone(),
-            parent => format!("{parent}.{key}"),
-        },
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => field_path(parent),
-    }
-}
-
-/// The one call into the policy crate's validators, kept apart so a change
-/// in their signature touches only this function.
-fn validation_errors(object: &ManifestObject) -> Vec<ParseError> {
-    let errors = match object {
-        ManifestObject::Namespace(namespace) => netseg_policy::validate_namespace(namespace),
-        ManifestObject::Pod(pod) => netseg_policy::validate_pod(pod),
-        ManifestObject::Node(node) => netseg_policy::validate_node(node),
-        ManifestObject::NetworkPolicy(policy) => netseg_policy::validate_network_policy(policy),
-        ManifestObject::ClusterNetworkPolicy(policy) => {
-            netseg_policy::validate_cluster_network_policy(policy)
-        }
-        ManifestObject::Segment(segment) => netseg_policy::validate_segment(segment),
-        ManifestObject::SegmentPolicy(policy) => netseg_policy::validate_segment_policy(policy),
-    };
-    errors
-        .into_iter()
-        .map(|error| ParseError::Invalid { error })
-        .collect()
 }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
+use netseg_policy::Snapshot;
 
 /// The kinds a manifests directory may hold; anything else is reported and ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) enum ObjectKind {
+pub(crate) enum ObjectKind {
     Namespace,
     Node,
     Pod,
@@ -18,7 +19,7 @@ pub(super) enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub(super) fn from_type(api_version: &str, kind: &str) -> Option<Self> {
+    pub(crate) fn from_type(api_version: &str, kind: &str) -> Option<Self> {
         match (api_version, kind) {
             ("v1", "Namespace") => Some(Self::Namespace),
             ("v1", "Pod") => Some(Self::Pod),
@@ -35,7 +36,7 @@ impl ObjectKind {
 
     /// The item kind of a typed list such as `PodList`, whose items the API
     /// server writes without `apiVersion` and `kind`.
-    pub(super) fn from_list_kind(list_kind: &str) -> Option<Self> {
+    pub(crate) fn from_list_kind(list_kind: &str) -> Option<Self> {
         match list_kind {
             "NamespaceList" => Some(Self::Namespace),
             "PodList" => Some(Self::Pod),
@@ -48,7 +49,7 @@ impl ObjectKind {
         }
     }
 
-    pub(super) fn api_version(self) -> &'static str {
+    pub(crate) fn api_version(self) -> &'static str {
         match self {
             Self::Namespace | Self::Pod | Self::Node => "v1",
             Self::NetworkPolicy => "networking.k8s.io/v1",
@@ -57,7 +58,7 @@ impl ObjectKind {
         }
     }
 
-    pub(super) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Namespace => "Namespace",
             Self::Pod => "Pod",
@@ -69,18 +70,18 @@ impl ObjectKind {
         }
     }
 
-    pub(super) fn is_namespaced(self) -> bool {
+    pub(crate) fn is_namespaced(self) -> bool {
         matches!(self, Self::Pod | Self::NetworkPolicy)
     }
 }
 
 /// What makes two manifests the same object, as the API server would see it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) struct ObjectId {
-    pub(super) kind: ObjectKind,
+pub(crate) struct ObjectId {
+    pub(crate) kind: ObjectKind,
     /// `None` for cluster-scoped kinds.
-    pub(super) namespace: Option<String>,
-    pub(super) name: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: String,
 }
 
 impl fmt::Display for ObjectId {
@@ -95,7 +96,7 @@ impl fmt::Display for ObjectId {
 /// Shared: a Pod is over 2 KiB, and the objects of an unchanged file are
 /// carried from one reload to the next without copying.
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum ManifestObject {
+pub(crate) enum Object {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
     Node(Arc<Node>),
@@ -103,4 +104,25 @@ pub(super) enum ManifestObject {
     ClusterNetworkPolicy(Arc<ClusterNetworkPolicy>),
     Segment(Arc<Segment>),
     SegmentPolicy(Arc<SegmentPolicy>),
+}
+
+impl Object {
+    /// Adds the object to the list of its kind in `snapshot`.
+    pub(crate) fn add_to(&self, snapshot: &mut Snapshot) {
+        match self {
+            Object::Namespace(namespace) => snapshot.namespaces.push(Arc::clone(namespace)),
+            Object::Pod(pod) => snapshot.pods.push(Arc::clone(pod)),
+            Object::Node(node) => snapshot.nodes.push(Arc::clone(node)),
+            Object::NetworkPolicy(policy) => {
+                snapshot.network_policies.push(Arc::clone(policy));
+            }
+            Object::ClusterNetworkPolicy(policy) => {
+                snapshot.cluster_network_policies.push(Arc::clone(policy));
+            }
+            Object::Segment(segment) => snapshot.segments.push(Arc::clone(segment)),
+            Object::SegmentPolicy(policy) => {
+                snapshot.segment_policies.push(Arc::clone(policy));
+            }
+        }
+    }
 }

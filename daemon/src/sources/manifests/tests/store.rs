@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tempfile::TempDir;
 
 use super::{NAMESPACE_SHOP, lines, names, pod, policy, write};
-use crate::manifests::ManifestStore;
+use crate::sources::manifests::ManifestStore;
 
 fn policy_port(policy: &NetworkPolicy) -> Option<IntOrString> {
     let spec = policy.spec.as_ref()?;

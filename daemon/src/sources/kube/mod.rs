@@ -1,0 +1,311 @@
+//! The Kubernetes API server as a source: one watch per kind (pods twice:
+//! this node's, and every other node's as peers), each object trimmed and
+//! judged as it arrives, and the whole recomputed from the watches' state
+//! whenever something changed (level-triggered: no decision rests on a
+//! single event, which a watch may lose).
+//!
+//! Failing closed: a watch that cannot list (RBAC missing, CRD not
+//! installed, server away) is reported and retried, and its kind keeps what
+//! it last listed; "could not list NetworkPolicies" never reads as "there
+//! are none". Until every watch has listed once, the source is not synced,
+//! so the daemon is not ready and does not take over pinned programs.
+
+mod judge;
+mod slim;
+mod state;
+mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
+use netseg_policy::Snapshot;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+pub use slim::SlimPod;
+use state::KindState;
+
+use super::object::{Object, ObjectId, ObjectKind};
+use super::{Problem, Update};
+
+/// A burst of changes (a rollout, a relist) is taken as one.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// One watch of the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Watch {
+    Namespaces,
+    Nodes,
+    LocalPods,
+    PeerPods,
+    NetworkPolicies,
+    ClusterNetworkPolicies,
+    Segments,
+    SegmentPolicies,
+}
+
+impl Watch {
+    const ALL: [Watch; 8] = [
+        Self::Namespaces,
+        Self::Nodes,
+        Self::LocalPods,
+        Self::PeerPods,
+        Self::NetworkPolicies,
+        Self::ClusterNetworkPolicies,
+        Self::Segments,
+        Self::SegmentPolicies,
+    ];
+
+    fn kind(self) -> ObjectKind {
+        match self {
+            Self::Namespaces => ObjectKind::Namespace,
+            Self::Nodes => ObjectKind::Node,
+            Self::LocalPods | Self::PeerPods => ObjectKind::Pod,
+            Self::NetworkPolicies => ObjectKind::NetworkPolicy,
+            Self::ClusterNetworkPolicies => ObjectKind::ClusterNetworkPolicy,
+            Self::Segments => ObjectKind::Segment,
+            Self::SegmentPolicies => ObjectKind::SegmentPolicy,
+        }
+    }
+}
+
+impl fmt::Display for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Namespaces => "namespaces",
+            Self::Nodes => "nodes",
+            Self::LocalPods => "pods on this node",
+            Self::PeerPods => "pods on other nodes",
+            Self::NetworkPolicies => "networkpolicies",
+            Self::ClusterNetworkPolicies => "clusternetworkpolicies",
+            Self::Segments => "segments",
+            Self::SegmentPolicies => "segmentpolicies",
+        })
+    }
+}
+
+/// What the watch tasks share with the source.
+#[derive(Default)]
+struct Shared {
+    watches: Mutex<BTreeMap<Watch, KindState>>,
+    /// Bumped by every change a watch records.
+    changes: Mutex<u64>,
+    changed: Notify,
+}
+
+impl Shared {
+    /// Applies `change` to the state of `watch`; wakes the source if it
+    /// says something changed.
+    fn record(&self, watch: Watch, change: impl FnOnce(&mut KindState) -> bool) {
+        let changed = change(self.lock().entry(watch).or_default());
+        if changed {
+            *self.changes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            self.changed.notify_one();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<Watch, KindState>> {
+        // A watch task that panicked leaves consistent state behind: every
+        // change is applied whole under the lock.
+        self.watches.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The objects of a cluster, as the API server serves them.
+pub struct KubeSource {
+    shared: Arc<Shared>,
+    tasks: Vec<(Watch, JoinHandle<()>)>,
+    /// The objects in force at the last [`KubeSource::update`].
+    last: BTreeMap<ObjectId, Object>,
+}
+
+impl KubeSource {
+    /// Starts every watch; `node_name` tells this node's pods from its peers.
+    pub fn start(client: Client, node_name: &str) -> Self {
+        let shared = Arc::new(Shared::default());
+        let local = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+        let peers = watcher::Config::default().fields(&format!("spec.nodeName!={node_name}"));
+        let all = watcher::Config::default();
+        let spawn = |watch, task| (watch, tokio::spawn(task));
+        let tasks = vec![
+            spawn(
+                Watch::Namespaces,
+                Box::pin(watch::run(
+                    Watch::Namespaces,
+                    Api::all(client.clone()),
+                    all.clone(),
+                    judge::namespace,
+                    shared.clone(),
+                )) as futures::future::BoxFuture<'static, ()>,
+            ),
+            spawn(
+                Watch::Nodes,
+                Box::pin(watch::run(
+                    Watch::Nodes,
+                    Api::all(client.clone()),
+                    all.clone(),
+                    judge::node,
+                    shared.clone(),
+                )),
+            ),
+            spawn(
+                Watch::LocalPods,
+                Box::pin(watch::run(
+                    Watch::LocalPods,
+                    Api::all(client.clone()),
+                    local,
+                    judge::pod,
+                    shared.clone(),
+                )),
+            ),
+            spawn(
+                Watch::PeerPods,
+                Box::pin(watch::run(
+                    Watch::PeerPods,
+                    Api::all(client.clone()),
+                    peers,
+                    judge::pod,
+                    shared.clone(),
+                )),
+            ),
+            spawn(
+                Watch::NetworkPolicies,
+                Box::pin(watch::run(
+                    Watch::NetworkPolicies,
+                    Api::all(client.clone()),
+                    all.clone(),
+                    judge::network_policy,
+                    shared.clone(),
+                )),
+            ),
+            spawn(
+                Watch::ClusterNetworkPolicies,
+                custom::<ClusterNetworkPolicy>(Watch::ClusterNetworkPolicies, &client, &shared),
+            ),
+            spawn(
+                Watch::Segments,
+                custom::<Segment>(Watch::Segments, &client, &shared),
+            ),
+            spawn(
+                Watch::SegmentPolicies,
+                custom::<SegmentPolicy>(Watch::SegmentPolicies, &client, &shared),
+            ),
+        ];
+        Self {
+            shared,
+            tasks,
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Waits until a watch recorded a change, then for the burst to settle.
+    pub async fn changed(&mut self) {
+        self.shared.changed.notified().await;
+        tokio::time::sleep(SETTLE).await;
+    }
+
+    /// What the watches hold now.
+    pub fn update(&mut self) -> Update {
+        let watches = self.shared.lock();
+        let mut objects = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut invalid = Snapshot::default();
+        for watch in Watch::ALL {
+            let state = watches.get(&watch);
+            let synced = state.is_some_and(|s| s.synced);
+            if let Some(error) = state.and_then(|s| s.error.as_ref()) {
+                problems.push(watch_problem(watch, synced, error));
+            } else if !synced {
+                problems.push(watch_problem(watch, false, "listing"));
+            }
+            let Some(state) = state else { continue };
+            for (id, object) in &state.current().objects {
+                objects.entry(id.clone()).or_insert_with(|| object.clone());
+            }
+            for refusal in state.current().refused.values() {
+                problems.extend(refusal.problems.iter().cloned());
+                if let Some(object) = &refusal.invalid {
+                    object.add_to(&mut invalid);
+                }
+            }
+        }
+        let synced = Watch::ALL
+            .iter()
+            .all(|watch| watches.get(watch).is_some_and(|s| s.synced));
+        drop(watches);
+        for (watch, task) in &self.tasks {
+            if task.is_finished() {
+                problems.push(watch_problem(*watch, false, "the watch task stopped"));
+            }
+        }
+        let changed =
+            objects.len() != self.last.len() || objects.iter().zip(&self.last).any(|(a, b)| a != b);
+        self.last = objects;
+        Update {
+            changed,
+            problems,
+            invalid,
+            synced,
+        }
+    }
+
+    /// The objects in force at the last [`KubeSource::update`].
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for object in self.last.values() {
+            object.add_to(&mut snapshot);
+        }
+        snapshot
+    }
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn custom<K>(
+    watch: Watch,
+    client: &Client,
+    shared: &Arc<Shared>,
+) -> futures::future::BoxFuture<'static, ()>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let resource = ApiResource::erase::<K>(&());
+    let api: Api<kube::core::DeserializeGuard<DynamicObject>> =
+        Api::all_with(client.clone(), &resource);
+    Box::pin(watch::run(
+        watch,
+        api,
+        watcher::Config::default(),
+        judge::custom,
+        shared.clone(),
+    ))
+}
+
+fn watch_problem(watch: Watch, synced: bool, error: &str) -> Problem {
+    let state = if synced {
+        "what it last listed stays enforced"
+    } else {
+        "not listed yet: the daemon is not ready, and pinned programs of a previous daemon keep enforcing"
+    };
+    Problem {
+        origin: super::Origin::Api,
+        object: Some(format!("watch of {watch}")),
+        field: None,
+        message: format!("{error}; {state}"),
+    }
+}

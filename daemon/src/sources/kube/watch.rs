@@ -1,0 +1,107 @@
+//! One watch of the API server, run as a task that feeds its [`KindState`]
+//! and tells the source when something changed.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::Api;
+use kube::core::{DeserializeGuard, Resource};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use super::judge::{self, object_id};
+use super::state::Judged;
+use super::{Shared, Watch};
+use crate::sources::object::ObjectId;
+
+/// kube's watcher retries a watch that the server refuses with HTTP 410 at
+/// the same resource version forever (a proxy that does not stream the
+/// error as an event); after this many in a row the watch starts over with
+/// a fresh list.
+const EXPIRED_STARTS_BEFORE_RELIST: u32 = 3;
+
+/// Runs `watch` until the task is aborted: errors are recorded (they keep
+/// the last state in force) and retried with kube's backoff.
+pub(super) async fn run<K, J>(
+    watch: Watch,
+    api: Api<DeserializeGuard<K>>,
+    config: watcher::Config,
+    judge: J,
+    shared: Arc<Shared>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    J: Fn(&ObjectId, K) -> Judged,
+{
+    loop {
+        let mut events = watcher::watcher(api.clone(), config.clone())
+            .default_backoff()
+            .boxed();
+        let mut expired_starts = 0;
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => {
+                    expired_starts = 0;
+                    shared.record(watch, |state| match event {
+                        Event::Init => {
+                            state.init();
+                            false
+                        }
+                        Event::InitApply(object) => {
+                            let (id, judged) = judged(watch, object, &judge);
+                            state.init_apply(id, judged);
+                            false
+                        }
+                        Event::InitDone => {
+                            debug!(watch = %watch, "listed");
+                            state.init_done();
+                            true
+                        }
+                        Event::Apply(object) => {
+                            let (id, judged) = judged(watch, object, &judge);
+                            state.apply(id, judged);
+                            true
+                        }
+                        Event::Delete(object) => {
+                            state.delete(&object_id(watch.kind(), object.meta()));
+                            true
+                        }
+                    });
+                }
+                Err(error) => {
+                    let message = crate::sources::message_with_sources(&error);
+                    warn!(watch = %watch, error = message, "watching the API server; the last good state stays enforced");
+                    if is_expired_start(&error) {
+                        expired_starts += 1;
+                    }
+                    shared.record(watch, |state| {
+                        state.error = Some(message);
+                        true
+                    });
+                    if expired_starts >= EXPIRED_STARTS_BEFORE_RELIST {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn judged<K: Resource>(
+    watch: Watch,
+    object: DeserializeGuard<K>,
+    judge: &impl Fn(&ObjectId, K) -> Judged,
+) -> (ObjectId, Judged) {
+    let id = object_id(watch.kind(), object.meta());
+    let judged = match object.0 {
+        Ok(object) => judge(&id, object),
+        Err(invalid) => judge::invalid(&id, &invalid),
+    };
+    (id, judged)
+}
+
+fn is_expired_start(error: &watcher::Error) -> bool {
+    matches!(error, watcher::Error::WatchStartFailed(kube::Error::Api(status)) if status.code == 410)
+}
