@@ -3,11 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, StreamBody};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::StreamingLists;
 use crate::routes::{Body, Query, Target, json_response};
@@ -115,10 +113,7 @@ pub(crate) fn watch(
         bookmarks: query.flag("allowWatchBookmarks"),
         timeout,
     };
-    let (chunks, mut received) = mpsc::channel(64);
-    tokio::spawn(watch::run(shared.clone(), request, chunks));
-    let body = StreamBody::new(futures::stream::poll_fn(move |cx| received.poll_recv(cx)));
-    let mut response = Response::new(body.boxed_unsync());
+    let mut response = Response::new(watch::start(shared, request));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

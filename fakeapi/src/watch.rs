@@ -13,18 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::resources::Resource;
+use crate::routes::Body;
 use crate::selectors::Selection;
-use crate::server::Shared;
+use crate::server::{Control, Shared};
 use crate::status::ApiError;
 use crate::store::{EventType, HistoryEvent};
 
-pub(crate) type Chunk = Result<Frame<Bytes>, io::Error>;
+type Chunk = Result<Frame<Bytes>, io::Error>;
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +46,24 @@ pub(crate) struct WatchRequest {
     pub timeout: Duration,
 }
 
-/// Runs one watch, writing its chunks to `out` until it ends.
-pub(crate) async fn run(shared: Arc<Shared>, request: WatchRequest, out: mpsc::Sender<Chunk>) {
-    let mut control = shared.control.subscribe();
+/// Starts a watch: its response body, fed by a task until the watch ends. A fault switched on
+/// after this returns reaches the watch.
+pub(crate) fn start(shared: &Arc<Shared>, request: WatchRequest) -> Body {
+    let control = shared.control.subscribe();
+    let changes = shared.store().subscribe();
+    let (chunks, mut received) = mpsc::channel(64);
+    tokio::spawn(run(shared.clone(), request, control, changes, chunks));
+    StreamBody::new(futures::stream::poll_fn(move |cx| received.poll_recv(cx))).boxed_unsync()
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    request: WatchRequest,
+    mut control: watch::Receiver<Control>,
+    mut changes: watch::Receiver<u64>,
+    out: mpsc::Sender<Chunk>,
+) {
     let started = control.borrow_and_update().clone();
-    let mut changes = shared.store().subscribe();
     let deadline = Instant::now() + request.timeout;
     let mut watch = Watch {
         request,
