@@ -57,7 +57,7 @@ async fn expired_watch_makes_the_watcher_relist_once() {
     };
     let (after, ()) = tokio::join!(items_until(&mut events, "InitDone"), expire);
     assert!(
-        after[0].contains("410") && after[0].contains("Expired"),
+        after[0].contains("too old resource version") && after[0].contains("Expired"),
         "{after:?}"
     );
     assert_eq!(after[1..], ["Init", "InitApply(default/a)", "InitDone"]);
