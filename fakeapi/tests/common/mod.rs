@@ -1,4 +1,6 @@
 //! What the tests share: a kube client for the fake, pods, and a watcher event log.
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
