@@ -215,3 +215,59 @@ async fn forbidden_resource_is_an_error_item_until_allowed() {
         ["Init", "InitApply(default/a)", "InitDone"]
     );
 }
+
+#[tokio::test]
+async fn restart_with_an_older_resource_version_ends_in_a_relist_of_the_current_state() {
+    let api = fake_with_pods(&["a"]);
+    let mut events = watcher(Api::<Pod>::all(client(&api)), watcher::Config::default()).boxed();
+    next_items(&mut events, 3).await;
+    api.apply(pod("default", "b", json!({}), "node-1"))
+        .expect("stored");
+    assert_eq!(next_items(&mut events, 1).await, ["Apply(default/b)"]);
+    api.restart(true);
+    let after = items_until(&mut events, "InitDone").await;
+    let relisted = &after[after.len() - 4..];
+    assert_eq!(
+        relisted,
+        [
+            "Init",
+            "InitApply(default/a)",
+            "InitApply(default/b)",
+            "InitDone"
+        ],
+        "{after:?}"
+    );
+    let requests = api.requests();
+    let lists = by_verb(&requests, "list");
+    assert_eq!(lists.len(), 2, "{requests:#?}");
+    assert_eq!(lists[1].status, 200);
+}
+
+#[tokio::test]
+async fn an_expired_continue_token_is_http_410() {
+    use kube::api::ListParams;
+    let api = fake_with_pods(&["a", "b", "c"]);
+    let pods: Api<Pod> = Api::all(client(&api));
+    let first = pods
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("first page");
+    let token = first.metadata.continue_.clone().expect("more pages");
+    let second = pods
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .expect("second page");
+    assert_eq!(second.items[0].metadata.name.as_deref(), Some("b"));
+    api.apply(pod("default", "d", json!({}), "node-1"))
+        .expect("stored");
+    api.expire_watches();
+    match pods
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
+        other => panic!("expected 410 Expired for a compacted continue token, got {other:?}"),
+    }
+}

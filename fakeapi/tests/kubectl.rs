@@ -94,3 +94,34 @@ fn kubectl_streams_watch_events_from_a_resource_version() {
         ]
     );
 }
+
+#[test]
+fn watches_that_allow_bookmarks_get_them_at_the_set_interval() {
+    let api = FakeApiServer::start().expect("fake starts");
+    let a = api.apply(pod("default", "a")).expect("stored");
+    api.set_bookmark_interval(std::time::Duration::from_millis(300));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
+
+    let rv = a["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion");
+    let url = format!(
+        "/api/v1/pods?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=1"
+    );
+    let output = kubectl(&kubeconfig, &["get", "--raw", &url]);
+    let bookmarks: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+        })
+        .collect();
+    assert!((2..=4).contains(&bookmarks.len()), "{bookmarks:?}");
+    for bookmark in &bookmarks {
+        assert_eq!(bookmark["type"], "BOOKMARK");
+        assert_eq!(bookmark["object"]["kind"], "Pod");
+        assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], rv);
+    }
+}
