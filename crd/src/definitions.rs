@@ -1,11 +1,11 @@
-//! The CustomResourceDefinitions of the three kinds, as committed under `deploy/crds/`.
+//! The CustomResourceDefinitions of the four kinds, as committed under `deploy/crds/`.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
 };
 use kube::CustomResourceExt;
 
-use crate::{ClusterNetworkPolicy, Segment, SegmentPolicy};
+use crate::{ClusterNetworkPolicy, NetsegNode, Segment, SegmentPolicy};
 
 /// The first line of every generated CRD file.
 const GENERATED_HEADER: &str =
@@ -30,12 +30,13 @@ impl CrdManifest {
     }
 }
 
-/// The CRDs of ClusterNetworkPolicy, Segment and SegmentPolicy.
+/// The CRDs of ClusterNetworkPolicy, Segment, SegmentPolicy and NetsegNode.
 pub fn crd_manifests() -> Vec<CrdManifest> {
     vec![
         manifest_of::<ClusterNetworkPolicy>(),
         manifest_of::<Segment>(),
         manifest_of::<SegmentPolicy>(),
+        manifest_of::<NetsegNode>(),
     ]
 }
 

@@ -3,8 +3,10 @@
 //! - [`ClusterNetworkPolicy`]: the upstream `policy.networking.k8s.io/v1alpha2` kind, standard
 //!   channel plus the experimental egress peers `nodes` and `domainNames`.
 //! - [`Segment`] and [`SegmentPolicy`]: netseg's own `netseg.dev/v1alpha1` kinds.
+//! - [`NetsegNode`]: the per-node status object (`netseg.dev/v1alpha1`), one per node, written
+//!   only by that node's daemon.
 //!
-//! All three are cluster-scoped. The types are plain serde: a peer or protocol entry whose
+//! All four are cluster-scoped. The types are plain serde: a peer or protocol entry whose
 //! known fields are all unset (because a newer CRD added a field this build does not know)
 //! deserializes rather than failing, so the compiler can apply the per-action fail-closed
 //! rule to it. Exactly-one-of constraints are enforced by the CRD schema, not by serde.
@@ -16,6 +18,7 @@
 mod cluster_network_policy;
 mod common;
 mod definitions;
+mod netseg_node;
 mod schema;
 mod segment;
 mod segment_policy;
@@ -27,6 +30,7 @@ pub use cluster_network_policy::{
 };
 pub use common::{NamespacedPod, Port, PortRange, ProtocolPort, ResourceStatus, RuleAction, Tier};
 pub use definitions::{CrdManifest, crd_manifests};
+pub use netseg_node::{EnforcedPolicy, MapUsage, NetsegNode, NetsegNodeSpec, NetsegNodeStatus};
 pub use segment::{PostureAction, Segment, SegmentMember, SegmentPosture, SegmentSpec};
 pub use segment_policy::{
     IcmpMatch, PolicyMode, SegmentPolicy, SegmentPolicyEgressRule, SegmentPolicyIngressRule,

@@ -14,10 +14,11 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-const FILES: [&str; 3] = [
+const FILES: [&str; 4] = [
     "clusternetworkpolicies.policy.networking.k8s.io.yaml",
     "segments.netseg.dev.yaml",
     "segmentpolicies.netseg.dev.yaml",
+    "netsegnodes.netseg.dev.yaml",
 ];
 
 #[test]
