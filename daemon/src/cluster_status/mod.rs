@@ -30,7 +30,8 @@ pub struct ClusterStatusConfig {
     pub node_name: String,
     /// The namespace of the Lease and of the Events.
     pub namespace: String,
-    /// How long the Lease is valid after a renewal without another one.
+    /// How long the Lease is valid after a renewal without another one,
+    /// in whole seconds (at least 1).
     pub lease_duration: Duration,
     /// How often the Lease is renewed or, by the others, checked.
     pub renew_interval: Duration,
@@ -96,7 +97,8 @@ pub struct MapPressure {
 }
 
 /// Writes the status until `inputs` closes (the daemon shutting down).
-/// Every API error is logged and retried with backoff.
+/// Every API error is logged; after one, writes wait for the backoff
+/// (0.8 s doubling to 30 s, jittered) while the Lease keeps its cadence.
 pub async fn run(
     client: kube::Client,
     config: ClusterStatusConfig,
@@ -127,6 +129,9 @@ pub async fn run(
                 }
             }
             _ = sleep_until(retry_at), if retry_at.is_some() => {}
+        }
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            continue;
         }
         let current = inputs.borrow_and_update().clone();
         match write_status(&current, &lease, &mut node, &mut conditions, &mut events).await {
