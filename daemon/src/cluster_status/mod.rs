@@ -182,3 +182,6 @@ fn policy_resource(kind: PolicyKind) -> kube::api::ApiResource {
         PolicyKind::Segment => ApiResource::erase::<Segment>(&()),
     }
 }
+
+#[cfg(test)]
+mod tests;
