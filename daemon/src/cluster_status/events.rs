@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use netseg_policy::PolicyKind;
 use tokio::time::Instant;
 use tracing::warn;
@@ -21,6 +21,9 @@ pub(super) const REJECTED: &str = "Rejected";
 const REPORTING_CONTROLLER: &str = "netseg.dev/netseg";
 /// The most one (object, reason) gets: one Event per window.
 pub(super) const EVENT_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// The label that marks netseg's Events, with the value [`NETSEG`].
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const NETSEG: &str = "netseg";
 /// The API's limit on an Event's note.
 const MAX_NOTE_BYTES: usize = 1024;
 
@@ -54,12 +57,14 @@ impl EventRateLimiter {
             .is_none_or(|sent| now.duration_since(*sent) >= self.window)
     }
 
-    /// Records an Event written at `now`, and forgets those whose window is over.
-    pub(super) fn sent(&mut self, key: EventKey, now: Instant) {
+    /// Records an Event written at `at` (the latest one counts), and forgets
+    /// those whose window is over.
+    pub(super) fn sent(&mut self, key: EventKey, at: Instant) {
         let window = self.window;
         self.sent
-            .retain(|_, sent| now.duration_since(*sent) < window);
-        self.sent.insert(key, now);
+            .retain(|_, sent| at.duration_since(*sent) < window);
+        let latest = self.sent.entry(key).or_insert(at);
+        *latest = (*latest).max(at);
     }
 }
 
@@ -69,6 +74,8 @@ pub(super) struct EventWriter {
     /// This node, as the Events' reporting instance.
     instance: String,
     limiter: EventRateLimiter,
+    /// Whether the limiter knows the Events written before this node led.
+    caught_up: bool,
 }
 
 impl EventWriter {
@@ -78,12 +85,46 @@ impl EventWriter {
             namespace: namespace.to_owned(),
             instance: instance.to_owned(),
             limiter: EventRateLimiter::new(EVENT_WINDOW),
+            caught_up: false,
         }
+    }
+
+    /// To be called when this node becomes the leader: the previous one may
+    /// have written Events since this one last did.
+    pub(super) fn forget(&mut self) {
+        self.caught_up = false;
+    }
+
+    /// Counts the recent Events of every netseg node, so that a new leader
+    /// does not repeat what the previous one reported.
+    async fn catch_up(&mut self) -> Result<(), kube::Error> {
+        let selector = format!("{MANAGED_BY}={NETSEG}");
+        let events = self
+            .api
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let (now, wall_clock) = (Instant::now(), Timestamp::now());
+        for event in &events.items {
+            if let Some((key, age)) = recorded(event, wall_clock)
+                && let Some(at) = now.checked_sub(age)
+            {
+                self.limiter.sent(key, at);
+            }
+        }
+        self.caught_up = true;
+        Ok(())
     }
 
     /// Writes the Events the limiter allows; returns how many writes failed
     /// (each logged, and retried on the next call).
     pub(super) async fn write(&mut self, rejected: &[Rejection]) -> usize {
+        if !self.caught_up
+            && !rejected.is_empty()
+            && let Err(error) = self.catch_up().await
+        {
+            warn!(error = %error, "cluster status: could not read the recent Events, none written");
+            return 1;
+        }
         let mut failures = 0;
         for rejection in rejected {
             let key = EventKey {
@@ -122,6 +163,7 @@ fn rejection_event(rejection: &Rejection, namespace: &str, instance: &str) -> Ev
     Event {
         metadata: ObjectMeta {
             name: Some(format!("{}.{:x}", rejection.name, now.as_nanosecond())),
+            labels: Some([(MANAGED_BY.to_owned(), NETSEG.to_owned())].into()),
             namespace: Some(namespace.to_owned()),
             ..ObjectMeta::default()
         },
@@ -142,6 +184,33 @@ fn rejection_event(rejection: &Rejection, namespace: &str, instance: &str) -> Ev
         }),
         ..Event::default()
     }
+}
+
+/// The key and age of an Event netseg wrote.
+fn recorded(event: &Event, now: Timestamp) -> Option<(EventKey, Duration)> {
+    let reason = (event.reason.as_deref() == Some(REJECTED)).then_some(REJECTED)?;
+    let regarding = event.regarding.as_ref()?;
+    let kind = [
+        PolicyKind::NetworkPolicy,
+        PolicyKind::ClusterNetworkPolicy,
+        PolicyKind::SegmentPolicy,
+        PolicyKind::Segment,
+    ]
+    .into_iter()
+    .find(|kind| regarding.kind.as_deref() == Some(policy_resource(*kind).kind.as_str()))?;
+    let written = event
+        .series
+        .as_ref()
+        .map(|series| &series.last_observed_time)
+        .or(event.event_time.as_ref())?;
+    let age = Duration::try_from(now.duration_since(written.0)).unwrap_or_default();
+    let key = EventKey {
+        kind,
+        namespace: regarding.namespace.clone(),
+        name: regarding.name.clone()?,
+        reason,
+    };
+    Some((key, age))
 }
 
 fn truncated(mut text: String, max_bytes: usize) -> String {

@@ -120,6 +120,7 @@ pub async fn run(
                 if lease.is_leader() != was_leader {
                     // Another leader may have written since this one last did.
                     conditions.forget();
+                    events.forget();
                 }
             }
             changed = inputs.changed() => {

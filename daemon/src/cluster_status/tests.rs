@@ -411,3 +411,43 @@ async fn a_refusing_api_server_delays_conditions_until_it_recovers_and_never_the
         .count();
     assert!(refused >= 1);
 }
+
+#[tokio::test]
+async fn a_new_leader_does_not_repeat_the_events_of_the_previous_one() {
+    let api = FakeApiServer::start().unwrap();
+    let invalid = segment_policy(&api, "web", 5000);
+    let inputs = ClusterInputs {
+        invalid: Snapshot {
+            segment_policies: vec![invalid.clone()],
+            ..Snapshot::default()
+        },
+        rejected: vec![Rejection {
+            kind: PolicyKind::SegmentPolicy,
+            namespace: None,
+            name: "web".to_owned(),
+            uid: invalid.metadata.uid.clone(),
+            field: "spec.priority".to_owned(),
+            message: "must be between 0 and 1000, inclusive".to_owned(),
+        }],
+        ..ClusterInputs::default()
+    };
+    let first = Writer::start(&api, "node-a", inputs.clone());
+    let reported = eventually(Duration::from_secs(5), || {
+        let events = api.list("events.k8s.io/v1", "Event");
+        (!events.is_empty()).then_some(events.len())
+    });
+    assert_eq!(reported.await, Some(1));
+    let second = Writer::start(&api, "node-b", inputs.clone());
+    first.task.abort();
+    let took_over = eventually(LEASE_DURATION * 2, || {
+        lease_holder(&api).filter(|holder| holder == "node-b")
+    });
+    assert!(took_over.await.is_some());
+    for _ in 0..3 {
+        second.send(&inputs);
+        tokio::time::sleep(RENEW_INTERVAL).await;
+    }
+    let events = api.list("events.k8s.io/v1", "Event");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reportingInstance"], "node-a");
+}
