@@ -28,7 +28,8 @@ use node_status::NodeStatusWriter;
 #[derive(Clone, Debug)]
 pub struct ClusterStatusConfig {
     pub node_name: String,
-    /// The namespace of the Lease and of the Events.
+    /// The namespace of the Lease and of the Events. The API server accepts
+    /// Events about cluster-scoped objects only in `kube-system` or `default`.
     pub namespace: String,
     /// How long the Lease is valid after a renewal without another one,
     /// in whole seconds (at least 1).
