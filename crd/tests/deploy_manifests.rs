@@ -368,10 +368,7 @@ fn golden_rules() -> BTreeMap<String, BTreeSet<String>> {
         ),
         (
             "Role default/netseg-events".to_string(),
-            set(&[
-                "events.k8s.io/events: create",
-                "events.k8s.io/events: patch",
-            ]),
+            set(&["events.k8s.io/events: create", "events.k8s.io/events: list"]),
         ),
     ])
 }

@@ -8,6 +8,7 @@ mod cni;
 pub mod daemon;
 pub mod datapath;
 pub mod demo;
+pub mod enforcer;
 pub mod explain;
 pub mod flows;
 pub mod metrics;

@@ -34,7 +34,7 @@ enum Command {
     // A flag given twice takes its last value, so a wrapper's defaults can
     // be overridden by appending.
     #[command(args_override_self = true)]
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// Run the demo: isolated node namespaces with the pods of examples/, the
     /// example policies under default deny, then the zones, conduits and
     /// audit preview of examples/segments/; live traffic and the flow log
@@ -122,6 +122,10 @@ struct DaemonArgs {
     /// ~/.kube/config, or the pod's service account).
     #[arg(long, env = "NETSEG_KUBECONFIG", conflicts_with = "manifests")]
     kubeconfig: Option<PathBuf>,
+    /// Without --manifests: the namespace netseg runs in, where the Lease electing the one
+    /// node that writes status conditions goes.
+    #[arg(long, env = "NETSEG_NAMESPACE", default_value = "kube-system")]
+    namespace: String,
     /// This node's name: pods whose spec.nodeName equals it are enforced here.
     #[arg(long, env = "NETSEG_NODE_NAME")]
     node_name: String,
@@ -244,6 +248,7 @@ impl DaemonArgs {
                     kubeconfig: self.kubeconfig,
                 },
             },
+            namespace: self.namespace,
             compile: CompileOptions {
                 node_name: self.node_name,
                 default_action: self.default_action.action(),

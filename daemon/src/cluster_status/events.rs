@@ -126,7 +126,7 @@ impl EventWriter {
             return 1;
         }
         let mut failures = 0;
-        for rejection in rejected {
+        for rejection in rejected.iter().filter(|r| r.namespace.is_none()) {
             let key = EventKey {
                 kind: rejection.kind,
                 namespace: rejection.namespace.clone(),

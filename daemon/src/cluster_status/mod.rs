@@ -24,12 +24,18 @@ use events::EventWriter;
 use lease::LeaderLease;
 use node_status::NodeStatusWriter;
 
-/// Who this node is and where the Lease and Events go.
+/// Where Events go: the API server accepts Events about cluster-scoped
+/// objects only in `default` or `kube-system`, and netseg's own namespace is
+/// neither. (Rejected NetworkPolicies, being namespaced, would need Event
+/// rights in every namespace: they are reported in the log and the
+/// NetsegNode only.)
+const EVENTS_NAMESPACE: &str = "default";
+
+/// Who this node is and where the Lease goes.
 #[derive(Clone, Debug)]
 pub struct ClusterStatusConfig {
     pub node_name: String,
-    /// The namespace of the Lease and of the Events. The API server accepts
-    /// Events about cluster-scoped objects only in `kube-system` or `default`.
+    /// The namespace of the Lease (the DaemonSet's own).
     pub namespace: String,
     /// How long the Lease is valid after a renewal without another one,
     /// in whole seconds (at least 1).
@@ -108,7 +114,7 @@ pub async fn run(
     let mut lease = LeaderLease::new(client.clone(), &config);
     let mut node = NodeStatusWriter::new(client.clone(), &config.node_name);
     let mut conditions = ConditionWriter::new(client.clone());
-    let mut events = EventWriter::new(client, &config.namespace, &config.node_name);
+    let mut events = EventWriter::new(client, EVENTS_NAMESPACE, &config.node_name);
     let mut renew = tokio::time::interval(config.renew_interval);
     renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut backoff = DefaultBackoff::default();

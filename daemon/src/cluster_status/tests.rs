@@ -316,7 +316,10 @@ async fn an_invalid_segment_policy_is_reported_once_however_often_the_inputs_rep
     let events = api.list("events.k8s.io/v1", "Event");
     assert_eq!(events.len(), 1, "{events:?}");
     let event = &events[0];
-    assert_eq!(event["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        event["metadata"]["namespace"], "default",
+        "where the API server accepts Events about cluster-scoped objects"
+    );
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "Rejected");
     assert_eq!(event["reportingInstance"], "node-a");

@@ -4,10 +4,10 @@
 use netseg_cni::wire::{Attachment, AttachmentId, Reply, Request};
 use netseg_policy::PodRef;
 
-use super::Enforcer;
+use super::Daemon;
 use crate::{cni, node::NodeView};
 
-impl Enforcer {
+impl Daemon {
     /// What the CNI plugin asked, answered once done: an ADD only when the
     /// pod's policy is published on its attached interface.
     pub(super) fn answer(&mut self, request: Request, view: &NodeView) -> Reply {
@@ -24,7 +24,7 @@ impl Enforcer {
                     return Reply::refused(format!("{:#}", anyhow::Error::from(error)));
                 }
                 if self.cni.add(&attachment, (name, ifindex)) {
-                    self.compiled = None;
+                    self.enforcer.recompile();
                 }
                 self.reconcile(view);
                 self.check(&attachment)
@@ -32,14 +32,14 @@ impl Enforcer {
             Request::Check(attachment) => self.check(&attachment),
             Request::Del(id) => {
                 if self.cni.remove(&id) {
-                    self.compiled = None;
+                    self.enforcer.recompile();
                     self.reconcile(view);
                 }
                 Reply::done()
             }
-            Request::Status => match &self.publish_problem {
+            Request::Status => match self.enforcer.publish_problem() {
                 None => Reply::done(),
-                Some(problem) => Reply::refused(problem.clone()),
+                Some(problem) => Reply::refused(problem.to_owned()),
             },
         }
     }
@@ -51,7 +51,7 @@ impl Enforcer {
         let Some((_, ifindex)) = self.cni.get(id) else {
             return Reply::refused(format!("no attachment {id:?} (its interface is gone)"));
         };
-        if let Some(problem) = &self.publish_problem {
+        if let Some(problem) = self.enforcer.publish_problem() {
             return Reply::refused(format!("the policy is not published: {problem}"));
         }
         match self.served.get(&ifindex) {

@@ -192,4 +192,6 @@ fn apply<K: Ord + Clone, V: Clone, E>(
 }
 
 #[cfg(test)]
+pub mod memory;
+#[cfg(test)]
 mod tests;

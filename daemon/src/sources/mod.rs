@@ -37,6 +37,18 @@ pub struct Update {
     /// Whether everything the source watches has been read whole: before
     /// that, its objects are no picture of the policy to enforce.
     pub synced: bool,
+    /// The objects the API server holds that were refused, each with why
+    /// (a manifests directory reports its refusals as problems only).
+    pub refused: Vec<Refused>,
+}
+
+/// An object refused, and why.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub id: object::ObjectId,
+    /// Its `metadata.uid`, when it could be read.
+    pub uid: Option<String>,
+    pub problems: Vec<Problem>,
 }
 
 impl Source {
@@ -62,6 +74,7 @@ impl Source {
                     problems: reload.problems,
                     invalid: reload.invalid,
                     synced: reload.complete,
+                    refused: Vec::new(),
                 }
             }
             Self::Kube(source) => source.update(),
@@ -73,6 +86,16 @@ impl Source {
         match self {
             Self::Manifests(source) => source.store.snapshot(),
             Self::Kube(source) => source.snapshot(),
+        }
+    }
+
+    /// What stopped following the source for good, if anything did.
+    pub fn stopped(&self) -> Option<String> {
+        match self {
+            Self::Manifests(_) => None,
+            Self::Kube(source) => source
+                .stopped_watch()
+                .map(|watch| format!("the watch of {watch}")),
         }
     }
 

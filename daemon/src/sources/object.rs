@@ -8,7 +8,7 @@ use netseg_policy::Snapshot;
 
 /// The kinds a manifests directory may hold; anything else is reported and ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum ObjectKind {
+pub enum ObjectKind {
     Namespace,
     Node,
     Pod,
@@ -77,11 +77,11 @@ impl ObjectKind {
 
 /// What makes two manifests the same object, as the API server would see it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ObjectId {
-    pub(crate) kind: ObjectKind,
+pub struct ObjectId {
+    pub kind: ObjectKind,
     /// `None` for cluster-scoped kinds.
-    pub(crate) namespace: Option<String>,
-    pub(crate) name: String,
+    pub namespace: Option<String>,
+    pub name: String,
 }
 
 impl fmt::Display for ObjectId {
@@ -96,7 +96,7 @@ impl fmt::Display for ObjectId {
 /// Shared: a Pod is over 2 KiB, and the objects of an unchanged file are
 /// carried from one reload to the next without copying.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Object {
+pub enum Object {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
     Node(Arc<Node>),

@@ -128,6 +128,18 @@ pub const CONFIG_DENY_RECORDS_PER_ENDPOINT: u32 = 4;
 pub const CONFIG_DENY_RECORDS_TOTAL: u32 = 5;
 pub const CONFIG_ENTRIES: u32 = 8;
 
+/// The tables the daemon publishes are double-buffered: each holds two
+/// slots (revisions), the active one and the one being written. What one
+/// slot may hold:
+/// local endpoints (pod interfaces),
+pub const ENDPOINT_SLOT_ENTRIES: u32 = 4096;
+/// address prefixes of each family in the ipcache,
+pub const IPCACHE_SLOT_ENTRIES: u32 = 65536;
+/// and policy entries.
+pub const POLICY_SLOT_ENTRIES: u32 = 262144;
+/// Slots per published table.
+pub const SLOTS: u32 = 2;
+
 /// Bits of `CONFIG[CONFIG_FLOW_EVENTS_OFF]`.
 pub mod flow_events_off {
     /// No event for an allowed new connection.

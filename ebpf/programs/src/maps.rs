@@ -7,25 +7,30 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use netseg_contract::{
-    BudgetKey, CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenyCountKey, Endpoint,
-    EndpointKey, FragmentKey, FragmentValue, IpcacheV4Key, IpcacheV6Key, PolicyKey, PolicyValue,
-    RecordBudget, UsageKey,
+    BudgetKey, CONFIG_ENTRIES, COUNTER_COUNT, ConnKey, ConnValue, DenyCountKey,
+    ENDPOINT_SLOT_ENTRIES, Endpoint, EndpointKey, FragmentKey, FragmentValue, IPCACHE_SLOT_ENTRIES,
+    IpcacheV4Key, IpcacheV6Key, POLICY_SLOT_ENTRIES, PolicyKey, PolicyValue, RecordBudget, SLOTS,
+    UsageKey,
 };
 
 #[map]
 pub static CONFIG: Array<u32> = Array::with_max_entries(CONFIG_ENTRIES, 0);
 
 #[map]
-pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> = HashMap::with_max_entries(2 * 4096, 0);
+pub static ENDPOINTS: HashMap<EndpointKey, Endpoint> =
+    HashMap::with_max_entries(SLOTS * ENDPOINT_SLOT_ENTRIES, 0);
 
 #[map]
-pub static IPCACHE_V4: LpmTrie<IpcacheV4Key, u32> = LpmTrie::with_max_entries(2 * 65536, 0);
+pub static IPCACHE_V4: LpmTrie<IpcacheV4Key, u32> =
+    LpmTrie::with_max_entries(SLOTS * IPCACHE_SLOT_ENTRIES, 0);
 
 #[map]
-pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, u32> = LpmTrie::with_max_entries(2 * 65536, 0);
+pub static IPCACHE_V6: LpmTrie<IpcacheV6Key, u32> =
+    LpmTrie::with_max_entries(SLOTS * IPCACHE_SLOT_ENTRIES, 0);
 
 #[map]
-pub static POLICY: LpmTrie<PolicyKey, PolicyValue> = LpmTrie::with_max_entries(2 * 262144, 0);
+pub static POLICY: LpmTrie<PolicyKey, PolicyValue> =
+    LpmTrie::with_max_entries(SLOTS * POLICY_SLOT_ENTRIES, 0);
 
 /// Not least-recently-used: a full table must refuse the newcomer, never
 /// evict another endpoint's connection. Expired entries are deleted by the

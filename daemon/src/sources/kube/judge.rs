@@ -75,6 +75,7 @@ fn judged(id: &ObjectId, result: Result<Object, Rejection>) -> Judged {
     match result {
         Ok(object) => Judged::Valid(object),
         Err(Rejection { errors, invalid }) => Judged::Refused {
+            uid: None,
             problems: errors
                 .iter()
                 .map(|error| Problem::from_api(id.to_string(), error.field(), error))
@@ -88,5 +89,6 @@ fn refused(id: &ObjectId, error: &dyn std::error::Error) -> Judged {
     Judged::Refused {
         problems: vec![Problem::from_api(id.to_string(), None, error)],
         invalid: None,
+        uid: None,
     }
 }

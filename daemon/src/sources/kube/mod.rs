@@ -16,7 +16,7 @@ mod state;
 mod watch;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,7 +35,7 @@ pub use slim::SlimPod;
 use state::KindState;
 
 use super::object::{Object, ObjectId, ObjectKind};
-use super::{Problem, Update};
+use super::{Problem, Refused, Update};
 
 /// A burst of changes (a rollout, a relist) is taken as one.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -219,6 +219,7 @@ impl KubeSource {
         let mut objects = BTreeMap::new();
         let mut problems = Vec::new();
         let mut invalid = Snapshot::default();
+        let mut refused = Vec::new();
         for watch in Watch::ALL {
             let state = watches.get(&watch);
             let synced = state.is_some_and(|s| s.synced);
@@ -231,21 +232,24 @@ impl KubeSource {
             for (id, object) in &state.current().objects {
                 objects.entry(id.clone()).or_insert_with(|| object.clone());
             }
-            for refusal in state.current().refused.values() {
+            for (id, refusal) in &state.current().refused {
                 problems.extend(refusal.problems.iter().cloned());
                 if let Some(object) = &refusal.invalid {
                     object.add_to(&mut invalid);
                 }
+                refused.push(Refused {
+                    id: id.clone(),
+                    uid: refusal.uid.clone(),
+                    problems: refusal.problems.clone(),
+                });
             }
         }
         let synced = Watch::ALL
             .iter()
             .all(|watch| watches.get(watch).is_some_and(|s| s.synced));
         drop(watches);
-        for (watch, task) in &self.tasks {
-            if task.is_finished() {
-                problems.push(watch_problem(*watch, false, "the watch task stopped"));
-            }
+        if let Some(watch) = self.stopped_watch() {
+            problems.push(watch_problem(watch, synced, "the watch task stopped"));
         }
         let changed =
             objects.len() != self.last.len() || objects.iter().zip(&self.last).any(|(a, b)| a != b);
@@ -255,7 +259,17 @@ impl KubeSource {
             problems,
             invalid,
             synced,
+            refused,
         }
+    }
+
+    /// A watch whose task ended (it runs until aborted, so only a panic
+    /// ends it): its kind would no longer follow the cluster.
+    pub fn stopped_watch(&self) -> Option<Watch> {
+        self.tasks
+            .iter()
+            .find(|(_, task)| task.is_finished())
+            .map(|(watch, _)| *watch)
     }
 
     /// The objects in force at the last [`KubeSource::update`].

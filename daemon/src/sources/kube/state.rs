@@ -20,6 +20,8 @@ pub enum Judged {
     Refused {
         problems: Vec<Problem>,
         invalid: Option<Object>,
+        /// The object's `metadata.uid`, when it could be read.
+        uid: Option<String>,
     },
 }
 
@@ -46,6 +48,7 @@ pub struct Listing {
 pub struct Refusal {
     pub problems: Vec<Problem>,
     pub invalid: Option<Object>,
+    pub uid: Option<String>,
 }
 
 impl KindState {
@@ -107,7 +110,11 @@ impl Listing {
                 self.refused.remove(&id);
                 self.objects.insert(id, object);
             }
-            Judged::Refused { problems, invalid } => {
+            Judged::Refused {
+                problems,
+                invalid,
+                uid,
+            } => {
                 match previous {
                     Some(last_good) => {
                         self.objects.insert(id.clone(), last_good.clone());
@@ -116,7 +123,14 @@ impl Listing {
                         self.objects.remove(&id);
                     }
                 }
-                self.refused.insert(id, Refusal { problems, invalid });
+                self.refused.insert(
+                    id,
+                    Refusal {
+                        problems,
+                        invalid,
+                        uid,
+                    },
+                );
             }
         }
     }

@@ -95,10 +95,14 @@ fn judged<K: Resource>(
     judge: &impl Fn(&ObjectId, K) -> Judged,
 ) -> (ObjectId, Judged) {
     let id = object_id(watch.kind(), object.meta());
-    let judged = match object.0 {
+    let object_uid = object.meta().uid.clone();
+    let mut judged = match object.0 {
         Ok(object) => judge(&id, object),
         Err(invalid) => judge::invalid(&id, &invalid),
     };
+    if let Judged::Refused { uid, .. } = &mut judged {
+        *uid = object_uid;
+    }
     (id, judged)
 }
 

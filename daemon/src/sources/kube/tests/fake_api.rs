@@ -9,9 +9,9 @@ use serde_json::{Value, json};
 use crate::sources::Update;
 use crate::sources::kube::KubeSource;
 
-const NODE: &str = "node-1";
+pub(crate) const NODE: &str = "node-1";
 
-fn client(api: &FakeApiServer) -> kube::Client {
+pub(crate) fn client(api: &FakeApiServer) -> kube::Client {
     let url = api.url().parse().expect("the fake's URL");
     kube::Client::try_from(kube::Config::new(url)).expect("a client")
 }
@@ -20,7 +20,7 @@ fn namespace(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
-fn pod(name: &str, node: &str, ip: &str) -> Value {
+pub(crate) fn pod(name: &str, node: &str, ip: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "shop", "labels": {"app": name}},
@@ -58,7 +58,7 @@ fn cluster_network_policy(name: &str) -> Value {
 }
 
 /// A cluster with an object of every kind the source watches.
-fn cluster() -> FakeApiServer {
+pub(crate) fn cluster() -> FakeApiServer {
     let api = FakeApiServer::start().expect("the fake API server");
     for object in [
         namespace("shop"),
@@ -77,7 +77,7 @@ fn cluster() -> FakeApiServer {
 }
 
 /// Takes updates until `done` holds, for at most five seconds.
-async fn until(source: &mut KubeSource, done: impl Fn(&Update) -> bool) -> Update {
+pub(crate) async fn until(source: &mut KubeSource, done: impl Fn(&Update) -> bool) -> Update {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let update = source.update();

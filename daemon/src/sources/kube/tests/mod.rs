@@ -1,7 +1,7 @@
 //! Scripted watch histories in, objects in force out: no client, no server;
 //! then the real kube client against the fake API server.
 
-mod fake_api;
+pub(crate) mod fake_api;
 
 use std::sync::Arc;
 

@@ -1,0 +1,191 @@
+//! The policy half of the daemon: what the source holds, compiled, and
+//! published through a [`MapWriter`] (the kernel maps, or memory in tests),
+//! with the decisions that rest only on those: whether to recompile, what
+//! went wrong, and whether the daemon may take over from a previous one.
+//! It does no I/O of its own, so it is driven in tests without root.
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use netseg_policy::{CompileOptions, Compiled, Compiler, Snapshot};
+use tracing::{error, info, warn};
+
+use crate::cni::CniRegistry;
+use crate::datapath::publish::{MapWriter, Publisher};
+use crate::datapath::state::SlotState;
+use crate::sources::{Refused, Update};
+
+pub struct Enforcer<W: MapWriter> {
+    options: CompileOptions,
+    compiler: Compiler,
+    /// The last compilation; `None` when an input changed since.
+    compiled: Option<Arc<Compiled>>,
+    /// How many compilations ran (a relist that changed nothing runs none).
+    pub compilations: u64,
+    /// The objects in force, as of the source's last update.
+    snapshot: Snapshot,
+    /// What the source refused at its last update.
+    invalid: Snapshot,
+    refused: Vec<Refused>,
+    publisher: Publisher<W>,
+    /// What the source must do to be synced, for messages.
+    sync_awaited: &'static str,
+    /// Whether the source has read everything once: before that, the
+    /// pinned programs of a previous daemon keep enforcing.
+    source_synced: bool,
+    source_problems: Vec<String>,
+    /// The warnings of `netseg check` about objects in force whose
+    /// enforcement departs from what they say (rules that fail closed,
+    /// unknown subject Segments); every warning is logged.
+    policy_warnings: Vec<String>,
+    publish_problem: Option<String>,
+}
+
+impl<W: MapWriter> Enforcer<W> {
+    pub fn new(writer: W, options: CompileOptions, sync_awaited: &'static str) -> Self {
+        Self {
+            options,
+            compiler: Compiler::new(),
+            compiled: None,
+            compilations: 0,
+            snapshot: Snapshot::default(),
+            invalid: Snapshot::default(),
+            refused: Vec::new(),
+            publisher: Publisher::new(writer),
+            sync_awaited,
+            source_synced: false,
+            source_problems: Vec::new(),
+            policy_warnings: Vec::new(),
+            publish_problem: None,
+        }
+    }
+
+    /// Takes in what the source holds; `snapshot` is asked for only when
+    /// the objects in force changed.
+    pub fn take_update(&mut self, update: Update, snapshot: impl FnOnce() -> Snapshot) {
+        self.source_problems = update.problems.iter().map(ToString::to_string).collect();
+        for problem in &update.problems {
+            warn!(%problem, "source problem; the last good version stays enforced");
+        }
+        if update.changed {
+            self.compiled = None;
+            self.snapshot = snapshot();
+            let warnings = netseg_policy::warnings(&self.snapshot);
+            for warning in &warnings {
+                warn!(%warning, "policy warning");
+            }
+            self.policy_warnings = warnings
+                .iter()
+                .filter(|warning| warning.enforced_otherwise)
+                .map(ToString::to_string)
+                .collect();
+        }
+        self.invalid = update.invalid;
+        self.refused = update.refused;
+        self.source_synced |= update.synced;
+    }
+
+    /// The node's own addresses (node peers, probes).
+    pub fn set_node_addresses(&mut self, addresses: &[IpAddr]) {
+        if self.options.node_addresses != addresses {
+            self.options.node_addresses = addresses.to_vec();
+            self.compiled = None;
+        }
+    }
+
+    pub fn node_addresses(&self) -> &[IpAddr] {
+        &self.options.node_addresses
+    }
+
+    /// Something outside the source changed what is compiled (the CNI
+    /// plugin reported or lost a pod).
+    pub fn recompile(&mut self) {
+        self.compiled = None;
+    }
+
+    /// The compiled policy, compiled now if an input changed; the pods the
+    /// CNI plugin reported are overlaid on the source's.
+    pub fn compiled(&mut self, cni: &mut CniRegistry) -> Arc<Compiled> {
+        let compiled = self.compiled.get_or_insert_with(|| {
+            let snapshot = cni.overlay(self.snapshot.clone(), &self.options.node_name);
+            self.compilations += 1;
+            Arc::new(self.compiler.compile(&snapshot, &self.options))
+        });
+        compiled.clone()
+    }
+
+    /// Writes `desired` into the inactive slot and activates it; a failure
+    /// leaves the last good revision enforced and is reported.
+    pub fn publish(&mut self, desired: &SlotState) {
+        self.publish_problem = match self.publisher.publish(desired) {
+            Ok(published) => {
+                if published.upserts + published.removals > 0 {
+                    info!(
+                        revision = published.revision,
+                        upserts = published.upserts,
+                        removals = published.removals,
+                        "published"
+                    );
+                }
+                None
+            }
+            Err(error) => {
+                let error = format!("{:#}", anyhow::Error::from(error));
+                error!(
+                    error,
+                    "publishing the policy; the last good policy stays enforced"
+                );
+                Some(error)
+            }
+        };
+    }
+
+    /// What this daemon waits for before it enforces a complete policy of
+    /// its own: until then, the pinned programs of a previous daemon keep
+    /// enforcing the previous policy, which an unread source or a failed
+    /// publication would otherwise replace with nothing (every pinned pod
+    /// denied, its connections cut), and the daemon is not ready.
+    pub fn waits_for(&self) -> Option<&'static str> {
+        if !self.source_synced {
+            Some(self.sync_awaited)
+        } else if self.publish_problem.is_some() || self.publisher.revision() == 0 {
+            Some("a successful publication")
+        } else {
+            None
+        }
+    }
+
+    pub fn revision(&self) -> u32 {
+        self.publisher.revision()
+    }
+
+    pub fn synced(&self) -> bool {
+        self.source_synced
+    }
+
+    /// Problems of the source, warnings about what is enforced otherwise
+    /// than written, and the last publication's failure: one line each.
+    pub fn problems(&self) -> impl Iterator<Item = &String> {
+        self.source_problems
+            .iter()
+            .chain(&self.policy_warnings)
+            .chain(&self.publish_problem)
+    }
+
+    pub fn publish_problem(&self) -> Option<&str> {
+        self.publish_problem.as_deref()
+    }
+
+    /// The objects in force, and those refused (as written, and why).
+    pub fn objects(&self) -> (&Snapshot, &Snapshot, &[Refused]) {
+        (&self.snapshot, &self.invalid, &self.refused)
+    }
+
+    #[cfg(test)]
+    pub fn writer(&self) -> &W {
+        self.publisher.writer()
+    }
+}
