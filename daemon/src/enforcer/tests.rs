@@ -11,7 +11,7 @@ use crate::datapath::publish::memory::MemoryMaps;
 use crate::datapath::state::SlotState;
 use crate::sources::Update;
 use crate::sources::kube::KubeSource;
-use crate::sources::kube::tests::fake_api::{NODE, client, cluster, pod, until};
+use crate::sources::kube::tests::fake_api::{NODE, client, cluster, lists, pod, until};
 
 fn enforcer(maps: MemoryMaps) -> Enforcer<MemoryMaps> {
     let options = CompileOptions {
@@ -116,11 +116,10 @@ async fn the_api_server_drives_what_is_published() {
 
     // A relist of the same objects: nothing recompiled, nothing written.
     let (compilations, revision) = (enforcer.compilations, enforcer.revision());
-    let lists = || api.requests().iter().filter(|r| r.verb == "list").count();
-    let before = lists();
+    let before = lists(&api);
     api.expire_watches();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while lists() < before + 8 {
+    while lists(&api) < before + 8 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "every watch relists"

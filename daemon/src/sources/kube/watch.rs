@@ -3,6 +3,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::Api;
@@ -13,7 +14,7 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use super::judge::{self, object_id};
-use super::state::Judged;
+use super::state::{Judged, KindState};
 use super::{Shared, Watch};
 use crate::sources::object::ObjectId;
 
@@ -23,8 +24,15 @@ use crate::sources::object::ObjectId;
 /// a fresh list.
 const EXPIRED_STARTS_BEFORE_RELIST: u32 = 3;
 
+/// A server without streaming lists (WatchList) ignores `sendInitialEvents`:
+/// it sends the objects but never the bookmark that ends them. With no event
+/// for this long while the first list is not done, the watch lists instead.
+const STREAMING_SILENCE: Duration = Duration::from_secs(5);
+
 /// Runs `watch` until the task is aborted: errors are recorded (they keep
-/// the last state in force) and retried with kube's backoff.
+/// the last state in force) and retried with kube's backoff. The first list
+/// is streamed (one watch request, served from the API server's cache) if
+/// the server can; otherwise it is paged.
 pub(super) async fn run<K, J>(
     watch: Watch,
     api: Api<DeserializeGuard<K>>,
@@ -35,40 +43,36 @@ pub(super) async fn run<K, J>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     J: Fn(&ObjectId, K) -> Judged,
 {
+    let mut streaming = true;
     loop {
-        let mut events = watcher::watcher(api.clone(), config.clone())
+        let attempt = match streaming {
+            true => config.clone().streaming_lists(),
+            false => config.clone(),
+        };
+        let mut events = watcher::watcher(api.clone(), attempt)
             .default_backoff()
             .boxed();
+        let mut listed = false;
         let mut expired_starts = 0;
-        while let Some(event) = events.next().await {
+        loop {
+            let next = if streaming && !listed {
+                match tokio::time::timeout(STREAMING_SILENCE, events.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        warn!(watch = %watch, "the API server does not end streamed lists; listing page by page instead");
+                        streaming = false;
+                        break;
+                    }
+                }
+            } else {
+                events.next().await
+            };
+            let Some(event) = next else { break };
             match event {
                 Ok(event) => {
                     expired_starts = 0;
-                    shared.record(watch, |state| match event {
-                        Event::Init => {
-                            state.init();
-                            false
-                        }
-                        Event::InitApply(object) => {
-                            let (id, judged) = judged(watch, object, &judge);
-                            state.init_apply(id, judged);
-                            false
-                        }
-                        Event::InitDone => {
-                            debug!(watch = %watch, "listed");
-                            state.init_done();
-                            true
-                        }
-                        Event::Apply(object) => {
-                            let (id, judged) = judged(watch, object, &judge);
-                            state.apply(id, judged);
-                            true
-                        }
-                        Event::Delete(object) => {
-                            state.delete(&object_id(watch.kind(), object.meta()));
-                            true
-                        }
-                    });
+                    listed |= matches!(event, Event::InitDone);
+                    shared.record(watch, |state| apply(watch, state, event, &judge));
                 }
                 Err(error) => {
                     let message = crate::sources::message_with_sources(&error);
@@ -85,6 +89,40 @@ pub(super) async fn run<K, J>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Applies one watcher event; returns whether the source should look again.
+fn apply<K: Resource>(
+    watch: Watch,
+    state: &mut KindState,
+    event: Event<DeserializeGuard<K>>,
+    judge: &impl Fn(&ObjectId, K) -> Judged,
+) -> bool {
+    match event {
+        Event::Init => {
+            state.init();
+            false
+        }
+        Event::InitApply(object) => {
+            let (id, judged) = judged(watch, object, judge);
+            state.init_apply(id, judged);
+            false
+        }
+        Event::InitDone => {
+            debug!(watch = %watch, "listed");
+            state.init_done();
+            true
+        }
+        Event::Apply(object) => {
+            let (id, judged) = judged(watch, object, judge);
+            state.apply(id, judged);
+            true
+        }
+        Event::Delete(object) => {
+            state.delete(&object_id(watch.kind(), object.meta()));
+            true
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use netseg_fake_apiserver::FakeApiServer;
+use netseg_fake_apiserver::{FakeApiServer, StreamingLists};
 use serde_json::{Value, json};
 
 use crate::sources::Update;
@@ -92,6 +92,14 @@ pub(crate) async fn until(source: &mut KubeSource, done: impl Fn(&Update) -> boo
     }
 }
 
+/// Initial lists served: list requests, and watches that stream one.
+pub(crate) fn lists(api: &FakeApiServer) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.verb == "list" || r.path_and_query.contains("sendInitialEvents=true"))
+        .count()
+}
+
 fn pod_names(source: &KubeSource) -> Vec<String> {
     let mut names: Vec<String> = source
         .snapshot()
@@ -128,10 +136,29 @@ async fn every_kind_is_listed_before_the_source_is_synced() {
         assert!(
             requests
                 .iter()
-                .any(|r| r.verb == "list" && r.path_and_query.contains(selector.as_str())),
+                .any(|r| r.path_and_query.contains("sendInitialEvents=true")
+                    && r.path_and_query.contains(selector.as_str())),
             "pods are listed with {selector}"
         );
     }
+    assert!(
+        requests.iter().all(|r| r.verb != "list"),
+        "a server that streams lists is never asked for a paged one"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_stream_lists_is_listed_page_by_page() {
+    let api = cluster();
+    api.set_streaming_lists(StreamingLists::Ignored);
+    let mut source = KubeSource::start(client(&api), NODE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !source.update().synced {
+        assert!(tokio::time::Instant::now() < deadline, "never synced");
+        let _ = tokio::time::timeout(Duration::from_millis(500), source.changed()).await;
+    }
+    assert_eq!(pod_names(&source), ["db", "web"]);
+    assert!(api.requests().iter().any(|r| r.verb == "list"));
 }
 
 #[tokio::test]
@@ -225,7 +252,7 @@ async fn live_changes_and_a_relist_after_expiry_converge() {
         }
         assert!(tokio::time::Instant::now() < deadline, "{names:?}");
     }
-    let lists = api.requests().iter().filter(|r| r.verb == "list").count();
+    let lists = lists(&api);
     assert!(lists > 8, "the expired watches relisted ({lists} lists)");
 }
 
