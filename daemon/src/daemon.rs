@@ -335,7 +335,14 @@ impl Enforcer {
             }
         };
         self.attach_pod_interfaces(view, &compiled);
-        let (desired, interfaces) = self.slot_state(&compiled, view);
+        let (desired, interfaces) = if self.source_synced {
+            self.slot_state(&compiled, view)
+        } else {
+            // A partial read is no policy (a kind not listed yet may deny
+            // what the others allow): until the source has read everything
+            // once, every pod interface of this daemon denies everything.
+            (SlotState::default(), BTreeMap::new())
+        };
         self.publish_problem = match self.publisher.publish(&desired) {
             Ok(published) => {
                 if published.upserts + published.removals > 0 {
@@ -568,10 +575,11 @@ impl Enforcer {
                 pod: interfaces.get(&ifindex).map(ToString::to_string),
             })
             .collect();
+        // Before the source is synced no pod is served, by design.
         let unenforced: Vec<String> = compiled
             .endpoints
             .keys()
-            .filter(|pod| !served.contains(pod))
+            .filter(|pod| self.source_synced && !served.contains(pod))
             .map(ToString::to_string)
             .collect();
         for pod in unenforced
