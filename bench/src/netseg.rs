@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use netseg_testbed::{
     DaemonStatus, Node,
-    daemon::{DaemonPaths, daemon_command},
+    daemon::{DaemonPaths, DaemonSource, daemon_command},
 };
 use serde_json::{Value, json};
 
@@ -34,11 +34,11 @@ impl NetsegDaemon {
         let _ = fs::remove_file(&status_path);
         let log = fs::File::create(&log_path)?;
         let paths = DaemonPaths {
-            manifests,
+            source: DaemonSource::Manifests(manifests),
             flow_log,
             status_file: &status_path,
         };
-        let mut command = daemon_command(binary, node, &paths, log)?;
+        let mut command = daemon_command(binary, &[], node, &paths, log)?;
         command.args(extra_args);
         let child = command.spawn().context("starting netseg daemon")?;
         Ok(Self {

@@ -1,6 +1,6 @@
 //! Every manifest under `deploy/` parses into its Kubernetes type with no field left over, so
 //! a typo cannot ship; the RBAC rules are exactly the golden list below; the DaemonSet runs
-//! unprivileged with exactly CAP_BPF and CAP_NET_ADMIN.
+//! unprivileged with exactly CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -439,7 +439,7 @@ fn security_of(container: &Container) -> (bool, bool, bool, Vec<String>, Vec<Str
 }
 
 #[test]
-fn the_daemonset_runs_unprivileged_with_exactly_bpf_and_net_admin() {
+fn the_daemonset_runs_unprivileged_with_exactly_bpf_net_admin_and_perfmon() {
     let pod = the_daemonset().spec.unwrap().template.spec.unwrap();
     let strings = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     let netseg = pod
@@ -453,7 +453,7 @@ fn the_daemonset_runs_unprivileged_with_exactly_bpf_and_net_admin() {
             false,
             false,
             true,
-            strings(&["BPF", "NET_ADMIN"]),
+            strings(&["BPF", "NET_ADMIN", "PERFMON"]),
             strings(&["ALL"])
         )
     );

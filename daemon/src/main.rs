@@ -338,3 +338,40 @@ async fn main() -> ExitCode {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use k8s_openapi::api::apps::v1::DaemonSet;
+
+    use super::{Cli, Command};
+
+    /// The DaemonSet's arguments are ones this netseg accepts (its
+    /// environment supplies the node name).
+    #[test]
+    fn the_daemonset_runs_a_command_line_netseg_accepts() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/daemonset.yaml");
+        let text = std::fs::read_to_string(path).expect("deploy/daemonset.yaml");
+        let daemonset: DaemonSet = serde_yaml::from_str(&text).expect("a DaemonSet");
+        let spec = daemonset
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod spec");
+        let container = spec
+            .containers
+            .iter()
+            .find(|c| c.name == "netseg")
+            .expect("the netseg container");
+        let mut argv = vec!["netseg".to_owned()];
+        argv.extend(container.args.clone().expect("args"));
+        argv.extend(["--node-name".to_owned(), "node-1".to_owned()]);
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|error| panic!("{error}"));
+        let Command::Daemon(args) = cli.command else {
+            panic!("the DaemonSet runs `netseg daemon`");
+        };
+        assert!(args.manifests.is_none(), "Kubernetes mode");
+        assert!(args.pin_dir.is_some(), "enforcement outlives the pod");
+    }
+}

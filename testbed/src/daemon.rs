@@ -29,8 +29,13 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct DaemonStatus {
     /// The active policy revision in the datapath (0: nothing published).
     pub revision: u32,
-    /// How many times the manifests directory was read.
+    /// How many times the daemon took in what its source holds.
     pub reloads: u64,
+    /// Whether the source has read everything it watches at least once.
+    pub synced: bool,
+    /// What the daemon waits for before it enforces its own policy (pinned
+    /// programs of a previous daemon enforce until then); not ready while set.
+    pub waiting_for: Option<String>,
     /// Local pods whose interface has programs and policy.
     pub endpoints: u64,
     pub interfaces: Vec<InterfaceStatus>,
@@ -92,18 +97,30 @@ pub fn workspace_binary(name: &str, variable: &str) -> Result<PathBuf> {
         })
 }
 
-/// Where a daemon reads its manifests and writes its flow log and status.
+/// Where a daemon reads the objects it enforces.
+#[derive(Debug, Clone, Copy)]
+pub enum DaemonSource<'a> {
+    /// `--manifests DIR`
+    Manifests(&'a Path),
+    /// `--kubeconfig FILE`: the API server (a fake one, in tests) it names.
+    Kubeconfig(&'a Path),
+}
+
+/// Where a daemon reads its objects and writes its flow log and status.
 pub struct DaemonPaths<'a> {
-    pub manifests: &'a Path,
+    pub source: DaemonSource<'a>,
     pub flow_log: &'a Path,
     pub status_file: &'a Path,
 }
 
-/// `ip netns exec <node> BINARY daemon --manifests .. --node-name ..
-/// --flow-log .. --status-file ..`, output to `log`, and SIGTERM to the
-/// daemon if the thread that starts it dies without stopping it.
+/// `ip netns exec <node> [WRAPPER..] BINARY daemon --manifests DIR |
+/// --kubeconfig FILE --node-name .. --flow-log .. --status-file ..`, output
+/// to `log`, and SIGTERM to the daemon if the thread that starts it dies
+/// without stopping it. `wrapper` is a program and its arguments that
+/// exec the daemon (e.g. `setpriv` with fewer capabilities), or empty.
 pub fn daemon_command(
     binary: &Path,
+    wrapper: &[&str],
     node: &Node,
     paths: &DaemonPaths<'_>,
     log: File,
@@ -111,10 +128,14 @@ pub fn daemon_command(
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", node.netns_name()])
+        .args(wrapper)
         .arg(binary)
-        .arg("daemon")
-        .arg("--manifests")
-        .arg(paths.manifests)
+        .arg("daemon");
+    match paths.source {
+        DaemonSource::Manifests(dir) => command.arg("--manifests").arg(dir),
+        DaemonSource::Kubeconfig(file) => command.arg("--kubeconfig").arg(file),
+    };
+    command
         .args(["--node-name", node.name()])
         .arg("--flow-log")
         .arg(paths.flow_log)
@@ -155,12 +176,43 @@ impl Daemon {
         Self::start_binary(&netseg_binary()?, node, manifests_dir, extra_args)
     }
 
+    /// [`Daemon::start`] in Kubernetes mode: `--kubeconfig FILE` instead of
+    /// `--manifests DIR`. The API server it names must be reachable from
+    /// the node namespace, where the daemon runs.
+    pub fn start_kube(node: &Node, kubeconfig: &Path, extra_args: &[&str]) -> Result<Self> {
+        Self::launch(
+            &netseg_binary()?,
+            &[],
+            node,
+            DaemonSource::Kubeconfig(kubeconfig),
+            extra_args,
+        )
+    }
+
     /// [`Daemon::start`] with another executable that takes the same
     /// arguments (the harness tests its plumbing with a fake daemon).
     pub fn start_binary(
         binary: &Path,
         node: &Node,
         manifests_dir: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::launch(
+            binary,
+            &[],
+            node,
+            DaemonSource::Manifests(manifests_dir),
+            extra_args,
+        )
+    }
+
+    /// The most general start: `binary` exec'd by `wrapper` (a program and
+    /// its arguments, or empty), reading `source`.
+    pub fn launch(
+        binary: &Path,
+        wrapper: &[&str],
+        node: &Node,
+        source: DaemonSource<'_>,
         extra_args: &[&str],
     ) -> Result<Self> {
         let dir = tempfile::Builder::new()
@@ -171,11 +223,11 @@ impl Daemon {
             .append(true)
             .open(dir.path().join("daemon.log"))?;
         let paths = DaemonPaths {
-            manifests: manifests_dir,
+            source,
             flow_log: &dir.path().join("flows.jsonl"),
             status_file: &dir.path().join("status.json"),
         };
-        let mut command = daemon_command(binary, node, &paths, log)?;
+        let mut command = daemon_command(binary, wrapper, node, &paths, log)?;
         command.args(extra_args);
         let child = command
             .spawn()
@@ -184,6 +236,12 @@ impl Daemon {
             child: Some(child),
             dir,
         })
+    }
+
+    /// The process id of the daemon (of `ip netns exec` and any wrapper
+    /// before they exec'd it), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn status_path(&self) -> PathBuf {
@@ -219,6 +277,17 @@ impl Daemon {
         self.wait_status(&format!("{endpoints} endpoints"), READY_TIMEOUT, |s| {
             s.endpoints == endpoints
         })
+    }
+
+    /// Waits until the daemon enforces a complete policy of its own: its
+    /// source is synced, it waits for nothing (no pinned programs of a
+    /// previous daemon stand in for it), and `endpoints` pods are enforced.
+    pub fn wait_in_charge(&mut self, endpoints: u64) -> Result<DaemonStatus> {
+        self.wait_status(
+            &format!("a synced source, nothing waited for and {endpoints} endpoints"),
+            READY_TIMEOUT,
+            |s| s.synced && s.waiting_for.is_none() && s.revision > 0 && s.endpoints == endpoints,
+        )
     }
 
     /// Waits until the daemon applied policy again after `previous_reloads`.

@@ -28,7 +28,9 @@ pub mod topology;
 
 pub use blaster::{UdpBlaster, UdpCounter};
 pub use cni::{CniOutcome, CniPlugin};
-pub use daemon::{Daemon, DaemonStatus, InterfaceStatus, netseg_binary, workspace_binary};
+pub use daemon::{
+    Daemon, DaemonSource, DaemonStatus, InterfaceStatus, netseg_binary, workspace_binary,
+};
 pub use manifests::{ContainerPort, Manifests};
 pub use matrix::{Probe, ServerSet};
 pub use netns::{Netns, cleanup_stale_namespaces, in_netns, require_root};

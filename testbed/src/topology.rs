@@ -151,8 +151,32 @@ impl Node {
         host_ifname: Option<&str>,
         starting: impl FnOnce(&str) -> Result<()>,
     ) -> Result<Pod> {
-        let (namespace, pod_name) = name.split_once('/').unwrap_or(("default", name));
         let index = self.shared.allocate_pod_index()?;
+        self.add_pod_at(name, index, host_ifname, starting)
+    }
+
+    /// Replaces `old` by a new pod `name` with the same addresses, as an
+    /// IPAM hands a freed address to the next pod: `old`'s veth goes first
+    /// (its routes with it), even if sockets of `old` keep its namespace
+    /// alive, then the new pod comes up on a new veth.
+    pub fn reuse_addresses(&self, old: Pod, name: &str) -> Result<Pod> {
+        let index = u16::from(old.ipv4.octets()[3]);
+        ip_batch(
+            self.netns_name(),
+            &[format!("link del {}", old.host_ifname)],
+        )?;
+        old.remove()?;
+        self.add_pod_at(name, index, None, |_| Ok(()))
+    }
+
+    fn add_pod_at(
+        &self,
+        name: &str,
+        index: u16,
+        host_ifname: Option<&str>,
+        starting: impl FnOnce(&str) -> Result<()>,
+    ) -> Result<Pod> {
+        let (namespace, pod_name) = name.split_once('/').unwrap_or(("default", name));
         let netns = NetnsGuard::create(&format!("{namespace}-{pod_name}"))?;
         starting(netns.name())?;
         let host_ifname = match host_ifname {

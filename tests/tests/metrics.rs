@@ -2,27 +2,16 @@
 
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use common::world_with;
-use netseg_testbed::{Family, PROBE_TIMEOUT, TcpEchoServer, in_netns, tcp_probe};
+use anyhow::Result;
+use common::{http_get, world_with};
+use netseg_testbed::{Family, PROBE_TIMEOUT, TcpEchoServer, tcp_probe};
 
 const ADDR: &str = "127.0.0.1:9750";
 
 fn get(netns: &str, path: &str) -> Result<String> {
-    let request = format!("GET {path} HTTP/1.0\r\nHost: netseg\r\n\r\n");
-    in_netns(netns, move || -> Result<String> {
-        let mut stream = TcpStream::connect(ADDR).context("connecting to the metrics server")?;
-        stream.write_all(request.as_bytes())?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
-    })?
+    http_get(netns, ADDR, path)
 }
 
 /// The value of the sample line that starts with `series`.

@@ -6,47 +6,15 @@
 mod common;
 
 use std::{
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, ensure};
-use common::world_with;
+use common::{Bpffs, world_with};
 use netseg_testbed::{
     Daemon, Family, PROBE_TIMEOUT, TcpEchoServer, TcpSession, netseg_binary, tcp_probe,
 };
-
-/// A private bpffs instance, unmounted on drop.
-struct Bpffs {
-    dir: tempfile::TempDir,
-}
-
-impl Bpffs {
-    fn mount() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("netseg-bpffs-").tempdir()?;
-        let status = Command::new("mount")
-            .args(["-t", "bpf", "bpf"])
-            .arg(dir.path())
-            .status()?;
-        ensure!(
-            status.success(),
-            "mounting bpffs on {}",
-            dir.path().display()
-        );
-        Ok(Self { dir })
-    }
-
-    fn pin_dir(&self) -> PathBuf {
-        self.dir.path().join("netseg")
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
 
 #[test]
 fn pinned_enforcement_survives_a_crash_and_a_restart_keeps_connections() -> Result<()> {

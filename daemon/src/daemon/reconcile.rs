@@ -44,7 +44,14 @@ impl Daemon {
         self.enforcer.set_node_addresses(&view.addresses);
         let compiled = self.enforcer.compiled(&mut self.cni);
         self.attach_pod_interfaces(view, &compiled);
-        let (desired, interfaces) = self.slot_state(&compiled, view);
+        let (desired, interfaces) = if self.enforcer.synced() {
+            self.slot_state(&compiled, view)
+        } else {
+            // A partial read is no policy (a kind not listed yet may deny
+            // what the others allow): until the source has read everything
+            // once, every pod interface of this daemon denies everything.
+            (SlotState::default(), BTreeMap::new())
+        };
         self.enforcer.publish(&desired);
         self.take_over_when_ready();
         if !self.names_the_same(&compiled, &interfaces) {
@@ -245,7 +252,8 @@ impl Daemon {
         let unenforced: Vec<String> = compiled
             .endpoints
             .keys()
-            .filter(|pod| !served.contains(pod))
+            // Before the source is synced no pod is served, by design.
+            .filter(|pod| self.enforcer.synced() && !served.contains(pod))
             .map(ToString::to_string)
             .collect();
         for pod in unenforced

@@ -2,6 +2,7 @@
 //! with tcx, and the map handles the rest of the daemon writes and reads.
 
 mod attach;
+mod capabilities;
 mod kernel;
 pub mod pins;
 pub mod publish;
@@ -35,6 +36,10 @@ pub enum DatapathError {
         "this netseg was built without its eBPF programs (bpf-linker was missing); run scripts/bootstrap and rebuild"
     )]
     NotBuilt,
+    #[error("netseg needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or CAP_SYS_ADMIN); missing: {}", .0.join(", "))]
+    Capabilities(Vec<String>),
+    #[error("reading this process's capabilities")]
+    ReadCapabilities(#[source] std::io::Error),
     #[error("loading the eBPF object failed")]
     Load(#[source] aya::EbpfError),
     #[error("the eBPF object has no {0}")]
@@ -149,6 +154,11 @@ impl Datapath {
     ) -> Result<(Self, KernelMaps, Telemetry), DatapathError> {
         if EBPF_OBJECT.is_empty() {
             return Err(DatapathError::NotBuilt);
+        }
+        let effective = capabilities::effective().map_err(DatapathError::ReadCapabilities)?;
+        let missing = capabilities::missing(effective);
+        if !missing.is_empty() {
+            return Err(DatapathError::Capabilities(missing));
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("CONNTRACK", sizes.conntrack)

@@ -3,10 +3,16 @@
 // Each test file compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Result;
-use netseg_testbed::{ContainerPort, Daemon, Manifests, Node, Pod, Protocol, require_root};
+use anyhow::{Context, Result, ensure};
+use netseg_testbed::{
+    ContainerPort, Daemon, Manifests, Node, Pod, Protocol, in_netns, require_root,
+};
 
 pub const FLOW_WAIT: Duration = Duration::from_secs(5);
 
@@ -22,12 +28,17 @@ pub struct World {
     pub node: Node,
 }
 
-pub fn world(tag: &str) -> Result<World> {
-    world_with(tag, &[])
+/// What a [`World`] enforces, before any daemon runs: the node, pods
+/// `app/a` (role client) and `app/b` (role server, port `http` 80), and
+/// the manifests that describe them.
+pub struct Scene {
+    pub manifests: Manifests,
+    pub a: Pod,
+    pub b: Pod,
+    pub node: Node,
 }
 
-/// [`world`] with extra daemon arguments.
-pub fn world_with(tag: &str, daemon_args: &[&str]) -> Result<World> {
+pub fn scene(tag: &str) -> Result<Scene> {
     require_root();
     let node = Node::new(tag)?;
     let a = node.add_pod("app/a")?;
@@ -40,6 +51,62 @@ pub fn world_with(tag: &str, daemon_args: &[&str]) -> Result<World> {
         &[("role", "server")],
         &[ContainerPort::new("http", 80, Protocol::Tcp)],
     )?;
+    Ok(Scene {
+        manifests,
+        a,
+        b,
+        node,
+    })
+}
+
+/// A private bpffs instance for `--pin-dir`, unmounted on drop.
+pub struct Bpffs {
+    dir: tempfile::TempDir,
+}
+
+impl Bpffs {
+    pub fn mount() -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("netseg-bpffs-").tempdir()?;
+        let status = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(dir.path())
+            .status()?;
+        ensure!(
+            status.success(),
+            "mounting bpffs on {}",
+            dir.path().display()
+        );
+        Ok(Self { dir })
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        self.dir.path().join("netseg")
+    }
+
+    /// `--pin-dir=<pin_dir>`
+    pub fn pin_arg(&self) -> String {
+        format!("--pin-dir={}", self.pin_dir().display())
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+pub fn world(tag: &str) -> Result<World> {
+    world_with(tag, &[])
+}
+
+/// [`world`] with extra daemon arguments.
+pub fn world_with(tag: &str, daemon_args: &[&str]) -> Result<World> {
+    let Scene {
+        manifests,
+        a,
+        b,
+        node,
+    } = scene(tag)?;
     let mut daemon = Daemon::start(&node, manifests.dir(), daemon_args)?;
     daemon.wait_ready(2)?;
     Ok(World {
@@ -86,4 +153,17 @@ impl World {
         self.daemon.wait_reload_after(reloads)?;
         Ok(())
     }
+}
+
+/// `GET path` from the daemon's metrics server at `addr` inside `netns`:
+/// the whole HTTP/1.0 response, status line first.
+pub fn http_get(netns: &str, addr: &str, path: &str) -> Result<String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: netseg\r\n\r\n");
+    in_netns(netns, move || -> Result<String> {
+        let mut stream = TcpStream::connect(addr).context("connecting to the metrics server")?;
+        stream.write_all(request.as_bytes())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })?
 }

@@ -126,6 +126,11 @@ pub struct KubeSource {
     tasks: Vec<(Watch, JoinHandle<()>)>,
     /// The objects in force at the last [`KubeSource::update`].
     last: BTreeMap<ObjectId, Object>,
+    /// When the burst a watch woke [`KubeSource::changed`] for has settled;
+    /// kept until [`KubeSource::update`], so that a wait dropped meanwhile
+    /// (the daemon's `select!` drops it whenever another event comes
+    /// first) loses nothing.
+    settled_at: Option<tokio::time::Instant>,
 }
 
 impl KubeSource {
@@ -204,17 +209,27 @@ impl KubeSource {
             shared,
             tasks,
             last: BTreeMap::new(),
+            settled_at: None,
         }
     }
 
     /// Waits until a watch recorded a change, then for the burst to settle.
+    /// Cancel-safe: dropped before it returns, the next call resumes the
+    /// same wait.
     pub async fn changed(&mut self) {
-        self.shared.changed.notified().await;
-        tokio::time::sleep(SETTLE).await;
+        let settled_at = match self.settled_at {
+            Some(at) => at,
+            None => {
+                self.shared.changed.notified().await;
+                *self.settled_at.insert(tokio::time::Instant::now() + SETTLE)
+            }
+        };
+        tokio::time::sleep_until(settled_at).await;
     }
 
     /// What the watches hold now.
     pub fn update(&mut self) -> Update {
+        self.settled_at = None;
         let watches = self.shared.lock();
         let mut objects = BTreeMap::new();
         let mut problems = Vec::new();

@@ -290,3 +290,27 @@ async fn a_malformed_custom_object_is_refused_alone_and_its_last_good_version_st
         serde_json::to_value(&web.spec).unwrap()["members"][0]["pods"]["podSelector"].is_object()
     );
 }
+
+/// The daemon waits for [`KubeSource::changed`] in a `select!` among other
+/// events (netlink, timers), which drops the wait whenever another event
+/// comes first: a wait dropped while the burst settles must not lose the
+/// change it was woken for.
+#[tokio::test]
+async fn a_wait_dropped_while_the_burst_settles_loses_no_change() {
+    let api = cluster();
+    let mut source = KubeSource::start(client(&api), NODE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !super::super::Watch::ALL
+        .iter()
+        .all(|watch| source.shared.lock().get(watch).is_some_and(|s| s.synced))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "every kind listed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Woken, then dropped within the settling time, as by another event.
+    let cut_short = tokio::time::timeout(Duration::from_millis(10), source.changed()).await;
+    assert!(cut_short.is_err(), "the wait settles for longer than 10 ms");
+    let again = tokio::time::timeout(Duration::from_secs(2), source.changed()).await;
+    assert!(again.is_ok(), "the change is still there to be taken");
+    assert!(source.update().synced);
+}
