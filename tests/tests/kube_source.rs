@@ -14,6 +14,7 @@ mod kube_source {
     pub mod cluster;
     pub mod restarts;
     pub mod startup;
+    pub mod status;
     pub mod traffic;
     pub mod watch;
 }
