@@ -13,7 +13,7 @@ use netseg_policy::{Condition, ObjectRef, PolicyKind, Snapshot, conditions};
 use serde_json::json;
 use tracing::{debug, warn};
 
-use super::{ClusterInputs, policy_resource};
+use super::{ClusterInputs, policy_objects, policy_resource};
 
 /// An object's conditions as netseg computes them, with the identity and
 /// generation of the version they were computed from.
@@ -65,20 +65,8 @@ pub(super) fn object_conditions(inputs: &ClusterInputs) -> Vec<ObjectConditions>
 
 /// The objects of the kinds that carry netseg's conditions.
 fn objects(snapshot: &Snapshot) -> impl Iterator<Item = (ObjectRef, &ObjectMeta)> {
-    let cnps = snapshot
-        .cluster_network_policies
-        .iter()
-        .map(|p| (PolicyKind::ClusterNetworkPolicy, &p.metadata));
-    let segments = snapshot
-        .segments
-        .iter()
-        .map(|s| (PolicyKind::Segment, &s.metadata));
-    let policies = snapshot
-        .segment_policies
-        .iter()
-        .map(|p| (PolicyKind::SegmentPolicy, &p.metadata));
-    cnps.chain(segments)
-        .chain(policies)
+    policy_objects(snapshot)
+        .filter(|(kind, _)| *kind != PolicyKind::NetworkPolicy)
         .map(|(kind, meta)| (object_ref(kind, meta), meta))
 }
 

@@ -12,6 +12,7 @@ mod node_status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::DefaultBackoff;
 use netseg_policy::{PolicyKind, Snapshot};
@@ -193,3 +194,24 @@ fn policy_resource(kind: PolicyKind) -> kube::api::ApiResource {
 
 #[cfg(test)]
 mod tests;
+
+/// Every policy object of `snapshot` with its kind and metadata.
+fn policy_objects(snapshot: &Snapshot) -> impl Iterator<Item = (PolicyKind, &ObjectMeta)> {
+    let network_policies = snapshot
+        .network_policies
+        .iter()
+        .map(|p| (PolicyKind::NetworkPolicy, &p.metadata));
+    let cnps = snapshot
+        .cluster_network_policies
+        .iter()
+        .map(|p| (PolicyKind::ClusterNetworkPolicy, &p.metadata));
+    let segments = snapshot
+        .segments
+        .iter()
+        .map(|s| (PolicyKind::Segment, &s.metadata));
+    let policies = snapshot
+        .segment_policies
+        .iter()
+        .map(|p| (PolicyKind::SegmentPolicy, &p.metadata));
+    network_policies.chain(cnps).chain(segments).chain(policies)
+}

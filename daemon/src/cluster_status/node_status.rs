@@ -10,11 +10,12 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use netseg_policy::{PolicyKind, Snapshot};
+
 use serde::Serialize;
 use serde_json::json;
 use tracing::warn;
 
-use super::ClusterInputs;
+use super::{ClusterInputs, policy_objects};
 
 /// The API resource of NetsegNode.
 pub(super) fn netseg_node_resource() -> ApiResource {
@@ -72,26 +73,7 @@ fn node_status(node_name: &str, inputs: &ClusterInputs) -> NetsegNodeStatus {
 }
 
 fn enforced_objects(snapshot: &Snapshot) -> Vec<EnforcedObject> {
-    let network_policies = snapshot
-        .network_policies
-        .iter()
-        .map(|p| (PolicyKind::NetworkPolicy, &p.metadata));
-    let cnps = snapshot
-        .cluster_network_policies
-        .iter()
-        .map(|p| (PolicyKind::ClusterNetworkPolicy, &p.metadata));
-    let segments = snapshot
-        .segments
-        .iter()
-        .map(|s| (PolicyKind::Segment, &s.metadata));
-    let policies = snapshot
-        .segment_policies
-        .iter()
-        .map(|p| (PolicyKind::SegmentPolicy, &p.metadata));
-    let mut enforced: Vec<EnforcedObject> = network_policies
-        .chain(cnps)
-        .chain(segments)
-        .chain(policies)
+    let mut enforced: Vec<EnforcedObject> = policy_objects(snapshot)
         .map(|(kind, meta)| EnforcedObject {
             kind,
             namespace: meta.namespace.clone(),

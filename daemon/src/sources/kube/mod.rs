@@ -23,6 +23,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -137,70 +138,52 @@ impl KubeSource {
     /// Starts every watch; `node_name` tells this node's pods from its peers.
     pub fn start(client: Client, node_name: &str) -> Self {
         let shared = Arc::new(Shared::default());
-        let local = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-        let peers = watcher::Config::default().fields(&format!("spec.nodeName!={node_name}"));
         let all = watcher::Config::default();
-        let spawn = |watch, task| (watch, tokio::spawn(task));
+        let local = all.clone().fields(&format!("spec.nodeName={node_name}"));
+        let peers = all.clone().fields(&format!("spec.nodeName!={node_name}"));
+        let task = |watch, task: BoxFuture<'static, ()>| (watch, tokio::spawn(task));
         let tasks = vec![
-            spawn(
+            task(
                 Watch::Namespaces,
-                Box::pin(watch::run(
+                built_in(
                     Watch::Namespaces,
-                    Api::all(client.clone()),
                     all.clone(),
+                    &client,
+                    &shared,
                     judge::namespace,
-                    shared.clone(),
-                )) as futures::future::BoxFuture<'static, ()>,
+                ),
             ),
-            spawn(
+            task(
                 Watch::Nodes,
-                Box::pin(watch::run(
-                    Watch::Nodes,
-                    Api::all(client.clone()),
-                    all.clone(),
-                    judge::node,
-                    shared.clone(),
-                )),
+                built_in(Watch::Nodes, all.clone(), &client, &shared, judge::node),
             ),
-            spawn(
+            task(
                 Watch::LocalPods,
-                Box::pin(watch::run(
-                    Watch::LocalPods,
-                    Api::all(client.clone()),
-                    local,
-                    judge::pod,
-                    shared.clone(),
-                )),
+                built_in(Watch::LocalPods, local, &client, &shared, judge::pod),
             ),
-            spawn(
+            task(
                 Watch::PeerPods,
-                Box::pin(watch::run(
-                    Watch::PeerPods,
-                    Api::all(client.clone()),
-                    peers,
-                    judge::pod,
-                    shared.clone(),
-                )),
+                built_in(Watch::PeerPods, peers, &client, &shared, judge::pod),
             ),
-            spawn(
+            task(
                 Watch::NetworkPolicies,
-                Box::pin(watch::run(
+                built_in(
                     Watch::NetworkPolicies,
-                    Api::all(client.clone()),
                     all.clone(),
+                    &client,
+                    &shared,
                     judge::network_policy,
-                    shared.clone(),
-                )),
+                ),
             ),
-            spawn(
+            task(
                 Watch::ClusterNetworkPolicies,
                 custom::<ClusterNetworkPolicy>(Watch::ClusterNetworkPolicies, &client, &shared),
             ),
-            spawn(
+            task(
                 Watch::Segments,
                 custom::<Segment>(Watch::Segments, &client, &shared),
             ),
-            spawn(
+            task(
                 Watch::SegmentPolicies,
                 custom::<SegmentPolicy>(Watch::SegmentPolicies, &client, &shared),
             ),
@@ -305,11 +288,29 @@ impl Drop for KubeSource {
     }
 }
 
-fn custom<K>(
+/// A watch of a kind compiled into this netseg (k8s-openapi, or the slim pod).
+fn built_in<K>(
     watch: Watch,
+    config: watcher::Config,
     client: &Client,
     shared: &Arc<Shared>,
-) -> futures::future::BoxFuture<'static, ()>
+    judge: fn(&ObjectId, K) -> state::Judged,
+) -> BoxFuture<'static, ()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + fmt::Debug
+        + Send
+        + 'static,
+{
+    let api: Api<kube::core::DeserializeGuard<K>> = Api::all(client.clone());
+    Box::pin(watch::run(watch, api, config, judge, shared.clone()))
+}
+
+/// A watch of a custom resource, read as JSON and judged as strictly as a
+/// manifest file.
+fn custom<K>(watch: Watch, client: &Client, shared: &Arc<Shared>) -> BoxFuture<'static, ()>
 where
     K: kube::Resource<DynamicType = ()>,
 {
