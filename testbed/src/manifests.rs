@@ -92,7 +92,10 @@ impl Manifests {
         labels: &[(&str, &str)],
         ports: &[ContainerPort],
     ) -> Result<PathBuf> {
-        self.write(&Self::pod_file(pod), &pod_yaml(pod, labels, ports)?)
+        self.write(
+            &Self::pod_file(pod.namespace(), pod.name()),
+            &pod_yaml(pod, labels, ports)?,
+        )
     }
 
     /// Writes `pod-<namespace>-<name>.yaml` for a pod scheduled on `node`
@@ -145,7 +148,12 @@ impl Manifests {
     }
 
     pub fn remove_pod(&self, pod: &Pod) -> Result<()> {
-        self.remove(&Self::pod_file(pod))
+        self.remove(&Self::pod_file(pod.namespace(), pod.name()))
+    }
+
+    /// Removes the manifest of a pod whose namespace is gone already.
+    pub fn remove_pod_named(&self, namespace: &str, name: &str) -> Result<()> {
+        self.remove(&Self::pod_file(namespace, name))
     }
 
     /// Writes `policy-<name>.yaml` with the YAML as given.
@@ -157,8 +165,8 @@ impl Manifests {
         self.remove(&format!("policy-{name}.yaml"))
     }
 
-    fn pod_file(pod: &Pod) -> String {
-        format!("pod-{}-{}.yaml", pod.namespace(), pod.name())
+    fn pod_file(namespace: &str, name: &str) -> String {
+        format!("pod-{namespace}-{name}.yaml")
     }
 }
 

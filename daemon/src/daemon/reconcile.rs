@@ -189,6 +189,7 @@ impl Daemon {
             .collect();
         let mut endpoints = BTreeMap::new();
         let mut interfaces = BTreeMap::new();
+        let mut contested = BTreeMap::new();
         for (pod, endpoint) in &compiled.endpoints {
             let routed = || {
                 let ip = endpoint_ips(endpoint).next()?;
@@ -203,8 +204,26 @@ impl Daemon {
             .filter(|i| attached.contains_key(i));
             if let Some(ifindex) = ifindex {
                 endpoints.insert(ifindex, endpoint.to_contract());
-                interfaces.insert(ifindex, pod.clone());
+                if let Some(other) = interfaces.insert(ifindex, pod.clone()) {
+                    contested.insert(ifindex, other);
+                }
             }
+        }
+        // Two pods whose address routes to one interface (a terminating
+        // pod's address reused before its object is gone): which one the
+        // interface serves cannot be told, so it serves neither and denies
+        // everything until one of them is gone.
+        for (ifindex, other) in contested {
+            let pod = interfaces.remove(&ifindex);
+            endpoints.remove(&ifindex);
+            warn!(
+                ifindex,
+                pods = format!(
+                    "{other}, {}",
+                    pod.map(|p| p.to_string()).unwrap_or_default()
+                ),
+                "two local pods claim one interface: it denies everything until one is gone"
+            );
         }
         let state = SlotState {
             endpoints,

@@ -225,3 +225,47 @@ fn a_reused_pod_address_gets_neither_the_old_pods_policy_nor_its_connections() -
     assert_eq!(through_old_connection()?, (true, true));
     Ok(())
 }
+
+/// The old pod's object is still there (terminating) when a new pod comes
+/// up with its address: both route to the new interface, which cannot tell
+/// whose it is, so it serves neither, even the old pod whose labels were
+/// allowed, until one of them is gone.
+#[test]
+fn an_interface_two_pods_claim_denies_everything_until_one_is_gone() -> Result<()> {
+    let scene = scene("kube-claim")?;
+    scene
+        .manifests
+        .policy("client-to-server", CLIENT_TO_SERVER)?;
+    let mut cluster = FakeCluster::start(&scene.node)?;
+    cluster.mirror(&scene.manifests)?;
+    let mut daemon = Daemon::start_kube(&scene.node, &cluster.kubeconfig(), &[])?;
+    daemon.wait_in_charge(2)?;
+    let _server = TcpEchoServer::start(&scene.b, 80)?;
+    let b = scene.b.ip(Family::V4);
+    let (namespace, name) = (scene.a.namespace().to_owned(), scene.a.name().to_owned());
+    let old_pod = format!("{namespace}/{name}");
+    // Named to sort before the old pod, so that it is not merely the last
+    // one written that wins the interface.
+    let new = scene.node.reuse_addresses(scene.a, "app/0-new")?;
+    scene.manifests.pod(&new, &[("role", "other")], &[])?;
+    cluster.publish(&scene.manifests, &mut daemon)?;
+    assert!(
+        !tcp_probe(&new, b, 80, PROBE_TIMEOUT)?,
+        "the interface serves neither the old pod's allowance nor anything else"
+    );
+    let status = daemon.status()?.expect("a status");
+    assert!(
+        status.pods_without_interface.contains(&old_pod),
+        "{:?}",
+        status.pods_without_interface
+    );
+
+    scene.manifests.remove_pod_named(&namespace, &name)?;
+    cluster.publish(&scene.manifests, &mut daemon)?;
+    daemon.wait_in_charge(2)?;
+    assert!(
+        !tcp_probe(&new, b, 80, PROBE_TIMEOUT)?,
+        "the new pod's own labels allow nothing"
+    );
+    Ok(())
+}
