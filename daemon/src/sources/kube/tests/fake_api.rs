@@ -314,3 +314,27 @@ async fn a_wait_dropped_while_the_burst_settles_loses_no_change() {
     assert!(again.is_ok(), "the change is still there to be taken");
     assert!(source.update().synced);
 }
+
+/// An API server restored from an older backup: its resource versions go
+/// back, so resuming from the last one seen is wrong; the watches relist
+/// and follow what the server holds now.
+#[tokio::test]
+async fn a_server_that_comes_back_with_older_resource_versions_is_followed() {
+    let api = cluster();
+    let mut source = KubeSource::start(client(&api), NODE);
+    until(&mut source, |u| u.synced).await;
+    api.restart(true);
+    api.delete("v1", "Pod", Some("shop"), "db").expect("a pod");
+    api.apply(pod("cache", "node-2", "10.0.1.2"))
+        .expect("a pod");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pod_names(&source) != ["cache", "web"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            pod_names(&source)
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), source.changed()).await;
+        source.update();
+    }
+}
