@@ -29,8 +29,12 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct DaemonStatus {
     /// The active policy revision in the datapath (0: nothing published).
     pub revision: u32,
-    /// How many times the manifests directory was read.
+    /// How many times the daemon took in what its source holds.
     pub reloads: u64,
+    /// Whether the source has read everything it watches at least once.
+    pub synced: bool,
+    /// What the daemon waits for before it enforces its own policy.
+    pub waiting_for: Option<String>,
     /// Local pods whose interface has programs and policy.
     pub endpoints: u64,
     pub interfaces: Vec<InterfaceStatus>,
@@ -108,18 +112,43 @@ pub fn daemon_command(
     paths: &DaemonPaths<'_>,
     log: File,
 ) -> Result<Command> {
+    let source = ["--manifests".as_ref(), paths.manifests.as_os_str()];
+    node_daemon_command(binary, node, source, paths.flow_log, paths.status_file, log)
+}
+
+/// The same in Kubernetes mode: `--kubeconfig KUBECONFIG` instead of
+/// `--manifests DIR`.
+pub fn kube_daemon_command(
+    binary: &Path,
+    node: &Node,
+    kubeconfig: &Path,
+    flow_log: &Path,
+    status_file: &Path,
+    log: File,
+) -> Result<Command> {
+    let source = ["--kubeconfig".as_ref(), kubeconfig.as_os_str()];
+    node_daemon_command(binary, node, source, flow_log, status_file, log)
+}
+
+fn node_daemon_command(
+    binary: &Path,
+    node: &Node,
+    source: [&std::ffi::OsStr; 2],
+    flow_log: &Path,
+    status_file: &Path,
+    log: File,
+) -> Result<Command> {
     let mut command = Command::new("ip");
     command
         .args(["netns", "exec", node.netns_name()])
         .arg(binary)
         .arg("daemon")
-        .arg("--manifests")
-        .arg(paths.manifests)
+        .args(source)
         .args(["--node-name", node.name()])
         .arg("--flow-log")
-        .arg(paths.flow_log)
+        .arg(flow_log)
         .arg("--status-file")
-        .arg(paths.status_file)
+        .arg(status_file)
         // Plain logs: they end up in files and panic messages.
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
