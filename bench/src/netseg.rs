@@ -3,13 +3,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use netseg_testbed::{
     DaemonStatus, Node,
-    daemon::{DaemonPaths, daemon_command},
+    daemon::{DaemonPaths, daemon_command, kube_daemon_command},
 };
 use serde_json::{Value, json};
 
@@ -29,16 +29,41 @@ impl NetsegDaemon {
         work: &Path,
         extra_args: &[&str],
     ) -> Result<Self> {
+        Self::spawn(work, extra_args, |status_file, log| {
+            let paths = DaemonPaths {
+                manifests,
+                flow_log,
+                status_file,
+            };
+            daemon_command(binary, node, &paths, log)
+        })
+    }
+
+    /// The daemon in Kubernetes mode, watching the API server `kubeconfig`
+    /// names.
+    pub fn start_kube(
+        binary: &Path,
+        node: &Node,
+        kubeconfig: &Path,
+        flow_log: &Path,
+        work: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::spawn(work, extra_args, |status_file, log| {
+            kube_daemon_command(binary, node, kubeconfig, flow_log, status_file, log)
+        })
+    }
+
+    fn spawn(
+        work: &Path,
+        extra_args: &[&str],
+        command: impl FnOnce(&Path, fs::File) -> Result<Command>,
+    ) -> Result<Self> {
         let status_path = work.join("status.json");
         let log_path = work.join("daemon.log");
         let _ = fs::remove_file(&status_path);
         let log = fs::File::create(&log_path)?;
-        let paths = DaemonPaths {
-            manifests,
-            flow_log,
-            status_file: &status_path,
-        };
-        let mut command = daemon_command(binary, node, &paths, log)?;
+        let mut command = command(&status_path, log)?;
         command.args(extra_args);
         let child = command.spawn().context("starting netseg daemon")?;
         Ok(Self {
