@@ -1,6 +1,7 @@
 //! The control plane: policy implementation delay (a manifest written on
 //! disk until the daemon's status file shows the new revision, which it
-//! writes right after the maps) and the daemon's memory at cluster scale.
+//! writes right after the maps) and the daemon's memory at cluster scale,
+//! from a manifests directory and (section `kube`) from the API server.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,12 +16,15 @@ use crate::netseg::{NetsegDaemon, rule_walk_policy};
 use crate::stats::percentile;
 use crate::variants::netseg_manifests;
 
+mod kube;
 mod scale;
 
+pub use kube::{KubeScale, run as run_kube};
 pub use scale::Scale;
 
-/// Milliseconds from each rename into the manifests directory to the status
-/// file showing a newer revision; `None` when it did not change in 10 s.
+/// Milliseconds from each change (`write_change`: a rename into the
+/// manifests directory, a write to the API server) to the status file
+/// showing a newer revision; `None` when it did not change in 10 s.
 pub fn delays(
     daemon: &mut NetsegDaemon,
     changes: usize,

@@ -36,7 +36,7 @@ struct Args {
     /// Where results (JSON lines, markdown) go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-    /// Which parts run.
+    /// Which parts run (`kube`, the API server source at scale, only when named).
     #[arg(long, value_delimiter = ',', default_value = "datapath,control,flows")]
     sections: Vec<String>,
     /// Repetitions of the datapath matrix.
@@ -66,6 +66,18 @@ struct Args {
     /// Scale of the memory measurement: pods, namespaces, policies.
     #[arg(long, value_delimiter = ',', default_value = "10000,500,2000")]
     scale: Vec<usize>,
+    /// Pods the fake API server serves in the `kube` section, one run per number.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    kube_pods: Vec<usize>,
+    /// Namespaces the pods of the `kube` section are spread over.
+    #[arg(long, default_value_t = 5000)]
+    kube_namespaces: usize,
+    /// Repetitions of the `kube` section (a fresh fake and daemon each).
+    #[arg(long, default_value_t = 3)]
+    kube_repeats: usize,
+    /// Label changes, and status-only changes, per `kube` run.
+    #[arg(long, default_value_t = 20)]
+    kube_changes: usize,
     /// Unix time after which no datapath repetition should end: fewer
     /// repetitions rather than a missed deadline.
     #[arg(long)]
@@ -104,6 +116,27 @@ fn main() -> Result<()> {
             },
         )?;
         fs::write(out.join("control.md"), &md)?;
+        println!("{md}");
+    }
+    if section("kube") {
+        let scales: Vec<control::KubeScale> = args
+            .kube_pods
+            .iter()
+            .map(|&pods| control::KubeScale {
+                pods,
+                namespaces: args.kube_namespaces,
+            })
+            .collect();
+        let work = out.join("work-kube");
+        fs::create_dir_all(&work)?;
+        let md = control::run_kube(
+            &netseg,
+            &work,
+            &scales,
+            args.kube_repeats,
+            args.kube_changes,
+        )?;
+        fs::write(out.join("kube.md"), &md)?;
         println!("{md}");
     }
     if section("flows") {

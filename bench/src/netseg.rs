@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -29,16 +29,46 @@ impl NetsegDaemon {
         work: &Path,
         extra_args: &[&str],
     ) -> Result<Self> {
+        Self::spawn(work, extra_args, |status_file, log| {
+            let paths = DaemonPaths {
+                source: DaemonSource::Manifests(manifests),
+                flow_log,
+                status_file,
+            };
+            daemon_command(binary, &[], node, &paths, log)
+        })
+    }
+
+    /// The daemon in Kubernetes mode, watching the API server `kubeconfig`
+    /// names.
+    pub fn start_kube(
+        binary: &Path,
+        node: &Node,
+        kubeconfig: &Path,
+        flow_log: &Path,
+        work: &Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::spawn(work, extra_args, |status_file, log| {
+            let paths = DaemonPaths {
+                source: DaemonSource::Kubeconfig(kubeconfig),
+                flow_log,
+                status_file,
+            };
+            daemon_command(binary, &[], node, &paths, log)
+        })
+    }
+
+    fn spawn(
+        work: &Path,
+        extra_args: &[&str],
+        command: impl FnOnce(&Path, fs::File) -> Result<Command>,
+    ) -> Result<Self> {
         let status_path = work.join("status.json");
         let log_path = work.join("daemon.log");
         let _ = fs::remove_file(&status_path);
         let log = fs::File::create(&log_path)?;
-        let paths = DaemonPaths {
-            source: DaemonSource::Manifests(manifests),
-            flow_log,
-            status_file: &status_path,
-        };
-        let mut command = daemon_command(binary, &[], node, &paths, log)?;
+        let mut command = command(&status_path, log)?;
         command.args(extra_args);
         let child = command.spawn().context("starting netseg daemon")?;
         Ok(Self {

@@ -76,6 +76,9 @@ pub struct LoggedRequest {
     /// The Kubernetes verb: get, list, watch, create, update, patch, delete; or discovery,
     /// deletecollection, unsupported, unknown (a path the fake does not serve).
     pub verb: &'static str,
+    /// The length of the response body, when it was sent whole (None for a watch stream:
+    /// see [`FakeApiServer::watch_bytes_sent`]).
+    pub body_bytes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +285,14 @@ impl FakeApiServer {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Bytes of watch event lines (bookmarks included) handed to connections so far, all
+    /// watches together.
+    pub fn watch_bytes_sent(&self) -> u64 {
+        self.shared
+            .watch_bytes_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops serving and closes every connection; the store stays readable.

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub store: Mutex<Store>,
     pub faults: Faults,
     pub requests: Mutex<Vec<LoggedRequest>>,
+    /// Bytes of watch event lines sent, all watches together.
+    pub watch_bytes_sent: Arc<AtomicU64>,
     pub control: watch::Sender<Control>,
 }
 
@@ -43,6 +46,7 @@ impl Shared {
             store: Mutex::new(Store::new()),
             faults: Faults::default(),
             requests: Mutex::new(Vec::new()),
+            watch_bytes_sent: Arc::default(),
             control: watch::Sender::new(Control {
                 expired: 0,
                 dropped: 0,

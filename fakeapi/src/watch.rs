@@ -10,6 +10,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +70,7 @@ async fn run(
         request,
         out,
         cursor: 0,
+        bytes_sent: shared.watch_bytes_sent.clone(),
     };
     if !watch.begin(&shared).await {
         return;
@@ -116,6 +118,8 @@ struct Watch {
     out: mpsc::Sender<Chunk>,
     /// Every change up to here has been sent (or filtered out).
     cursor: u64,
+    /// The server's count of watch bytes sent.
+    bytes_sent: Arc<AtomicU64>,
 }
 
 impl Watch {
@@ -186,10 +190,16 @@ impl Watch {
     async fn send_line(&self, event: &Value) -> bool {
         let mut line = event.to_string().into_bytes();
         line.push(b'\n');
-        self.out
+        let length = line.len() as u64;
+        let sent = self
+            .out
             .send(Ok(Frame::data(Bytes::from(line))))
             .await
-            .is_ok()
+            .is_ok();
+        if sent {
+            self.bytes_sent.fetch_add(length, Ordering::Relaxed);
+        }
+        sent
     }
 
     /// Half an event line, then the connection is cut without the terminating chunk.

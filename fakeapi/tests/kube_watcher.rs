@@ -271,3 +271,30 @@ async fn an_expired_continue_token_is_http_410() {
         other => panic!("expected 410 Expired for a compacted continue token, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn list_bodies_and_watch_lines_are_counted_in_bytes() {
+    let api = fake_with_pods(&["a", "b"]);
+    let mut events = watcher(Api::<Pod>::all(client(&api)), watcher::Config::default()).boxed();
+    next_items(&mut events, 4).await;
+    let list = by_verb(&api.requests(), "list")[0].clone();
+    let items = serde_json::to_string(&api.list("v1", "Pod")).expect("pods serialize");
+    let body_bytes = list.body_bytes.expect("a list is sent whole");
+    assert!(
+        body_bytes > items.len() as u64 && body_bytes < items.len() as u64 + 300,
+        "a list of {} bytes of pods was sent as {body_bytes} bytes",
+        items.len()
+    );
+    // The watch opens when the watcher is next polled, and replays the change.
+    let changed = api
+        .apply(pod("default", "a", json!({"app": "db"}), "node-1"))
+        .expect("pod stored");
+    assert_eq!(next_items(&mut events, 1).await, ["Apply(default/a)"]);
+    assert_eq!(
+        by_verb(&api.requests(), "watch")[0].body_bytes,
+        None,
+        "a watch is a stream"
+    );
+    let line = json!({"type": "MODIFIED", "object": changed}).to_string();
+    assert_eq!(api.watch_bytes_sent(), line.len() as u64 + 1);
+}

@@ -25,16 +25,16 @@ pub struct Scale {
 }
 
 /// Pods of the harness that run on the node; the rest are peers elsewhere.
-const EXTRA_LOCAL_PODS: usize = 4;
+pub(super) const EXTRA_LOCAL_PODS: usize = 4;
 /// The namespace whose backend-ingress policy the delay measure edits:
 /// `local-1` (a backend on this node) lives there.
-const EDITED_NS: usize = 2;
+pub(super) const EDITED_NS: usize = 2;
 
-fn namespace_name(i: usize) -> String {
+pub(super) fn namespace_name(i: usize) -> String {
     format!("ns-{i:03}")
 }
 
-fn namespace(i: usize) -> Value {
+pub(super) fn namespace(i: usize) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": { "name": namespace_name(i), "labels": {
@@ -47,7 +47,7 @@ fn namespace(i: usize) -> Value {
 
 const TIERS: [&str; 3] = ["frontend", "backend", "db"];
 
-fn pod_labels(j: usize) -> Value {
+pub(super) fn pod_labels(j: usize) -> Value {
     json!({ "app": format!("app-{}", j % 5), "tier": TIERS[j % 3], "version": "v1" })
 }
 
@@ -67,7 +67,7 @@ fn remote_pod(ns: usize, j: usize, index: usize) -> Value {
     })
 }
 
-fn policy(ns: usize, shape: usize, variant: usize) -> Value {
+pub(super) fn policy(ns: usize, shape: usize, variant: usize) -> Value {
     let meta = |name: &str| json!({ "name": name, "namespace": namespace_name(ns) });
     let spec = match shape % 4 {
         0 => json!({ "podSelector": {}, "policyTypes": ["Ingress", "Egress"] }),
@@ -166,20 +166,25 @@ fn write_cluster(
             "name": "bench", "labels": { "kubernetes.io/metadata.name": "bench" } } }),
     ];
     for (j, pod) in local.iter().enumerate() {
-        let labels = pod_labels(j);
-        let tier = labels["tier"].as_str().unwrap_or("db").to_owned();
-        let app = labels["app"].as_str().unwrap_or("app-0").to_owned();
-        locals.push(serde_yaml_to_json(&pod_yaml(
-            pod,
-            &[("app", &app), ("tier", &tier), ("version", "v1")],
-            &[netseg_testbed::ContainerPort::tcp(8080)],
-        )?)?);
+        locals.push(local_pod(pod, j)?);
     }
     manifests.write("local.json", &list(locals))?;
     Ok(2 + local.len())
 }
 
-fn serde_yaml_to_json(yaml: &str) -> Result<Value> {
+/// The `j`-th extra pod of the node, labelled as the `j`-th pod of a namespace.
+pub(super) fn local_pod(pod: &netseg_testbed::Pod, j: usize) -> Result<Value> {
+    let labels = pod_labels(j);
+    let tier = labels["tier"].as_str().unwrap_or("db").to_owned();
+    let app = labels["app"].as_str().unwrap_or("app-0").to_owned();
+    serde_yaml_to_json(&pod_yaml(
+        pod,
+        &[("app", &app), ("tier", &tier), ("version", "v1")],
+        &[netseg_testbed::ContainerPort::tcp(8080)],
+    )?)
+}
+
+pub(super) fn serde_yaml_to_json(yaml: &str) -> Result<Value> {
     // pod_yaml renders YAML; the manifests here are JSON lists.
     let value: Value = serde_json::from_str(&yaml_to_json_text(yaml)?)?;
     Ok(value)

@@ -115,14 +115,21 @@ fn apply<K: Resource>(
             state.init_done();
             true
         }
+        // Most pod updates are the kubelet's status writes (conditions,
+        // restarts), which trim to the pod in force: they wake nothing,
+        // where a wake costs the source a pass over every object of the
+        // cluster.
         Event::Apply(object) => {
             let (id, judged) = judged(watch, object, judge);
-            state.apply(id, judged);
-            true
+            let reported = state.error.is_some()
+                || matches!(judged, Judged::Refused { .. })
+                || state.current().refused.contains_key(&id);
+            state.apply(id, judged) || reported
         }
         Event::Delete(object) => {
-            state.delete(&object_id(watch.kind(), object.meta()));
-            true
+            let id = object_id(watch.kind(), object.meta());
+            let reported = state.error.is_some() || state.current().refused.contains_key(&id);
+            state.delete(&id) || reported
         }
     }
 }

@@ -338,3 +338,30 @@ async fn a_server_that_comes_back_with_older_resource_versions_is_followed() {
         source.update();
     }
 }
+
+#[tokio::test]
+async fn a_status_only_pod_update_wakes_nothing_and_a_label_change_does() {
+    let api = cluster();
+    let mut source = KubeSource::start(client(&api), NODE);
+    until(&mut source, |u| u.synced).await;
+    // Drain the wakes of the initial lists.
+    while tokio::time::timeout(Duration::from_millis(300), source.changed())
+        .await
+        .is_ok()
+    {}
+    let mut flapping = pod("db", "node-2", "10.0.1.1");
+    flapping["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
+    api.apply(flapping.clone()).expect("a pod");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), source.changed())
+            .await
+            .is_err(),
+        "a readiness flip changes nothing the compiler reads"
+    );
+    flapping["metadata"]["labels"]["app"] = json!("cache");
+    api.apply(flapping).expect("a pod");
+    tokio::time::timeout(Duration::from_secs(5), source.changed())
+        .await
+        .expect("a label change wakes the source");
+    assert!(source.update().changed);
+}
