@@ -6,6 +6,7 @@
 //! has identity 17. Egress may open TCP 80, UDP 53, SCTP 80 and ICMP to
 //! identity 16; ingress allows TCP 8000-8003 from identity 16.
 
+mod capacity;
 mod conntrack;
 mod flow_events;
 mod fragments;

@@ -134,7 +134,7 @@ pub const CONFIG_ENTRIES: u32 = 8;
 /// local endpoints (pod interfaces),
 pub const ENDPOINT_SLOT_ENTRIES: u32 = 4096;
 /// address prefixes of each family in the ipcache,
-pub const IPCACHE_SLOT_ENTRIES: u32 = 65536;
+pub const IPCACHE_SLOT_ENTRIES: u32 = 262144;
 /// and policy entries.
 pub const POLICY_SLOT_ENTRIES: u32 = 262144;
 /// Slots per published table.
