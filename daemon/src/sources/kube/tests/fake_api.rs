@@ -344,11 +344,13 @@ async fn a_status_only_pod_update_wakes_nothing_and_a_label_change_does() {
     let api = cluster();
     let mut source = KubeSource::start(client(&api), NODE);
     until(&mut source, |u| u.synced).await;
-    // Drain the wakes of the initial lists.
+    // Take the wakes of the initial lists.
     while tokio::time::timeout(Duration::from_millis(300), source.changed())
         .await
         .is_ok()
-    {}
+    {
+        source.update();
+    }
     let mut flapping = pod("db", "node-2", "10.0.1.1");
     flapping["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
     api.apply(flapping.clone()).expect("a pod");
