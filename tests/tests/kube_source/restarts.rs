@@ -13,7 +13,7 @@ use netseg_testbed::{
 };
 
 use super::cluster::{FakeCluster, KubeWorld};
-use crate::common::{Bpffs, CLIENT_TO_SERVER, scene};
+use crate::common::{Bpffs, CLIENT_TO_SERVER, Scene, scene};
 
 /// How long the new daemon runs without reaching the API server.
 const API_AWAY: Duration = Duration::from_secs(3);
@@ -165,14 +165,11 @@ fn a_pod_interface_that_appeared_while_the_daemon_was_down_is_denied() -> Result
 
 const ACK_PSH: u8 = 0x18;
 
-/// The old pod `app/a` (a client) goes, from the API and then from the
-/// node, while one of its connections is established; a new pod `app/a2`,
-/// not a client, gets its addresses. The new pod cannot open what the old
-/// one could, and neither end of the old connection carries its packets:
-/// not a2's to b, not b's to a2.
-#[test]
-fn a_reused_pod_address_gets_neither_the_old_pods_policy_nor_its_connections() -> Result<()> {
-    let scene = scene("kube-reuse")?;
+/// The scene with a allowed to b, mirrored into a fake, and a daemon in
+/// charge of both pods. The scene is kept apart from a [`KubeWorld`] so
+/// that its pods can be consumed.
+fn client_and_server(tag: &str) -> Result<(Scene, FakeCluster, Daemon)> {
+    let scene = scene(tag)?;
     scene
         .manifests
         .policy("client-to-server", CLIENT_TO_SERVER)?;
@@ -180,6 +177,17 @@ fn a_reused_pod_address_gets_neither_the_old_pods_policy_nor_its_connections() -
     cluster.mirror(&scene.manifests)?;
     let mut daemon = Daemon::start_kube(&scene.node, &cluster.kubeconfig(), &[])?;
     daemon.wait_in_charge(2)?;
+    Ok((scene, cluster, daemon))
+}
+
+/// The old pod `app/a` (a client) goes, from the API and then from the
+/// node, while one of its connections is established; a new pod `app/a2`,
+/// not a client, gets its addresses. The new pod cannot open what the old
+/// one could, and neither end of the old connection carries its packets:
+/// not a2's to b, not b's to a2.
+#[test]
+fn a_reused_pod_address_gets_neither_the_old_pods_policy_nor_its_connections() -> Result<()> {
+    let (scene, mut cluster, mut daemon) = client_and_server("kube-reuse")?;
     let _server = TcpEchoServer::start(&scene.b, 80)?;
     let b = scene.b.ip(Family::V4);
     let session = TcpSession::open(&scene.a, b, 80, PROBE_TIMEOUT)?;
@@ -232,14 +240,7 @@ fn a_reused_pod_address_gets_neither_the_old_pods_policy_nor_its_connections() -
 /// allowed, until one of them is gone.
 #[test]
 fn an_interface_two_pods_claim_denies_everything_until_one_is_gone() -> Result<()> {
-    let scene = scene("kube-claim")?;
-    scene
-        .manifests
-        .policy("client-to-server", CLIENT_TO_SERVER)?;
-    let mut cluster = FakeCluster::start(&scene.node)?;
-    cluster.mirror(&scene.manifests)?;
-    let mut daemon = Daemon::start_kube(&scene.node, &cluster.kubeconfig(), &[])?;
-    daemon.wait_in_charge(2)?;
+    let (scene, mut cluster, mut daemon) = client_and_server("kube-claim")?;
     let _server = TcpEchoServer::start(&scene.b, 80)?;
     let b = scene.b.ip(Family::V4);
     let (namespace, name) = (scene.a.namespace().to_owned(), scene.a.name().to_owned());
