@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use netseg_testbed::Manifests;
+use netseg_testbed::daemon::DaemonSource;
 use serde_json::{Value, json};
 
 use crate::bed::Bed;
@@ -77,7 +78,7 @@ fn small_delay(netseg: &Path, work: &Path, changes: usize) -> Result<String> {
     let mut daemon = NetsegDaemon::start(
         netseg,
         &bed.node,
-        manifests.dir(),
+        DaemonSource::Manifests(manifests.dir()),
         &work.join("flows.jsonl"),
         work,
         &[],

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use netseg_testbed::daemon::DaemonSource;
 
 use crate::bed::{Bed, CONN_PORT};
 use crate::connrate;
@@ -97,8 +98,14 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
         "--deny-records-total",
         unlimited.as_str(),
     ];
-    let mut daemon =
-        NetsegDaemon::start(netseg, &bed.node, manifests.dir(), &log, &work, &budgets)?;
+    let mut daemon = NetsegDaemon::start(
+        netseg,
+        &bed.node,
+        DaemonSource::Manifests(manifests.dir()),
+        &log,
+        &work,
+        &budgets,
+    )?;
     daemon.wait_for(Duration::from_secs(30), |s| {
         s.endpoints == 2 && s.revision > 0
     })?;

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -21,54 +21,26 @@ pub struct NetsegDaemon {
 }
 
 impl NetsegDaemon {
+    /// The daemon reading `source` (a manifests directory, or the API
+    /// server a kubeconfig names).
     pub fn start(
         binary: &Path,
         node: &Node,
-        manifests: &Path,
+        source: DaemonSource<'_>,
         flow_log: &Path,
         work: &Path,
         extra_args: &[&str],
-    ) -> Result<Self> {
-        Self::spawn(work, extra_args, |status_file, log| {
-            let paths = DaemonPaths {
-                source: DaemonSource::Manifests(manifests),
-                flow_log,
-                status_file,
-            };
-            daemon_command(binary, &[], node, &paths, log)
-        })
-    }
-
-    /// The daemon in Kubernetes mode, watching the API server `kubeconfig`
-    /// names.
-    pub fn start_kube(
-        binary: &Path,
-        node: &Node,
-        kubeconfig: &Path,
-        flow_log: &Path,
-        work: &Path,
-        extra_args: &[&str],
-    ) -> Result<Self> {
-        Self::spawn(work, extra_args, |status_file, log| {
-            let paths = DaemonPaths {
-                source: DaemonSource::Kubeconfig(kubeconfig),
-                flow_log,
-                status_file,
-            };
-            daemon_command(binary, &[], node, &paths, log)
-        })
-    }
-
-    fn spawn(
-        work: &Path,
-        extra_args: &[&str],
-        command: impl FnOnce(&Path, fs::File) -> Result<Command>,
     ) -> Result<Self> {
         let status_path = work.join("status.json");
         let log_path = work.join("daemon.log");
         let _ = fs::remove_file(&status_path);
         let log = fs::File::create(&log_path)?;
-        let mut command = command(&status_path, log)?;
+        let paths = DaemonPaths {
+            source,
+            flow_log,
+            status_file: &status_path,
+        };
+        let mut command = daemon_command(binary, &[], node, &paths, log)?;
         command.args(extra_args);
         let child = command.spawn().context("starting netseg daemon")?;
         Ok(Self {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use netseg_testbed::Manifests;
+use netseg_testbed::daemon::DaemonSource;
 use netseg_testbed::manifests::{namespace_yaml, pod_yaml};
 
 use crate::bed::{self, Bed};
@@ -100,7 +101,7 @@ pub fn enforce(
             let mut daemon = NetsegDaemon::start(
                 netseg,
                 &bed.node,
-                manifests.dir(),
+                DaemonSource::Manifests(manifests.dir()),
                 &flow_log,
                 work,
                 flow_events,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use netseg_fake_apiserver::FakeApiServer;
+use netseg_testbed::daemon::DaemonSource;
 use netseg_testbed::{Node, Pod, in_netns};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -119,10 +120,10 @@ fn run_once(netseg: &Path, work: &Path, scale: KubeScale, changes: usize) -> Res
     let others = CpuSnapshot::take();
     let own_cpu = own_cpu_seconds();
     let started = Instant::now();
-    let mut daemon = NetsegDaemon::start_kube(
+    let mut daemon = NetsegDaemon::start(
         netseg,
         &node,
-        &kubeconfig,
+        DaemonSource::Kubeconfig(&kubeconfig),
         &work.join("flows-kube.jsonl"),
         work,
         &[],

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use netseg_testbed::Manifests;
+use netseg_testbed::daemon::DaemonSource;
 use netseg_testbed::manifests::pod_yaml;
 use serde_json::{Value, json};
 
@@ -211,7 +212,7 @@ pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<
     let mut daemon = NetsegDaemon::start(
         netseg,
         &bed.node,
-        manifests.dir(),
+        DaemonSource::Manifests(manifests.dir()),
         &work.join("flows-scale.jsonl"),
         work,
         &[],
