@@ -266,6 +266,19 @@ async fn when_the_leader_stops_the_other_node_takes_over_within_the_lease_durati
     assert_eq!(new_object.len(), 1);
 }
 
+/// The Rejection the source reports for `invalid`, a SegmentPolicy "web"
+/// whose priority is out of range.
+fn priority_out_of_range(invalid: &netseg_crd::SegmentPolicy) -> Rejection {
+    Rejection {
+        kind: PolicyKind::SegmentPolicy,
+        namespace: None,
+        name: "web".to_owned(),
+        uid: invalid.metadata.uid.clone(),
+        field: "spec.priority".to_owned(),
+        message: "must be between 0 and 1000, inclusive".to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn an_invalid_segment_policy_is_reported_once_however_often_the_inputs_repeat() {
     let api = FakeApiServer::start().unwrap();
@@ -280,14 +293,7 @@ async fn an_invalid_segment_policy_is_reported_once_however_often_the_inputs_rep
             segment_policies: vec![invalid.clone()],
             ..Snapshot::default()
         },
-        rejected: vec![Rejection {
-            kind: PolicyKind::SegmentPolicy,
-            namespace: None,
-            name: "web".to_owned(),
-            uid: invalid.metadata.uid.clone(),
-            field: "spec.priority".to_owned(),
-            message: "must be between 0 and 1000, inclusive".to_owned(),
-        }],
+        rejected: vec![priority_out_of_range(&invalid)],
         ..ClusterInputs::default()
     };
     let writer = Writer::start(&api, "node-a", inputs.clone());
@@ -424,14 +430,7 @@ async fn a_new_leader_does_not_repeat_the_events_of_the_previous_one() {
             segment_policies: vec![invalid.clone()],
             ..Snapshot::default()
         },
-        rejected: vec![Rejection {
-            kind: PolicyKind::SegmentPolicy,
-            namespace: None,
-            name: "web".to_owned(),
-            uid: invalid.metadata.uid.clone(),
-            field: "spec.priority".to_owned(),
-            message: "must be between 0 and 1000, inclusive".to_owned(),
-        }],
+        rejected: vec![priority_out_of_range(&invalid)],
         ..ClusterInputs::default()
     };
     let first = Writer::start(&api, "node-a", inputs.clone());
