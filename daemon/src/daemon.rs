@@ -78,8 +78,6 @@ struct Daemon {
     /// The pod each enforcing interface serves, as last published.
     served: BTreeMap<u32, PodRef>,
     metrics: Arc<Metrics>,
-    /// Why the pinned links were last left to the previous programs.
-    take_over_waits_for: Option<&'static str>,
     /// What the status writer (Kubernetes mode) last got.
     cluster: Option<cluster::ClusterReporter>,
 }
@@ -132,7 +130,6 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         status: Status::default(),
         served: BTreeMap::new(),
         metrics,
-        take_over_waits_for: None,
         cluster,
     };
     daemon.take_update(&mut source);
@@ -141,6 +138,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut exporting = true;
+    // Until a task of the source stops for good.
+    let mut following = true;
     loop {
         match NodeView::read(&handle).await {
             Ok(view) => daemon.reconcile(&view),
@@ -163,7 +162,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
                 let _ = request.reply.send(reply);
             }
             _ = tick.tick() => {
-                if let Some(task) = source.stopped() {
+                if let Some(task) = source.stopped().filter(|_| following) {
+                    following = false;
                     error!(task, "stopped: the daemon no longer follows its source");
                     daemon.metrics.task_stopped(&task, "its task ended");
                 }

@@ -57,7 +57,8 @@ async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
 /// Hands the status writer what the daemon enforces, when it changed.
 pub(super) struct ClusterReporter {
     inputs: watch::Sender<Arc<ClusterInputs>>,
-    writer: JoinHandle<anyhow::Result<()>>,
+    /// `None` once it has stopped (and that was reported).
+    writer: Option<JoinHandle<anyhow::Result<()>>>,
     /// What the last report was made of: source updates, revision,
     /// readiness and the last error.
     last: Option<(u64, u32, bool, Option<String>)>,
@@ -70,7 +71,7 @@ impl ClusterReporter {
         let writer = tokio::spawn(cluster_status::run(client, config, receiver));
         Self {
             inputs,
-            writer,
+            writer: Some(writer),
             last: None,
         }
     }
@@ -82,7 +83,8 @@ impl ClusterReporter {
         status: &Status,
         metrics: &Metrics,
     ) {
-        if self.writer.is_finished() {
+        if self.writer.as_ref().is_some_and(JoinHandle::is_finished) {
+            self.writer = None;
             error!("the cluster status writer stopped");
             metrics.task_stopped("the cluster status writer", "its task ended");
         }
@@ -111,7 +113,9 @@ impl ClusterReporter {
 
 impl Drop for ClusterReporter {
     fn drop(&mut self) {
-        self.writer.abort();
+        if let Some(writer) = &self.writer {
+            writer.abort();
+        }
     }
 }
 

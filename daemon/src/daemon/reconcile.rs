@@ -66,14 +66,13 @@ impl Daemon {
     /// [`Enforcer::waits_for`]).
     fn take_over_when_ready(&mut self) {
         let waits_for = self.enforcer.waits_for();
-        if waits_for != self.take_over_waits_for {
+        if waits_for != self.status.waiting_for {
             if let Some(reason) = waits_for {
                 warn!(
                     waits_for = reason,
                     "the previous daemon's pinned programs keep enforcing until then"
                 );
             }
-            self.take_over_waits_for = waits_for;
             self.status.waiting_for = waits_for;
         }
         if waits_for.is_some() {
