@@ -7,6 +7,7 @@ mod clock;
 mod context;
 mod record;
 mod rotate;
+mod schema;
 
 use std::{
     io::{self, Write},
@@ -30,6 +31,7 @@ use clock::Clock;
 pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};
+pub use schema::{FlowRecord, Party, RecordKind, SCHEMA_VERSION, end_reason};
 
 /// CLOCK_MONOTONIC, which `bpf_ktime_get_ns` reads.
 pub(crate) fn monotonic_now() -> Duration {
