@@ -258,7 +258,7 @@ fn pipeline(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
 
     let sink: Box<dyn Write + Send> = Box::new(io::sink());
-    let mut writer = FlowWriter::new(sink, monotonic_epoch(), &metrics);
+    let mut writer = FlowWriter::new(sink, monotonic_epoch(), Some("node-1"), &metrics);
     group.bench_function("sink", |b| {
         b.iter(|| write_batch(&mut writer, &context, &events))
     });
@@ -268,7 +268,7 @@ fn pipeline(c: &mut Criterion) {
         .tempfile()
         .expect("creating a file in the temporary directory");
     let out = open_flow_log(Some(log.path()), Rotation::NEVER).expect("opening the flow log");
-    let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
+    let mut writer = FlowWriter::new(out, monotonic_epoch(), Some("node-1"), &metrics);
     group.bench_function("file", |b| {
         b.iter_custom(|iterations| {
             let mut spent = Duration::ZERO;

@@ -42,6 +42,8 @@ pub struct DaemonConfig {
     pub flow_log: Option<PathBuf>,
     /// When a flow log file (not stdout) rotates.
     pub flow_log_rotation: Rotation,
+    /// How often a live connection gets an `update` record.
+    pub flow_update_interval: Duration,
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     pub sizes: MapSizes,
@@ -100,14 +102,18 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let flow_out = open_flow_log(config.flow_log.as_deref(), config.flow_log_rotation)?;
     let metrics = Arc::new(Metrics::new());
     let (detached, detached_interfaces) = mpsc::unbounded_channel();
-    let mut exporter = tokio::spawn(flows::export(
-        telemetry.events,
-        telemetry.denials,
-        detached_interfaces,
+    let allowed_reported = config.flow_events == FlowEvents::All;
+    let mut exporter = tokio::spawn(flows::export(flows::Export {
+        events: telemetry.events,
+        denials: telemetry.denials,
+        connections: allowed_reported.then_some(telemetry.connections),
+        detached: detached_interfaces,
         context,
-        flow_out,
-        metrics.clone(),
-    ));
+        out: flow_out,
+        node: Some(config.compile.node_name.clone()),
+        update_every: config.flow_update_interval,
+        metrics: metrics.clone(),
+    }));
     let server = config.metrics_addr.map(|addr| {
         let metrics = metrics.clone();
         tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod clock;
+mod connections;
 mod context;
 mod record;
 mod rotate;
@@ -16,7 +17,7 @@ use std::{
 };
 
 use aya::maps::{HashMap, MapData, RingBuf};
-use netseg_contract::{DenyCountKey, FlowEvent, VERDICT_ALLOW};
+use netseg_contract::{ConnKey, ConnValue, DenyCountKey, FlowEvent, VERDICT_ALLOW, reason};
 use prometheus_client::metrics::counter::Counter;
 use tokio::{
     io::unix::AsyncFd,
@@ -28,6 +29,7 @@ use crate::metrics::Metrics;
 pub(crate) use aggregate::DenialReports;
 use aggregate::REPORT_INTERVAL;
 use clock::Clock;
+use connections::{Connections, SCAN_INTERVAL};
 pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};
@@ -54,25 +56,32 @@ pub fn monotonic_epoch() -> SystemTime {
 pub struct FlowWriter<W> {
     out: W,
     clock: Clock,
+    /// The `start` of a connection record, copied out of the clock.
+    start: Vec<u8>,
+    /// This node's name, rendered as JSON (a string or null).
+    node: Box<[u8]>,
     /// Records not yet handed to `out`: it gets one write per
     /// [`FLUSH_AT`] bytes rather than one per record or per token.
     pending: Vec<u8>,
-    allowed: Counter,
-    denied: Counter,
+    /// Records written, by [`RecordKind`] in the order of [`RecordKind::ALL`].
+    written: [Counter; RecordKind::ALL.len()],
 }
 
 /// Bytes of records the writer gathers before writing them out.
 const FLUSH_AT: usize = 64 * 1024;
 
 impl<W: Write> FlowWriter<W> {
-    /// `boot` is the wall-clock time of the events' clock zero ([`monotonic_epoch`]).
-    pub fn new(out: W, boot: SystemTime, metrics: &Metrics) -> Self {
+    /// `boot` is the wall-clock time of the events' clock zero
+    /// ([`monotonic_epoch`]); `node` names the node in every record.
+    pub fn new(out: W, boot: SystemTime, node: Option<&str>, metrics: &Metrics) -> Self {
+        let node = serde_json::to_vec(&node).expect("a string or null serializes");
         Self {
             out,
             clock: Clock::new(boot),
+            start: Vec::with_capacity(32),
+            node: node.into(),
             pending: Vec::with_capacity(FLUSH_AT + 1024),
-            allowed: metrics.flow_records("allow"),
-            denied: metrics.flow_records("deny"),
+            written: RecordKind::ALL.map(|kind| metrics.flow_records(kind)),
         }
     }
 
@@ -80,20 +89,19 @@ impl<W: Write> FlowWriter<W> {
     pub fn write_event(&mut self, context: &FlowContext, event: &FlowEvent) -> io::Result<()> {
         let time = self.clock.text(event.timestamp_ns)?;
         let start = self.pending.len();
-        if let Err(error) = record::write_record(&mut self.pending, context, event, time) {
+        if let Err(error) =
+            record::write_record(&mut self.pending, context, &self.node, event, time)
+        {
             // Never half a record.
             self.pending.truncate(start);
             return Err(error);
         }
-        if event.verdict == VERDICT_ALLOW {
-            self.allowed.inc();
+        let kind = if event.verdict == VERDICT_ALLOW {
+            RecordKind::Open
         } else {
-            self.denied.inc();
-        }
-        if self.pending.len() >= FLUSH_AT {
-            self.write_pending()?;
-        }
-        Ok(())
+            RecordKind::Deny
+        };
+        self.written_one(kind)
     }
 
     /// Writes the aggregated record of `count` denials of `key` (see
@@ -106,8 +114,33 @@ impl<W: Write> FlowWriter<W> {
         timestamp_ns: u64,
     ) -> io::Result<()> {
         let time = self.clock.text(timestamp_ns)?;
-        record::write_aggregate(&mut self.pending, context, key, count, time);
-        self.denied.inc();
+        record::write_aggregate(&mut self.pending, context, &self.node, key, count, time);
+        self.written_one(RecordKind::DenyCount)
+    }
+
+    /// Writes a connection's `update` or `end` record, taken at `time_ns`,
+    /// of the connection that opened at `start_ns` (the events' clock).
+    fn write_connection(
+        &mut self,
+        connection: &record::ConnectionRecord<'_>,
+        time_ns: u64,
+        start_ns: u64,
+    ) -> io::Result<()> {
+        self.start.clear();
+        self.start.extend_from_slice(self.clock.text(start_ns)?);
+        let time = self.clock.text(time_ns)?;
+        let at = self.pending.len();
+        if let Err(error) =
+            record::write_connection(&mut self.pending, &self.node, connection, time, &self.start)
+        {
+            self.pending.truncate(at);
+            return Err(error);
+        }
+        self.written_one(connection.kind)
+    }
+
+    fn written_one(&mut self, kind: RecordKind) -> io::Result<()> {
+        self.written[kind as usize].inc();
         if self.pending.len() >= FLUSH_AT {
             self.write_pending()?;
         }
@@ -126,22 +159,47 @@ impl<W: Write> FlowWriter<W> {
     }
 }
 
-/// Reads flow events, and every second the counts of denials without a
-/// record of their own, writing one JSON record per line to `out`.
-/// `detached` names the interfaces the programs left: their counts are
-/// removed after a last reading. Returns on the first failed read or write.
-pub async fn export(
-    events: RingBuf<MapData>,
-    mut denials: HashMap<MapData, DenyCountKey, u64>,
-    mut detached: mpsc::UnboundedReceiver<u32>,
-    context: watch::Receiver<Arc<FlowContext>>,
-    out: Box<dyn Write + Send>,
-    metrics: Arc<Metrics>,
-) -> io::Result<()> {
-    let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
+/// What the exporter reads and where it writes.
+pub struct Export {
+    pub events: RingBuf<MapData>,
+    /// Denials without a record of their own (`DENY_COUNTS`).
+    pub denials: HashMap<MapData, DenyCountKey, u64>,
+    /// The conntrack table, read for `update` and `end` records; `None`
+    /// when allowed connections are not reported.
+    pub connections: Option<HashMap<MapData, ConnKey, ConnValue>>,
+    /// The interfaces the programs left: their denial counts are removed
+    /// after a last reading.
+    pub detached: mpsc::UnboundedReceiver<u32>,
+    pub context: watch::Receiver<Arc<FlowContext>>,
+    pub out: Box<dyn Write + Send>,
+    pub node: Option<String>,
+    /// How often a live connection gets an `update` record.
+    pub update_every: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Reads flow events, every second the counts of denials without a record
+/// of their own, and every [`SCAN_INTERVAL`] the conntrack table, writing
+/// one JSON record per line. Returns on the first failed read or write.
+pub async fn export(export: Export) -> io::Result<()> {
+    let Export {
+        events,
+        mut denials,
+        mut connections,
+        mut detached,
+        context,
+        out,
+        node,
+        update_every,
+        metrics,
+    } = export;
+    let mut writer = FlowWriter::new(out, monotonic_epoch(), node.as_deref(), &metrics);
     let mut reports = DenialReports::default();
+    let mut tracker = Connections::new(update_every);
     let mut report = tokio::time::interval(REPORT_INTERVAL);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scan = tokio::time::interval(SCAN_INTERVAL);
+    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open for as long as it is registered.
     let mut ready = unsafe { AsyncFd::register(events) }.map_err(io::Error::from)?;
@@ -150,17 +208,29 @@ pub async fn export(
             guard = ready.readable_mut() => {
                 let mut guard = guard?;
                 let context = context.borrow().clone();
-                write_events(guard.get_inner_mut(), &mut writer, &context)?;
+                write_events(guard.get_inner_mut(), &mut writer, &mut tracker, &context)?;
                 guard.clear_ready();
             }
             _ = report.tick() => {
                 let context = context.borrow().clone();
                 // Records of their own first: the counts come after them.
-                write_events(ready.get_mut(), &mut writer, &context)?;
+                write_events(ready.get_mut(), &mut writer, &mut tracker, &context)?;
                 while let Ok(ifindex) = detached.try_recv() {
                     reports.detached(ifindex);
                 }
                 reports.report(&mut denials, &mut writer, &context)?;
+            }
+            _ = scan.tick(), if connections.is_some() => {
+                let context = context.borrow().clone();
+                // Opened before they are updated or ended.
+                write_events(ready.get_mut(), &mut writer, &mut tracker, &context)?;
+                let Some(table) = connections.as_mut() else { continue };
+                let reading = table
+                    .iter()
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(io::Error::other)?;
+                let now = monotonic_now().as_nanos() as u64;
+                tracker.scan(reading, now, &context, &mut writer)?;
             }
         }
         writer.flush()?;
@@ -170,6 +240,7 @@ pub async fn export(
 fn write_events<W: Write>(
     ring: &mut RingBuf<MapData>,
     writer: &mut FlowWriter<W>,
+    tracker: &mut Connections,
     context: &FlowContext,
 ) -> io::Result<()> {
     while let Some(item) = ring.next() {
@@ -179,6 +250,9 @@ fn write_events<W: Write>(
         // SAFETY: the programs submit FlowEvent records; the length was checked.
         let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         writer.write_event(context, &event)?;
+        if event.reason == reason::NEW_ALLOWED {
+            tracker.opened(&event, context);
+        }
     }
     Ok(())
 }

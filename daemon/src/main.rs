@@ -152,6 +152,9 @@ struct DaemonArgs {
     /// Rotated flow log files kept beside the current one (the oldest beyond are deleted).
     #[arg(long, env = "NETSEG_FLOW_LOG_KEEP", default_value_t = 4)]
     flow_log_keep: u32,
+    /// How often a live connection gets an `update` record of its traffic (e.g. 60s, 5m).
+    #[arg(long, env = "NETSEG_FLOW_UPDATE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    flow_update_interval: std::time::Duration,
     /// Denials a second one endpoint (a pod's interface, one direction) reports with a record of
     /// their own; the rest are counted in one aggregated record per endpoint, reason and second.
     #[arg(long, env = "NETSEG_DENY_RECORDS_PER_ENDPOINT", default_value_t = datapath::DenyBudgets::DEFAULT.per_endpoint)]
@@ -261,6 +264,7 @@ impl DaemonArgs {
                 max_bytes: self.flow_log_max_bytes,
                 keep: self.flow_log_keep,
             },
+            flow_update_interval: self.flow_update_interval,
             deny_budgets: datapath::DenyBudgets {
                 per_endpoint: self.deny_records_per_endpoint,
                 total: self.deny_records_total,

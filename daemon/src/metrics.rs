@@ -21,7 +21,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{flows::reason_name, status::Status};
+use crate::{
+    flows::{RecordKind, reason_name},
+    status::Status,
+};
 
 /// Seconds without a reconciliation after which `/healthz` fails.
 const STALE_AFTER_SECONDS: u64 = 30;
@@ -34,6 +37,7 @@ struct PacketLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecordLabels {
+    kind: &'static str,
     verdict: &'static str,
 }
 
@@ -90,7 +94,7 @@ impl Metrics {
         );
         registry.register(
             "flow_records",
-            "Flow records written",
+            "Flow records written, by kind (open, update, end, deny, deny-count) and verdict",
             metrics.flow_records.clone(),
         );
         registry.register(
@@ -116,12 +120,18 @@ impl Metrics {
         metrics
     }
 
-    /// The counter of flow records with `verdict` (`allow`, `deny`): the
-    /// exporter holds it, so counting a record is one atomic add rather
-    /// than a label lookup.
-    pub fn flow_records(&self, verdict: &'static str) -> Counter {
+    /// The counter of flow records of `kind`: the exporter holds it, so
+    /// counting a record is one atomic add rather than a label lookup.
+    pub fn flow_records(&self, kind: RecordKind) -> Counter {
+        let verdict = match kind {
+            RecordKind::Deny | RecordKind::DenyCount => "deny",
+            RecordKind::Open | RecordKind::Update | RecordKind::End => "allow",
+        };
         self.flow_records
-            .get_or_create(&RecordLabels { verdict })
+            .get_or_create(&RecordLabels {
+                kind: kind.name(),
+                verdict,
+            })
             .clone()
     }
 

@@ -39,6 +39,28 @@ pub(super) fn take_map<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
     T::try_from(raw).map_err(|source| DatapathError::Map { map, source })
 }
 
+/// A handle of its own on map `map`, which stays in `ebpf`.
+pub(super) fn second_handle<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
+    ebpf: &Ebpf,
+    map: &'static str,
+) -> Result<T, DatapathError> {
+    let fail = |source| DatapathError::Map { map, source };
+    let raw = match ebpf.map(map).ok_or(DatapathError::Missing(map))? {
+        aya::maps::Map::HashMap(data) => data,
+        _ => return Err(DatapathError::Missing(map)),
+    };
+    let fd = std::os::fd::AsFd::as_fd(raw.fd())
+        .try_clone_to_owned()
+        .map_err(|error| {
+            fail(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "dup",
+                io_error: error,
+            }))
+        })?;
+    let data = aya::maps::MapData::from_fd(fd).map_err(fail)?;
+    T::try_from(aya::maps::Map::HashMap(data)).map_err(fail)
+}
+
 impl KernelMaps {
     /// Turns kinds of flow events off (or back on) in the programs.
     pub fn set_flow_events(&mut self, events: FlowEvents) -> Result<(), MapError> {

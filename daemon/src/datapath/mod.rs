@@ -20,6 +20,7 @@ use aya::{
 pub use kernel::KernelMaps;
 
 use attach::Attachment;
+use netseg_contract::{ConnKey, ConnValue};
 use pins::PinDir;
 use remembered::{Remembered, Swept, monotonic_ns};
 
@@ -133,6 +134,9 @@ pub struct Telemetry {
     pub counters: PerCpuArray<MapData, u64>,
     /// Denials without a record of their own, per endpoint and reason.
     pub denials: aya::maps::HashMap<MapData, netseg_contract::DenyCountKey, u64>,
+    /// The conntrack table, for the traffic of each connection (a handle
+    /// of its own beside the one the daemon sweeps with).
+    pub connections: aya::maps::HashMap<MapData, ConnKey, ConnValue>,
 }
 
 /// The loaded programs and the interfaces they are attached to. Dropping it
@@ -173,6 +177,7 @@ impl Datapath {
                     source,
                 })?;
         }
+        let connections = kernel::second_handle(&ebpf, "CONNTRACK")?;
         let remembered = Remembered {
             conntrack: kernel::take_map(&mut ebpf, "CONNTRACK")?,
             fragments: kernel::take_map(&mut ebpf, "FRAGMENTS")?,
@@ -183,6 +188,7 @@ impl Datapath {
             events: kernel::take_map(&mut ebpf, "EVENTS")?,
             counters: kernel::take_map(&mut ebpf, "COUNTERS")?,
             denials: kernel::take_map(&mut ebpf, "DENY_COUNTS")?,
+            connections,
         };
         let datapath = Self {
             ebpf,

@@ -6,19 +6,24 @@ use std::{
     collections::{BTreeMap, HashMap},
     fmt::Display,
     net::IpAddr,
+    sync::Arc,
 };
 
 use netseg_policy::{Action, Band, Decider, PodRef, PolicyKind, Verdict};
 
-/// A JSON string, quoted and escaped by serde_json.
-#[derive(Debug)]
+/// A JSON value (mostly a string), rendered and escaped by serde_json.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct JsonText(Box<str>);
 
 impl JsonText {
     fn of(text: impl Display) -> Self {
+        Self::value(&text.to_string())
+    }
+
+    fn value(value: &(impl serde::Serialize + ?Sized)) -> Self {
         Self(
-            serde_json::Value::String(text.to_string())
-                .to_string()
+            serde_json::to_string(value)
+                .expect("strings, maps of strings and lists of strings serialize")
                 .into(),
         )
     }
@@ -103,6 +108,32 @@ impl VerdictNames {
     }
 }
 
+/// One end of a flow as records name it (see `schema::Party`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct PartyNames {
+    /// `"namespace/name"` or `"node"`; `None` for an address we know nothing of.
+    pub(super) pod: Option<JsonText>,
+    pub(super) workload: Option<JsonText>,
+    pub(super) labels: Option<JsonText>,
+    pub(super) segments: Option<JsonText>,
+}
+
+impl PartyNames {
+    fn pod(pod: &PodRef) -> Self {
+        Self {
+            pod: Some(JsonText::of(pod)),
+            ..Self::default()
+        }
+    }
+
+    fn node() -> Self {
+        Self {
+            pod: Some(JsonText::of("node")),
+            ..Self::default()
+        }
+    }
+}
+
 /// What the exporter needs to name the parties of a flow; replaced after
 /// every policy publication and every change of the local endpoints.
 #[derive(Debug, Default)]
@@ -112,10 +143,12 @@ pub struct FlowContext {
     endpoints: BTreeMap<u32, PodRef>,
     pod_refs: BTreeMap<IpAddr, PodRef>,
     verdicts: BTreeMap<u32, Verdict>,
-    pub(super) endpoint_names: HashMap<u32, JsonText>,
-    pub(super) pods: HashMap<IpAddr, JsonText>,
-    pub(super) verdict_names: HashMap<u32, VerdictNames>,
-    pub(super) node_addresses: Vec<IpAddr>,
+    pub(super) endpoint_names: HashMap<u32, Arc<JsonText>>,
+    pods: HashMap<IpAddr, Arc<PartyNames>>,
+    pub(super) verdict_names: HashMap<u32, Arc<VerdictNames>>,
+    node_addresses: Vec<IpAddr>,
+    node: Arc<PartyNames>,
+    stranger: Arc<PartyNames>,
 }
 
 impl FlowContext {
@@ -131,20 +164,31 @@ impl FlowContext {
         Self {
             endpoint_names: endpoints
                 .iter()
-                .map(|(&ifindex, pod)| (ifindex, JsonText::of(pod)))
+                .map(|(&ifindex, pod)| (ifindex, Arc::new(JsonText::of(pod))))
                 .collect(),
             endpoints,
             pods: pods
                 .iter()
-                .map(|(&ip, pod)| (ip, JsonText::of(pod)))
+                .map(|(&ip, pod)| (ip, Arc::new(PartyNames::pod(pod))))
                 .collect(),
             verdict_names: verdicts
                 .iter()
-                .map(|(&id, verdict)| (id, VerdictNames::of(verdict)))
+                .map(|(&id, verdict)| (id, Arc::new(VerdictNames::of(verdict))))
                 .collect(),
             node_addresses,
+            node: Arc::new(PartyNames::node()),
+            stranger: Arc::default(),
             pod_refs: pods.clone(),
             verdicts: verdicts.clone(),
+        }
+    }
+
+    /// The party at `ip`: a pod, the node, or an address we know nothing of.
+    pub(super) fn party(&self, ip: IpAddr) -> &Arc<PartyNames> {
+        match self.pods.get(&ip) {
+            Some(pod) => pod,
+            None if self.node_addresses.contains(&ip) => &self.node,
+            None => &self.stranger,
         }
     }
 

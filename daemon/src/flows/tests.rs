@@ -10,7 +10,7 @@ use netseg_contract::{
 };
 use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
 
-use super::{FlowContext, FlowWriter};
+use super::{FlowContext, FlowRecord, FlowWriter, RecordKind};
 use crate::metrics::Metrics;
 
 const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
@@ -124,7 +124,7 @@ fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
     let metrics = Metrics::new();
     let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut out = Vec::new();
-    let mut writer = FlowWriter::new(&mut out, boot, &metrics);
+    let mut writer = FlowWriter::new(&mut out, boot, Some("node-1"), &metrics);
     let context = context();
     for event in events {
         writer
@@ -135,7 +135,7 @@ fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
     drop(writer);
     let count = |verdict| metrics.flow_records(verdict).get();
     let text = String::from_utf8(out).expect("JSON is UTF-8");
-    (text, count("allow"), count("deny"))
+    (text, count(RecordKind::Open), count(RecordKind::Deny))
 }
 
 fn line(event: FlowEvent) -> String {
@@ -146,7 +146,7 @@ fn line(event: FlowEvent) -> String {
 fn allowed_connection_names_pods_and_rule() {
     assert_eq!(
         line(allowed()),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"NetworkPolicy app/db-from-web ingress[1] (Accept)","policy_band":"networkpolicy","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","policy_action":"Accept","passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#
+        r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"NetworkPolicy app/db-from-web ingress[1] (Accept)","policy_band":"networkpolicy","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","policy_action":"Accept","passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#
             .to_owned()
             + "\n"
     );
@@ -172,7 +172,7 @@ fn denied_v6() -> FlowEvent {
 fn denied_ipv6_flow_names_the_default_action() {
     assert_eq!(
         line(denied_v6()),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"dst_pod":"app/db","endpoint":"app/web","decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#
+        r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -191,7 +191,7 @@ fn node_traffic_has_no_ports_for_icmp() {
     };
     assert_eq!(
         line(probe),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","dst_pod":"app/db","endpoint":"app/db","decided_by":"node-traffic","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#
+        r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"node-traffic","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#
             .to_owned()
             + "\n"
     );
@@ -231,10 +231,10 @@ fn decided_by_without_a_known_rule() {
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         [
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"dst_pod":"app/db","endpoint":"app/db","decided_by":"default-allow","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/db","decided_by":"conntrack","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","dst_pod":"app/db","endpoint":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"aggregated":false,"count":1}"#,
+            r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#,
+            r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-allow","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#,
+            r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"conntrack","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#,
+            r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":null,"start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#,
         ]
     );
     assert_eq!((allowed, denied), (2, 2));
@@ -245,7 +245,7 @@ fn an_aggregate_counts_the_denials_of_an_endpoint_and_reason() {
     let metrics = Metrics::new();
     let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut out = Vec::new();
-    let mut writer = FlowWriter::new(&mut out, boot, &metrics);
+    let mut writer = FlowWriter::new(&mut out, boot, Some("node-1"), &metrics);
     let context = context();
     let flood = DenyCountKey {
         ifindex: 7,
@@ -272,11 +272,11 @@ fn an_aggregate_counts_the_denials_of_an_endpoint_and_reason() {
             .lines()
             .collect::<Vec<_>>(),
         [
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":"app/web","decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"aggregated":true,"count":59412}"#,
-            r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"no-endpoint","direction":"ingress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"dst_pod":null,"endpoint":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"aggregated":true,"count":3}"#,
+            r#"{"schema":1,"kind":"deny-count","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":null,"dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"count":59412}"#,
+            r#"{"schema":1,"kind":"deny-count","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"no-endpoint","direction":"ingress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":null,"dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":null,"start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"count":3}"#,
         ]
     );
-    assert_eq!(metrics.flow_records("deny").get(), 2);
+    assert_eq!(metrics.flow_records(RecordKind::DenyCount).get(), 2);
 }
 
 #[test]
@@ -288,7 +288,7 @@ fn time_keeps_milliseconds_across_seconds() {
     let times: Vec<String> = lines(&[at(999_999_999), at(1_000_000_000), at(59_001_000_000)])
         .0
         .lines()
-        .map(|line| line[9..33].to_owned())
+        .map(|line| FlowRecord::parse(line).expect("a record").time)
         .collect();
     assert_eq!(
         times,
@@ -307,7 +307,7 @@ fn names_are_escaped_as_serde_json_escapes_them() {
     let context = FlowContext::new([(8, odd.clone())].into(), &pods, &[].into(), vec![]);
     let metrics = Metrics::new();
     let mut out = Vec::new();
-    let mut writer = FlowWriter::new(&mut out, SystemTime::UNIX_EPOCH, &metrics);
+    let mut writer = FlowWriter::new(&mut out, SystemTime::UNIX_EPOCH, Some("node-1"), &metrics);
     writer
         .write_event(&context, &allowed())
         .expect("writing to a Vec");
@@ -315,9 +315,8 @@ fn names_are_escaped_as_serde_json_escapes_them() {
     drop(writer);
     let line = String::from_utf8(out).expect("JSON is UTF-8");
     let escaped = serde_json::to_string(&odd.to_string()).expect("a string serializes");
-    assert!(line.contains(&format!(
-        r#""src_pod":{escaped},"dst_pod":null,"endpoint":{escaped},"#
-    )));
+    assert!(line.contains(&format!(r#""src_pod":{escaped},"#)));
+    assert!(line.contains(&format!(r#""endpoint":{escaped},"#)));
     let record: serde_json::Value = serde_json::from_str(&line).expect("the line is JSON");
     assert_eq!(record["src_pod"], "app/tab\there\\é\u{1}");
 }
@@ -356,7 +355,7 @@ fn a_denial_after_a_pass_names_the_band_the_pass_and_the_audit_difference() {
     };
     assert_eq!(
         line(denied),
-        r#"{"time":"2023-11-15T22:15:23.456Z","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","dst_pod":"app/db","endpoint":"app/web","decided_by":"SegmentPolicy zones egress[2] (Deny)","policy_band":"baseline","policy_kind":"SegmentPolicy","policy_namespace":null,"policy_name":"zones","policy_rule":"egress[2]","policy_action":"Deny","passed_by":"ClusterNetworkPolicy platform egress[0] \"to-apps\" (Pass)","audit":"audit-would-allow","audit_by":"SegmentPolicy preview egress[0] \"db\" (Accept)","revision":3,"aggregated":false,"count":1}"#
+        r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"SegmentPolicy zones egress[2] (Deny)","policy_band":"baseline","policy_kind":"SegmentPolicy","policy_namespace":null,"policy_name":"zones","policy_rule":"egress[2]","policy_action":"Deny","passed_by":"ClusterNetworkPolicy platform egress[0] \"to-apps\" (Pass)","audit":"audit-would-allow","audit_by":"SegmentPolicy preview egress[0] \"db\" (Accept)","revision":3,"count":1}"#
             .to_owned()
             + "\n"
     );

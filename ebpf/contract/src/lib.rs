@@ -282,7 +282,22 @@ pub struct ConnValue {
     pub rule: u32,
     pub state: u32,
     pub _pad: u32,
+    /// When the connection's first packet was seen: with the key, it tells
+    /// a connection from a later one on the same tuple.
+    pub opened_ns: u64,
+    /// Packets the connection's source sent ([`FORWARD`]) and its
+    /// destination sent back ([`REPLY`]), counted with atomic adds since
+    /// the connection opened. A GSO/GRO super-packet counts once.
+    pub packets: [u64; 2],
+    /// IP bytes (from the IP header on) of those packets.
+    pub bytes: [u64; 2],
 }
+
+/// Index of [`ConnValue::packets`] and [`ConnValue::bytes`]: what the
+/// connection's first packet's sender sent.
+pub const FORWARD: usize = 0;
+/// Index of what the other end sent back.
+pub const REPLY: usize = 1;
 
 impl ConnValue {
     /// Whether the entry outlived its idle lifetime at `now` (`bpf_ktime_get_ns`).
@@ -472,7 +487,7 @@ const _: () = assert!(size_of::<IpcacheV6Key>() == 20);
 const _: () = assert!(size_of::<PolicyKey>() == 16);
 const _: () = assert!(size_of::<PolicyValue>() == 8);
 const _: () = assert!(size_of::<ConnKey>() == 44);
-const _: () = assert!(size_of::<ConnValue>() == 24);
+const _: () = assert!(size_of::<ConnValue>() == 64);
 const _: () = assert!(size_of::<FragmentKey>() == 44);
 const _: () = assert!(size_of::<FragmentValue>() == 24);
 const _: () = assert!(size_of::<UsageKey>() == 8);

@@ -5,10 +5,11 @@
 
 use netseg_contract::{
     CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS,
-    DIRECTION_INGRESS, age_ns,
+    DIRECTION_INGRESS, FORWARD, REPLY, age_ns,
 };
 
 use crate::{
+    atomic,
     maps::CONNTRACK,
     parse::{Addr, Tuple},
     usage::{self, CONNTRACK_SHARE, Owner},
@@ -89,6 +90,7 @@ pub fn open(
     revision: u32,
     rule: u32,
     now: u64,
+    ip_bytes: u64,
 ) -> bool {
     let key = conn_key(ifindex, direction, tuple);
     let value = ConnValue {
@@ -97,9 +99,22 @@ pub fn open(
         rule,
         state: CONN_HALF_OPEN,
         _pad: 0,
+        opened_ns: now,
+        packets: [1, 0],
+        bytes: [ip_bytes, 0],
     };
     // A closed connection's tuple reused: the same entry, counted once.
     usage::insert(&CONNTRACK, &key, &value, &owner(&key), &CONNTRACK_SHARE)
+}
+
+/// Counts a packet of `ip_bytes` that belongs to the connection; `reply`
+/// when it went against the connection's first packet. Two atomic adds:
+/// the hooks of one connection run on several CPUs at once.
+#[inline(always)]
+pub fn count(value: &mut ConnValue, reply: bool, ip_bytes: u64) {
+    let side = if reply { REPLY } else { FORWARD };
+    atomic::add(&mut value.packets[side], 1);
+    atomic::add(&mut value.bytes[side], ip_bytes);
 }
 
 /// Restamps the entry of a packet that belongs to it; `reply` when the

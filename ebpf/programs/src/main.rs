@@ -34,7 +34,7 @@ use crate::{
     fragments::{later_fragment, remember_fragment},
     icmp_errors::related,
     maps::{CONFIG, ENDPOINTS, SCRATCH},
-    parse::{Addr, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
+    parse::{Addr, ETH_HLEN, Kind, Packet, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Tuple, parse},
     policy::{still_allowed, verdict},
 };
 
@@ -97,7 +97,7 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         }
         Kind::LaterFragment => later_fragment(hook, &endpoint, packet),
         Kind::IcmpError => related(hook, slot, &endpoint, packet, ctx.len()),
-        Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet),
+        Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet, ip_bytes(ctx)),
     };
     if decision.allow && packet.first_fragment {
         decision = remember_fragment(hook, packet, decision);
@@ -158,9 +158,15 @@ fn link_control(direction: u8, endpoint: &Endpoint, tuple: &Tuple) -> Decision {
     }
 }
 
-/// A packet that starts, continues or answers a connection.
+/// The packet's length from its IP header on.
 #[inline(always)]
-fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decision {
+fn ip_bytes(ctx: &TcContext) -> u64 {
+    (ctx.len() as u64).saturating_sub(ETH_HLEN as u64)
+}
+
+/// A packet that starts, continues or answers a connection, of `ip_bytes`.
+#[inline(always)]
+fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, ip_bytes: u64) -> Decision {
     let tuple = &packet.tuple;
     let tcp = tuple.protocol == PROTO_TCP;
     let syn_only = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
@@ -175,6 +181,7 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
             };
             let closing = tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
             let reply = key.origin != hook.direction;
+            conntrack::count(value, reply, ip_bytes);
             conntrack::touch(value, reply, closing, hook.now);
             return Decision::allow(reason::ESTABLISHED, rule);
         }
@@ -204,6 +211,7 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet) -> Decisio
                 hook.revision,
                 rule,
                 hook.now,
+                ip_bytes,
             ) {
                 Decision::allow(reason::NEW_ALLOWED, rule)
             } else {

@@ -201,7 +201,7 @@ fn denials_the_ring_buffer_has_no_room_for_are_counted_not_lost() {
 fn report(bench: &mut Bench, reports: &mut DenialReports) -> Vec<u64> {
     let metrics = Metrics::new();
     let mut out = Vec::new();
-    let mut writer = FlowWriter::new(&mut out, monotonic_epoch(), &metrics);
+    let mut writer = FlowWriter::new(&mut out, monotonic_epoch(), Some("node-1"), &metrics);
     reports
         .report(
             &mut bench.telemetry.denials,
