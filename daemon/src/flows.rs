@@ -258,4 +258,4 @@ fn write_events<W: Write>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

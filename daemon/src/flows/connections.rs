@@ -250,3 +250,6 @@ fn write_record<W: Write>(
     };
     writer.write_connection(&record, time_ns, tracked.opened_ns)
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,7 +19,7 @@ const DB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const DB_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const STRANGER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99);
 
-fn context() -> FlowContext {
+pub(super) fn context() -> FlowContext {
     let web = PodRef::new("app", "web");
     let db = PodRef::new("app", "db");
     let pods = [
@@ -100,7 +100,7 @@ fn v4(ip: Ipv4Addr) -> [u8; 16] {
 }
 
 /// A new TCP connection web:40000 -> db:5432 that rule 16 allowed at db.
-fn allowed() -> FlowEvent {
+pub(super) fn allowed() -> FlowEvent {
     FlowEvent {
         // One day, 2 minutes, 3.456789 s after boot.
         timestamp_ns: 86_523_456_789_000,
@@ -119,6 +119,18 @@ fn allowed() -> FlowEvent {
     }
 }
 
+/// The record a written line reads back as: the typed schema holds every
+/// field the writer wrote, in the writer's order.
+pub(super) fn read_back(line: &str) -> FlowRecord {
+    let record = FlowRecord::parse(line).expect("a flow record");
+    assert_eq!(
+        serde_json::to_string(&record).expect("a record serializes"),
+        line,
+        "the schema and the writer disagree"
+    );
+    record
+}
+
 /// The lines `events` become, and the records counted as allowed and denied.
 fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
     let metrics = Metrics::new();
@@ -135,6 +147,7 @@ fn lines(events: &[FlowEvent]) -> (String, u64, u64) {
     drop(writer);
     let count = |verdict| metrics.flow_records(verdict).get();
     let text = String::from_utf8(out).expect("JSON is UTF-8");
+    text.lines().for_each(|line| drop(read_back(line)));
     (text, count(RecordKind::Open), count(RecordKind::Deny))
 }
 
@@ -270,6 +283,7 @@ fn an_aggregate_counts_the_denials_of_an_endpoint_and_reason() {
         String::from_utf8(out)
             .expect("JSON is UTF-8")
             .lines()
+            .inspect(|line| drop(read_back(line)))
             .collect::<Vec<_>>(),
         [
             r#"{"schema":1,"kind":"deny-count","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":null,"src_ip":null,"src_port":null,"dst_ip":null,"dst_port":null,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":null,"dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":null,"count":59412}"#,

@@ -115,3 +115,36 @@ fn a_half_open_connection_expires_early_and_an_answered_one_does_not() {
     bench.restamp(CONN_OPEN, monotonic_ns() - HALF_OPEN_EXPIRED_NS);
     assert_eq!(bench.egress(&out(ACK)), PASS, "answered, idle for 31 s");
 }
+
+/// Each connection's entry counts the packets and IP bytes of each side:
+/// what its first packet's sender sent, and what came back.
+#[test]
+fn the_entry_counts_packets_and_ip_bytes_of_each_side() {
+    let mut bench = bench();
+    let out = |flags| Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, flags);
+    let back = |flags| Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, flags);
+    let before = monotonic_ns();
+    assert_eq!(bench.egress(&out(SYN)), PASS);
+    assert_eq!(bench.ingress(&back(SYN | ACK)), PASS);
+    assert_eq!(bench.egress(&out(ACK)), PASS);
+    assert_eq!(bench.egress(&out(FIN | ACK)), PASS);
+    // Denied packets are not the connection's traffic.
+    assert_eq!(
+        bench.ingress(&Frame::tcp("10.0.0.3", 80, "10.0.0.1", 4000, ACK)),
+        DROP
+    );
+    let entries: Vec<(ConnKey, ConnValue)> = bench
+        .datapath
+        .remembered
+        .conntrack
+        .iter()
+        .collect::<Result<_, _>>()
+        .expect("read conntrack");
+    let [(_, value)] = entries[..] else {
+        panic!("one tracked connection, found {}", entries.len());
+    };
+    // An IPv4 header and a TCP header without options: 40 bytes a segment.
+    assert_eq!(value.packets, [3, 1]);
+    assert_eq!(value.bytes, [120, 40]);
+    assert!(value.opened_ns >= before && value.opened_ns <= value.last_seen_ns);
+}

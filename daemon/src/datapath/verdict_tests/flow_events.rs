@@ -7,7 +7,9 @@ use netseg_contract::{DIRECTION_EGRESS, DIRECTION_INGRESS, DenyCountKey, FlowEve
 use super::packet::{Frame, SYN};
 use super::{Bench, DROP, LIMITS, PASS, bench, bench_configured, bench_with};
 use crate::datapath::{DenyBudgets, FlowEvents};
-use crate::flows::{DenialReports, FlowContext, FlowWriter, monotonic_epoch};
+use crate::flows::{
+    DenialReports, FlowContext, FlowRecord, FlowWriter, RecordKind, monotonic_epoch,
+};
 use crate::metrics::Metrics;
 
 impl Bench {
@@ -214,9 +216,9 @@ fn report(bench: &mut Bench, reports: &mut DenialReports) -> Vec<u64> {
     let text = String::from_utf8(out).expect("JSON is UTF-8");
     text.lines()
         .map(|line| {
-            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            assert_eq!(record["aggregated"], true);
-            record["count"].as_u64().expect("a count")
+            let record = FlowRecord::parse(line).expect("a flow record");
+            assert_eq!(record.kind, RecordKind::DenyCount);
+            record.count.expect("a count")
         })
         .collect()
 }
