@@ -157,7 +157,7 @@ fn a_flood_of_denied_flows_is_bounded_and_every_denial_is_counted() -> Result<()
     assert!(
         records
             .iter()
-            .any(|r| r["aggregated"] == true && r["endpoint"] == "app/a"),
+            .any(|r| r["kind"] == "deny-count" && r["endpoint"] == "app/a"),
         "an aggregated record of the flooding endpoint"
     );
     assert!(files.len() >= 2, "the log rotated: {files:?}");
@@ -178,7 +178,7 @@ fn the_flow_log_rotates_at_its_size_limit_and_keeps_at_most_keep_files() -> Resu
     let sent = flood(&w.a, w.b.ip(Family::V4), Duration::from_secs(4))?;
     // Whatever the files kept, the current one goes on counting the flood.
     w.daemon.wait_for_flow(
-        |r| r["aggregated"] == true && r["endpoint"] == "app/a",
+        |r| r["kind"] == "deny-count" && r["endpoint"] == "app/a",
         Duration::from_secs(5),
     )?;
     let files = log_files(&w.daemon.flow_log_path());

@@ -51,7 +51,7 @@ fn party(flow: &Value, side: &str) -> String {
 
 fn decision(flow: &Value) -> String {
     let aggregated = match flow["count"].as_u64() {
-        Some(count) if flow["aggregated"] == Value::Bool(true) => {
+        Some(count) if flow["kind"] == "deny-count" => {
             format!(", {count} packets aggregated")
         }
         _ => String::new(),
