@@ -31,6 +31,38 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// Where the demo keeps each part's flow log and manifests for `netseg
+/// flows` and `netseg explain` after it has cleaned up.
+pub fn kept_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("netseg-demo")
+}
+
+/// Copies the flow log of `daemon` and the manifests it enforced to
+/// `kept_dir()/part`, replacing an earlier run's, and says where they are.
+fn keep(part: &str, daemon: &Daemon, manifests: &std::path::Path) -> Result<()> {
+    let dir = kept_dir().join(part);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let kept_manifests = dir.join("manifests");
+    std::fs::create_dir_all(&kept_manifests)
+        .with_context(|| format!("creating {}", kept_manifests.display()))?;
+    std::fs::copy(daemon.flow_log_path(), dir.join("flows.jsonl"))
+        .context("keeping the flow log")?;
+    for entry in std::fs::read_dir(manifests)? {
+        let path = entry?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, kept_manifests.join(name))
+                .with_context(|| format!("keeping {}", path.display()))?;
+        }
+    }
+    println!(
+        "kept for questions: {0}/flows.jsonl (the flow log) and {0}/manifests/",
+        dir.display()
+    );
+    Ok(())
+}
+
 /// Stops the daemon, with its log on stderr when something came out wrong.
 fn stop(mut daemon: Daemon, wrong: usize) -> Result<()> {
     daemon.stop()?;

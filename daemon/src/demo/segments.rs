@@ -11,7 +11,7 @@ use netseg_testbed::{Daemon, Family, Manifests, Node, Outside, Pod, TcpEchoServe
 use serde_json::Value;
 
 use super::attempts::{Attempt, Party, Probe, run_attempts};
-use super::{flow_table::flow_table, pods_with_addresses, stop};
+use super::{flow_table::flow_table, keep, pods_with_addresses, stop};
 
 const CLUSTER: &str = include_str!("../../../examples/segments/cluster.yaml");
 const PCI_ZONE: &str = include_str!("../../../examples/segments/pci-zone.yaml");
@@ -81,6 +81,7 @@ pub fn run(node: &Node, binary: &Path) -> Result<usize> {
     print!("{}", flow_table(&flows));
     wrong += check_audit(&zones, &flows);
     drop(servers);
+    keep("segments", &daemon, manifests.dir())?;
     stop(daemon, wrong)?;
     Ok(wrong)
 }

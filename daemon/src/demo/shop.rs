@@ -7,7 +7,7 @@ use anyhow::Result;
 use netseg_testbed::{Daemon, Family, Manifests, Node, Pod, TcpEchoServer, TcpSession};
 
 use super::attempts::{Attempt, Party, Probe, run_attempts};
-use super::{TIMEOUT, flow_table::flow_table, pods_with_addresses, stop};
+use super::{TIMEOUT, flow_table::flow_table, keep, pods_with_addresses, stop};
 
 const NAMESPACES: &str = include_str!("../../../examples/namespaces.yaml");
 const PODS: &str = include_str!("../../../examples/pods.yaml");
@@ -53,6 +53,7 @@ pub fn run(node: &Node, binary: &Path) -> Result<usize> {
     std::thread::sleep(Duration::from_millis(500));
     print!("{}", flow_table(&daemon.flows()?));
     drop(servers);
+    keep("shop", &daemon, manifests.dir())?;
     stop(daemon, wrong)?;
     Ok(wrong)
 }
