@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 pub(crate) use aggregate::DenialReports;
 use aggregate::REPORT_INTERVAL;
 use clock::Clock;
-use connections::{Connections, SCAN_INTERVAL};
+use connections::Connections;
 pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};
@@ -179,13 +179,13 @@ pub struct Export {
 }
 
 /// Reads flow events, every second the counts of denials without a record
-/// of their own, and every [`SCAN_INTERVAL`] the conntrack table, writing
-/// one JSON record per line. Returns on the first failed read or write.
+/// of their own, and every [`connections::SCAN_INTERVAL`] the conntrack
+/// table, writing one JSON record per line. Returns on the first failed read or write.
 pub async fn export(export: Export) -> io::Result<()> {
     let Export {
         events,
         mut denials,
-        mut connections,
+        connections,
         mut detached,
         context,
         out,
@@ -196,10 +196,13 @@ pub async fn export(export: Export) -> io::Result<()> {
     let mut writer = FlowWriter::new(out, monotonic_epoch(), node.as_deref(), &metrics);
     let mut reports = DenialReports::default();
     let mut tracker = Connections::new(update_every);
+    let mut readings = connections.map(|table| {
+        let (send, receive) = mpsc::channel(1);
+        tokio::spawn(connections::read_every_scan_interval(table, send));
+        receive
+    });
     let mut report = tokio::time::interval(REPORT_INTERVAL);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut scan = tokio::time::interval(SCAN_INTERVAL);
-    scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open for as long as it is registered.
     let mut ready = unsafe { AsyncFd::register(events) }.map_err(io::Error::from)?;
@@ -220,21 +223,30 @@ pub async fn export(export: Export) -> io::Result<()> {
                 }
                 reports.report(&mut denials, &mut writer, &context)?;
             }
-            _ = scan.tick(), if connections.is_some() => {
+            reading = next_reading(&mut readings) => {
+                let reading = reading?;
                 let context = context.borrow().clone();
                 // Opened before they are updated or ended.
                 write_events(ready.get_mut(), &mut writer, &mut tracker, &context)?;
-                let Some(table) = connections.as_mut() else { continue };
-                let reading = table
-                    .iter()
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(io::Error::other)?;
-                let now = monotonic_now().as_nanos() as u64;
-                tracker.scan(reading, now, &context, &mut writer)?;
+                tracker.scan(reading, &context, &mut writer)?;
             }
         }
         writer.flush()?;
     }
+}
+
+/// The next reading of the conntrack table; never, when connections are
+/// not reported.
+async fn next_reading(
+    readings: &mut Option<mpsc::Receiver<io::Result<connections::Reading>>>,
+) -> io::Result<connections::Reading> {
+    let Some(readings) = readings else {
+        return std::future::pending().await;
+    };
+    readings
+        .recv()
+        .await
+        .unwrap_or_else(|| Err(io::Error::other("the conntrack reader stopped")))
 }
 
 fn write_events<W: Write>(

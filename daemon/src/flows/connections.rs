@@ -16,6 +16,9 @@ use std::{
     time::Duration,
 };
 
+use aya::maps::MapData;
+use tokio::sync::mpsc;
+
 use netseg_contract::{
     CONN_CLOSING, ConnKey, ConnValue, FIRST_COMPILED_RULE, FORWARD, FlowEvent, REPLY, age_ns,
 };
@@ -34,6 +37,49 @@ pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
 /// `end` record: the other side's FIN and the last ACK come within a
 /// round trip, and belong in it.
 const CLOSE_SETTLE_NS: u64 = 1_000_000_000;
+
+/// One reading of the conntrack table.
+pub struct Reading {
+    /// When the reading began (the programs' clock): entries opened since
+    /// may be missing from it.
+    pub taken_ns: u64,
+    pub entries: Vec<(ConnKey, ConnValue)>,
+}
+
+/// Reads `table` every [`SCAN_INTERVAL`] off the async threads (a full
+/// table takes a while) and sends each reading, or the error that ended
+/// the reading, to the exporter.
+pub async fn read_every_scan_interval(
+    mut table: aya::maps::HashMap<MapData, ConnKey, ConnValue>,
+    readings: mpsc::Sender<io::Result<Reading>>,
+) {
+    let mut tick = tokio::time::interval(SCAN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let read = tokio::task::spawn_blocking(move || {
+            let taken_ns = super::monotonic_now().as_nanos() as u64;
+            let entries = table.iter().collect::<Result<Vec<_>, _>>();
+            (table, taken_ns, entries)
+        })
+        .await;
+        let (back, taken_ns, entries) = match read {
+            Ok(read) => read,
+            Err(panicked) => {
+                let _ = readings.send(Err(io::Error::other(panicked))).await;
+                return;
+            }
+        };
+        table = back;
+        let reading = entries
+            .map(|entries| Reading { taken_ns, entries })
+            .map_err(io::Error::other);
+        let failed = reading.is_err();
+        if readings.send(reading).await.is_err() || failed {
+            return;
+        }
+    }
+}
 
 /// The exporter's view of the connections in the conntrack table.
 pub struct Connections {
@@ -58,6 +104,8 @@ struct Tracked {
     reported_at_ns: u64,
     ended: bool,
     seen_in_scan: u64,
+    /// Readings in a row that did not have its entry.
+    missed: u8,
 }
 
 impl Tracked {
@@ -79,6 +127,7 @@ impl Tracked {
             reported_at_ns: value.opened_ns,
             ended: false,
             seen_in_scan: 0,
+            missed: 0,
         }
     }
 
@@ -150,17 +199,17 @@ impl Connections {
             .or_insert(tracked);
     }
 
-    /// One reading of the conntrack table at `now` (the programs' clock):
-    /// writes the `update` and `end` records due.
+    /// Takes in one reading of the conntrack table: writes the `update`
+    /// and `end` records due.
     pub fn scan<W: Write>(
         &mut self,
-        reading: impl IntoIterator<Item = (ConnKey, ConnValue)>,
-        now: u64,
+        reading: Reading,
         context: &FlowContext,
         writer: &mut FlowWriter<W>,
     ) -> io::Result<()> {
         self.scans += 1;
-        for (key, value) in reading {
+        let now = reading.taken_ns;
+        for (key, value) in reading.entries {
             let tracked = self
                 .tracked
                 .entry(key)
@@ -177,6 +226,7 @@ impl Connections {
                 *tracked = Tracked::new(&key, &value, context);
             }
             tracked.seen_in_scan = self.scans;
+            tracked.missed = 0;
             tracked.last = value;
             if let Some(names) = compiled_names(context, value.rule) {
                 tracked.decision = Some(names);
@@ -195,12 +245,18 @@ impl Connections {
                 tracked.reported_at_ns = now;
             }
         }
-        // Entries that went since the previous reading: what that reading
-        // saw is their last word.
+        // A connection whose entry two readings in a row did not have is
+        // gone (one may miss an entry the programs moved while it read),
+        // and what was last read of it is its last word. One that opened
+        // after the reading began may just be too young for it.
         let scan = self.scans;
         let mut gone = Vec::new();
-        for (key, tracked) in &self.tracked {
-            if tracked.seen_in_scan != scan {
+        for (key, tracked) in &mut self.tracked {
+            if tracked.seen_in_scan == scan || tracked.opened_ns >= now {
+                continue;
+            }
+            tracked.missed += 1;
+            if tracked.missed >= 2 {
                 gone.push(*key);
             }
         }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use netseg_contract::{CONN_CLOSING, CONN_OPEN, ConnKey, ConnValue, FlowEvent};
 
-use super::Connections;
+use super::{Connections, Reading};
 use crate::flows::{
     FlowContext, FlowRecord, FlowWriter, RecordKind, end_reason,
     tests::{allowed, context},
@@ -76,8 +76,12 @@ impl Scanner {
         self.out.clear();
         let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut writer = FlowWriter::new(&mut self.out, boot, Some("node-1"), &self.metrics);
+        let reading = Reading {
+            taken_ns: now,
+            entries: table.to_vec(),
+        };
         self.connections
-            .scan(table.iter().copied(), now, context, &mut writer)
+            .scan(reading, context, &mut writer)
             .expect("writing to a Vec");
         writer.flush().expect("flushing a Vec");
         drop(writer);
@@ -201,8 +205,10 @@ fn an_entry_that_goes_ends_with_what_was_last_read() {
     scanner.connections.opened(&open, &context);
     let read = entry(t0, t0 + SECOND, CONN_OPEN, [5, 4], [300, 4_000]);
     assert_eq!(scanner.scan(&[(key, read)], t0 + 2 * SECOND, &context), []);
-    // Revoked by a policy change, say: the programs deleted it.
-    let records = scanner.scan(&[], t0 + 4 * SECOND, &context);
+    // Revoked by a policy change, say: the programs deleted it. One reading
+    // may miss an entry the programs moved while it read; two do not.
+    assert_eq!(scanner.scan(&[], t0 + 4 * SECOND, &context), []);
+    let records = scanner.scan(&[], t0 + 6 * SECOND, &context);
     let [end] = &records[..] else {
         panic!("one end, got {records:?}")
     };
@@ -262,4 +268,23 @@ fn a_reused_tuple_ends_the_earlier_connection_and_starts_a_new_one() {
     };
     assert_eq!(traffic(update), [Some(1), Some(40), Some(0), Some(0)]);
     assert_eq!(update.duration_ms, Some(61_000));
+}
+
+#[test]
+fn a_connection_younger_than_the_reading_is_not_taken_for_gone() {
+    let context = context();
+    let open = allowed();
+    let t0 = open.timestamp_ns;
+    let mut scanner = Scanner::new();
+    scanner.connections.opened(&open, &context);
+    // Readings that began before it opened do not have it.
+    assert_eq!(scanner.scan(&[], t0 - SECOND, &context), []);
+    assert_eq!(scanner.scan(&[], t0 - 1, &context), []);
+    let key = key_of(&open);
+    let live = entry(t0, t0 + SECOND, CONN_OPEN, [1, 1], [40, 40]);
+    let records = scanner.scan(&[(key, live)], t0 + 60 * SECOND, &context);
+    let [update] = &records[..] else {
+        panic!("one update, got {records:?}")
+    };
+    assert_eq!(traffic(update), [Some(1), Some(40), Some(1), Some(40)]);
 }
