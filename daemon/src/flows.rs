@@ -195,7 +195,7 @@ pub async fn export(export: Export) -> io::Result<()> {
     } = export;
     let mut writer = FlowWriter::new(out, monotonic_epoch(), node.as_deref(), &metrics);
     let mut reports = DenialReports::default();
-    let mut tracker = Connections::new(update_every);
+    let mut tracker = Connections::new(update_every, monotonic_now().as_nanos() as u64);
     let mut readings = connections.map(|table| {
         let (send, receive) = mpsc::channel(1);
         tokio::spawn(connections::read_every_scan_interval(table, send));
@@ -263,7 +263,7 @@ fn write_events<W: Write>(
         let event: FlowEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         writer.write_event(context, &event)?;
         if event.reason == reason::NEW_ALLOWED {
-            tracker.opened(&event, context);
+            tracker.opened(&event, context, writer)?;
         }
     }
     Ok(())

@@ -86,6 +86,15 @@ struct ExplainArgs {
     default_action: DefaultActionArg,
 }
 
+/// A `--flow-update-interval`: a duration of at least a second.
+fn update_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if interval < std::time::Duration::from_secs(1) {
+        return Err(format!("{text} is shorter than the shortest interval, 1s"));
+    }
+    Ok(interval)
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ProtocolArg {
     Tcp,
@@ -152,8 +161,8 @@ struct DaemonArgs {
     /// Rotated flow log files kept beside the current one (the oldest beyond are deleted).
     #[arg(long, env = "NETSEG_FLOW_LOG_KEEP", default_value_t = 4)]
     flow_log_keep: u32,
-    /// How often a live connection gets an `update` record of its traffic (e.g. 60s, 5m).
-    #[arg(long, env = "NETSEG_FLOW_UPDATE_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// How often a live connection gets an `update` record of its traffic (e.g. 60s, 5m; at least 1s).
+    #[arg(long, env = "NETSEG_FLOW_UPDATE_INTERVAL", default_value = "60s", value_parser = update_interval)]
     flow_update_interval: std::time::Duration,
     /// Denials a second one endpoint (a pod's interface, one direction) reports with a record of
     /// their own; the rest are counted in one aggregated record per endpoint, reason and second.

@@ -84,12 +84,12 @@ impl Metrics {
         );
         registry.register(
             "flow_events_lost",
-            "Flow events dropped because the ring buffer was full",
+            "Allowed connections whose open event found the ring buffer full, and denials that found no room in the denial counts: not in any record",
             metrics.events_lost.clone(),
         );
         registry.register(
             "flow_events_sampled",
-            "Denied packets folded into a later flow event",
+            "Denied packets counted in deny-count records instead of getting a deny record of their own",
             metrics.events_sampled.clone(),
         );
         registry.register(

@@ -33,11 +33,6 @@ use super::{
 /// How often the conntrack table is read.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
 
-/// How long a connection that saw a FIN or RST stays quiet before its
-/// `end` record: the other side's FIN and the last ACK come within a
-/// round trip, and belong in it.
-const CLOSE_SETTLE_NS: u64 = 1_000_000_000;
-
 /// One reading of the conntrack table.
 pub struct Reading {
     /// When the reading began (the programs' clock): entries opened since
@@ -85,6 +80,9 @@ pub async fn read_every_scan_interval(
 pub struct Connections {
     tracked: HashMap<ConnKey, Tracked>,
     update_every_ns: u64,
+    /// When this exporter started (the programs' clock): connections
+    /// opened before were reported by a previous daemon.
+    started_ns: u64,
     /// Counts the scans, to tell the entries one scan did not see.
     scans: u64,
 }
@@ -98,6 +96,8 @@ struct Tracked {
     decision: Option<Arc<VerdictNames>>,
     /// The entry as the last scan read it.
     last: ConnValue,
+    /// Whether the last two readings had the same packet counts.
+    quiet: bool,
     /// The entry's counts when its previous record was written.
     reported: ConnValue,
     /// When its previous record was written (or it opened).
@@ -109,21 +109,19 @@ struct Tracked {
 }
 
 impl Tracked {
-    fn new(key: &ConnKey, value: &ConnValue, context: &FlowContext) -> Self {
+    /// A connection as `value` has it, named now, whose traffic is yet to
+    /// be reported from `reported` on.
+    fn new(key: &ConnKey, value: &ConnValue, reported: ConnValue, context: &FlowContext) -> Self {
         let party = |bytes: [u8; 16]| context.party(super::record::address(bytes)).clone();
-        let opened = ConnValue {
-            packets: [0; 2],
-            bytes: [0; 2],
-            ..*value
-        };
         Self {
             opened_ns: value.opened_ns,
             src: party(key.src),
             dst: party(key.dst),
             endpoint: context.endpoint_names.get(&key.ifindex).cloned(),
-            decision: None,
+            decision: compiled_names(context, value),
             last: *value,
-            reported: opened,
+            quiet: false,
+            reported,
             reported_at_ns: value.opened_ns,
             ended: false,
             seen_in_scan: 0,
@@ -143,29 +141,60 @@ impl Tracked {
         }
     }
 
-    /// Why the connection is over by the last reading at `now`, if it is.
+    /// Why the connection is over by the last reading at `now`, if it is:
+    /// a FIN or RST was seen and nothing crossed it since the reading
+    /// before (a half-closed connection may still carry data), or it was
+    /// idle past its lifetime.
     fn over(&self, protocol: u8, now: u64) -> Option<&'static str> {
-        if self.last.state == CONN_CLOSING {
-            (age_ns(now, self.last.last_seen_ns) >= CLOSE_SETTLE_NS).then_some(end_reason::CLOSED)
+        if self.last.state == CONN_CLOSING && self.quiet {
+            Some(end_reason::CLOSED)
         } else {
             self.last
                 .expired(protocol, now)
                 .then_some(end_reason::EXPIRED)
         }
     }
+
+    /// Why a connection whose entry went (or was replaced) is over.
+    fn gone(&self, protocol: u8, now: u64) -> &'static str {
+        if self.last.state == CONN_CLOSING {
+            end_reason::CLOSED
+        } else if self.last.expired(protocol, now) {
+            end_reason::EXPIRED
+        } else {
+            end_reason::REMOVED
+        }
+    }
+}
+
+/// A connection's entry without its counts: nothing of it reported yet.
+fn nothing_reported(value: &ConnValue) -> ConnValue {
+    ConnValue {
+        packets: [0; 2],
+        bytes: [0; 2],
+        ..*value
+    }
 }
 
 impl Connections {
-    pub fn new(update_every: Duration) -> Self {
+    /// `started_ns`: now, on the programs' clock.
+    pub fn new(update_every: Duration, started_ns: u64) -> Self {
         Self {
             tracked: HashMap::new(),
             update_every_ns: update_every.as_nanos().try_into().unwrap_or(u64::MAX),
+            started_ns,
             scans: 0,
         }
     }
 
     /// A connection's `open` event: it is named now, while its parties are.
-    pub fn opened(&mut self, event: &FlowEvent, context: &FlowContext) {
+    /// An earlier connection on the same tuple that has no `end` yet gets it.
+    pub fn opened<W: Write>(
+        &mut self,
+        event: &FlowEvent,
+        context: &FlowContext,
+        writer: &mut FlowWriter<W>,
+    ) -> io::Result<()> {
         let key = ConnKey {
             ifindex: event.ifindex,
             origin: event.direction,
@@ -186,17 +215,23 @@ impl Connections {
             packets: [0; 2],
             bytes: [0; 2],
         };
-        let mut tracked = Tracked::new(&key, &value, context);
-        tracked.decision = compiled_names(context, event.rule);
-        // A scan may have met the connection first: it keeps its names.
-        self.tracked
-            .entry(key)
-            .and_modify(|known| {
-                if known.opened_ns != value.opened_ns {
-                    *known = Tracked::new(&key, &value, context);
+        let fresh = Tracked::new(&key, &value, value, context);
+        match self.tracked.get_mut(&key) {
+            // A scan met it first: it keeps the names it got then.
+            Some(known) if known.opened_ns == value.opened_ns => {}
+            Some(earlier) => {
+                if !earlier.ended {
+                    let why = earlier.gone(key.protocol, event.timestamp_ns);
+                    let time = earlier.last.last_seen_ns;
+                    write_record(writer, &key, earlier, RecordKind::End, why, time)?;
                 }
-            })
-            .or_insert(tracked);
+                *earlier = fresh;
+            }
+            None => {
+                self.tracked.insert(key, fresh);
+            }
+        }
+        Ok(())
     }
 
     /// Takes in one reading of the conntrack table: writes the `update`
@@ -210,25 +245,37 @@ impl Connections {
         self.scans += 1;
         let now = reading.taken_ns;
         for (key, value) in reading.entries {
-            let tracked = self
-                .tracked
-                .entry(key)
-                .or_insert_with(|| Tracked::new(&key, &value, context));
+            let inherited = value.opened_ns < self.started_ns;
+            // A connection a previous daemon reported is reported from
+            // here on: never twice.
+            let first_met = |value: &ConnValue| {
+                let reported = if inherited {
+                    *value
+                } else {
+                    nothing_reported(value)
+                };
+                let mut tracked = Tracked::new(&key, value, reported, context);
+                if inherited {
+                    tracked.reported_at_ns = now;
+                }
+                tracked
+            };
+            let tracked = self.tracked.entry(key).or_insert_with(|| first_met(&value));
             if tracked.opened_ns != value.opened_ns {
-                // The tuple was reused: the earlier connection is over.
+                // The tuple was reused before the open event came.
                 if !tracked.ended {
-                    let why = tracked
-                        .over(key.protocol, now)
-                        .unwrap_or(end_reason::REMOVED);
+                    let why = tracked.gone(key.protocol, now);
                     let time = tracked.last.last_seen_ns;
                     write_record(writer, &key, tracked, RecordKind::End, why, time)?;
                 }
-                *tracked = Tracked::new(&key, &value, context);
+                *tracked = first_met(&value);
             }
+            tracked.quiet =
+                tracked.seen_in_scan == self.scans - 1 && tracked.last.packets == value.packets;
             tracked.seen_in_scan = self.scans;
             tracked.missed = 0;
             tracked.last = value;
-            if let Some(names) = compiled_names(context, value.rule) {
+            if let Some(names) = compiled_names(context, &value) {
                 tracked.decision = Some(names);
             }
             if tracked.ended {
@@ -265,9 +312,7 @@ impl Connections {
                 continue;
             };
             if !tracked.ended {
-                let why = tracked
-                    .over(key.protocol, now)
-                    .unwrap_or(end_reason::REMOVED);
+                let why = tracked.gone(key.protocol, now);
                 let time = tracked.last.last_seen_ns;
                 write_record(writer, &key, &tracked, RecordKind::End, why, time)?;
             }
@@ -276,10 +321,13 @@ impl Connections {
     }
 }
 
-/// The names of compiled verdict `rule` in `context`, when it has them.
-fn compiled_names(context: &FlowContext, rule: u32) -> Option<Arc<VerdictNames>> {
-    (rule >= FIRST_COMPILED_RULE)
-        .then(|| context.verdict_names.get(&rule).cloned())
+/// The names of the compiled verdict that allowed the connection of
+/// `value`, when `context` has them. An entry a previous daemon handed
+/// over (revision 0) holds a verdict id of that daemon's numbering until
+/// its next packet is judged: it names nothing.
+fn compiled_names(context: &FlowContext, value: &ConnValue) -> Option<Arc<VerdictNames>> {
+    (value.rule >= FIRST_COMPILED_RULE && value.revision != 0)
+        .then(|| context.verdict_names.get(&value.rule).cloned())
         .flatten()
 }
 

@@ -81,12 +81,14 @@ impl VerdictNames {
             JsonText::of(passes.join("; "))
         });
         let audit = verdict.audit.as_deref();
-        let decided_by = match (&verdict.decided_by, verdict.allow) {
-            // As records without a Pass trail or audit difference say it.
-            (Decider::Default, true) => JsonText::of("default-allow"),
-            (Decider::Default, false) => JsonText::of("default-deny"),
-            (decider, _) => JsonText::of(decider),
+        // The default action as records without a Pass trail or audit
+        // difference name it.
+        let decider = |decider: &Decider, allow: bool| match decider {
+            Decider::Default if allow => JsonText::of("default-allow"),
+            Decider::Default => JsonText::of("default-deny"),
+            decider => JsonText::of(decider),
         };
+        let decided_by = decider(&verdict.decided_by, verdict.allow);
         Self {
             decided_by,
             band,
@@ -103,7 +105,7 @@ impl VerdictNames {
                     "audit-would-deny"
                 }
             }),
-            audit_by: audit.map(|a| JsonText::of(&a.decided_by)),
+            audit_by: audit.map(|a| decider(&a.decided_by, a.allow)),
         }
     }
 }

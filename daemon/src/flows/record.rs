@@ -299,7 +299,9 @@ pub(super) fn write_aggregate(
     object.text("start", None);
     object.text("duration_ms", None);
     write_counts(&mut object, None);
-    write_decision(&mut object, None, rule::NONE, key.reason, false);
+    // Which rules denied is not counted: the `deny` records of the same
+    // endpoint and reason name them.
+    write_undecided(&mut object, "unattributed");
     // The denials may span policy revisions.
     object.number("revision", None::<u32>);
     object.number("count", Some(count));
@@ -386,6 +388,24 @@ pub(super) fn write_connection(
     Ok(())
 }
 
+/// The decision fields of a record that names no rule, `decided_by` aside.
+fn write_undecided(object: &mut Object<'_>, decided_by: &str) {
+    object.plain("decided_by", decided_by);
+    for field in [
+        "policy_band",
+        "policy_kind",
+        "policy_namespace",
+        "policy_name",
+        "policy_rule",
+        "policy_action",
+        "passed_by",
+        "audit",
+        "audit_by",
+    ] {
+        object.text(field, None);
+    }
+}
+
 /// What decided: a policy rule (or posture, or NetworkPolicy isolation),
 /// `default-allow`, `default-deny`, `node-traffic`; the rule's band, policy
 /// and action; the Pass rules on the way; and, for a new connection, what
@@ -402,26 +422,27 @@ fn write_decision(
         rule::DEFAULT_ALLOW | rule::DEFAULT_DENY | rule::NODE_TRAFFIC => None,
         _ => names,
     };
-    match (names, rule_id) {
-        (Some(names), _) => object.text("decided_by", Some(&names.decided_by)),
-        (None, rule::DEFAULT_ALLOW) => object.plain("decided_by", "default-allow"),
-        (None, rule::NODE_TRAFFIC) => object.plain("decided_by", "node-traffic"),
-        // Nothing else decided (any more): the default action did.
-        (None, _) if matches!(why, reason::POLICY_DENIED | reason::REVOKED) => {
-            object.plain("decided_by", "default-deny")
-        }
-        (None, _) if allowed => object.plain("decided_by", "conntrack"),
-        (None, _) => object.plain("decided_by", "datapath"),
-    }
-    object.text("policy_band", names.and_then(|n| n.band.as_ref()));
-    object.text("policy_kind", names.and_then(|n| n.kind.as_ref()));
-    object.text("policy_namespace", names.and_then(|n| n.namespace.as_ref()));
-    object.text("policy_name", names.and_then(|n| n.name.as_ref()));
-    object.text("policy_rule", names.and_then(|n| n.within_policy.as_ref()));
-    object.text("policy_action", names.and_then(|n| n.action.as_ref()));
-    object.text("passed_by", names.and_then(|n| n.passed_by.as_ref()));
+    let Some(names) = names else {
+        let decided_by = match rule_id {
+            rule::DEFAULT_ALLOW => "default-allow",
+            rule::NODE_TRAFFIC => "node-traffic",
+            // Nothing else decided (any more): the default action did.
+            _ if matches!(why, reason::POLICY_DENIED | reason::REVOKED) => "default-deny",
+            _ if allowed => "conntrack",
+            _ => "datapath",
+        };
+        return write_undecided(object, decided_by);
+    };
+    object.text("decided_by", Some(&names.decided_by));
+    object.text("policy_band", names.band.as_ref());
+    object.text("policy_kind", names.kind.as_ref());
+    object.text("policy_namespace", names.namespace.as_ref());
+    object.text("policy_name", names.name.as_ref());
+    object.text("policy_rule", names.within_policy.as_ref());
+    object.text("policy_action", names.action.as_ref());
+    object.text("passed_by", names.passed_by.as_ref());
     // The audit difference is about opening the connection.
-    let audit = names.filter(|_| matches!(why, reason::NEW_ALLOWED | reason::POLICY_DENIED));
+    let audit = Some(names).filter(|_| matches!(why, reason::NEW_ALLOWED | reason::POLICY_DENIED));
     match audit.and_then(|n| n.audit) {
         Some(audit) => object.plain("audit", audit),
         None => object.text("audit", None),

@@ -70,9 +70,15 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
     // SAFETY: this CPU's scratch slot; nothing else uses it while the program runs.
     let packet = unsafe { &mut *scratch };
     if let Err(why) = parse(ctx, packet) {
-        // The addresses may still be the previous packet's.
-        packet.tuple.src = Addr::ZERO;
-        packet.tuple.dst = Addr::ZERO;
+        // The tuple may still be the previous packet's, which no record
+        // of this one may show.
+        packet.tuple = Tuple {
+            src: Addr::ZERO,
+            dst: Addr::ZERO,
+            protocol: 0,
+            src_port: 0,
+            dst_port: 0,
+        };
         return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
     }
     let packet = &*packet;

@@ -60,10 +60,15 @@ struct Scanner {
 impl Scanner {
     fn new() -> Self {
         Self {
-            connections: Connections::new(UPDATE_EVERY),
+            connections: Connections::new(UPDATE_EVERY, 0),
             metrics: Metrics::new(),
             out: Vec::new(),
         }
+    }
+
+    /// The records `open`'s event writes beside its own.
+    fn open(&mut self, open: &FlowEvent, context: &FlowContext) -> Vec<FlowRecord> {
+        self.write(|connections, writer| connections.opened(open, context, writer))
     }
 
     /// The records one reading of `table` at `now` writes.
@@ -73,16 +78,21 @@ impl Scanner {
         now: u64,
         context: &FlowContext,
     ) -> Vec<FlowRecord> {
-        self.out.clear();
-        let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut writer = FlowWriter::new(&mut self.out, boot, Some("node-1"), &self.metrics);
         let reading = Reading {
             taken_ns: now,
             entries: table.to_vec(),
         };
-        self.connections
-            .scan(reading, context, &mut writer)
-            .expect("writing to a Vec");
+        self.write(|connections, writer| connections.scan(reading, context, writer))
+    }
+
+    fn write(
+        &mut self,
+        what: impl FnOnce(&mut Connections, &mut FlowWriter<&mut Vec<u8>>) -> std::io::Result<()>,
+    ) -> Vec<FlowRecord> {
+        self.out.clear();
+        let boot = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut writer = FlowWriter::new(&mut self.out, boot, Some("node-1"), &self.metrics);
+        what(&mut self.connections, &mut writer).expect("writing to a Vec");
         writer.flush().expect("flushing a Vec");
         drop(writer);
         String::from_utf8(self.out.clone())
@@ -109,7 +119,7 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
     let t0 = open.timestamp_ns;
     let key = key_of(&open);
     let mut scanner = Scanner::new();
-    scanner.connections.opened(&open, &context);
+    scanner.open(&open, &context);
 
     let young = entry(t0, t0 + SECOND, CONN_OPEN, [3, 2], [180, 2_000]);
     assert_eq!(scanner.scan(&[(key, young)], t0 + 2 * SECOND, &context), []);
@@ -129,7 +139,8 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
     assert_eq!(update.start.as_deref(), Some("2023-11-15T22:15:23.456Z"));
     assert_eq!(update.time, "2023-11-15T22:16:23.456Z");
 
-    // A FIN was seen; the last ACK may still come within the settle time.
+    // A FIN was seen, but a half-closed connection may still carry data:
+    // it ends once a whole scan interval went by without a packet.
     let fin = entry(
         t0,
         t0 + 70 * SECOND,
@@ -137,26 +148,27 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
         [33, 22],
         [1_920, 20_100],
     );
-    assert_eq!(
-        scanner.scan(&[(key, fin)], t0 + 70 * SECOND + SECOND / 2, &context),
-        []
-    );
+    assert_eq!(scanner.scan(&[(key, fin)], t0 + 70 * SECOND, &context), []);
     let closed = entry(
         t0,
-        t0 + 70 * SECOND,
+        t0 + 71 * SECOND,
         CONN_CLOSING,
         [34, 22],
         [1_960, 20_100],
     );
-    let records = scanner.scan(&[(key, closed)], t0 + 72 * SECOND, &context);
+    assert_eq!(
+        scanner.scan(&[(key, closed)], t0 + 72 * SECOND, &context),
+        []
+    );
+    let records = scanner.scan(&[(key, closed)], t0 + 74 * SECOND, &context);
     let [end] = &records[..] else {
         panic!("one end, got {records:?}")
     };
     assert_eq!(end.kind, RecordKind::End);
     assert_eq!(end.reason, end_reason::CLOSED);
     assert_eq!(traffic(end), [Some(4), Some(160), Some(2), Some(100)]);
-    assert_eq!(end.time, "2023-11-15T22:16:33.456Z", "its last packet");
-    assert_eq!(end.duration_ms, Some(70_000));
+    assert_eq!(end.time, "2023-11-15T22:16:34.456Z", "its last packet");
+    assert_eq!(end.duration_ms, Some(71_000));
     assert_eq!(
         end.decided_by,
         "NetworkPolicy app/db-from-web ingress[1] (Accept)"
@@ -164,10 +176,11 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
 
     // Nothing more of it: not while its entry lingers, nor when it goes.
     assert_eq!(
-        scanner.scan(&[(key, closed)], t0 + 75 * SECOND, &context),
+        scanner.scan(&[(key, closed)], t0 + 76 * SECOND, &context),
         []
     );
-    assert_eq!(scanner.scan(&[], t0 + 81 * SECOND, &context), []);
+    assert_eq!(scanner.scan(&[], t0 + 78 * SECOND, &context), []);
+    assert_eq!(scanner.scan(&[], t0 + 80 * SECOND, &context), []);
     assert_eq!(scanner.metrics.flow_records(RecordKind::Update).get(), 1);
     assert_eq!(scanner.metrics.flow_records(RecordKind::End).get(), 1);
 }
@@ -178,7 +191,7 @@ fn a_pod_deleted_since_the_connection_opened_is_still_named() {
     let t0 = open.timestamp_ns;
     let key = key_of(&open);
     let mut scanner = Scanner::new();
-    scanner.connections.opened(&open, &context());
+    scanner.open(&open, &context());
     let forgotten = FlowContext::default();
     let gone = entry(t0, t0 + 5 * SECOND, CONN_OPEN, [1, 1], [40, 40]);
     let records = scanner.scan(&[(key, gone)], t0 + 61 * SECOND, &forgotten);
@@ -202,7 +215,7 @@ fn an_entry_that_goes_ends_with_what_was_last_read() {
     let t0 = open.timestamp_ns;
     let key = key_of(&open);
     let mut scanner = Scanner::new();
-    scanner.connections.opened(&open, &context);
+    scanner.open(&open, &context);
     let read = entry(t0, t0 + SECOND, CONN_OPEN, [5, 4], [300, 4_000]);
     assert_eq!(scanner.scan(&[(key, read)], t0 + 2 * SECOND, &context), []);
     // Revoked by a policy change, say: the programs deleted it. One reading
@@ -248,12 +261,19 @@ fn a_reused_tuple_ends_the_earlier_connection_and_starts_a_new_one() {
     let t0 = open.timestamp_ns;
     let key = key_of(&open);
     let mut scanner = Scanner::new();
-    scanner.connections.opened(&open, &context);
+    scanner.open(&open, &context);
     let first = entry(t0, t0 + SECOND, CONN_OPEN, [2, 2], [80, 80]);
     assert_eq!(scanner.scan(&[(key, first)], t0 + 2 * SECOND, &context), []);
     let t1 = t0 + 3 * SECOND;
     let second = entry(t1, t1, CONN_OPEN, [1, 0], [40, 0]);
-    let records = scanner.scan(&[(key, second)], t1 + SECOND, &context);
+    // The new connection's open event comes before the next reading.
+    let records = scanner.open(
+        &FlowEvent {
+            timestamp_ns: t1,
+            ..open
+        },
+        &context,
+    );
     let [end] = &records[..] else {
         panic!("one end, got {records:?}")
     };
@@ -276,7 +296,7 @@ fn a_connection_younger_than_the_reading_is_not_taken_for_gone() {
     let open = allowed();
     let t0 = open.timestamp_ns;
     let mut scanner = Scanner::new();
-    scanner.connections.opened(&open, &context);
+    scanner.open(&open, &context);
     // Readings that began before it opened do not have it.
     assert_eq!(scanner.scan(&[], t0 - SECOND, &context), []);
     assert_eq!(scanner.scan(&[], t0 - 1, &context), []);
@@ -287,4 +307,39 @@ fn a_connection_younger_than_the_reading_is_not_taken_for_gone() {
         panic!("one update, got {records:?}")
     };
     assert_eq!(traffic(update), [Some(1), Some(40), Some(1), Some(40)]);
+}
+
+#[test]
+fn a_connection_a_previous_daemon_reported_is_reported_from_its_first_reading_on() {
+    let context = context();
+    let open = allowed();
+    let t0 = open.timestamp_ns;
+    let key = key_of(&open);
+    let mut scanner = Scanner {
+        connections: Connections::new(UPDATE_EVERY, t0 + 10 * SECOND),
+        ..Scanner::new()
+    };
+    // Handed over by the previous daemon: revision 0, its verdict numbering.
+    let inherited = ConnValue {
+        revision: 0,
+        ..entry(t0, t0 + 9 * SECOND, CONN_OPEN, [50, 40], [5_000, 40_000])
+    };
+    assert_eq!(
+        scanner.scan(&[(key, inherited)], t0 + 11 * SECOND, &context),
+        []
+    );
+    let grown = ConnValue {
+        revision: 0,
+        ..entry(t0, t0 + 70 * SECOND, CONN_OPEN, [52, 41], [5_100, 40_500])
+    };
+    let records = scanner.scan(&[(key, grown)], t0 + 71 * SECOND, &context);
+    let [update] = &records[..] else {
+        panic!("one update, got {records:?}")
+    };
+    assert_eq!(traffic(update), [Some(2), Some(100), Some(1), Some(500)]);
+    assert_eq!(
+        update.decided_by, "conntrack",
+        "its verdict id is the previous daemon's"
+    );
+    assert_eq!(update.duration_ms, Some(71_000));
 }
