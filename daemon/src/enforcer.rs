@@ -9,11 +9,13 @@ mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use netseg_policy::{CompileOptions, Compiled, Compiler, Snapshot};
 use tracing::{error, info, warn};
 
 use crate::cni::CniRegistry;
+use crate::datapath::MapEntries;
 use crate::datapath::publish::{MapWriter, Publisher};
 use crate::datapath::state::SlotState;
 use crate::sources::{Refused, Update};
@@ -42,6 +44,12 @@ pub struct Enforcer<W: MapWriter> {
     /// unknown subject Segments); every warning is logged.
     policy_warnings: Vec<String>,
     publish_problem: Option<String>,
+    /// When the source first saw a change of the objects in force that no
+    /// publication has carried yet.
+    unpublished_since: Option<Instant>,
+    /// How full a slot is with what was last published, or what a failed
+    /// publication could not write.
+    tables: [MapEntries; 4],
 }
 
 impl<W: MapWriter> Enforcer<W> {
@@ -60,17 +68,24 @@ impl<W: MapWriter> Enforcer<W> {
             source_problems: Vec::new(),
             policy_warnings: Vec::new(),
             publish_problem: None,
+            unpublished_since: None,
+            tables: SlotState::default().entries(),
         }
     }
 
     /// Takes in what the source holds; `snapshot` is asked for only when
-    /// the objects in force changed.
+    /// the objects in force changed. A change is timed from when the
+    /// source saw it, unless it came before the source was synced: the
+    /// first whole read is the daemon starting, not a policy change.
     pub fn take_update(&mut self, update: Update, snapshot: impl FnOnce() -> Snapshot) {
         self.source_problems = update.problems.iter().map(ToString::to_string).collect();
         for problem in &update.problems {
             warn!(%problem, "source problem; the last good version stays enforced");
         }
         if update.changed {
+            if let Some(seen_at) = update.seen_at.filter(|_| self.source_synced) {
+                self.unpublished_since.get_or_insert(seen_at);
+            }
             self.compiled = None;
             self.snapshot = snapshot();
             let warnings = netseg_policy::warnings(&self.snapshot);
@@ -119,9 +134,26 @@ impl<W: MapWriter> Enforcer<W> {
 
     /// Writes `desired` into the inactive slot and activates it; a failure
     /// leaves the last good revision enforced and is reported.
-    pub fn publish(&mut self, desired: &SlotState) {
-        self.publish_problem = match self.publisher.publish(desired) {
+    ///
+    /// Returns the policy implementation delay when this publication
+    /// carries a change of the source: how long ago the source first saw
+    /// it. A change that compiles to what is already published ends here
+    /// without one; a failed publication keeps it waiting.
+    pub fn publish(&mut self, desired: &SlotState) -> Option<Duration> {
+        let active = self.publisher.revision();
+        let mut implemented = None;
+        let published = self.publisher.publish(desired);
+        let unchanged = matches!(&published, Ok(done) if done.revision == active);
+        if !unchanged {
+            self.tables = desired.entries();
+        }
+        self.publish_problem = match published {
             Ok(published) => {
+                implemented = self
+                    .unpublished_since
+                    .take()
+                    .filter(|_| published.revision != active)
+                    .map(|seen_at| seen_at.elapsed());
                 if published.upserts + published.removals > 0 {
                     info!(
                         revision = published.revision,
@@ -141,6 +173,13 @@ impl<W: MapWriter> Enforcer<W> {
                 Some(error)
             }
         };
+        implemented
+    }
+
+    /// How full the published tables' slots are: the active one, or the
+    /// one the last publication failed to write (then it may be over 1).
+    pub fn tables(&self) -> &[MapEntries; 4] {
+        &self.tables
     }
 
     /// What this daemon waits for before it enforces a complete policy of

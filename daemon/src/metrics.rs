@@ -1,7 +1,10 @@
 //! Prometheus metrics, a health check and a readiness check over HTTP
 //! (`--metrics-addr`): packets by verdict and reason, flow events lost and
 //! sampled, flow records written, the active revision, endpoints, local
-//! pods not enforced and manifest problems.
+//! pods not enforced, manifest problems, and what [`datapath`] adds (the
+//! README lists them all).
+
+mod datapath;
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +28,8 @@ use crate::{
     flows::{RecordKind, reason_name},
     status::Status,
 };
+
+pub use datapath::DatapathMetrics;
 
 /// Seconds without a reconciliation after which `/healthz` fails.
 const STALE_AFTER_SECONDS: u64 = 30;
@@ -51,6 +56,7 @@ pub struct Metrics {
     endpoints: Gauge,
     unenforced: Gauge,
     problems: Gauge,
+    pub datapath: DatapathMetrics,
     /// Unix time of the last reconciliation.
     reconciled_at: AtomicU64,
     /// A task of the daemon that stopped, and why: the daemon is unhealthy.
@@ -62,8 +68,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("netseg");
+        let datapath = DatapathMetrics::new(&mut registry);
         let mut metrics = Self {
-            registry: Registry::with_prefix("netseg"),
+            registry,
             packets: Family::default(),
             events_lost: Counter::default(),
             events_sampled: Counter::default(),
@@ -72,6 +80,7 @@ impl Metrics {
             endpoints: Gauge::default(),
             unenforced: Gauge::default(),
             problems: Gauge::default(),
+            datapath,
             reconciled_at: AtomicU64::new(0),
             stopped: Mutex::new(None),
             waiting_for: Mutex::new(None),

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use ipnetwork::IpNetwork;
-use netseg_contract::{ENDPOINT_SLOT_ENTRIES, IPCACHE_SLOT_ENTRIES, POLICY_SLOT_ENTRIES};
-use netseg_policy::{Compiled, PolicyKind};
+use netseg_policy::PolicyKind;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::error;
 
@@ -79,7 +77,6 @@ impl ClusterReporter {
     pub(super) fn report<W: MapWriter>(
         &mut self,
         enforcer: &Enforcer<W>,
-        compiled: &Compiled,
         status: &Status,
         metrics: &Metrics,
     ) {
@@ -103,7 +100,15 @@ impl ClusterReporter {
             node: NodeReport {
                 revision: u64::from(status.revision),
                 ready,
-                maps: map_pressure(compiled, status.endpoints),
+                maps: enforcer
+                    .tables()
+                    .iter()
+                    .map(|map| MapPressure {
+                        name: map.map.to_owned(),
+                        used: map.entries,
+                        capacity: map.capacity,
+                    })
+                    .collect(),
                 last_error,
             },
         };
@@ -147,27 +152,4 @@ fn rejection(refused: &Refused) -> Option<Rejection> {
         field: first.field.clone().unwrap_or_default(),
         message,
     })
-}
-
-/// How full each published table's slot is.
-fn map_pressure(compiled: &Compiled, endpoints: usize) -> Vec<MapPressure> {
-    let v4 = compiled
-        .ipcache
-        .keys()
-        .filter(|prefix| matches!(prefix, IpNetwork::V4(_)))
-        .count();
-    let v6 = compiled.ipcache.len() - v4;
-    [
-        ("endpoints", endpoints, ENDPOINT_SLOT_ENTRIES),
-        ("ipcache_v4", v4, IPCACHE_SLOT_ENTRIES),
-        ("ipcache_v6", v6, IPCACHE_SLOT_ENTRIES),
-        ("policy", compiled.policy.len(), POLICY_SLOT_ENTRIES),
-    ]
-    .into_iter()
-    .map(|(name, used, capacity)| MapPressure {
-        name: name.to_owned(),
-        used: used as u64,
-        capacity: u64::from(capacity),
-    })
-    .collect()
 }

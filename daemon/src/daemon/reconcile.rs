@@ -26,12 +26,17 @@ impl Daemon {
 
     pub(super) fn sweep(&mut self) {
         match self.datapath.sweep() {
-            Ok(swept) if swept.connections + swept.fragments > 0 => info!(
-                connections = swept.connections,
-                fragments = swept.fragments,
-                "reclaimed expired entries"
-            ),
-            Ok(_) => {}
+            Ok(swept) => {
+                if swept.connections + swept.fragments > 0 {
+                    info!(
+                        connections = swept.connections,
+                        fragments = swept.fragments,
+                        "reclaimed expired entries"
+                    );
+                }
+                self.metrics.datapath.observe_tables(&swept.tables);
+                self.metrics.datapath.observe_connections(&swept.states);
+            }
             Err(error) => warn!(%error, "reclaiming expired conntrack and fragment entries"),
         }
     }
@@ -52,7 +57,9 @@ impl Daemon {
             // once, every pod interface of this daemon denies everything.
             (SlotState::default(), BTreeMap::new())
         };
-        self.enforcer.publish(&desired);
+        if let Some(delay) = self.enforcer.publish(&desired) {
+            self.metrics.datapath.policy_implemented(delay);
+        }
         self.take_over_when_ready();
         if !self.names_the_same(&compiled, &interfaces) {
             self.publish_flow_context(&compiled, &interfaces);
@@ -255,6 +262,7 @@ impl Daemon {
     /// Updates the status (and its file) and the metrics.
     fn report(&mut self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
         let served: Vec<&PodRef> = interfaces.values().collect();
+        self.metrics.datapath.observe_tables(self.enforcer.tables());
         self.status.revision = self.enforcer.revision();
         self.status.problems = self.enforcer.problems().cloned().collect();
         self.status.endpoints = interfaces.len();
@@ -296,7 +304,7 @@ impl Daemon {
             warn!(path = %path.display(), %error, "writing the status file");
         }
         if let Some(cluster) = &mut self.cluster {
-            cluster.report(&self.enforcer, compiled, &self.status, &self.metrics);
+            cluster.report(&self.enforcer, &self.status, &self.metrics);
         }
     }
 }

@@ -80,6 +80,23 @@ pub struct MapSizes {
     pub events_bytes: u32,
 }
 
+/// How full one table of the datapath is: `entries` of `capacity` (for a
+/// double-buffered table, of one slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapEntries {
+    pub map: &'static str,
+    pub entries: u64,
+    pub capacity: u64,
+}
+
+impl MapEntries {
+    /// `entries / capacity`: 0 empty, 1 full, above 1 for a policy that
+    /// needs more than its slot holds.
+    pub fn pressure(&self) -> f64 {
+        self.entries as f64 / self.capacity as f64
+    }
+}
+
 /// How much of the tables that remember state one endpoint may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -178,11 +195,7 @@ impl Datapath {
                 })?;
         }
         let connections = kernel::second_handle(&ebpf, "CONNTRACK")?;
-        let remembered = Remembered {
-            conntrack: kernel::take_map(&mut ebpf, "CONNTRACK")?,
-            fragments: kernel::take_map(&mut ebpf, "FRAGMENTS")?,
-            usage: kernel::take_map(&mut ebpf, "USAGE")?,
-        };
+        let remembered = Remembered::take(&mut ebpf)?;
         let maps = KernelMaps::take(&mut ebpf)?;
         let telemetry = Telemetry {
             events: kernel::take_map(&mut ebpf, "EVENTS")?,

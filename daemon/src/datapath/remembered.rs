@@ -9,23 +9,59 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aya::maps::{HashMap, MapData, MapError};
+use aya::{
+    Ebpf,
+    maps::{HashMap, IterableMap, MapData, MapError},
+};
 use netseg_contract::{
-    ConnKey, ConnValue, FragmentKey, FragmentValue, USAGE_BY_DAEMON, USAGE_BY_PROGRAMS,
-    USAGE_CONNTRACK, USAGE_FRAGMENTS, UsageKey,
+    CONN_CLOSING, CONN_HALF_OPEN, ConnKey, ConnValue, FragmentKey, FragmentValue, USAGE_BY_DAEMON,
+    USAGE_BY_PROGRAMS, USAGE_CONNTRACK, USAGE_FRAGMENTS, UsageKey,
 };
 
-/// What one sweep reclaimed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+use super::{DatapathError, MapEntries, kernel::take_map};
+
+/// What one sweep reclaimed, and what it left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Swept {
+    /// Entries reclaimed.
     pub connections: usize,
     pub fragments: usize,
+    /// The connections left, by state.
+    pub states: ConnStates,
+    /// How full the conntrack and fragment tables are after the sweep.
+    pub tables: [MapEntries; 2],
+}
+
+/// Connections by `ConnValue::state`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStates {
+    pub open: u64,
+    pub half_open: u64,
+    pub closing: u64,
+}
+
+impl ConnStates {
+    fn count(&mut self, value: &ConnValue) {
+        match value.state {
+            CONN_HALF_OPEN => self.half_open += 1,
+            CONN_CLOSING => self.closing += 1,
+            // Any other state lives as long as an open one (see `expired`).
+            _ => self.open += 1,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.open + self.half_open + self.closing
+    }
 }
 
 pub struct Remembered {
     pub(super) conntrack: HashMap<MapData, ConnKey, ConnValue>,
     pub(super) fragments: HashMap<MapData, FragmentKey, FragmentValue>,
     pub(super) usage: HashMap<MapData, UsageKey, u64>,
+    /// How many entries the kernel made room for in each table.
+    conntrack_capacity: u32,
+    fragments_capacity: u32,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds, the clock of `bpf_ktime_get_ns`.
@@ -70,46 +106,85 @@ impl Owner {
 }
 
 impl Remembered {
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
+        let conntrack: HashMap<MapData, ConnKey, ConnValue> = take_map(ebpf, "CONNTRACK")?;
+        let fragments: HashMap<MapData, FragmentKey, FragmentValue> = take_map(ebpf, "FRAGMENTS")?;
+        let capacity = |map: &'static str, data: &MapData| {
+            data.info()
+                .map(|info| info.max_entries())
+                .map_err(|source| DatapathError::Map { map, source })
+        };
+        Ok(Self {
+            conntrack_capacity: capacity("CONNTRACK", conntrack.map())?,
+            fragments_capacity: capacity("FRAGMENTS", fragments.map())?,
+            conntrack,
+            fragments,
+            usage: take_map(ebpf, "USAGE")?,
+        })
+    }
+
     /// Deletes expired entries, and every entry of an interface that is no
     /// longer `live` (so that it holds no share when its index comes back),
     /// uncounting each delete that succeeded; a program may have reclaimed
-    /// the same entry first.
+    /// the same entry first. The entries left are counted on the way: this
+    /// is the one full read of the tables.
     pub fn sweep(&mut self, now: u64, live: &BTreeSet<u32>) -> Result<Swept, MapError> {
-        let stale_connections: Vec<ConnKey> = self
-            .conntrack
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, value)| !live.contains(&key.ifindex) || value.expired(key.protocol, now))
-            .map(|(key, _)| key)
-            .collect();
+        let mut states = ConnStates::default();
+        let mut stale_connections = Vec::new();
+        for (key, value) in self.conntrack.iter().filter_map(Result::ok) {
+            if !live.contains(&key.ifindex) || value.expired(key.protocol, now) {
+                stale_connections.push(key);
+            } else {
+                states.count(&value);
+            }
+        }
         let mut reclaimed = BTreeMap::new();
-        let mut swept = Swept::default();
+        let mut connections = 0;
         for key in stale_connections {
             if self.conntrack.remove(&key).is_ok() {
                 let owner = Owner::of_connection(&key);
                 *reclaimed.entry((owner, USAGE_CONNTRACK)).or_insert(0) += 1;
-                swept.connections += 1;
+                connections += 1;
             }
         }
         // The origin is in the value, which never changes while the entry lives.
-        let stale_fragments: Vec<(FragmentKey, Owner)> = self
-            .fragments
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(key, value)| !live.contains(&key.ifindex) || value.expired(now))
-            .map(|(key, value)| (key, Owner::of_fragment(&key, &value)))
-            .collect();
+        let mut fragments_left = 0;
+        let mut stale_fragments = Vec::new();
+        for (key, value) in self.fragments.iter().filter_map(Result::ok) {
+            if !live.contains(&key.ifindex) || value.expired(now) {
+                stale_fragments.push((key, Owner::of_fragment(&key, &value)));
+            } else {
+                fragments_left += 1;
+            }
+        }
+        let mut fragments = 0;
         for (key, owner) in stale_fragments {
             if self.fragments.remove(&key).is_ok() {
                 *reclaimed.entry((owner, USAGE_FRAGMENTS)).or_insert(0) += 1;
-                swept.fragments += 1;
+                fragments += 1;
             }
         }
         for ((owner, table), count) in reclaimed {
             self.count_by_daemon(owner, table, 0u64.wrapping_sub(count))?;
         }
         self.forget_gone(live)?;
-        Ok(swept)
+        Ok(Swept {
+            connections,
+            fragments,
+            states,
+            tables: [
+                MapEntries {
+                    map: "conntrack",
+                    entries: states.total(),
+                    capacity: u64::from(self.conntrack_capacity),
+                },
+                MapEntries {
+                    map: "fragments",
+                    entries: fragments_left,
+                    capacity: u64::from(self.fragments_capacity),
+                },
+            ],
+        })
     }
 
     /// Adds `delta` (wrapping) to the daemon's count of `owner`'s `table` entries.

@@ -1,9 +1,12 @@
 //! The enforcer driven without root: updates in, what the maps hold out.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
 use netseg_policy::{CompileOptions, Snapshot};
+use serde_json::json;
 
 use super::Enforcer;
 use crate::cni::CniRegistry;
@@ -22,15 +25,16 @@ fn enforcer(maps: MemoryMaps) -> Enforcer<MemoryMaps> {
 }
 
 /// Compiles and publishes what the enforcer holds (no interfaces: the
-/// ipcache and policy tables).
-fn publish(enforcer: &mut Enforcer<MemoryMaps>) {
+/// ipcache and policy tables); the implementation delay, if it published a
+/// change of the source.
+fn publish(enforcer: &mut Enforcer<MemoryMaps>) -> Option<Duration> {
     let compiled = enforcer.compiled(&mut CniRegistry::default());
     let desired = SlotState {
         endpoints: Default::default(),
         ipcache: compiled.ipcache.clone(),
         policy: compiled.policy.clone(),
     };
-    enforcer.publish(&desired);
+    enforcer.publish(&desired)
 }
 
 fn synced(changed: bool) -> Update {
@@ -38,6 +42,27 @@ fn synced(changed: bool) -> Update {
         changed,
         synced: true,
         ..Update::default()
+    }
+}
+
+/// `update`, as a source that saw its change `ago`.
+fn seen(update: Update, ago: Duration) -> Update {
+    Update {
+        seen_at: Some(Instant::now() - ago),
+        ..update
+    }
+}
+
+/// Namespace `shop` with pod `shop/db` of another node at `ip`: a peer
+/// address in the ipcache.
+fn peer_at(ip: &str) -> Snapshot {
+    fn object<K: serde::de::DeserializeOwned>(value: serde_json::Value) -> Arc<K> {
+        Arc::new(serde_json::from_value(value).expect("a valid object"))
+    }
+    Snapshot {
+        namespaces: vec![object(json!({"metadata": {"name": "shop"}}))],
+        pods: vec![object(pod("db", "node-2", ip))],
+        ..Snapshot::default()
     }
 }
 
@@ -107,7 +132,10 @@ async fn the_api_server_drives_what_is_published() {
         .expect("a pod");
     let update = until(&mut source, |u| u.changed).await;
     enforcer.take_update(update, || source.snapshot());
-    publish(&mut enforcer);
+    assert!(
+        publish(&mut enforcer).is_some(),
+        "a change the watches saw is timed to its publication"
+    );
     let addresses = published_addresses(&enforcer);
     assert!(
         !addresses.contains(&db),
@@ -130,9 +158,69 @@ async fn the_api_server_drives_what_is_published() {
     let update = source.update();
     assert!(!update.changed);
     enforcer.take_update(update, || source.snapshot());
-    publish(&mut enforcer);
+    assert_eq!(publish(&mut enforcer), None, "no change, no sample");
     assert_eq!(
         (enforcer.compilations, enforcer.revision()),
         (compilations, revision)
     );
+}
+
+#[test]
+fn a_published_change_is_one_delay_sample_from_when_the_source_saw_it() {
+    let mut enforcer = enforcer(MemoryMaps::default());
+    enforcer.take_update(seen(synced(true), Duration::ZERO), Snapshot::default);
+    assert_eq!(
+        publish(&mut enforcer),
+        None,
+        "the first whole read is the daemon starting, not a change"
+    );
+    let ago = Duration::from_millis(300);
+    enforcer.take_update(seen(synced(true), ago), || peer_at("10.0.1.1"));
+    let delay = publish(&mut enforcer).expect("a change published is timed");
+    assert!(
+        delay >= ago && delay < ago + Duration::from_secs(5),
+        "{delay:?}"
+    );
+    assert!(published_addresses(&enforcer).contains(&"10.0.1.1".parse().unwrap()));
+    assert_eq!(publish(&mut enforcer), None, "one change, one sample");
+}
+
+#[test]
+fn a_change_that_compiles_to_what_is_published_is_no_sample() {
+    let mut enforcer = enforcer(MemoryMaps::default());
+    enforcer.take_update(synced(true), || peer_at("10.0.1.1"));
+    publish(&mut enforcer);
+    let revision = enforcer.revision();
+    // The objects changed (a label nothing selects, say) but compile the same.
+    enforcer.take_update(seen(synced(true), Duration::ZERO), || peer_at("10.0.1.1"));
+    assert_eq!(publish(&mut enforcer), None);
+    assert_eq!(enforcer.revision(), revision, "nothing new to publish");
+    // A publication for another cause is not timed from that change.
+    enforcer.set_node_addresses(&["192.168.0.1".parse().unwrap()]);
+    assert_eq!(publish(&mut enforcer), None);
+    assert_ne!(
+        enforcer.revision(),
+        revision,
+        "the node's address is published"
+    );
+}
+
+#[test]
+fn the_tables_count_what_is_published_or_could_not_be() {
+    let mut roomy = enforcer(MemoryMaps::default());
+    roomy.take_update(synced(true), || peer_at("10.0.1.1"));
+    publish(&mut roomy);
+    assert_eq!(roomy.tables(), &roomy.writer().active().entries());
+    let [_, v4, ..] = roomy.tables();
+    assert!(v4.map == "ipcache_v4" && v4.entries > 0, "{v4:?}");
+
+    // A table that fills up: the counts say what the policy needs.
+    let mut full = enforcer(MemoryMaps {
+        fail_after: Some(0),
+        ..MemoryMaps::default()
+    });
+    full.take_update(synced(true), || peer_at("10.0.1.1"));
+    publish(&mut full);
+    assert_eq!(full.revision(), 0, "nothing could be written");
+    assert_eq!(full.tables(), roomy.tables());
 }

@@ -12,6 +12,7 @@ pub(crate) mod object;
 use std::error::Error;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use netseg_policy::Snapshot;
 
@@ -29,6 +30,10 @@ pub enum Source {
 pub struct Update {
     /// Whether the objects in force differ from those of the last update.
     pub changed: bool,
+    /// When the source first saw a change this update takes in (a file
+    /// event, a watch event), if it saw one: where the policy
+    /// implementation delay starts.
+    pub seen_at: Option<Instant>,
     /// Everything refused or unreadable, one line each.
     pub problems: Vec<Problem>,
     /// The objects refused for failing validation, as written (not
@@ -56,7 +61,11 @@ impl Source {
     /// no longer tell.
     pub async fn changed(&mut self) -> Option<()> {
         match self {
-            Self::Manifests(source) => source.watch.changed().await,
+            Self::Manifests(source) => {
+                let seen_at = source.watch.changed().await?;
+                source.seen_at.get_or_insert(seen_at);
+                Some(())
+            }
             Self::Kube(source) => {
                 source.changed().await;
                 Some(())
@@ -71,6 +80,7 @@ impl Source {
                 let reload = source.store.reload(&source.dir);
                 Update {
                     changed: reload.changed,
+                    seen_at: source.seen_at.take(),
                     problems: reload.problems,
                     invalid: reload.invalid,
                     synced: reload.complete,
@@ -113,6 +123,8 @@ pub struct ManifestSource {
     dir: PathBuf,
     store: ManifestStore,
     watch: ManifestWatch,
+    /// When the watch first reported a change not yet reloaded.
+    seen_at: Option<Instant>,
 }
 
 impl ManifestSource {
@@ -121,6 +133,7 @@ impl ManifestSource {
             dir: dir.to_path_buf(),
             store: ManifestStore::default(),
             watch: manifests::watch(dir)?,
+            seen_at: None,
         })
     }
 }

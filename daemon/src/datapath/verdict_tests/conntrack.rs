@@ -3,11 +3,13 @@
 //! A test run is one packet on one CPU, so the other CPU is played by
 //! writing the entry the way its program would have left it.
 
+use std::collections::BTreeSet;
+
 use netseg_contract::{CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue};
 
 use super::packet::{ACK, FIN, Frame, SYN};
 use super::{Bench, DROP, PASS, bench};
-use crate::datapath::remembered::monotonic_ns;
+use crate::datapath::remembered::{ConnStates, monotonic_ns};
 
 /// Far enough ahead that even a slow test run reads the clock before it.
 const LATER_STAMP_NS: u64 = 1_000_000_000;
@@ -147,4 +149,44 @@ fn the_entry_counts_packets_and_ip_bytes_of_each_side() {
     assert_eq!(value.packets, [3, 1]);
     assert_eq!(value.bytes, [120, 40]);
     assert!(value.opened_ns >= before && value.opened_ns <= value.last_seen_ns);
+}
+
+/// The sweep that reclaims expired entries counts the connections it
+/// leaves, by state, and how full the table is (the metrics show both).
+#[test]
+fn the_sweep_counts_the_connections_it_leaves_by_state() {
+    let mut bench = bench();
+    let out = |port, flags| Frame::tcp("10.0.0.1", port, "10.0.0.2", 80, flags);
+    let back = |port, flags| Frame::tcp("10.0.0.2", 80, "10.0.0.1", port, flags);
+    assert_eq!(bench.egress(&out(4000, SYN)), PASS);
+    assert_eq!(
+        bench.ingress(&back(4000, SYN | ACK)),
+        PASS,
+        "answered: open"
+    );
+    assert_eq!(bench.egress(&out(4001, SYN)), PASS, "unanswered: half-open");
+    assert_eq!(bench.egress(&out(4002, SYN)), PASS);
+    assert_eq!(bench.ingress(&back(4002, SYN | ACK)), PASS);
+    assert_eq!(bench.egress(&out(4002, FIN | ACK)), PASS, "closing");
+    let live = BTreeSet::from([1]);
+    let swept = bench
+        .datapath
+        .remembered
+        .sweep(monotonic_ns(), &live)
+        .expect("sweep");
+    assert_eq!(
+        swept.states,
+        ConnStates {
+            open: 1,
+            half_open: 1,
+            closing: 1
+        }
+    );
+    let [conntrack, fragments] = swept.tables;
+    assert_eq!(
+        (conntrack.map, conntrack.entries, conntrack.capacity),
+        ("conntrack", 3, 1024)
+    );
+    assert_eq!((fragments.map, fragments.entries), ("fragments", 0));
+    assert!(fragments.capacity > 0);
 }

@@ -21,7 +21,7 @@ pub(crate) mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use kube::api::{ApiResource, DynamicObject};
@@ -98,8 +98,9 @@ impl fmt::Display for Watch {
 #[derive(Default)]
 struct Shared {
     watches: Mutex<BTreeMap<Watch, KindState>>,
-    /// Bumped by every change a watch records.
-    changes: Mutex<u64>,
+    /// When a watch first recorded a change that no update has taken yet;
+    /// set and taken only under the lock of `watches`.
+    seen_at: Mutex<Option<Instant>>,
     changed: Notify,
 }
 
@@ -107,11 +108,16 @@ impl Shared {
     /// Applies `change` to the state of `watch`; wakes the source if it
     /// says something changed.
     fn record(&self, watch: Watch, change: impl FnOnce(&mut KindState) -> bool) {
-        let changed = change(self.lock().entry(watch).or_default());
-        if changed {
-            *self.changes.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let mut watches = self.lock();
+        if change(watches.entry(watch).or_default()) {
+            self.seen_at().get_or_insert_with(Instant::now);
+            drop(watches);
             self.changed.notify_one();
         }
+    }
+
+    fn seen_at(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.seen_at.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<Watch, KindState>> {
@@ -214,6 +220,7 @@ impl KubeSource {
     pub fn update(&mut self) -> Update {
         self.settled_at = None;
         let watches = self.shared.lock();
+        let seen_at = self.shared.seen_at().take();
         let mut objects = BTreeMap::new();
         let mut problems = Vec::new();
         let mut invalid = Snapshot::default();
@@ -254,6 +261,7 @@ impl KubeSource {
         self.last = objects;
         Update {
             changed,
+            seen_at,
             problems,
             invalid,
             synced,

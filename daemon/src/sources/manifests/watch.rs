@@ -43,17 +43,19 @@ pub enum WatchError {
     },
 }
 
-/// Change notifications for a manifests directory. Dropping it stops the watch.
+/// Change notifications for a manifests directory, each with when its
+/// burst began. Dropping it stops the watch.
 #[derive(Debug)]
 pub struct ManifestWatch {
-    notifications: mpsc::Receiver<()>,
+    notifications: mpsc::Receiver<std::time::Instant>,
     task: JoinHandle<()>,
 }
 
 impl ManifestWatch {
     /// Waits until something under the directory changed since the last
-    /// notification was taken. `None` once the watcher has stopped.
-    pub async fn changed(&mut self) -> Option<()> {
+    /// notification was taken, and says when the first event of that
+    /// change came. `None` once the watcher has stopped.
+    pub async fn changed(&mut self) -> Option<std::time::Instant> {
         self.notifications.recv().await
     }
 }
@@ -149,9 +151,10 @@ async fn debounce(
     mut watcher: RecommendedWatcher,
     dir: PathBuf,
     mut raw: mpsc::UnboundedReceiver<Change>,
-    notifications: mpsc::Sender<()>,
+    notifications: mpsc::Sender<std::time::Instant>,
 ) {
     while let Some(first) = raw.recv().await {
+        let seen_at = std::time::Instant::now();
         let mut rewatch = first == Change::Directory;
         let deadline = Instant::now() + MAX_DELAY;
         loop {
@@ -165,8 +168,9 @@ async fn debounce(
         if rewatch {
             watch_dir(&mut watcher, &dir);
         }
-        // A full channel already holds a notification that covers this one.
-        if let Err(mpsc::error::TrySendError::Closed(())) = notifications.try_send(()) {
+        // A full channel already holds a notification that covers this
+        // one, and an earlier start.
+        if let Err(mpsc::error::TrySendError::Closed(_)) = notifications.try_send(seen_at) {
             return;
         }
     }

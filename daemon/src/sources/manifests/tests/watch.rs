@@ -13,7 +13,13 @@ const WITHIN: Duration = Duration::from_secs(1);
 
 async fn expect_change(watch: &mut ManifestWatch, after: &str) {
     match timeout(WITHIN, watch.changed()).await {
-        Ok(Some(())) => {}
+        // The policy implementation delay starts at the first event, not
+        // once the burst has been quiet for 50 ms.
+        Ok(Some(seen_at)) => assert!(
+            seen_at.elapsed() >= Duration::from_millis(50),
+            "the change after {after} dates from {:?} ago",
+            seen_at.elapsed()
+        ),
         Ok(None) => panic!("watch stopped after {after}"),
         Err(_) => panic!("no notification within {WITHIN:?} after {after}"),
     }
