@@ -45,7 +45,7 @@ fn metrics_count_verdicts_flow_records_connections_and_tables() -> Result<()> {
     assert!(!tcp_probe(&w.a, w.b.ip(Family::V4), 80, PROBE_TIMEOUT)?);
     let netns = w.node.netns_name().to_owned();
     let denied = r#"netseg_packets_total{verdict="deny",reason="policy-denied"}"#;
-    let records = r#"netseg_flow_records_total{verdict="deny"}"#;
+    let records = r#"netseg_flow_records_total{kind="deny",verdict="deny"}"#;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = get(&netns, "/metrics")?;
