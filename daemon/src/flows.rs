@@ -5,6 +5,7 @@
 mod aggregate;
 mod clock;
 mod context;
+pub mod query;
 mod record;
 mod rotate;
 mod schema;
