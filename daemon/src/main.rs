@@ -69,11 +69,11 @@ struct ExplainArgs {
     /// The directory of manifests.
     dir: PathBuf,
     /// The client: namespace/pod, or an IP address.
-    #[arg(long)]
-    from: String,
+    #[arg(long, required_unless_present = "flow")]
+    from: Option<String>,
     /// The server: namespace/pod, or an IP address.
-    #[arg(long)]
-    to: String,
+    #[arg(long, required_unless_present = "flow")]
+    to: Option<String>,
     #[arg(long, value_enum, default_value_t = ProtocolArg::Tcp)]
     protocol: ProtocolArg,
     /// The destination port (ignored for ICMP).
@@ -82,6 +82,11 @@ struct ExplainArgs {
     /// Use the pods' IPv6 addresses.
     #[arg(long)]
     ipv6: bool,
+    /// Explain the connection of this flow record (a line of the flow log,
+    /// or - to read one from stdin) instead: from its source pod or
+    /// address to its destination, by its protocol and destination port.
+    #[arg(long, value_name = "RECORD", conflicts_with_all = ["from", "to", "protocol", "port", "ipv6"])]
+    flow: Option<String>,
     #[arg(long, value_enum, default_value_t = DefaultActionArg::Deny)]
     default_action: DefaultActionArg,
 }
@@ -221,14 +226,25 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         (ProtocolArg::Icmp, false) => PROTO_ICMP,
         (ProtocolArg::Icmp, true) => PROTO_ICMPV6,
     };
-    let question = explain::Question {
-        from: &args.from,
-        to: &args.to,
-        protocol,
-        port: args.port,
-        ipv6: args.ipv6,
-        default_action: args.default_action.action(),
+    let asked = match (&args.flow, &args.from, &args.to) {
+        (Some(record), _, _) => explain::FlowQuestion::read_record(record, std::io::stdin().lock()),
+        (None, Some(from), Some(to)) => Ok(explain::FlowQuestion {
+            from: from.clone(),
+            to: to.clone(),
+            protocol,
+            port: args.port,
+            ipv6: args.ipv6,
+        }),
+        _ => Err(anyhow::anyhow!("give --from and --to, or --flow")),
     };
+    let asked = match asked {
+        Ok(asked) => asked,
+        Err(error) => {
+            eprintln!("netseg explain: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let question = asked.question(args.default_action.action());
     match explain::explain(&args.dir, &question, &mut std::io::stdout().lock()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
