@@ -3,9 +3,11 @@
 //! that decided them.
 
 mod aggregate;
+pub mod api;
 mod clock;
 mod context;
 pub mod query;
+pub mod recent;
 mod record;
 mod rotate;
 mod schema;
@@ -30,6 +32,7 @@ pub(crate) use aggregate::DenialReports;
 use aggregate::REPORT_INTERVAL;
 use clock::Clock;
 pub use context::FlowContext;
+use recent::RecentFlows;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};
 pub use schema::{FlowRecord, Party, RecordKind, SCHEMA_VERSION, end_reason};
@@ -60,6 +63,8 @@ pub struct FlowWriter<W> {
     pending: Vec<u8>,
     allowed: Counter,
     denied: Counter,
+    /// Gets every line written too, for the flow API.
+    recent: Option<Arc<RecentFlows>>,
 }
 
 /// Bytes of records the writer gathers before writing them out.
@@ -74,7 +79,14 @@ impl<W: Write> FlowWriter<W> {
             pending: Vec::with_capacity(FLUSH_AT + 1024),
             allowed: metrics.flow_records("allow"),
             denied: metrics.flow_records("deny"),
+            recent: None,
         }
+    }
+
+    /// Hands every line written to `recent` as well.
+    pub fn with_recent(mut self, recent: Option<Arc<RecentFlows>>) -> Self {
+        self.recent = recent;
+        self
     }
 
     /// Writes one record, buffered: [`FlowWriter::flush`] makes it visible.
@@ -122,6 +134,9 @@ impl<W: Write> FlowWriter<W> {
 
     fn write_pending(&mut self) -> io::Result<()> {
         let written = self.out.write_all(&self.pending);
+        if let Some(recent) = &self.recent {
+            recent.push_lines(&self.pending);
+        }
         self.pending.clear();
         written
     }
@@ -130,16 +145,18 @@ impl<W: Write> FlowWriter<W> {
 /// Reads flow events, and every second the counts of denials without a
 /// record of their own, writing one JSON record per line to `out`.
 /// `detached` names the interfaces the programs left: their counts are
-/// removed after a last reading. Returns on the first failed read or write.
+/// removed after a last reading. Every line also goes to `recent`.
+/// Returns on the first failed read or write.
 pub async fn export(
     events: RingBuf<MapData>,
     mut denials: HashMap<MapData, DenyCountKey, u64>,
     mut detached: mpsc::UnboundedReceiver<u32>,
     context: watch::Receiver<Arc<FlowContext>>,
     out: Box<dyn Write + Send>,
+    recent: Option<Arc<RecentFlows>>,
     metrics: Arc<Metrics>,
 ) -> io::Result<()> {
-    let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics);
+    let mut writer = FlowWriter::new(out, monotonic_epoch(), &metrics).with_recent(recent);
     let mut reports = DenialReports::default();
     let mut report = tokio::time::interval(REPORT_INTERVAL);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
