@@ -18,6 +18,7 @@ use netseg_policy::{CompileOptions, PodRef};
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, watch},
+    task::{JoinError, JoinHandle},
 };
 use tracing::{error, info};
 
@@ -25,7 +26,10 @@ use crate::{
     cni::{self, CniRegistry, CniRequest},
     datapath::{Datapath, DenyBudgets, FlowEvents, KernelMaps, Limits, MapSizes, pins::PinDir},
     enforcer::Enforcer,
-    flows::{self, FlowContext, RotatingFile, Rotation},
+    flows::{
+        self, FlowContext, RotatingFile, Rotation,
+        recent::{RecentFlows, RecentLimits},
+    },
     metrics::Metrics,
     node::{self, NodeChange, NodeView},
     status::Status,
@@ -46,6 +50,10 @@ pub struct DaemonConfig {
     pub flow_update_interval: Duration,
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve the flow API here (`None`: not at all).
+    pub flow_api_addr: Option<SocketAddr>,
+    /// The recent records the flow API holds.
+    pub flow_api_limits: RecentLimits,
     pub sizes: MapSizes,
     pub limits: Limits,
     pub flow_events: FlowEvents,
@@ -103,6 +111,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let (detached, detached_interfaces) = mpsc::unbounded_channel();
     let allowed_reported = config.flow_events == FlowEvents::All;
+    let recent = config
+        .flow_api_addr
+        .map(|addr| (addr, Arc::new(RecentFlows::new(config.flow_api_limits))));
     let mut exporter = tokio::spawn(flows::export(flows::Export {
         events: telemetry.events,
         denials: telemetry.denials,
@@ -110,10 +121,12 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         detached: detached_interfaces,
         context,
         out: flow_out,
+        recent: recent.as_ref().map(|(_, recent)| recent.clone()),
         node: Some(config.compile.node_name.clone()),
         update_every: config.flow_update_interval,
         metrics: metrics.clone(),
     }));
+    let mut flow_api = recent.map(|(addr, recent)| tokio::spawn(flows::api::serve(addr, recent)));
     let server = config.metrics_addr.map(|addr| {
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -177,14 +190,16 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             _ = sweep.tick() => daemon.sweep(),
             ended = &mut exporter, if exporting => {
                 exporting = false;
-                let why = match ended {
-                    Ok(Ok(())) => "its events ended".to_owned(),
-                    Ok(Err(error)) => format!("{:#}", anyhow::Error::from(error)),
-                    Err(error) => error.to_string(),
-                };
+                let why = why_ended(ended, "its events ended");
                 // Enforcement goes on; the records do not, so health says so.
                 error!(why, "the flow exporter stopped: no more flow records");
                 daemon.metrics.task_stopped("the flow exporter", &why);
+            }
+            Some(ended) = task_end(&mut flow_api) => {
+                flow_api = None;
+                let why = why_ended(ended, "its listener closed");
+                error!(why, "the flow API stopped: it answers no more questions");
+                daemon.metrics.task_stopped("the flow API", &why);
             }
         }
     }
@@ -195,6 +210,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         None => info!("stopping: detaching from every interface"),
     }
     exporter.abort();
+    if let Some(flow_api) = flow_api {
+        flow_api.abort();
+    }
     if let Some(server) = server {
         server.abort();
     }
@@ -217,6 +235,23 @@ async fn settle(
         tokio::time::timeout(Duration::from_millis(20), changes.next()).await
     {
         each(change);
+    }
+}
+
+/// How a task of the daemon ended; `done` when it returned without error.
+fn why_ended(ended: Result<std::io::Result<()>, JoinError>, done: &str) -> String {
+    match ended {
+        Ok(Ok(())) => done.to_owned(),
+        Ok(Err(error)) => format!("{:#}", anyhow::Error::from(error)),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// The end of `task`, if there is one (else never).
+async fn task_end<T>(task: &mut Option<JoinHandle<T>>) -> Option<Result<T, JoinError>> {
+    match task {
+        Some(task) => Some(task.await),
+        None => std::future::pending().await,
     }
 }
 

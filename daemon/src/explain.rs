@@ -16,6 +16,9 @@ use netseg_policy::{
 
 use crate::{flows::protocol_name, sources::manifests::ManifestStore};
 
+mod flow;
+pub use flow::{FlowQuestion, RecordQuestionError};
+
 /// One end of the connection: a pod (`namespace/name`) or an address.
 pub struct Question<'a> {
     pub from: &'a str,

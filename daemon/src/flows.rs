@@ -3,9 +3,12 @@
 //! that decided them.
 
 mod aggregate;
+pub mod api;
 mod clock;
 mod connections;
 mod context;
+pub mod query;
+pub mod recent;
 mod record;
 mod rotate;
 mod schema;
@@ -31,6 +34,7 @@ use aggregate::REPORT_INTERVAL;
 use clock::Clock;
 use connections::Connections;
 pub use context::FlowContext;
+use recent::RecentFlows;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};
 pub use schema::{FlowRecord, Party, RecordKind, SCHEMA_VERSION, end_reason};
@@ -65,6 +69,8 @@ pub struct FlowWriter<W> {
     pending: Vec<u8>,
     /// Records written, by [`RecordKind`] in the order of [`RecordKind::ALL`].
     written: [Counter; RecordKind::ALL.len()],
+    /// Gets every line written too, for the flow API.
+    recent: Option<Arc<RecentFlows>>,
 }
 
 /// Bytes of records the writer gathers before writing them out.
@@ -82,7 +88,14 @@ impl<W: Write> FlowWriter<W> {
             node: node.into(),
             pending: Vec::with_capacity(FLUSH_AT + 1024),
             written: RecordKind::ALL.map(|kind| metrics.flow_records(kind)),
+            recent: None,
         }
+    }
+
+    /// Hands every line written to `recent` as well.
+    pub fn with_recent(mut self, recent: Option<Arc<RecentFlows>>) -> Self {
+        self.recent = recent;
+        self
     }
 
     /// Writes one record, buffered: [`FlowWriter::flush`] makes it visible.
@@ -154,6 +167,9 @@ impl<W: Write> FlowWriter<W> {
 
     fn write_pending(&mut self) -> io::Result<()> {
         let written = self.out.write_all(&self.pending);
+        if let Some(recent) = &self.recent {
+            recent.push_lines(&self.pending);
+        }
         self.pending.clear();
         written
     }
@@ -172,6 +188,8 @@ pub struct Export {
     pub detached: mpsc::UnboundedReceiver<u32>,
     pub context: watch::Receiver<Arc<FlowContext>>,
     pub out: Box<dyn Write + Send>,
+    /// Gets every line written too, for the flow API.
+    pub recent: Option<Arc<RecentFlows>>,
     pub node: Option<String>,
     /// How often a live connection gets an `update` record.
     pub update_every: Duration,
@@ -189,11 +207,13 @@ pub async fn export(export: Export) -> io::Result<()> {
         mut detached,
         context,
         out,
+        recent,
         node,
         update_every,
         metrics,
     } = export;
-    let mut writer = FlowWriter::new(out, monotonic_epoch(), node.as_deref(), &metrics);
+    let mut writer =
+        FlowWriter::new(out, monotonic_epoch(), node.as_deref(), &metrics).with_recent(recent);
     let mut reports = DenialReports::default();
     let mut tracker = Connections::new(update_every, monotonic_now().as_nanos() as u64);
     let mut readings = connections.map(|table| {

@@ -3,6 +3,7 @@
 //! a kernel.
 
 pub mod check;
+pub mod cli;
 pub mod cluster_status;
 mod cni;
 pub mod daemon;

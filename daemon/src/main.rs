@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use netseg::{check, daemon, datapath, demo, explain};
+use netseg::{check, cli, daemon, datapath, demo, explain, flows::recent::RecentLimits};
 use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use netseg_policy::{CompileOptions, DefaultAction};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +45,10 @@ enum Command {
     /// met on the way (rules matched or not, Pass, isolation, posture,
     /// default). Exits 0 when the connection is allowed, 1 when it is denied.
     Explain(ExplainArgs),
+    /// Read flow records from a flow log (with its rotated files) or from a
+    /// running daemon's flow API: filter them, follow them, print them as a
+    /// table or JSON lines, or sum them up (top talkers, top denied).
+    Flows(Box<cli::flows::FlowsArgs>),
     /// Detach what a daemon run with --pin-dir left enforcing.
     Detach {
         /// The bpffs directory given to the daemon as --pin-dir.
@@ -69,11 +73,11 @@ struct ExplainArgs {
     /// The directory of manifests.
     dir: PathBuf,
     /// The client: namespace/pod, or an IP address.
-    #[arg(long)]
-    from: String,
+    #[arg(long, required_unless_present = "flow")]
+    from: Option<String>,
     /// The server: namespace/pod, or an IP address.
-    #[arg(long)]
-    to: String,
+    #[arg(long, required_unless_present = "flow")]
+    to: Option<String>,
     #[arg(long, value_enum, default_value_t = ProtocolArg::Tcp)]
     protocol: ProtocolArg,
     /// The destination port (ignored for ICMP).
@@ -82,6 +86,11 @@ struct ExplainArgs {
     /// Use the pods' IPv6 addresses.
     #[arg(long)]
     ipv6: bool,
+    /// Explain the connection of this flow record (a line of the flow log,
+    /// or - to read one from stdin) instead: from its source pod or
+    /// address to its destination, by its protocol and destination port.
+    #[arg(long, value_name = "RECORD", conflicts_with_all = ["from", "to", "protocol", "port", "ipv6"])]
+    flow: Option<String>,
     #[arg(long, value_enum, default_value_t = DefaultActionArg::Deny)]
     default_action: DefaultActionArg,
 }
@@ -180,6 +189,14 @@ struct DaemonArgs {
     /// Serve Prometheus metrics on /metrics and a health check on /healthz here (e.g. 127.0.0.1:9750).
     #[arg(long, env = "NETSEG_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// Serve the flow API (GET /api/v1/flows: recent flow records, filtered, and a follow
+    /// stream) here, or `off`. Records name pods and their traffic: keep it on localhost.
+    #[arg(long, env = "NETSEG_FLOW_API_ADDR", default_value = "127.0.0.1:9091", value_parser = listen_address)]
+    flow_api_addr: ListenAddress,
+    /// Flow records the flow API keeps in memory for its answers (and never more than 16 MiB).
+    #[arg(long, env = "NETSEG_FLOW_API_RECORDS", default_value_t = RecentLimits::DEFAULT.records,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    flow_api_records: usize,
     /// Connections the conntrack map holds; when it is full, new connections are refused.
     #[arg(long, env = "NETSEG_CONNTRACK_ENTRIES", default_value_t = 262_144)]
     conntrack_entries: u32,
@@ -203,6 +220,22 @@ struct DaemonArgs {
     /// Bytes of the flow-event ring buffer (a power of two, at least a page).
     #[arg(long, env = "NETSEG_EVENT_BUFFER_BYTES", default_value_t = 4 << 20)]
     event_buffer_bytes: u32,
+}
+
+/// An address to listen on, or none (`off`).
+#[derive(Clone, Copy)]
+struct ListenAddress(Option<std::net::SocketAddr>);
+
+fn listen_address(text: &str) -> Result<ListenAddress, String> {
+    match text {
+        "off" => Ok(ListenAddress(None)),
+        text => text
+            .parse()
+            .map(|addr| ListenAddress(Some(addr)))
+            .map_err(|_| {
+                format!("expected an address and port (127.0.0.1:9091) or off, not {text:?}")
+            }),
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -233,14 +266,25 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         (ProtocolArg::Icmp, false) => PROTO_ICMP,
         (ProtocolArg::Icmp, true) => PROTO_ICMPV6,
     };
-    let question = explain::Question {
-        from: &args.from,
-        to: &args.to,
-        protocol,
-        port: args.port,
-        ipv6: args.ipv6,
-        default_action: args.default_action.action(),
+    let asked = match (&args.flow, &args.from, &args.to) {
+        (Some(record), _, _) => explain::FlowQuestion::read_record(record, std::io::stdin().lock()),
+        (None, Some(from), Some(to)) => Ok(explain::FlowQuestion {
+            from: from.clone(),
+            to: to.clone(),
+            protocol,
+            port: args.port,
+            ipv6: args.ipv6,
+        }),
+        _ => Err(anyhow::anyhow!("give --from and --to, or --flow")),
     };
+    let asked = match asked {
+        Ok(asked) => asked,
+        Err(error) => {
+            eprintln!("netseg explain: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let question = asked.question(args.default_action.action());
     match explain::explain(&args.dir, &question, &mut std::io::stdout().lock()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -280,6 +324,11 @@ impl DaemonArgs {
             },
             status_file: self.status_file,
             metrics_addr: self.metrics_addr,
+            flow_api_addr: self.flow_api_addr.0,
+            flow_api_limits: RecentLimits {
+                records: self.flow_api_records,
+                ..RecentLimits::DEFAULT
+            },
             sizes: datapath::MapSizes {
                 conntrack: self.conntrack_entries,
                 events_bytes: self.event_buffer_bytes,
@@ -331,6 +380,7 @@ async fn main() -> ExitCode {
         Command::Check { dir, strict } => check(&dir, strict),
         Command::Detach { pin_dir } => detach(&pin_dir),
         Command::Explain(args) => explain(&args),
+        Command::Flows(args) => cli::flows::run(*args).await,
         Command::Demo => match tokio::task::spawn_blocking(demo::run).await {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(error)) => {
@@ -386,5 +436,33 @@ mod tests {
         };
         assert!(args.manifests.is_none(), "Kubernetes mode");
         assert!(args.pin_dir.is_some(), "enforcement outlives the pod");
+    }
+
+    fn daemon_args(extra: &[&str]) -> Result<Box<super::DaemonArgs>, clap::Error> {
+        let argv = ["netseg", "daemon", "--node-name", "node-1"];
+        let cli = Cli::try_parse_from(argv.iter().chain(extra))?;
+        match cli.command {
+            Command::Daemon(args) => Ok(args),
+            _ => panic!("netseg daemon"),
+        }
+    }
+
+    #[test]
+    fn the_flow_api_listens_on_localhost_unless_told_otherwise_or_off() {
+        let listens = |extra: &[&str]| daemon_args(extra).map(|args| args.flow_api_addr.0);
+        let localhost = "127.0.0.1:9091".parse().ok();
+        assert_eq!(listens(&[]).expect("the default"), localhost);
+        assert_eq!(listens(&["--flow-api-addr", "off"]).expect("off"), None);
+        let error = listens(&["--flow-api-addr", "everywhere"]).expect_err("not an address");
+        assert!(
+            error.to_string().contains(
+                "expected an address and port (127.0.0.1:9091) or off, not \"everywhere\""
+            ),
+            "{error}"
+        );
+        let error = daemon_args(&["--flow-api-records", "0"])
+            .err()
+            .expect("no room");
+        assert!(error.to_string().contains("--flow-api-records"), "{error}");
     }
 }

@@ -1,10 +1,11 @@
-use std::fs;
+use std::{fs, net::IpAddr};
 
 use netseg_contract::PROTO_TCP;
 use netseg_policy::DefaultAction;
 use tempfile::TempDir;
 
-use super::{Question, explain};
+use super::{FlowQuestion, Question, RecordQuestionError, explain};
+use crate::flows::FlowRecord;
 
 /// A card-holder zone: an Admin ClusterNetworkPolicy passes web traffic on
 /// to the NetworkPolicies and denies the rest; db's NetworkPolicy admits
@@ -68,18 +69,21 @@ spec:
 ";
 
 fn run(from: &str, to: &str, port: u16) -> (bool, String) {
-    let dir = TempDir::new().expect("tempdir");
-    fs::write(dir.path().join("all.yaml"), MANIFESTS).expect("write");
-    let question = Question {
+    run_question(&Question {
         from,
         to,
         protocol: PROTO_TCP,
         port,
         ipv6: false,
         default_action: DefaultAction::Deny,
-    };
+    })
+}
+
+fn run_question(question: &Question<'_>) -> (bool, String) {
+    let dir = TempDir::new().expect("tempdir");
+    fs::write(dir.path().join("all.yaml"), MANIFESTS).expect("write");
     let mut out = Vec::new();
-    let allowed = explain(dir.path(), &question, &mut out).expect("explained");
+    let allowed = explain(dir.path(), question, &mut out).expect("explained");
     (allowed, String::from_utf8(out).expect("utf-8"))
 }
 
@@ -128,4 +132,100 @@ fn the_networkpolicy_allows_what_the_admin_band_passes_and_not_other_ports() {
         ),
         "{text}"
     );
+}
+
+/// The records of `flows/testdata/sample.jsonl` (see `flows::query`'s tests).
+fn sample() -> Vec<FlowRecord> {
+    include_str!("../flows/testdata/sample.jsonl")
+        .lines()
+        .map(|line| FlowRecord::parse(line).expect("a sample record"))
+        .collect()
+}
+
+#[test]
+fn a_flow_record_asks_about_its_connection_from_its_source() {
+    let records = sample();
+    let ssh = FlowQuestion::of_record(&records[4]).expect("a connection");
+    assert_eq!(
+        ssh,
+        FlowQuestion {
+            from: "app/web".into(),
+            to: "data/db".into(),
+            protocol: PROTO_TCP,
+            port: 22,
+            ipv6: false,
+        }
+    );
+    assert_eq!(
+        ssh.command_line("DIR").as_deref(),
+        Some("netseg explain DIR --from app/web --to data/db --protocol tcp --port 22")
+    );
+    let outsider = FlowQuestion::of_record(&records[2]).expect("a connection");
+    assert_eq!((&*outsider.from, &*outsider.to), ("203.0.113.7", "data/db"));
+    let v6 = FlowQuestion::of_record(&records[7]).expect("a connection");
+    assert!(v6.ipv6);
+    assert_eq!(
+        v6.command_line("m").as_deref(),
+        Some("netseg explain m --from app/web --to data/db --protocol tcp --port 5432 --ipv6")
+    );
+}
+
+#[test]
+fn a_record_without_a_connection_is_a_clear_error() {
+    let records = sample();
+    let error = FlowQuestion::of_record(&records[5]).expect_err("deny-count");
+    assert_eq!(
+        error.to_string(),
+        "a deny-count record counts denials at data/db without their connections: \
+         there is no connection to explain"
+    );
+    let mut odd = records[4].clone();
+    odd.protocol = Some("carrier-pigeon".into());
+    assert_eq!(
+        FlowQuestion::of_record(&odd),
+        Err(RecordQuestionError::UnknownProtocol {
+            protocol: "carrier-pigeon".into()
+        })
+    );
+    let error = FlowQuestion::read_record("{\"schema\":1", &b""[..]).expect_err("not JSON");
+    assert!(
+        format!("{error:#}").starts_with("the flow record does not read: "),
+        "{error:#}"
+    );
+    let error = FlowQuestion::read_record("-", &b"\n\n"[..]).expect_err("nothing");
+    assert!(
+        format!("{error:#}").contains("stdin was empty"),
+        "{error:#}"
+    );
+}
+
+#[test]
+fn explaining_a_denied_flow_record_names_the_rule_that_denied_it() {
+    // What the daemon would write when data/db refused shop/web, read from stdin.
+    let mut record = sample().remove(4);
+    record.src.pod = Some("shop/web".into());
+    record.src_ip = Some(IpAddr::from([10, 0, 0, 5]));
+    record.dst_port = Some(5432);
+    let line = serde_json::to_string(&record).expect("a line");
+    let stdin = format!("\n{line}\n");
+    let asked = FlowQuestion::read_record("-", stdin.as_bytes()).expect("a connection");
+    let (allowed, text) = run_question(&asked.question(DefaultAction::Deny));
+    assert!(!allowed);
+    assert!(
+        text.starts_with("shop/web -> data/db tcp/5432 (10.0.0.5 -> 10.0.1.5)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  ingress at data/db: denied by NetworkPolicy isolation in data (db-from-api)"
+        ),
+        "{text}"
+    );
+    // A source known only by address is the pod that has it.
+    record.src.pod = None;
+    record.src_ip = Some(IpAddr::from([10, 0, 0, 6]));
+    let asked = FlowQuestion::of_record(&record).expect("a connection");
+    let (allowed, text) = run_question(&asked.question(DefaultAction::Deny));
+    assert!(allowed, "{text}");
+    assert!(text.contains("peer 10.0.0.6: pod shop/api"), "{text}");
 }

@@ -5,7 +5,7 @@
 //! line the writer produces reads back into this type and nothing is left
 //! over.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, time::SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -206,5 +206,25 @@ impl FlowRecord {
 
     pub fn allowed(&self) -> bool {
         self.verdict == "allow"
+    }
+
+    /// Its `time`, or `None` when that is not RFC 3339 (UTC).
+    pub fn timestamp(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339(&self.time).ok()
+    }
+
+    /// The packets it counts: a connection's traffic both ways since its
+    /// previous record, or the packets denied.
+    pub fn packets(&self) -> u64 {
+        match self.kind {
+            RecordKind::Deny | RecordKind::DenyCount => self.count.unwrap_or(0),
+            _ => (self.src_packets.unwrap_or(0)).saturating_add(self.dst_packets.unwrap_or(0)),
+        }
+    }
+
+    /// The IP bytes of a connection's traffic both ways since its previous
+    /// record (denial records count no bytes).
+    pub fn bytes(&self) -> u64 {
+        (self.src_bytes.unwrap_or(0)).saturating_add(self.dst_bytes.unwrap_or(0))
     }
 }

@@ -2,6 +2,7 @@
 //! order and values are a contract, so these compare whole lines.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use netseg_contract::{
@@ -10,7 +11,10 @@ use netseg_contract::{
 };
 use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
 
-use super::{FlowContext, FlowRecord, FlowWriter, RecordKind};
+use super::{
+    FlowContext, FlowRecord, FlowWriter, RecordKind,
+    recent::{RecentFlows, RecentLimits},
+};
 use crate::metrics::Metrics;
 
 const NODE: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
@@ -373,4 +377,33 @@ fn a_denial_after_a_pass_names_the_band_the_pass_and_the_audit_difference() {
             .to_owned()
             + "\n"
     );
+}
+
+#[test]
+fn the_flow_api_gets_every_line_written() {
+    let metrics = Metrics::new();
+    let recent = Arc::new(RecentFlows::new(RecentLimits::DEFAULT));
+    let mut out = Vec::new();
+    let mut writer = FlowWriter::new(&mut out, SystemTime::UNIX_EPOCH, Some("node-1"), &metrics)
+        .with_recent(Some(recent.clone()));
+    let context = context();
+    // Enough to be written out in several batches.
+    for revision in 0..3000 {
+        let event = FlowEvent {
+            revision,
+            ..allowed()
+        };
+        writer
+            .write_event(&context, &event)
+            .expect("writing to a Vec");
+    }
+    writer.flush().expect("flushing a Vec");
+    drop(writer);
+    let held: String = recent
+        .lines()
+        .iter()
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(held, String::from_utf8(out).expect("JSON is UTF-8"));
+    assert_eq!(recent.lines().len(), 3000);
 }

@@ -1,0 +1,3 @@
+//! The offline and client tools of the `netseg` command line.
+
+pub mod flows;

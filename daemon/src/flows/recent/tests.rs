@@ -1,0 +1,55 @@
+use super::*;
+
+fn texts(lines: &[Arc<str>]) -> Vec<&str> {
+    lines.iter().map(|line| &**line).collect()
+}
+
+#[test]
+fn the_ring_keeps_the_newest_records_up_to_the_count() {
+    let recent = RecentFlows::new(RecentLimits {
+        records: 3,
+        bytes: 1 << 20,
+    });
+    recent.push_lines(b"r1\nr2\n");
+    recent.push_lines(b"r3\nr4\nr5\n");
+    assert_eq!(texts(&recent.lines()), ["r3", "r4", "r5"]);
+}
+
+#[test]
+fn the_ring_keeps_the_newest_records_up_to_the_bytes() {
+    let recent = RecentFlows::new(RecentLimits {
+        records: 100,
+        bytes: 10,
+    });
+    recent.push_lines(b"aaaa\nbbbb\ncccc\n");
+    assert_eq!(texts(&recent.lines()), ["bbbb", "cccc"]);
+    // A record larger than the whole ring is not kept.
+    recent.push_lines(b"0123456789a\n");
+    assert_eq!(texts(&recent.lines()), [] as [&str; 0]);
+    recent.push_lines(b"dd\n\n");
+    assert_eq!(texts(&recent.lines()), ["dd"]);
+}
+
+#[tokio::test]
+async fn a_follower_gets_every_line_after_those_held() {
+    let recent = RecentFlows::new(RecentLimits::DEFAULT);
+    recent.push_lines(b"old\n");
+    let (held, mut follower) = recent.follow();
+    recent.push_lines(b"new1\nnew2\n");
+    assert_eq!(texts(&held), ["old"]);
+    assert_eq!(follower.next().await, Some(Followed::Line("new1".into())));
+    assert_eq!(follower.next().await, Some(Followed::Line("new2".into())));
+    drop(recent);
+    assert_eq!(follower.next().await, None);
+}
+
+#[tokio::test]
+async fn a_slow_follower_is_told_how_many_lines_it_lost() {
+    let recent = RecentFlows::new(RecentLimits::DEFAULT);
+    let (_, mut follower) = recent.follow();
+    let lines: String = (0..FOLLOW_BACKLOG + 3).map(|n| format!("{n}\n")).collect();
+    // The exporter is not held up by the follower that does not read.
+    recent.push_lines(lines.as_bytes());
+    assert_eq!(follower.next().await, Some(Followed::Lost(3)));
+    assert_eq!(follower.next().await, Some(Followed::Line("3".into())));
+}
