@@ -51,6 +51,10 @@ pub struct FlowsArgs {
     /// the daemon's 100 most recent).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// The manifests directory the daemon enforces: the `netseg explain`
+    /// command under each denial in the table names it (else `DIR`).
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
     #[command(flatten)]
     pub filters: FilterArgs,
 }
@@ -195,7 +199,7 @@ impl<W: Write> Records<W> {
     /// Holds back all but the latest `limit` records until caught up.
     fn new(args: &FlowsArgs, limit: Option<usize>, out: W) -> Self {
         Self {
-            printer: Printer::new(out, args.output),
+            printer: Printer::new(out, args.output, args.manifests.as_deref()),
             tally: args.summary.then(Tally::default),
             latest: limit.map(|limit| (limit, VecDeque::new())),
         }

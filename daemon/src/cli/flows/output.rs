@@ -27,14 +27,17 @@ pub struct Printer<W> {
     out: W,
     format: Format,
     header_written: bool,
+    /// The manifests directory `netseg explain` commands name.
+    manifests: String,
 }
 
 impl<W: Write> Printer<W> {
-    pub fn new(out: W, format: Format) -> Self {
+    pub fn new(out: W, format: Format, manifests: Option<&std::path::Path>) -> Self {
         Self {
             out,
             format,
             header_written: false,
+            manifests: manifests.map_or_else(|| "DIR".to_owned(), |dir| dir.display().to_string()),
         }
     }
 
@@ -78,7 +81,7 @@ impl<W: Write> Printer<W> {
             &number(record.src_bytes.is_some(), record.bytes()),
             &record.decided_by,
         ])?;
-        if let Some(command) = explain_command(record) {
+        if let Some(command) = explain_command(record, &self.manifests) {
             writeln!(self.out, "  explain: {command}")?;
         }
         Ok(())
@@ -161,12 +164,14 @@ impl<W: Write> Printer<W> {
 
 /// For a denial that a policy decided (or no policy, by default), the
 /// `netseg explain` command that shows which rule and why.
-fn explain_command(record: &FlowRecord) -> Option<String> {
+fn explain_command(record: &FlowRecord, manifests: &str) -> Option<String> {
     let by_policy = !matches!(record.decided_by.as_str(), "datapath" | "conntrack");
     if record.kind != RecordKind::Deny || !by_policy {
         return None;
     }
-    FlowQuestion::of_record(record).ok()?.command_line("DIR")
+    FlowQuestion::of_record(record)
+        .ok()?
+        .command_line(manifests)
 }
 
 #[cfg(test)]

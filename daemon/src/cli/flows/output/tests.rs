@@ -17,7 +17,7 @@ fn printed(
     print: impl FnOnce(&mut Printer<&mut Vec<u8>>) -> io::Result<()>,
 ) -> String {
     let mut out = Vec::new();
-    let mut printer = Printer::new(&mut out, format);
+    let mut printer = Printer::new(&mut out, format, None);
     print(&mut printer).expect("printed");
     printer.flush().expect("flushed");
     String::from_utf8(out).expect("utf-8")
