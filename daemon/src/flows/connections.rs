@@ -195,16 +195,7 @@ impl Connections {
         context: &FlowContext,
         writer: &mut FlowWriter<W>,
     ) -> io::Result<()> {
-        let key = ConnKey {
-            ifindex: event.ifindex,
-            origin: event.direction,
-            protocol: event.protocol,
-            _pad: [0; 2],
-            src_port: event.src_port,
-            dst_port: event.dst_port,
-            src: event.src,
-            dst: event.dst,
-        };
+        let key = connection_of(event);
         let value = ConnValue {
             last_seen_ns: event.timestamp_ns,
             revision: event.revision,
@@ -318,6 +309,20 @@ impl Connections {
             }
         }
         Ok(())
+    }
+}
+
+/// The conntrack key of the connection an `open` event reports.
+pub(super) fn connection_of(event: &FlowEvent) -> ConnKey {
+    ConnKey {
+        ifindex: event.ifindex,
+        origin: event.direction,
+        protocol: event.protocol,
+        _pad: [0; 2],
+        src_port: event.src_port,
+        dst_port: event.dst_port,
+        src: event.src,
+        dst: event.dst,
     }
 }
 

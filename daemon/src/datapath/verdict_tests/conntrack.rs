@@ -19,18 +19,27 @@ const EXPIRED_STAMP_NS: u64 = 11_000_000_000;
 const HALF_OPEN_EXPIRED_NS: u64 = 31_000_000_000;
 
 impl Bench {
-    /// Rewrites the state and last-seen stamp of the only tracked connection.
-    fn restamp(&mut self, state: u32, last_seen_ns: u64) {
-        let conntrack = &mut self.datapath.remembered.conntrack;
-        let entries: Vec<(ConnKey, ConnValue)> = conntrack
+    /// The only tracked connection.
+    fn only_connection(&self) -> (ConnKey, ConnValue) {
+        let entries: Vec<(ConnKey, ConnValue)> = self
+            .datapath
+            .remembered
+            .conntrack
             .iter()
             .collect::<Result<_, _>>()
             .expect("read conntrack");
-        let [(key, mut value)] = entries[..] else {
+        let [only] = entries[..] else {
             panic!("one tracked connection, found {}", entries.len());
         };
+        only
+    }
+
+    /// Rewrites the state and last-seen stamp of the only tracked connection.
+    fn restamp(&mut self, state: u32, last_seen_ns: u64) {
+        let (key, mut value) = self.only_connection();
         value.state = state;
         value.last_seen_ns = last_seen_ns;
+        let conntrack = &mut self.datapath.remembered.conntrack;
         conntrack.insert(key, value, 0).expect("write conntrack");
     }
 
@@ -135,16 +144,7 @@ fn the_entry_counts_packets_and_ip_bytes_of_each_side() {
         bench.ingress(&Frame::tcp("10.0.0.3", 80, "10.0.0.1", 4000, ACK)),
         DROP
     );
-    let entries: Vec<(ConnKey, ConnValue)> = bench
-        .datapath
-        .remembered
-        .conntrack
-        .iter()
-        .collect::<Result<_, _>>()
-        .expect("read conntrack");
-    let [(_, value)] = entries[..] else {
-        panic!("one tracked connection, found {}", entries.len());
-    };
+    let (_, value) = bench.only_connection();
     // An IPv4 header and a TCP header without options: 40 bytes a segment.
     assert_eq!(value.packets, [3, 1]);
     assert_eq!(value.bytes, [120, 40]);

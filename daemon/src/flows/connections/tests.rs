@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use netseg_contract::{CONN_CLOSING, CONN_OPEN, ConnKey, ConnValue, FlowEvent};
 
-use super::{Connections, Reading};
+use super::{Connections, Reading, connection_of};
 use crate::flows::{
     FlowContext, FlowRecord, FlowWriter, RecordKind, end_reason,
     tests::{allowed, context},
@@ -14,20 +14,6 @@ use crate::metrics::Metrics;
 
 const SECOND: u64 = 1_000_000_000;
 const UPDATE_EVERY: Duration = Duration::from_secs(60);
-
-/// The connection of [`allowed`] as its conntrack entry keys it.
-fn key_of(event: &FlowEvent) -> ConnKey {
-    ConnKey {
-        ifindex: event.ifindex,
-        origin: event.direction,
-        protocol: event.protocol,
-        _pad: [0; 2],
-        src_port: event.src_port,
-        dst_port: event.dst_port,
-        src: event.src,
-        dst: event.dst,
-    }
-}
 
 /// The entry of a connection opened at `opened_ns`, last seen at
 /// `last_seen_ns`, that carried `packets` and `bytes` (source, destination).
@@ -103,6 +89,15 @@ impl Scanner {
     }
 }
 
+/// The one record of `kind` that `records` must be.
+fn only(records: Vec<FlowRecord>, kind: RecordKind) -> FlowRecord {
+    assert!(
+        records.len() == 1 && records[0].kind == kind,
+        "one {kind:?} record, got {records:?}"
+    );
+    records.into_iter().next().expect("one record")
+}
+
 fn traffic(record: &FlowRecord) -> [Option<u64>; 4] {
     [
         record.src_packets,
@@ -117,7 +112,7 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
     let context = context();
     let open = allowed();
     let t0 = open.timestamp_ns;
-    let key = key_of(&open);
+    let key = connection_of(&open);
     let mut scanner = Scanner::new();
     scanner.open(&open, &context);
 
@@ -125,14 +120,14 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
     assert_eq!(scanner.scan(&[(key, young)], t0 + 2 * SECOND, &context), []);
 
     let a_minute = entry(t0, t0 + 59 * SECOND, CONN_OPEN, [30, 20], [1_800, 20_000]);
-    let records = scanner.scan(&[(key, a_minute)], t0 + 60 * SECOND, &context);
-    let [update] = &records[..] else {
-        panic!("one update, got {records:?}")
-    };
+    let update = only(
+        scanner.scan(&[(key, a_minute)], t0 + 60 * SECOND, &context),
+        RecordKind::Update,
+    );
     assert_eq!(update.kind, RecordKind::Update);
     assert_eq!(update.reason, "established");
     assert_eq!(
-        traffic(update),
+        traffic(&update),
         [Some(30), Some(1_800), Some(20), Some(20_000)]
     );
     assert_eq!(update.duration_ms, Some(60_000));
@@ -160,13 +155,13 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
         scanner.scan(&[(key, closed)], t0 + 72 * SECOND, &context),
         []
     );
-    let records = scanner.scan(&[(key, closed)], t0 + 74 * SECOND, &context);
-    let [end] = &records[..] else {
-        panic!("one end, got {records:?}")
-    };
+    let end = only(
+        scanner.scan(&[(key, closed)], t0 + 74 * SECOND, &context),
+        RecordKind::End,
+    );
     assert_eq!(end.kind, RecordKind::End);
     assert_eq!(end.reason, end_reason::CLOSED);
-    assert_eq!(traffic(end), [Some(4), Some(160), Some(2), Some(100)]);
+    assert_eq!(traffic(&end), [Some(4), Some(160), Some(2), Some(100)]);
     assert_eq!(end.time, "2023-11-15T22:16:34.456Z", "its last packet");
     assert_eq!(end.duration_ms, Some(71_000));
     assert_eq!(
@@ -189,15 +184,15 @@ fn a_connection_is_updated_every_interval_and_ends_once_closed_and_quiet() {
 fn a_pod_deleted_since_the_connection_opened_is_still_named() {
     let open = allowed();
     let t0 = open.timestamp_ns;
-    let key = key_of(&open);
+    let key = connection_of(&open);
     let mut scanner = Scanner::new();
     scanner.open(&open, &context());
     let forgotten = FlowContext::default();
     let gone = entry(t0, t0 + 5 * SECOND, CONN_OPEN, [1, 1], [40, 40]);
-    let records = scanner.scan(&[(key, gone)], t0 + 61 * SECOND, &forgotten);
-    let [update] = &records[..] else {
-        panic!("one update, got {records:?}")
-    };
+    let update = only(
+        scanner.scan(&[(key, gone)], t0 + 61 * SECOND, &forgotten),
+        RecordKind::Update,
+    );
     assert_eq!(update.src.pod.as_deref(), Some("app/web"));
     assert_eq!(update.dst.pod.as_deref(), Some("app/db"));
     assert_eq!(update.endpoint.as_deref(), Some("app/db"));
@@ -213,7 +208,7 @@ fn an_entry_that_goes_ends_with_what_was_last_read() {
     let context = context();
     let open = allowed();
     let t0 = open.timestamp_ns;
-    let key = key_of(&open);
+    let key = connection_of(&open);
     let mut scanner = Scanner::new();
     scanner.open(&open, &context);
     let read = entry(t0, t0 + SECOND, CONN_OPEN, [5, 4], [300, 4_000]);
@@ -221,15 +216,15 @@ fn an_entry_that_goes_ends_with_what_was_last_read() {
     // Revoked by a policy change, say: the programs deleted it. One reading
     // may miss an entry the programs moved while it read; two do not.
     assert_eq!(scanner.scan(&[], t0 + 4 * SECOND, &context), []);
-    let records = scanner.scan(&[], t0 + 6 * SECOND, &context);
-    let [end] = &records[..] else {
-        panic!("one end, got {records:?}")
-    };
+    let end = only(
+        scanner.scan(&[], t0 + 6 * SECOND, &context),
+        RecordKind::End,
+    );
     assert_eq!(
         (end.kind, end.reason.as_str()),
         (RecordKind::End, end_reason::REMOVED)
     );
-    assert_eq!(traffic(end), [Some(5), Some(300), Some(4), Some(4_000)]);
+    assert_eq!(traffic(&end), [Some(5), Some(300), Some(4), Some(4_000)]);
 }
 
 #[test]
@@ -237,20 +232,20 @@ fn an_idle_connection_ends_as_expired() {
     let context = context();
     let open = allowed();
     let t0 = open.timestamp_ns;
-    let mut key = key_of(&open);
+    let mut key = connection_of(&open);
     key.protocol = netseg_contract::PROTO_UDP;
     let mut scanner = Scanner::new();
     let quiet = entry(t0, t0 + SECOND, CONN_OPEN, [1, 1], [60, 60]);
     // Found by a scan (a restart lost its open event): tracked all the same.
-    let records = scanner.scan(&[(key, quiet)], t0 + 62 * SECOND, &context);
-    let [end] = &records[..] else {
-        panic!("one end, got {records:?}")
-    };
+    let end = only(
+        scanner.scan(&[(key, quiet)], t0 + 62 * SECOND, &context),
+        RecordKind::End,
+    );
     assert_eq!(
         (end.kind, end.reason.as_str()),
         (RecordKind::End, end_reason::EXPIRED)
     );
-    assert_eq!(traffic(end), [Some(1), Some(60), Some(1), Some(60)]);
+    assert_eq!(traffic(&end), [Some(1), Some(60), Some(1), Some(60)]);
     assert_eq!(end.src.pod.as_deref(), Some("app/web"));
 }
 
@@ -259,7 +254,7 @@ fn a_reused_tuple_ends_the_earlier_connection_and_starts_a_new_one() {
     let context = context();
     let open = allowed();
     let t0 = open.timestamp_ns;
-    let key = key_of(&open);
+    let key = connection_of(&open);
     let mut scanner = Scanner::new();
     scanner.open(&open, &context);
     let first = entry(t0, t0 + SECOND, CONN_OPEN, [2, 2], [80, 80]);
@@ -267,26 +262,26 @@ fn a_reused_tuple_ends_the_earlier_connection_and_starts_a_new_one() {
     let t1 = t0 + 3 * SECOND;
     let second = entry(t1, t1, CONN_OPEN, [1, 0], [40, 0]);
     // The new connection's open event comes before the next reading.
-    let records = scanner.open(
-        &FlowEvent {
-            timestamp_ns: t1,
-            ..open
-        },
-        &context,
+    let end = only(
+        scanner.open(
+            &FlowEvent {
+                timestamp_ns: t1,
+                ..open
+            },
+            &context,
+        ),
+        RecordKind::End,
     );
-    let [end] = &records[..] else {
-        panic!("one end, got {records:?}")
-    };
     assert_eq!(
         (end.kind, end.reason.as_str()),
         (RecordKind::End, end_reason::REMOVED)
     );
-    assert_eq!(traffic(end), [Some(2), Some(80), Some(2), Some(80)]);
-    let records = scanner.scan(&[(key, second)], t1 + 61 * SECOND, &context);
-    let [update] = &records[..] else {
-        panic!("one update, got {records:?}")
-    };
-    assert_eq!(traffic(update), [Some(1), Some(40), Some(0), Some(0)]);
+    assert_eq!(traffic(&end), [Some(2), Some(80), Some(2), Some(80)]);
+    let update = only(
+        scanner.scan(&[(key, second)], t1 + 61 * SECOND, &context),
+        RecordKind::Update,
+    );
+    assert_eq!(traffic(&update), [Some(1), Some(40), Some(0), Some(0)]);
     assert_eq!(update.duration_ms, Some(61_000));
 }
 
@@ -300,13 +295,13 @@ fn a_connection_younger_than_the_reading_is_not_taken_for_gone() {
     // Readings that began before it opened do not have it.
     assert_eq!(scanner.scan(&[], t0 - SECOND, &context), []);
     assert_eq!(scanner.scan(&[], t0 - 1, &context), []);
-    let key = key_of(&open);
+    let key = connection_of(&open);
     let live = entry(t0, t0 + SECOND, CONN_OPEN, [1, 1], [40, 40]);
-    let records = scanner.scan(&[(key, live)], t0 + 60 * SECOND, &context);
-    let [update] = &records[..] else {
-        panic!("one update, got {records:?}")
-    };
-    assert_eq!(traffic(update), [Some(1), Some(40), Some(1), Some(40)]);
+    let update = only(
+        scanner.scan(&[(key, live)], t0 + 60 * SECOND, &context),
+        RecordKind::Update,
+    );
+    assert_eq!(traffic(&update), [Some(1), Some(40), Some(1), Some(40)]);
 }
 
 #[test]
@@ -314,7 +309,7 @@ fn a_connection_a_previous_daemon_reported_is_reported_from_its_first_reading_on
     let context = context();
     let open = allowed();
     let t0 = open.timestamp_ns;
-    let key = key_of(&open);
+    let key = connection_of(&open);
     let mut scanner = Scanner {
         connections: Connections::new(UPDATE_EVERY, t0 + 10 * SECOND),
         ..Scanner::new()
@@ -332,11 +327,11 @@ fn a_connection_a_previous_daemon_reported_is_reported_from_its_first_reading_on
         revision: 0,
         ..entry(t0, t0 + 70 * SECOND, CONN_OPEN, [52, 41], [5_100, 40_500])
     };
-    let records = scanner.scan(&[(key, grown)], t0 + 71 * SECOND, &context);
-    let [update] = &records[..] else {
-        panic!("one update, got {records:?}")
-    };
-    assert_eq!(traffic(update), [Some(2), Some(100), Some(1), Some(500)]);
+    let update = only(
+        scanner.scan(&[(key, grown)], t0 + 71 * SECOND, &context),
+        RecordKind::Update,
+    );
+    assert_eq!(traffic(&update), [Some(2), Some(100), Some(1), Some(500)]);
     assert_eq!(
         update.decided_by, "conntrack",
         "its verdict id is the previous daemon's"
