@@ -9,28 +9,34 @@
 //! allowed new TCP connections with a rule id (60 %), DNS over UDP with a
 //! rule id (10 %), policy denials decided by default-deny (20 %, a quarter
 //! of them from outside the cluster), kubelet probes (5 %) and pings (5 %);
-//! a fifth of the flows use IPv6. `flow_context/new` is what building the
-//! names of such a node costs each policy publication.
+//! a fifth of the flows use IPv6. Each pod belongs to a Deployment and one
+//! or two Segments; the outside addresses to Segment outside.
+//! `flow_context/*` is what naming the parties of such a node costs a
+//! policy publication.
 
 use std::{
     collections::BTreeMap,
     hint::black_box,
     io::{self, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use netseg::{
     daemon::open_flow_log,
-    flows::{FlowContext, FlowWriter, Rotation, monotonic_epoch},
+    flows::{FlowContext, FlowLabels, FlowWriter, Naming, Rotation, monotonic_epoch},
     metrics::Metrics,
 };
 use netseg_contract::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, FIRST_COMPILED_RULE, FlowEvent, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY, reason, rule,
 };
-use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
+use netseg_policy::{
+    Action, Band, Compiled, Decider, Direction, PodParty, PodRef, PolicyKind, RuleRef,
+    SegmentNetworks, Verdict, Workload,
+};
 
 const ENDPOINTS: u32 = 100;
 const PODS: u32 = 10_000;
@@ -60,20 +66,46 @@ fn pod_ref(n: u32) -> PodRef {
     )
 }
 
+/// The party of pod `n`: a Deployment's pod with three labels (two of them
+/// carried by default), in one or two of 20 Segments.
+fn pod_party(n: u32) -> Arc<PodParty> {
+    let pod = pod_ref(n);
+    let app = pod.name.split('-').next().unwrap_or_default().to_owned();
+    let labels = [
+        ("app", app.clone()),
+        ("app.kubernetes.io/name", app.clone()),
+        ("pod-template-hash", "7d9f8b6c5".to_owned()),
+    ];
+    let segments = [format!("zone-{}", n % 20), "cluster".to_owned()];
+    Arc::new(PodParty {
+        workload: Some(Workload {
+            kind: "Deployment".into(),
+            name: app.into(),
+        }),
+        labels: Arc::new(labels.map(|(k, v)| (k.to_owned(), v)).into()),
+        segments: segments[..1 + (n % 2) as usize]
+            .iter()
+            .map(|s| s.as_str().into())
+            .collect(),
+        pod,
+    })
+}
+
 /// What the daemon builds a flow context from.
 struct Names {
     endpoints: BTreeMap<u32, PodRef>,
-    pods: BTreeMap<IpAddr, PodRef>,
-    verdicts: BTreeMap<u32, Verdict>,
+    compiled: Compiled,
     node_addresses: Vec<IpAddr>,
+    labels: FlowLabels,
 }
 
 fn names() -> Names {
     let mut pods = BTreeMap::new();
     for n in 0..PODS {
-        pods.insert(IpAddr::V4(pod_v4(n)), pod_ref(n));
+        let party = pod_party(n);
+        pods.insert(IpAddr::V4(pod_v4(n)), party.clone());
         if n % DUAL_STACK_EVERY == 0 {
-            pods.insert(IpAddr::V6(pod_v6(n)), pod_ref(n));
+            pods.insert(IpAddr::V6(pod_v6(n)), party);
         }
     }
     let verdicts = (0..RULES)
@@ -98,24 +130,37 @@ fn names() -> Names {
             )
         })
         .collect();
+    // The outside addresses of `deny` are in Segment outside.
+    let outside = ["198.51.100.0/24", "2001:db8::/64"]
+        .map(|net| (net.parse().expect("a network"), vec!["outside".into()]));
     Names {
         endpoints: (0..ENDPOINTS)
             .map(|n| (FIRST_IFINDEX + n, pod_ref(n)))
             .collect(),
-        pods,
-        verdicts,
+        compiled: Compiled {
+            pod_addresses: pods,
+            verdicts,
+            segment_networks: SegmentNetworks::new(outside.into()),
+            ..Compiled::default()
+        },
         node_addresses: vec![IpAddr::V4(NODE_V4), IpAddr::V6(NODE_V6)],
+        labels: FlowLabels::default(),
     }
 }
 
 impl Names {
+    fn naming(&self) -> Naming<'_> {
+        Naming {
+            endpoints: &self.endpoints,
+            compiled: &self.compiled,
+            node_addresses: &self.node_addresses,
+            labels: &self.labels,
+        }
+    }
+
+    /// The context of a first publication.
     fn context(&self) -> FlowContext {
-        FlowContext::new(
-            self.endpoints.clone(),
-            &self.pods,
-            &self.verdicts,
-            self.node_addresses.clone(),
-        )
+        FlowContext::new(&self.naming(), &FlowContext::default())
     }
 }
 
@@ -285,11 +330,21 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 }
 
-/// What every policy publication pays for the pipeline's speed: the names
-/// rendered as JSON once.
+/// What a policy publication pays for the pipeline's speed: every name
+/// rendered as JSON once (`new`); after a publication that changed no pod
+/// (`renewed`: a policy edit; a pod's change renders that pod only); and
+/// telling whether a publication changes any name (`unchanged`, every
+/// reconcile pass).
 fn context(c: &mut Criterion) {
     let names = names();
     c.bench_function("flow_context/new", |b| b.iter(|| names.context()));
+    let previous = names.context();
+    c.bench_function("flow_context/renewed", |b| {
+        b.iter(|| FlowContext::new(&names.naming(), &previous))
+    });
+    c.bench_function("flow_context/unchanged", |b| {
+        b.iter(|| assert!(previous.names_the_same(black_box(&names.naming()))))
+    });
 }
 
 criterion_group!(benches, pipeline, context);

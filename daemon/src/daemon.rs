@@ -27,7 +27,7 @@ use crate::{
     datapath::{Datapath, DenyBudgets, FlowEvents, KernelMaps, Limits, MapSizes, pins::PinDir},
     enforcer::Enforcer,
     flows::{
-        self, FlowContext, RotatingFile, Rotation,
+        self, FlowContext, FlowLabels, RotatingFile, Rotation,
         recent::{RecentFlows, RecentLimits},
     },
     metrics::Metrics,
@@ -48,6 +48,8 @@ pub struct DaemonConfig {
     pub flow_log_rotation: Rotation,
     /// How often a live connection gets an `update` record.
     pub flow_update_interval: Duration,
+    /// The label keys flow records carry of each pod.
+    pub flow_labels: FlowLabels,
     pub status_file: Option<PathBuf>,
     pub metrics_addr: Option<SocketAddr>,
     /// Serve the flow API here (`None`: not at all).

@@ -5,13 +5,13 @@
 //! datapath would apply. Nothing is loaded or attached.
 
 use std::io::Write;
-use std::{collections::BTreeMap, net::IpAddr, path::Path};
+use std::{collections::BTreeMap, net::IpAddr, path::Path, sync::Arc};
 
 use anyhow::{Context as _, Result, bail};
 use netseg_contract::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use netseg_policy::{
     Action, CompileOptions, Compiler, Connection, Decider, DefaultAction, Direction, IdentityKind,
-    PodRef, Snapshot, StepOutcome, Trace, TraceStep, Verdict,
+    PodParty, PodRef, Snapshot, StepOutcome, Trace, TraceStep, Verdict,
 };
 
 use crate::{flows::protocol_name, sources::manifests::ManifestStore};
@@ -198,12 +198,12 @@ fn outcome_text(step: &TraceStep) -> String {
 
 fn resolve(
     snapshot: &Snapshot,
-    addresses: &BTreeMap<IpAddr, PodRef>,
+    addresses: &BTreeMap<IpAddr, Arc<PodParty>>,
     end: &str,
     ipv6: bool,
 ) -> Result<End> {
     if let Ok(address) = end.parse::<IpAddr>() {
-        let pod = addresses.get(&address).cloned();
+        let pod = addresses.get(&address).map(|party| party.pod.clone());
         let pod = pod
             .map(|pod| node_of(snapshot, &pod).map(|node| (pod, node)))
             .transpose()?;
@@ -215,7 +215,7 @@ fn resolve(
     let pod = PodRef::new(namespace, name);
     let address = addresses
         .iter()
-        .filter(|(ip, owner)| **owner == pod && ip.is_ipv6() == ipv6)
+        .filter(|(ip, owner)| owner.pod == pod && ip.is_ipv6() == ipv6)
         .map(|(ip, _)| *ip)
         .next()
         .with_context(|| {

@@ -33,7 +33,7 @@ pub(crate) use aggregate::DenialReports;
 use aggregate::REPORT_INTERVAL;
 use clock::Clock;
 use connections::Connections;
-pub use context::FlowContext;
+pub use context::{FlowContext, FlowLabels, Naming, NotALabelKey};
 use recent::RecentFlows;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};

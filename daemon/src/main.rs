@@ -173,6 +173,9 @@ struct DaemonArgs {
     /// How often a live connection gets an `update` record of its traffic (e.g. 60s, 5m; at least 1s).
     #[arg(long, env = "NETSEG_FLOW_UPDATE_INTERVAL", default_value = "60s", value_parser = update_interval)]
     flow_update_interval: std::time::Duration,
+    /// The label keys whose values flow records carry of each pod, comma-separated ("" for none).
+    #[arg(long, env = "NETSEG_FLOW_LABELS", value_name = "KEYS", default_value = netseg::flows::FlowLabels::DEFAULT)]
+    flow_labels: netseg::flows::FlowLabels,
     /// Denials a second one endpoint (a pod's interface, one direction) reports with a record of
     /// their own; the rest are counted in one aggregated record per endpoint, reason and second.
     #[arg(long, env = "NETSEG_DENY_RECORDS_PER_ENDPOINT", default_value_t = datapath::DenyBudgets::DEFAULT.per_endpoint)]
@@ -318,6 +321,7 @@ impl DaemonArgs {
                 keep: self.flow_log_keep,
             },
             flow_update_interval: self.flow_update_interval,
+            flow_labels: self.flow_labels,
             deny_budgets: datapath::DenyBudgets {
                 per_endpoint: self.deny_records_per_endpoint,
                 total: self.deny_records_total,

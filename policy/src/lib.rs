@@ -39,12 +39,13 @@ pub use conditions::{
 pub use diff::{MapDiff, diff_maps};
 pub use evaluate::{Evaluator, evaluate};
 pub use lookup::{lookup, lookup_identity};
-pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL};
+pub use model::{FieldError, FieldProblem, NAMESPACE_NAME_LABEL, label_key_problem};
 pub use ports::{protocol_number, range_to_prefixes};
 pub use trace::{Connection, StepOutcome, Trace, TraceStep};
 pub use types::{
-    Action, Band, Compiled, Decider, Direction, IdentityInfo, IdentityKind, LocalEndpoint, PodRef,
-    PolicyEntryKey, PolicyKind, PortPrefix, RuleRef, Verdict,
+    Action, Band, Compiled, Decider, Direction, IdentityInfo, IdentityKind, LocalEndpoint,
+    PodParty, PodRef, PolicyEntryKey, PolicyKind, PortPrefix, RuleRef, SegmentNetworks, Verdict,
+    Workload,
 };
 pub use validate::{
     validate_cluster_network_policy, validate_namespace, validate_network_policy, validate_node,

@@ -36,6 +36,35 @@ impl fmt::Display for PodRef {
     }
 }
 
+/// The controller of a pod (the owner reference with `controller: true`),
+/// as flow records name its workload; displays as `Kind/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Workload {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `Job`, ...
+    pub kind: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// A pod as flow records name it. Shared: a compilation hands out one per
+/// pod, to each of its addresses, and keeps it from one compilation to the
+/// next while the pod, its namespace's labels and the Segments are unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodParty {
+    pub pod: PodRef,
+    /// Its controller; a ReplicaSet of a Deployment stands for the Deployment.
+    pub workload: Option<Workload>,
+    /// All of its labels (flow records carry the keys the operator chooses).
+    pub labels: Arc<BTreeMap<String, String>>,
+    /// The names of the Segments it is a member of (by their selectors), sorted.
+    pub segments: Vec<Arc<str>>,
+}
+
 /// Direction of traffic as seen from the local pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Direction {
@@ -469,5 +498,40 @@ pub struct Compiled {
     pub identities: BTreeMap<u32, IdentityInfo>,
     /// Every pod address of the snapshot (any node), for naming flow peers.
     /// An address two pods claim names the first in snapshot order.
-    pub pod_addresses: BTreeMap<IpAddr, PodRef>,
+    pub pod_addresses: BTreeMap<IpAddr, Arc<PodParty>>,
+    /// The Segments of the addresses that no pod holds, by network.
+    pub segment_networks: SegmentNetworks,
+}
+
+/// Every network of a Segment's `networks`, each with the names of the
+/// Segments whose networks cover all of it; most specific first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentNetworks(Vec<(IpNetwork, Vec<Arc<str>>)>);
+
+impl SegmentNetworks {
+    /// `networks`, each with the names (sorted) of the Segments whose
+    /// networks cover all of it.
+    pub fn new(mut networks: Vec<(IpNetwork, Vec<Arc<str>>)>) -> Self {
+        networks.sort_by(|(a, _), (b, _)| b.prefix().cmp(&a.prefix()).then(a.cmp(b)));
+        SegmentNetworks(networks)
+    }
+
+    /// The networks with their Segments, most specific first.
+    pub fn entries(&self) -> &[(IpNetwork, Vec<Arc<str>>)] {
+        &self.0
+    }
+
+    /// The index in [`SegmentNetworks::entries`] of the entry whose
+    /// Segments an address that no pod holds is a member of: the most
+    /// specific network that contains it. The networks that contain one
+    /// address are nested, so that network's Segments are all of the
+    /// address's.
+    pub fn position(&self, ip: IpAddr) -> Option<usize> {
+        self.0.iter().position(|(network, _)| network.contains(ip))
+    }
+
+    /// The Segments an address that no pod holds is a member of, sorted.
+    pub fn segments_of(&self, ip: IpAddr) -> &[Arc<str>] {
+        self.position(ip).map_or(&[], |i| &self.0[i].1)
+    }
 }

@@ -10,7 +10,7 @@ use tracing::{error, info, instrument, warn};
 use super::Daemon;
 use crate::{
     datapath::state::SlotState,
-    flows::FlowContext,
+    flows::{FlowContext, Naming},
     node::{NodeChange, NodeView},
     sources::Source,
     status::{self, InterfaceStatus},
@@ -239,23 +239,28 @@ impl Daemon {
         (state, interfaces)
     }
 
+    /// What the exporter is to name flows' parties from.
+    fn naming<'a>(
+        &'a self,
+        compiled: &'a Compiled,
+        interfaces: &'a BTreeMap<u32, PodRef>,
+    ) -> Naming<'a> {
+        Naming {
+            endpoints: interfaces,
+            compiled,
+            node_addresses: self.enforcer.node_addresses(),
+            labels: &self.config.flow_labels,
+        }
+    }
+
     /// Whether the exporter already names what `compiled` and `interfaces` do.
     fn names_the_same(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) -> bool {
-        self.flow_context.borrow().names_the_same(
-            interfaces,
-            &compiled.pod_addresses,
-            &compiled.verdicts,
-            self.enforcer.node_addresses(),
-        )
+        (self.flow_context.borrow()).names_the_same(&self.naming(compiled, interfaces))
     }
 
     fn publish_flow_context(&self, compiled: &Compiled, interfaces: &BTreeMap<u32, PodRef>) {
-        let context = FlowContext::new(
-            interfaces.clone(),
-            &compiled.pod_addresses,
-            &compiled.verdicts,
-            self.enforcer.node_addresses().to_vec(),
-        );
+        let previous = Arc::clone(&self.flow_context.borrow());
+        let context = FlowContext::new(&self.naming(compiled, interfaces), &previous);
         self.flow_context.send_replace(Arc::new(context));
     }
 

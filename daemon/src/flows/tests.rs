@@ -9,10 +9,13 @@ use netseg_contract::{
     DIRECTION_EGRESS, DIRECTION_INGRESS, DenyCountKey, FlowEvent, PROTO_ICMP, PROTO_ICMPV6,
     PROTO_TCP, PROTO_UDP, VERDICT_ALLOW, VERDICT_DENY, reason, rule,
 };
-use netseg_policy::{Action, Band, Decider, Direction, PodRef, PolicyKind, RuleRef, Verdict};
+use netseg_policy::{
+    Action, Band, Compiled, Decider, Direction, PodParty, PodRef, PolicyKind, RuleRef,
+    SegmentNetworks, Verdict, Workload,
+};
 
 use super::{
-    FlowContext, FlowRecord, FlowWriter, RecordKind,
+    FlowContext, FlowLabels, FlowRecord, FlowWriter, Naming, RecordKind,
     recent::{RecentFlows, RecentLimits},
 };
 use crate::metrics::Metrics;
@@ -23,18 +26,52 @@ const DB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const DB_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const STRANGER_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x99);
 
-pub(super) fn context() -> FlowContext {
+/// A pod's party: its workload, labels and Segments.
+pub(super) fn party(
+    pod: &PodRef,
+    workload: Option<(&str, &str)>,
+    labels: &[(&str, &str)],
+    segments: &[&str],
+) -> Arc<PodParty> {
+    Arc::new(PodParty {
+        pod: pod.clone(),
+        workload: workload.map(|(kind, name)| Workload {
+            kind: kind.into(),
+            name: name.into(),
+        }),
+        labels: Arc::new(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        segments: segments.iter().map(|&name| name.into()).collect(),
+    })
+}
+
+/// Pods web (Deployment/web, Segments front and web), db (StatefulSet/db,
+/// Segment data, two addresses) and we"ird (nothing); Segment outside holds
+/// fd00::80/121, where STRANGER_V6 is.
+pub(super) fn compiled() -> Compiled {
     let web = PodRef::new("app", "web");
     let db = PodRef::new("app", "db");
-    let pods = [
-        (IpAddr::V4(WEB), web.clone()),
-        (IpAddr::V4(DB), db.clone()),
-        (IpAddr::V6(DB_V6), db.clone()),
-        (
-            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
-            PodRef::new("app", "we\"ird"),
-        ),
-    ];
+    let web = party(
+        &web,
+        Some(("Deployment", "web")),
+        &[
+            ("app", "web"),
+            ("pod-template-hash", "5d4f8c9b7"),
+            ("team", "shop"),
+        ],
+        &["front", "web"],
+    );
+    let db = party(
+        &db,
+        Some(("StatefulSet", "db")),
+        &[("app.kubernetes.io/name", "postgres")],
+        &["data"],
+    );
+    let weird = party(&PodRef::new("app", "we\"ird"), None, &[], &[]);
     let rule = RuleRef {
         kind: PolicyKind::NetworkPolicy,
         band: Band::NetworkPolicy,
@@ -46,12 +83,34 @@ pub(super) fn context() -> FlowContext {
         action: Action::Accept,
     };
     let allowed = Verdict::plain(true, Decider::Rule(rule));
-    FlowContext::new(
-        [(7, web), (8, db)].into(),
-        &pods.into(),
-        &[(16, allowed), (17, guarded_after_pass())].into(),
-        vec![IpAddr::V4(NODE)],
-    )
+    let outside = "fd00::80/121".parse().expect("a network");
+    Compiled {
+        pod_addresses: [
+            (IpAddr::V4(WEB), web),
+            (IpAddr::V4(DB), db.clone()),
+            (IpAddr::V6(DB_V6), db),
+            (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)), weird),
+        ]
+        .into(),
+        verdicts: [(16, allowed), (17, guarded_after_pass())].into(),
+        segment_networks: SegmentNetworks::new(vec![(outside, vec!["outside".into()])]),
+        ..Compiled::default()
+    }
+}
+
+pub(super) fn context() -> FlowContext {
+    let endpoints = [
+        (7, PodRef::new("app", "web")),
+        (8, PodRef::new("app", "db")),
+    ]
+    .into();
+    let naming = Naming {
+        endpoints: &endpoints,
+        compiled: &compiled(),
+        node_addresses: &[IpAddr::V4(NODE)],
+        labels: &FlowLabels::default(),
+    };
+    FlowContext::new(&naming, &FlowContext::default())
 }
 
 /// Egress denied by a Baseline SegmentPolicy rule after an Admin
@@ -163,7 +222,7 @@ fn line(event: FlowEvent) -> String {
 fn allowed_connection_names_pods_and_rule() {
     assert_eq!(
         line(allowed()),
-        r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"NetworkPolicy app/db-from-web ingress[1] (Accept)","policy_band":"networkpolicy","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","policy_action":"Accept","passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#
+        r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":"Deployment/web","src_labels":{"app":"web"},"src_segments":["front","web"],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"NetworkPolicy app/db-from-web ingress[1] (Accept)","policy_band":"networkpolicy","policy_kind":"NetworkPolicy","policy_namespace":"app","policy_name":"db-from-web","policy_rule":"ingress[1]","policy_action":"Accept","passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#
             .to_owned()
             + "\n"
     );
@@ -189,7 +248,7 @@ fn denied_v6() -> FlowEvent {
 fn denied_ipv6_flow_names_the_default_action() {
     assert_eq!(
         line(denied_v6()),
-        r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#
+        r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"udp","src_ip":"fd00::99","src_port":40000,"dst_ip":"fd00::2","dst_port":443,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":["outside"],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#
             .to_owned()
             + "\n"
     );
@@ -208,7 +267,7 @@ fn node_traffic_has_no_ports_for_icmp() {
     };
     assert_eq!(
         line(probe),
-        r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"node-traffic","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#
+        r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmp","src_ip":"192.168.1.10","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"node","src_workload":null,"src_labels":null,"src_segments":[],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"node-traffic","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#
             .to_owned()
             + "\n"
     );
@@ -248,10 +307,10 @@ fn decided_by_without_a_known_rule() {
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         [
-            r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#,
-            r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-allow","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#,
-            r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"conntrack","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#,
-            r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":null,"start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#,
+            r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"revoked","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":"Deployment/web","src_labels":{"app":"web"},"src_segments":["front","web"],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/db","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-deny","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#,
+            r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"new-connection","direction":"ingress","protocol":"icmpv6","src_ip":"fd00::99","src_port":null,"dst_ip":"fd00::2","dst_port":null,"src_pod":null,"src_workload":null,"src_labels":null,"src_segments":["outside"],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"default-allow","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#,
+            r#"{"schema":1,"kind":"open","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"allow","reason":"established","direction":"ingress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":"Deployment/web","src_labels":{"app":"web"},"src_segments":["front","web"],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/db","start":"2023-11-15T22:15:23.456Z","duration_ms":0,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"conntrack","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":null}"#,
+            r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"unknown","direction":"ingress","protocol":"47","src_ip":"10.0.0.3","src_port":null,"dst_ip":"10.0.0.2","dst_port":null,"src_pod":"app/we\"ird","src_workload":null,"src_labels":{},"src_segments":[],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":null,"start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"datapath","policy_band":null,"policy_kind":null,"policy_namespace":null,"policy_name":null,"policy_rule":null,"policy_action":null,"passed_by":null,"audit":null,"audit_by":null,"revision":3,"count":1}"#,
         ]
     );
     assert_eq!((allowed, denied), (2, 2));
@@ -321,8 +380,17 @@ fn time_keeps_milliseconds_across_seconds() {
 #[test]
 fn names_are_escaped_as_serde_json_escapes_them() {
     let odd = PodRef::new("app", "tab\there\\é\u{1}");
-    let pods = [(IpAddr::V4(WEB), odd.clone())].into();
-    let context = FlowContext::new([(8, odd.clone())].into(), &pods, &[].into(), vec![]);
+    let compiled = Compiled {
+        pod_addresses: [(IpAddr::V4(WEB), party(&odd, None, &[], &[]))].into(),
+        ..Compiled::default()
+    };
+    let naming = Naming {
+        endpoints: &[(8, odd.clone())].into(),
+        compiled: &compiled,
+        node_addresses: &[],
+        labels: &FlowLabels::default(),
+    };
+    let context = FlowContext::new(&naming, &FlowContext::default());
     let metrics = Metrics::new();
     let mut out = Vec::new();
     let mut writer = FlowWriter::new(&mut out, SystemTime::UNIX_EPOCH, Some("node-1"), &metrics);
@@ -373,7 +441,7 @@ fn a_denial_after_a_pass_names_the_band_the_pass_and_the_audit_difference() {
     };
     assert_eq!(
         line(denied),
-        r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":null,"src_labels":null,"src_segments":null,"dst_pod":"app/db","dst_workload":null,"dst_labels":null,"dst_segments":null,"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"SegmentPolicy zones egress[2] (Deny)","policy_band":"baseline","policy_kind":"SegmentPolicy","policy_namespace":null,"policy_name":"zones","policy_rule":"egress[2]","policy_action":"Deny","passed_by":"ClusterNetworkPolicy platform egress[0] \"to-apps\" (Pass)","audit":"audit-would-allow","audit_by":"SegmentPolicy preview egress[0] \"db\" (Accept)","revision":3,"count":1}"#
+        r#"{"schema":1,"kind":"deny","time":"2023-11-15T22:15:23.456Z","node":"node-1","verdict":"deny","reason":"policy-denied","direction":"egress","protocol":"tcp","src_ip":"10.0.0.1","src_port":40000,"dst_ip":"10.0.0.2","dst_port":5432,"src_pod":"app/web","src_workload":"Deployment/web","src_labels":{"app":"web"},"src_segments":["front","web"],"dst_pod":"app/db","dst_workload":"StatefulSet/db","dst_labels":{"app.kubernetes.io/name":"postgres"},"dst_segments":["data"],"endpoint":"app/web","start":null,"duration_ms":null,"src_packets":null,"src_bytes":null,"dst_packets":null,"dst_bytes":null,"decided_by":"SegmentPolicy zones egress[2] (Deny)","policy_band":"baseline","policy_kind":"SegmentPolicy","policy_namespace":null,"policy_name":"zones","policy_rule":"egress[2]","policy_action":"Deny","passed_by":"ClusterNetworkPolicy platform egress[0] \"to-apps\" (Pass)","audit":"audit-would-allow","audit_by":"SegmentPolicy preview egress[0] \"db\" (Accept)","revision":3,"count":1}"#
             .to_owned()
             + "\n"
     );

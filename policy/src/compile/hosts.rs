@@ -220,19 +220,11 @@ impl HostMemo {
         let added: Vec<usize> = (0..kept.len()).filter(|&i| !kept[i]).collect();
         let peers_changed =
             !added.is_empty() || remap.iter().enumerate().any(|(i, n)| *n != Some(i));
-        let now = inv.namespaces();
-        let namespaces = self
-            .namespaces
-            .keys()
-            .chain(now.keys())
-            .filter(|ns| self.namespaces.get(*ns) != now.get(*ns))
-            .cloned()
-            .collect();
         Changes {
             remap,
             added,
             peers: peers_changed,
-            namespaces,
+            namespaces: inv.namespaces_changed_since(&self.namespaces),
             egress_names: self.egress_names != *egress_names,
         }
     }

@@ -83,7 +83,7 @@ struct Group<'a> {
 }
 
 /// Whether prefix `outer` contains all of prefix `inner`.
-fn covers(outer: &IpNetwork, inner: &IpNetwork) -> bool {
+pub(super) fn covers(outer: &IpNetwork, inner: &IpNetwork) -> bool {
     outer.is_ipv4() == inner.is_ipv4()
         && outer.prefix() <= inner.prefix()
         && outer.contains(inner.network())

@@ -165,6 +165,22 @@ impl Inventory {
     pub(crate) fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {
         self.namespaces.get(namespace)
     }
+
+    /// The namespaces whose labels differ from `before` (a namespace's
+    /// labels as [`Inventory::namespaces`] had them): changed, appeared or
+    /// disappeared.
+    pub(super) fn namespaces_changed_since(
+        &self,
+        before: &BTreeMap<String, Labels>,
+    ) -> BTreeSet<String> {
+        let now = &self.namespaces;
+        before
+            .keys()
+            .chain(now.keys())
+            .filter(|ns| before.get(*ns) != now.get(*ns))
+            .cloned()
+            .collect()
+    }
 }
 
 /// `models` sorted by `name`, keeping the first in the given order of those

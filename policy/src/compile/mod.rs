@@ -7,6 +7,7 @@ mod hosts;
 mod identities;
 mod inventory;
 mod models;
+mod parties;
 mod precedence;
 mod resolve;
 mod set_cache;
@@ -25,11 +26,12 @@ use self::hosts::{HostMemo, HostTable};
 use self::identities::{Classes, PeerTable, Signature, classify};
 use self::inventory::Selection;
 pub(crate) use self::inventory::{Inventory, Models};
+use self::parties::PartyMemo;
 use self::precedence::{DecisionKey, Order, Outcome};
 pub(crate) use self::resolve::{ResolvedPolicy, ResolvedRule, resolve};
 use self::set_cache::SetCache;
 use crate::model::{PeerModel, PortModel};
-use crate::types::{Compiled, Decider, Direction, LocalEndpoint, PodRef, PolicyEntryKey, Verdict};
+use crate::types::{Compiled, Decider, Direction, LocalEndpoint, PolicyEntryKey, Verdict};
 use crate::{CompileOptions, Snapshot};
 
 /// First compiled policy id; 0 is [`netseg_contract::POLICY_DENY_ALL`].
@@ -70,6 +72,7 @@ pub struct Compiler {
     policies: IdAllocator<PolicySetKey>,
     verdicts: IdAllocator<Verdict>,
     sets: SetCache,
+    parties: PartyMemo,
 }
 
 impl Default for Compiler {
@@ -88,6 +91,7 @@ impl Compiler {
             policies: IdAllocator::new(FIRST_COMPILED_POLICY),
             verdicts: IdAllocator::new(FIRST_COMPILED_RULE),
             sets: SetCache::default(),
+            parties: PartyMemo::default(),
         }
     }
 
@@ -129,7 +133,8 @@ impl Compiler {
             policy: written.entries.into_iter().collect(),
             verdicts: written.verdicts,
             identities: std::mem::take(&mut prepared.classes.identities),
-            pod_addresses: pod_addresses(&prepared.inv, &prepared.hosts),
+            pod_addresses: self.parties.pod_addresses(&prepared.inv, &prepared.hosts),
+            segment_networks: self.parties.segment_networks(),
         }
     }
 
@@ -303,17 +308,6 @@ fn egress_named_ports(
         .filter_map(|port| match port {
             PortModel::Named { protocol, name } => Some((name.clone(), *protocol)),
             _ => None,
-        })
-        .collect()
-}
-
-/// Every pod address, naming the first pod of the snapshot that holds it.
-fn pod_addresses(inv: &Inventory, hosts: &HostTable) -> BTreeMap<std::net::IpAddr, PodRef> {
-    hosts
-        .hosts()
-        .filter_map(|host| {
-            let first = host.pods().next()?;
-            Some((host.addr, inv.pods[first].pod_ref.clone()))
         })
         .collect()
 }

@@ -14,6 +14,7 @@ mod tiered;
 mod tiered_parse;
 
 pub use errors::{FieldError, FieldProblem};
+pub use names::label_key_problem;
 pub use pod::NAMESPACE_NAME_LABEL;
 
 pub(crate) use errors::Errors;

@@ -55,8 +55,8 @@ fn name_part_problem(s: &str) -> Option<&'static str> {
         .then_some("must be alphanumerics, '-', '_' or '.', starting and ending alphanumeric")
 }
 
-/// A label key: `[prefix/]name`.
-pub(crate) fn label_key_problem(key: &str) -> Option<&'static str> {
+/// What is wrong with a label key (`[prefix/]name`), if anything.
+pub fn label_key_problem(key: &str) -> Option<&'static str> {
     match key.split_once('/') {
         Some((prefix, name)) => dns_subdomain_problem(prefix).or_else(|| name_part_problem(name)),
         None => name_part_problem(key),
