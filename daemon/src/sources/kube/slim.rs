@@ -11,13 +11,13 @@ use k8s_openapi::api::core::v1::{
     PodStatus,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::core::{NamespaceResourceScope, Resource};
 use serde::Deserialize;
 
 /// A Pod as read from the API, keeping only what a policy can select or
 /// address: labels, node, host networking, phase, addresses and the named
-/// container ports.
+/// container ports; and what flow records name it by, its controller.
 #[derive(Clone, Debug, Deserialize)]
 pub struct SlimPod {
     metadata: ObjectMeta,
@@ -100,12 +100,30 @@ impl SlimPod {
             pod_ips: status.pod_ips,
             ..PodStatus::default()
         });
+        let controller = controller(&self.metadata);
         Pod {
-            metadata: identity(self.metadata),
+            metadata: ObjectMeta {
+                owner_references: controller.map(|owner| vec![owner]),
+                ..identity(self.metadata)
+            },
             spec,
             status,
         }
     }
+}
+
+/// The owner reference with `controller: true`, kind and name only: all
+/// that flow records name of a pod's workload (the compiler reads it as it
+/// reads a manifest's pod, so both sources name a workload alike).
+fn controller(metadata: &ObjectMeta) -> Option<OwnerReference> {
+    let owner = (metadata.owner_references.iter().flatten())
+        .find(|owner| owner.controller == Some(true))?;
+    Some(OwnerReference {
+        kind: owner.kind.clone(),
+        name: owner.name.clone(),
+        controller: Some(true),
+        ..OwnerReference::default()
+    })
 }
 
 /// A Namespace keeps its name and labels.

@@ -19,7 +19,11 @@ fn pod_json(name: &str, ip: &str, app: &str) -> serde_json::Value {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "shop", "uid": format!("uid-{name}-{ip}"),
             "labels": {"app": app}, "annotations": {"big": "x".repeat(1000)},
-            "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
+            "managedFields": [{"manager": "kubelet", "operation": "Update"}],
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "n"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{app}-5d4f8c9b7"),
+                 "uid": format!("rs-{ip}"), "controller": true, "blockOwnerDeletion": true}]},
         "spec": {"nodeName": "node-1", "containers": [{"name": "web", "image": "nginx",
             "ports": [{"name": "http", "containerPort": 80}, {"containerPort": 9090}],
             "env": [{"name": "A", "value": "b"}]}]},
@@ -74,6 +78,58 @@ fn a_pod_keeps_only_what_policies_read() {
     let status = pod.status.as_ref().expect("status");
     assert!(status.conditions.is_none());
     assert_eq!(status.pod_ips.as_ref().expect("podIPs")[0].ip, "10.0.0.1");
+    let owners = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("the controller");
+    let kept: Vec<_> = owners
+        .iter()
+        .map(|o| {
+            (
+                o.kind.as_str(),
+                o.name.as_str(),
+                o.controller,
+                o.uid.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [("ReplicaSet", "web-5d4f8c9b7", Some(true), "")],
+        "only the controller, by kind and name"
+    );
+}
+
+#[test]
+fn a_pod_is_named_by_its_workload_as_in_manifests() {
+    let with_hash = |mut pod: serde_json::Value| {
+        pod["metadata"]["labels"]["pod-template-hash"] = json!("5d4f8c9b7");
+        pod
+    };
+    let from_api: SlimPod =
+        serde_json::from_value(with_hash(pod_json("a", "10.0.0.1", "web"))).expect("a pod");
+    let from_manifest: Pod =
+        serde_json::from_value(with_hash(pod_json("a", "10.0.0.1", "web"))).expect("a pod");
+    let snapshot = |pod: Pod| netseg_policy::Snapshot {
+        pods: vec![Arc::new(pod)],
+        ..Default::default()
+    };
+    let options = netseg_policy::CompileOptions::default();
+    let workload = |pod: Pod| {
+        let compiled = netseg_policy::Compiler::new().compile(&snapshot(pod), &options);
+        let party = compiled
+            .pod_addresses
+            .values()
+            .next()
+            .expect("the pod's address");
+        party.workload.as_ref().map(ToString::to_string)
+    };
+    assert_eq!(
+        workload(from_api.into_pod()).as_deref(),
+        Some("Deployment/web")
+    );
+    assert_eq!(workload(from_manifest).as_deref(), Some("Deployment/web"));
 }
 
 #[test]
