@@ -30,9 +30,10 @@ pub(super) struct PartyMemo {
     names: Vec<Arc<str>>,
     /// Every namespace's labels, as namespace selectors saw them.
     namespaces: BTreeMap<String, Labels>,
-    /// By the address of the pod's model. The model is held, so that no
-    /// other model can live at its address while it is remembered.
-    parties: FxHashMap<usize, (Arc<PodModel>, Arc<PodParty>)>,
+    /// The party of each pod of [`Inventory::pods`], with the pod's model.
+    /// The model is held, so that no other model can live at its address
+    /// while it is remembered.
+    parties: Vec<(Arc<PodModel>, Arc<PodParty>)>,
 }
 
 impl PartyMemo {
@@ -43,42 +44,44 @@ impl PartyMemo {
         inv: &Inventory,
         hosts: &HostTable,
     ) -> BTreeMap<IpAddr, Arc<PodParty>> {
-        let mut previous = std::mem::take(&mut self.parties);
+        let previous = std::mem::take(&mut self.parties);
         let same_segments = self.segments.len() == inv.segments.len()
             && (self.segments.iter().zip(&inv.segments)).all(|(a, b)| Arc::ptr_eq(a, b));
         if !same_segments {
-            previous.clear();
             self.segments = inv.segments.clone();
             self.names = (inv.segments.iter())
                 .map(|segment| Arc::from(segment.name.as_str()))
                 .collect();
         }
         let relabelled = inv.namespaces_changed_since(&self.namespaces);
-        let mut addresses = BTreeMap::new();
-        for host in hosts.hosts() {
-            let Some(first) = host.pods().next() else {
-                continue;
-            };
-            let pod = &inv.pods[first];
-            let key = Arc::as_ptr(pod) as usize;
-            let party = match self.parties.get(&key) {
-                Some((_, party)) => Arc::clone(party),
-                None => {
-                    let party = match previous.remove(&key) {
-                        Some((_, party)) if !relabelled.contains(&*pod.pod_ref.namespace) => party,
-                        _ => Arc::new(self.party(inv, pod)),
-                    };
-                    let remembered = (Arc::clone(pod), Arc::clone(&party));
-                    self.parties.insert(key, remembered);
-                    party
-                }
-            };
-            addresses.insert(host.addr, party);
-        }
         if !relabelled.is_empty() {
             self.namespaces = inv.namespaces().clone();
         }
-        addresses
+        let address = |model: &Arc<PodModel>| Arc::as_ptr(model) as usize;
+        // Pods mostly keep their positions; the others are looked up.
+        let mut moved: Option<FxHashMap<usize, &Arc<PodParty>>> = None;
+        let mut remembered = |i: usize, pod: &Arc<PodModel>| match previous.get(i) {
+            Some((model, party)) if Arc::ptr_eq(model, pod) => Some(Arc::clone(party)),
+            _ => moved
+                .get_or_insert_with(|| previous.iter().map(|(m, p)| (address(m), p)).collect())
+                .get(&address(pod))
+                .map(|party| Arc::clone(party)),
+        };
+        let parties = (inv.pods.iter().enumerate())
+            .map(|(i, pod)| {
+                let unchanged = same_segments && !relabelled.contains(&*pod.pod_ref.namespace);
+                let party = unchanged.then(|| remembered(i, pod)).flatten();
+                let party = party.unwrap_or_else(|| Arc::new(self.party(inv, pod)));
+                (Arc::clone(pod), party)
+            })
+            .collect();
+        self.parties = parties;
+        (hosts.hosts())
+            .filter_map(|host| {
+                let first = host.pods().next()?;
+                Some((host.addr, Arc::clone(&self.parties[first].1)))
+            })
+            .collect()
     }
 
     fn party(&self, inv: &Inventory, pod: &PodModel) -> PodParty {

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::fixtures::{NODE, namespace, object, segment, shop, zones};
+use crate::fixtures::{NODE, namespace, object, pod, segment, shop, zones};
 use crate::{CompileOptions, Compiled, Compiler, Snapshot};
 
 fn options() -> CompileOptions {
@@ -119,6 +119,14 @@ fn a_recompile_keeps_parties_until_what_they_name_changes() {
         &again.pod_addresses[&ip("10.0.0.1")],
         &relabelled.pod_addresses[&ip("10.0.0.1")]
     ));
+    // A pod added first moves every other one down the snapshot.
+    (snapshot.pods).insert(0, pod("shop", "new", json!({"app": "web"}), "10.0.0.9"));
+    let added = compiler.compile(&snapshot, &options());
+    assert_eq!(segments_of_pod(&added, "10.0.0.9"), ["front", "web"]);
+    for address in ["10.0.0.1", "10.0.0.2", "10.0.1.1"] {
+        let party = &added.pod_addresses[&ip(address)];
+        assert!(Arc::ptr_eq(party, &relabelled.pod_addresses[&ip(address)]));
+    }
     // A new Segment takes in every pod.
     snapshot
         .segments
