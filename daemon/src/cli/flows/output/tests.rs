@@ -39,7 +39,7 @@ TIME                     KIND       VERDICT REASON         SRC                  
 2025-03-01T10:01:00.000Z update     allow   established    app/web                data/db                tcp/5432       18      6200 NetworkPolicy data/db-from-web ingress[0] (Accept)
 2025-03-01T10:01:30.000Z deny       deny    policy-denied  app/web                data/db                tcp/22          1         - default-deny
   explain: netseg explain DIR --from app/web --to data/db --protocol tcp --port 22
-2025-03-01T10:01:31.000Z deny-count deny    policy-denied  ?                      data/db                ?              40         - default-deny
+2025-03-01T10:01:31.000Z deny-count deny    policy-denied  ?                      data/db                ?              40         - unattributed
 2025-03-01T10:02:05.500Z end        allow   closed         app/web                data/db                tcp/5432        4       230 NetworkPolicy data/db-from-web ingress[0] (Accept)
 2025-03-01T10:03:00.000Z deny       deny    policy-denied  app/web                data/db                tcp/5432        1         - default-deny
   explain: netseg explain DIR --from app/web --to data/db --protocol tcp --port 5432 --ipv6
