@@ -206,7 +206,7 @@ impl Connections {
             packets: [0; 2],
             bytes: [0; 2],
         };
-        let fresh = Tracked::new(&key, &value, value, context);
+        let fresh = || Tracked::new(&key, &value, value, context);
         match self.tracked.get_mut(&key) {
             // A scan met it first: it keeps the names it got then.
             Some(known) if known.opened_ns == value.opened_ns => {}
@@ -216,10 +216,10 @@ impl Connections {
                     let time = earlier.last.last_seen_ns;
                     write_record(writer, &key, earlier, RecordKind::End, why, time)?;
                 }
-                *earlier = fresh;
+                *earlier = fresh();
             }
             None => {
-                self.tracked.insert(key, fresh);
+                self.tracked.insert(key, fresh());
             }
         }
         Ok(())
