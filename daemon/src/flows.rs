@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 pub(crate) use aggregate::DenialReports;
 use aggregate::REPORT_INTERVAL;
 use clock::Clock;
-use connections::{Connections, SCAN_INTERVAL};
+pub use connections::{Connections, SCAN_INTERVAL};
 pub use context::FlowContext;
 pub use record::{protocol_name, reason_name};
 pub use rotate::{RotatingFile, Rotation};
