@@ -89,14 +89,17 @@ struct Args {
     /// change), timed in the `program` section interleaved with this build's.
     #[arg(long)]
     program_baseline: Option<PathBuf>,
-    /// Repetitions of the `program` section.
+    /// Repetitions of the `program` section (each loads the objects afresh).
     #[arg(long, default_value_t = 7)]
     program_repeats: usize,
-    /// Runs of one frame per BPF_PROG_TEST_RUN call in the `program` section.
-    #[arg(long, default_value_t = 2_000_000)]
+    /// Rounds of a `program` measurement, alternating the objects.
+    #[arg(long, default_value_t = 40)]
+    program_rounds: usize,
+    /// Runs of one frame per BPF_PROG_TEST_RUN call (one a round).
+    #[arg(long, default_value_t = 200_000)]
     program_runs: u32,
-    /// New connections timed per repetition of the `program` section.
-    #[arg(long, default_value_t = 4096)]
+    /// New connections timed a round, one call each.
+    #[arg(long, default_value_t = 16)]
     program_syns: u16,
     /// Entries in the conntrack table for the `scan` section, one measurement each.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,262144")]
@@ -147,6 +150,7 @@ fn main() -> Result<()> {
         let plan = program::ProgramPlan {
             baseline: args.program_baseline.clone(),
             repeats: args.program_repeats,
+            rounds: args.program_rounds,
             runs: args.program_runs,
             syns: args.program_syns,
             disturbance_threshold: args.disturbance,

@@ -47,9 +47,11 @@ pub struct ProgramPlan {
     /// An eBPF object of another build, timed beside this build's.
     pub baseline: Option<PathBuf>,
     pub repeats: usize,
-    /// Runs of one frame per BPF_PROG_TEST_RUN call.
+    /// Alternations of the objects within one measurement.
+    pub rounds: usize,
+    /// Runs of one frame per BPF_PROG_TEST_RUN call (one a round).
     pub runs: u32,
-    /// New connections per repetition (one call each).
+    /// New connections a round (one call each).
     pub syns: u16,
     pub disturbance_threshold: f64,
     pub attempts: usize,
@@ -62,7 +64,7 @@ struct Object {
 }
 
 /// What is timed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug)]
 enum Case {
     EstablishedEgress,
     EstablishedIngress,
@@ -104,13 +106,17 @@ struct Timing {
     kernel_ns: f64,
 }
 
+/// One object's timings of one case in one repetition.
 #[derive(Debug, Serialize)]
 struct Row {
     repeat: usize,
     object: String,
     case: String,
+    /// The median over rounds.
     ns: Option<f64>,
     kernel_ns: Option<f64>,
+    /// Every round's, in order: the objects alternated round by round.
+    rounds: Vec<f64>,
     error: Option<String>,
     attempts: usize,
     others: Disturbance,
@@ -137,100 +143,133 @@ pub fn run(plan: &ProgramPlan, out: &Path) -> Result<String> {
     let mut rows = Vec::new();
     let mut shuffler = Shuffler::new(plan.seed);
     for repeat in 0..plan.repeats {
-        let mut order: Vec<usize> = (0..objects.len()).collect();
-        shuffler.shuffle(&mut order);
-        for &index in &order {
-            let object = &objects[index];
-            eprintln!(
-                "netseg-bench: program repetition {}/{}: {}",
-                repeat + 1,
-                plan.repeats,
-                object.label
-            );
-            for row in measure_object(plan, repeat, object)? {
-                writeln!(jsonl, "{}", serde_json::to_string(&row)?)?;
-                rows.push(row);
-            }
+        eprintln!(
+            "netseg-bench: program repetition {}/{}",
+            repeat + 1,
+            plan.repeats
+        );
+        for row in measure_repetition(plan, repeat, &objects, &mut shuffler)? {
+            writeln!(jsonl, "{}", serde_json::to_string(&row)?)?;
+            rows.push(row);
         }
     }
     Ok(report(plan, &objects, &rows))
 }
 
-/// Every case on a fresh load of `object`.
-fn measure_object(plan: &ProgramPlan, repeat: usize, object: &Object) -> Result<Vec<Row>> {
-    let mut bench =
-        ProgramBench::load(&object.bytes).with_context(|| format!("loading {}", object.label))?;
-    let established = bench.connect()?;
-    let contended = bench.connect()?;
-    let runs = plan.runs;
-    type Group<'a> = Box<dyn FnMut(&mut ProgramBench) -> Result<Vec<Timing>> + 'a>;
-    let groups: Vec<(Vec<Case>, Group)> = vec![
-        (
-            vec![Case::EstablishedEgress],
-            Box::new(|b| {
-                let out = segment(established, ACK, true);
-                Ok(vec![b.alone(Program::PodEgress, &out, runs)?])
-            }),
-        ),
-        (
-            vec![Case::EstablishedIngress],
-            Box::new(|b| {
-                let back = segment(established, ACK, false);
-                Ok(vec![b.alone(Program::PodIngress, &back, runs)?])
-            }),
-        ),
-        (
-            vec![Case::NewConnection],
-            Box::new(|b| Ok(vec![b.new_connections(plan.syns)?])),
-        ),
-        (
-            vec![
-                Case::TwoDirections { cpu: 0 },
-                Case::TwoDirections { cpu: 1 },
-            ],
-            Box::new(|b| {
-                let out = segment(contended, ACK, true);
-                let back = segment(contended, ACK, false);
+/// What one measurement times, on two connections opened beforehand.
+#[derive(Clone, Copy)]
+enum Measurement {
+    Established(Program),
+    NewConnections,
+    TwoDirections,
+    OneDirection,
+}
+
+impl Measurement {
+    const ALL: [Measurement; 5] = [
+        Measurement::Established(Program::PodEgress),
+        Measurement::Established(Program::PodIngress),
+        Measurement::NewConnections,
+        Measurement::TwoDirections,
+        Measurement::OneDirection,
+    ];
+
+    fn cases(self) -> Vec<Case> {
+        match self {
+            Measurement::Established(Program::PodEgress) => vec![Case::EstablishedEgress],
+            Measurement::Established(Program::PodIngress) => vec![Case::EstablishedIngress],
+            Measurement::NewConnections => vec![Case::NewConnection],
+            Measurement::TwoDirections => (0..2).map(|cpu| Case::TwoDirections { cpu }).collect(),
+            Measurement::OneDirection => (0..2).map(|cpu| Case::OneDirection { cpu }).collect(),
+        }
+    }
+
+    /// One timing per case: `alone` is a connection timed on one CPU,
+    /// `shared` one timed on both.
+    fn time(self, bench: &mut ProgramBench, plan: &ProgramPlan) -> Result<Vec<Timing>> {
+        let runs = plan.runs;
+        let (alone, shared) = bench.connections;
+        let out = |port| segment(port, ACK, true);
+        let back = |port| segment(port, ACK, false);
+        Ok(match self {
+            Measurement::Established(Program::PodEgress) => {
+                vec![bench.alone(Program::PodEgress, &out(alone), runs)?]
+            }
+            Measurement::Established(Program::PodIngress) => {
+                vec![bench.alone(Program::PodIngress, &back(alone), runs)?]
+            }
+            Measurement::NewConnections => vec![bench.new_connections(plan.syns)?],
+            Measurement::TwoDirections => {
+                let (out, back) = (out(shared), back(shared));
                 let work = [
                     (Program::PodEgress, &out[..]),
                     (Program::PodIngress, &back[..]),
                 ];
-                Ok(b.together(work, runs)?.to_vec())
-            }),
-        ),
-        (
-            vec![Case::OneDirection { cpu: 0 }, Case::OneDirection { cpu: 1 }],
-            Box::new(|b| {
-                let out = segment(contended, ACK, true);
+                bench.together(work, runs)?.to_vec()
+            }
+            Measurement::OneDirection => {
+                let out = out(shared);
                 let work = [
                     (Program::PodEgress, &out[..]),
                     (Program::PodEgress, &out[..]),
                 ];
-                Ok(b.together(work, runs)?.to_vec())
-            }),
-        ),
-    ];
+                bench.together(work, runs)?.to_vec()
+            }
+        })
+    }
+}
+
+/// Every case on a fresh load of every object. A measurement alternates
+/// the objects round by round (in shuffled order), so that the host's
+/// slower and faster moments fall on both alike.
+fn measure_repetition(
+    plan: &ProgramPlan,
+    repeat: usize,
+    objects: &[Object],
+    shuffler: &mut Shuffler,
+) -> Result<Vec<Row>> {
+    let mut benches = objects
+        .iter()
+        .map(|object| {
+            ProgramBench::load(&object.bytes).with_context(|| format!("loading {}", object.label))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
-    for (cases, mut group) in groups {
+    for measurement in Measurement::ALL {
+        // By object, by round: one timing per case.
         let measured = quiet::measure(plan.disturbance_threshold, plan.attempts, || {
-            group(&mut bench)
+            let mut rounds: Vec<Vec<Vec<Timing>>> = vec![Vec::new(); objects.len()];
+            for _ in 0..plan.rounds {
+                let mut order: Vec<usize> = (0..objects.len()).collect();
+                shuffler.shuffle(&mut order);
+                for index in order {
+                    rounds[index].push(measurement.time(&mut benches[index], plan)?);
+                }
+            }
+            Ok(rounds)
         });
-        for (i, case) in cases.into_iter().enumerate() {
-            let timing = measured
-                .value
-                .as_ref()
-                .ok()
-                .and_then(|timings| timings.get(i).copied());
-            rows.push(Row {
-                repeat,
-                object: object.label.clone(),
-                case: case.label(),
-                ns: timing.map(|t| t.ns),
-                kernel_ns: timing.map(|t| t.kernel_ns),
-                error: measured.value.as_ref().err().cloned(),
-                attempts: measured.attempts,
-                others: measured.others.clone(),
-            });
+        for (index, object) in objects.iter().enumerate() {
+            for (i, case) in measurement.cases().into_iter().enumerate() {
+                let of_case = |f: fn(&Timing) -> f64| -> Vec<f64> {
+                    measured.value.as_ref().map_or_else(
+                        |_| Vec::new(),
+                        |rounds| rounds[index].iter().map(|timings| f(&timings[i])).collect(),
+                    )
+                };
+                let median = |values: &[f64]| summarize(values).map(|s| s.median);
+                let rounds = of_case(|t| t.ns);
+                rows.push(Row {
+                    repeat,
+                    object: object.label.clone(),
+                    case: case.label(),
+                    ns: median(&rounds),
+                    kernel_ns: median(&of_case(|t| t.kernel_ns)),
+                    rounds,
+                    error: measured.value.as_ref().err().cloned(),
+                    attempts: measured.attempts,
+                    others: measured.others.clone(),
+                });
+            }
         }
     }
     Ok(rows)
@@ -242,6 +281,8 @@ struct ProgramBench {
     programs: TestPrograms,
     _policy: Publisher<KernelMaps>,
     next_port: u16,
+    /// The pod ports of two open connections: one timed on one CPU, one on both.
+    connections: (u16, u16),
 }
 
 impl ProgramBench {
@@ -260,11 +301,14 @@ impl ProgramBench {
         maps.set_deny_budgets(DenyBudgets::DEFAULT)?;
         let mut policy = Publisher::new(maps);
         policy.publish(&slot_state()?)?;
-        Ok(Self {
+        let mut bench = Self {
             programs,
             _policy: policy,
             next_port: FIRST_POD_PORT,
-        })
+            connections: (0, 0),
+        };
+        bench.connections = (bench.connect()?, bench.connect()?);
+        Ok(bench)
     }
 
     fn port(&mut self) -> Result<u16> {
@@ -437,21 +481,17 @@ fn slot_state() -> Result<SlotState> {
 }
 
 fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
-    let values = |object: &str, case: &str| -> Vec<(usize, f64)> {
+    let row = |object: &str, case: &str, repeat: usize| {
         rows.iter()
-            .filter(|r| r.object == object && r.case == case)
-            .filter_map(|r| Some((r.repeat, r.ns?)))
-            .collect()
+            .find(|r| r.object == object && r.case == case && r.repeat == repeat)
     };
     let cell = |values: &[f64]| match summarize(values) {
         Some(s) => format!("{:.1} [{:.1}–{:.1}]", s.median, s.min, s.max),
         None => "–".to_owned(),
     };
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "#### The programs, BPF_PROG_TEST_RUN (ns per 64-byte frame; median [min–max] of {} repetitions, {} runs a call)\n",
-        plan.repeats, plan.runs
+    let mut md = format!(
+        "#### The programs, BPF_PROG_TEST_RUN (ns per 64-byte frame; median [min–max] over {} repetitions of the median over {} rounds; {} runs a call)\n\n",
+        plan.repeats, plan.rounds, plan.runs
     );
     let mut header = "| case |".to_owned();
     let mut rule = "|---|".to_owned();
@@ -459,11 +499,11 @@ fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
         let _ = write!(header, " {} |", object.label);
         rule.push_str("---|");
     }
-    if objects.len() == 2 {
+    if let [before, after] = objects {
         let _ = write!(
             header,
-            " {} − {} (paired by repetition) |",
-            objects[1].label, objects[0].label
+            " {} − {} (paired by round) |",
+            after.label, before.label
         );
         rule.push_str("---|");
     }
@@ -480,18 +520,25 @@ fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
     for case in cases {
         let label = case.label();
         let mut line = format!("| {label} |");
-        let per_object: Vec<Vec<(usize, f64)>> =
-            objects.iter().map(|o| values(&o.label, &label)).collect();
-        for v in &per_object {
-            let only: Vec<f64> = v.iter().map(|(_, ns)| *ns).collect();
-            let _ = write!(line, " {} |", cell(&only));
+        for object in objects {
+            let medians: Vec<f64> = (0..plan.repeats)
+                .filter_map(|repeat| row(&object.label, &label, repeat)?.ns)
+                .collect();
+            let _ = write!(line, " {} |", cell(&medians));
         }
-        if let [before, after] = &per_object[..] {
-            let differences: Vec<f64> = after
-                .iter()
-                .filter_map(|(repeat, ns)| {
-                    let (_, base) = before.iter().find(|(r, _)| r == repeat)?;
-                    Some(ns - base)
+        if let [before, after] = objects {
+            // Each repetition's median of the differences within its rounds.
+            let differences: Vec<f64> = (0..plan.repeats)
+                .filter_map(|repeat| {
+                    let before = row(&before.label, &label, repeat)?;
+                    let after = row(&after.label, &label, repeat)?;
+                    let paired: Vec<f64> = after
+                        .rounds
+                        .iter()
+                        .zip(&before.rounds)
+                        .map(|(a, b)| a - b)
+                        .collect();
+                    summarize(&paired).map(|s| s.median)
                 })
                 .collect();
             let _ = write!(line, " {} |", cell(&differences));
@@ -515,8 +562,8 @@ fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
         .fold(0.0, f64::max);
     let _ = writeln!(
         md,
-        "\n¹ One call of one run per SYN (a repeated SYN would find its own entry): the median of {} SYNs, as the kernel timed each (whole ns, its clock reads included).\n\
-         Times are the CPU time of the calling thread divided by the runs; the kernel's own mean (whole ns) was at most {gap:.1} ns away. Others used at most {:.0} % of a core during a measurement; {disturbed} of {} measurements stayed above {:.0} % after {} attempts. {} errors{}.",
+        "\n¹ One call of one run per SYN (a repeated SYN would find its own entry): per round the median of {} SYNs, as the kernel timed each (whole ns, its clock reads included).\n\
+         Times are the CPU time of the calling thread divided by the runs; the kernel's own mean (whole ns) was at most {gap:.1} ns away. Others used at most {:.0} % of a core during a measurement; {disturbed} of {} rows stayed above {:.0} % after {} attempts. {} errors{}.",
         plan.syns,
         most * 100.0,
         rows.len(),
@@ -529,4 +576,26 @@ fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
             .map_or(String::new(), |e| format!(" (first: {e})")),
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_64_byte_ipv4_tcp_frames_of_the_connection() {
+        let out = segment(10_000, ACK, true);
+        assert_eq!(out.len(), FRAME_BYTES);
+        assert_eq!(&out[12..14], &[0x08, 0x00], "IPv4");
+        assert_eq!(
+            u16::from_be_bytes([out[16], out[17]]),
+            50,
+            "IP total length"
+        );
+        assert_eq!(out[23], TCP);
+        assert_eq!(&out[26..30], &[10, 0, 0, 1], "from the pod");
+        let back = segment(10_000, ACK, false);
+        assert_eq!(&back[30..34], &[10, 0, 0, 1], "to the pod");
+        assert_eq!(u16::from_be_bytes([back[36], back[37]]), 10_000);
+    }
 }

@@ -315,3 +315,22 @@ fn report(plan: &ScanPlan, results: &[(usize, Vec<(ScanTimes, Disturbance)>)]) -
     );
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn a_full_table_of_entries_are_distinct_open_connections() {
+        let now = 100 * SECOND_NS;
+        let entries: Vec<(ConnKey, ConnValue)> = (0..262_144).map(|i| entry(i, now)).collect();
+        let keys: HashSet<ConnKey> = entries.iter().map(|(key, _)| *key).collect();
+        assert_eq!(keys.len(), entries.len());
+        for (key, value) in &entries {
+            assert!(!value.expired(key.protocol, now), "{key:?}");
+            assert!(now - value.opened_ns < UPDATE_EVERY.as_nanos() as u64);
+        }
+    }
+}
