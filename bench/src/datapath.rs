@@ -4,14 +4,14 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::bed::Bed;
 use crate::measures::{self, Durations};
-use crate::quiet::{self, CpuSnapshot, Disturbance};
+use crate::quiet::{self, Disturbance, Measured};
 use crate::stats::Shuffler;
 use crate::variants::{self, Enforcement, Variant};
 
@@ -198,13 +198,6 @@ fn measure_config(
     Ok(())
 }
 
-/// A measurement with its disturbance, generic over the measured value.
-struct Measured<T> {
-    value: Result<T, String>,
-    attempts: usize,
-    others: Disturbance,
-}
-
 impl<T: Copy> Measured<T> {
     fn map_value(&self, f: impl Fn(T) -> f64) -> Sample {
         Sample {
@@ -222,36 +215,6 @@ impl From<Measured<f64>> for Sample {
     }
 }
 
-fn measure<T: Copy>(plan: &DatapathPlan, mut f: impl FnMut() -> Result<T>) -> Measured<T> {
-    let mut best: Option<Measured<T>> = None;
-    let mut tries = 0;
-    for attempt in 1..=plan.attempts.max(1) {
-        tries = attempt;
-        quiet::wait_quiet(
-            plan.disturbance_threshold,
-            Duration::from_millis(250),
-            Duration::from_millis(1500),
-        );
-        let snapshot = CpuSnapshot::take();
-        let value = f().map_err(|e| format!("{e:#}"));
-        let others = snapshot.since();
-        let failed = value.is_err();
-        let quiet = others.other_cores < plan.disturbance_threshold;
-        let better = best
-            .as_ref()
-            .is_none_or(|b| b.value.is_err() || others.other_cores < b.others.other_cores);
-        if better && (!failed || best.is_none()) {
-            best = Some(Measured {
-                value,
-                attempts: attempt,
-                others,
-            });
-        }
-        if quiet && !failed {
-            break;
-        }
-    }
-    let mut best = best.expect("at least one attempt");
-    best.attempts = tries;
-    best
+fn measure<T>(plan: &DatapathPlan, f: impl FnMut() -> Result<T>) -> Measured<T> {
+    quiet::measure(plan.disturbance_threshold, plan.attempts, f)
 }

@@ -11,8 +11,10 @@ mod datapath;
 mod flows;
 mod measures;
 mod netseg;
+mod program;
 mod quiet;
 mod report;
+mod scan;
 mod stats;
 mod variants;
 
@@ -30,14 +32,19 @@ use crate::variants::Variant;
 #[derive(Parser, Debug)]
 #[command(about = "Benchmarks netseg against iptables and nftables in isolated namespaces")]
 struct Args {
-    /// The netseg binary (a release build).
+    /// The netseg binary (a release build), for every section but
+    /// `program` and `scan`, which time this benchmark's own build of it.
     #[arg(long, env = "NETSEG_BIN")]
-    netseg: PathBuf,
+    netseg: Option<PathBuf>,
     /// Where results (JSON lines, markdown) go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     /// Which parts run (`kube`, the API server source at scale, only when named).
-    #[arg(long, value_delimiter = ',', default_value = "datapath,control,flows")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "program,scan,datapath,control,flows"
+    )]
     sections: Vec<String>,
     /// Repetitions of the datapath matrix.
     #[arg(long, default_value_t = 3)]
@@ -78,6 +85,28 @@ struct Args {
     /// Label changes, and status-only changes, per `kube` run.
     #[arg(long, default_value_t = 20)]
     kube_changes: usize,
+    /// An eBPF object of another build (e.g. the commit before a datapath
+    /// change), timed in the `program` section interleaved with this build's.
+    #[arg(long)]
+    program_baseline: Option<PathBuf>,
+    /// Repetitions of the `program` section (each loads the objects afresh).
+    #[arg(long, default_value_t = 7)]
+    program_repeats: usize,
+    /// Rounds of a `program` measurement, alternating the objects.
+    #[arg(long, default_value_t = 40)]
+    program_rounds: usize,
+    /// Runs of one frame per BPF_PROG_TEST_RUN call (one a round).
+    #[arg(long, default_value_t = 200_000)]
+    program_runs: u32,
+    /// New connections timed a round, one call each.
+    #[arg(long, default_value_t = 16)]
+    program_syns: u16,
+    /// Entries in the conntrack table for the `scan` section, one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,262144")]
+    scan_sizes: Vec<usize>,
+    /// Repetitions of the `scan` section at each size.
+    #[arg(long, default_value_t = 5)]
+    scan_repeats: usize,
     /// Unix time after which no datapath repetition should end: fewer
     /// repetitions rather than a missed deadline.
     #[arg(long)]
@@ -90,10 +119,6 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     netseg_testbed::require_root();
-    if !args.netseg.is_file() {
-        bail!("--netseg {} is not a file", args.netseg.display());
-    }
-    let netseg = fs::canonicalize(&args.netseg)?;
     fs::create_dir_all(&args.out)?;
     let out = fs::canonicalize(&args.out)?;
     let removed = netseg_testbed::cleanup_stale_namespaces()?;
@@ -101,6 +126,56 @@ fn main() -> Result<()> {
         eprintln!("netseg-bench: removed stale namespaces {removed:?}");
     }
     let section = |name: &str| args.sections.iter().any(|s| s == name);
+    let netseg = if ["control", "kube", "flows", "datapath"]
+        .into_iter()
+        .any(section)
+    {
+        let Some(netseg) = &args.netseg else {
+            bail!("--netseg is needed by sections control, kube, flows and datapath");
+        };
+        if !netseg.is_file() {
+            bail!("--netseg {} is not a file", netseg.display());
+        }
+        Some(fs::canonicalize(netseg)?)
+    } else {
+        None
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs())
+    });
+    eprintln!("netseg-bench: shuffle seed {seed}");
+    if section("program") {
+        let plan = program::ProgramPlan {
+            baseline: args.program_baseline.clone(),
+            repeats: args.program_repeats,
+            rounds: args.program_rounds,
+            runs: args.program_runs,
+            syns: args.program_syns,
+            disturbance_threshold: args.disturbance,
+            attempts: args.attempts,
+            seed,
+        };
+        let md = program::run(&plan, &out)?;
+        fs::write(out.join("program.md"), &md)?;
+        println!("{md}");
+    }
+    if section("scan") {
+        let plan = scan::ScanPlan {
+            sizes: args.scan_sizes.clone(),
+            repeats: args.scan_repeats,
+            disturbance_threshold: args.disturbance,
+            attempts: args.attempts,
+        };
+        let md = scan::run(&plan)?;
+        fs::write(out.join("scan.md"), &md)?;
+        println!("{md}");
+    }
+    // Checked before anything runs; None when no section needs it.
+    let Some(netseg) = netseg else {
+        return Ok(());
+    };
     if section("control") {
         let [pods, namespaces, policies] = args.scale[..] else {
             bail!("--scale wants pods,namespaces,policies");
@@ -145,7 +220,7 @@ fn main() -> Result<()> {
         println!("{md}");
     }
     if section("datapath") {
-        let plan = plan(&args)?;
+        let plan = plan(&args, seed)?;
         let _ = fs::remove_file(out.join("datapath.jsonl"));
         let results = datapath::run(&plan, &netseg, &out)?;
         let repeats = results.iter().map(|r| r.repeat + 1).max().unwrap_or(0);
@@ -163,7 +238,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn plan(args: &Args) -> Result<DatapathPlan> {
+fn plan(args: &Args, seed: u64) -> Result<DatapathPlan> {
     let variants = if args.variants.is_empty() {
         Variant::ALL.to_vec()
     } else {
@@ -179,12 +254,6 @@ fn plan(args: &Args) -> Result<DatapathPlan> {
         chosen
     };
     let seconds = Duration::from_secs(args.seconds);
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs())
-    });
-    eprintln!("netseg-bench: shuffle seed {seed}");
     Ok(DatapathPlan {
         repeats: args.repeats,
         sizes: args.sizes.clone(),

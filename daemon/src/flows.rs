@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 pub(crate) use aggregate::DenialReports;
 use aggregate::REPORT_INTERVAL;
 use clock::Clock;
-use connections::Connections;
+pub use connections::{Connections, Reading, SCAN_INTERVAL};
 pub use context::{FlowContext, FlowLabels, Naming, NotALabelKey};
 use recent::RecentFlows;
 pub use record::{protocol_name, reason_name};

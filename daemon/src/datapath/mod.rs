@@ -8,6 +8,7 @@ pub mod pins;
 pub mod publish;
 pub mod remembered;
 pub mod state;
+pub mod test_run;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,14 @@ use pins::PinDir;
 use remembered::{Remembered, Swept, monotonic_ns};
 
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netseg-ebpf"));
+
+/// The eBPF object built into this netseg.
+pub fn embedded_object() -> Result<&'static [u8], DatapathError> {
+    if EBPF_OBJECT.is_empty() {
+        return Err(DatapathError::NotBuilt);
+    }
+    Ok(EBPF_OBJECT)
+}
 
 /// Program attached to the host side's ingress hook: what the pod sends.
 const POD_EGRESS: &str = "pod_egress";
@@ -173,27 +182,7 @@ impl Datapath {
         sizes: MapSizes,
         pins: Option<PinDir>,
     ) -> Result<(Self, KernelMaps, Telemetry), DatapathError> {
-        if EBPF_OBJECT.is_empty() {
-            return Err(DatapathError::NotBuilt);
-        }
-        let effective = capabilities::effective().map_err(DatapathError::ReadCapabilities)?;
-        let missing = capabilities::missing(effective);
-        if !missing.is_empty() {
-            return Err(DatapathError::Capabilities(missing));
-        }
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries("CONNTRACK", sizes.conntrack)
-            .map_max_entries("EVENTS", sizes.events_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(DatapathError::Load)?;
-        for name in [POD_EGRESS, POD_INGRESS] {
-            classifier(&mut ebpf, name)?
-                .load()
-                .map_err(|source| DatapathError::Program {
-                    program: name,
-                    source,
-                })?;
-        }
+        let mut ebpf = load_programs(embedded_object()?, sizes)?;
         let connections = kernel::second_handle(&ebpf, "CONNTRACK")?;
         let remembered = Remembered::take(&mut ebpf)?;
         let maps = KernelMaps::take(&mut ebpf)?;
@@ -226,6 +215,30 @@ impl Datapath {
     }
 }
 
+/// Loads `object` with the map sizes the daemon chose, and both programs
+/// into the kernel, leaving every map in the returned [`Ebpf`].
+fn load_programs(object: &[u8], sizes: MapSizes) -> Result<Ebpf, DatapathError> {
+    let effective = capabilities::effective().map_err(DatapathError::ReadCapabilities)?;
+    let missing = capabilities::missing(effective);
+    if !missing.is_empty() {
+        return Err(DatapathError::Capabilities(missing));
+    }
+    let mut ebpf = EbpfLoader::new()
+        .map_max_entries("CONNTRACK", sizes.conntrack)
+        .map_max_entries("EVENTS", sizes.events_bytes)
+        .load(object)
+        .map_err(DatapathError::Load)?;
+    for name in [POD_EGRESS, POD_INGRESS] {
+        classifier(&mut ebpf, name)?
+            .load()
+            .map_err(|source| DatapathError::Program {
+                program: name,
+                source,
+            })?;
+    }
+    Ok(ebpf)
+}
+
 #[cfg(test)]
 mod verdict_tests;
 
@@ -244,17 +257,13 @@ impl Datapath {
         &mut self,
         pod_ingress: bool,
         packet: &[u8],
-    ) -> Result<u32, ProgramError> {
-        use aya::programs::{TestRun, TestRunOptions};
-        let name = if pod_ingress { POD_INGRESS } else { POD_EGRESS };
-        let program = classifier(&mut self.ebpf, name).expect("program is loaded");
-        let mut out = vec![0; packet.len() + 256];
-        let options = TestRunOptions {
-            data_in: Some(packet),
-            data_out: Some(&mut out),
-            ..TestRunOptions::default()
+    ) -> Result<u32, DatapathError> {
+        let program = if pod_ingress {
+            test_run::Program::PodIngress
+        } else {
+            test_run::Program::PodEgress
         };
-        program.test_run(options).map(|run| run.return_value)
+        test_run::run(&self.ebpf, program, packet, 1).map(|run| run.verdict)
     }
 }
 
