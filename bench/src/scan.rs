@@ -25,7 +25,7 @@ use netseg::flows::{
 use netseg::metrics::Metrics;
 use netseg_contract::{
     CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS, FIRST_COMPILED_RULE,
-    PROTO_TCP, PROTO_UDP,
+    PROTO_TCP, PROTO_UDP, traffic,
 };
 use netseg_policy::{
     Action, Band, Compiled, Decider, Direction, PodParty, PodRef, PolicyKind, RuleRef, Verdict,
@@ -221,8 +221,10 @@ fn entry(i: u32, now: u64) -> (ConnKey, ConnValue) {
         state: CONN_OPEN,
         _pad: 0,
         opened_ns: now - u64::from(i % 50 + 1) * SECOND_NS,
-        packets,
-        bytes: [packets[0] * 600, packets[1] * 1400],
+        traffic: [
+            traffic::counted(packets[0], packets[0] * 600),
+            traffic::counted(packets[1], packets[1] * 1400),
+        ],
     };
     (key, value)
 }

@@ -10,7 +10,7 @@ use aya::{
         tc::{SchedClassifierLink, TcAttachOptions},
     },
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Datapath, DatapathError, POD_EGRESS, POD_INGRESS, classifier, pins::PinError};
 
@@ -105,8 +105,16 @@ impl Datapath {
             .any(|a| matches!(a.links, Links::Inherited));
         if inherited {
             // Right before the swap, so that connections the old programs
-            // admitted until now survive it.
-            pins.hand_over_conntrack(&mut self.remembered)?;
+            // admitted until now survive it. Without them the swap still
+            // happens: the old programs would otherwise enforce a stale
+            // policy for good, and a connection without its entry is
+            // judged from its next packet (a TCP one is denied: fail closed).
+            if let Err(error) = pins.hand_over_conntrack(&mut self.remembered) {
+                error!(
+                    error = format!("{:#}", anyhow::Error::from(error)),
+                    "the previous daemon's connections are not handed over"
+                );
+            }
         }
         for (interface, attachment) in &mut self.attached {
             if !matches!(attachment.links, Links::Inherited) {

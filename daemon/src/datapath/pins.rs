@@ -12,7 +12,7 @@ use std::{
 };
 
 use aya::{
-    maps::{HashMap, Map, MapData, MapInfo, MapType},
+    maps::{HashMap, Map, MapData, MapError, MapInfo, MapType},
     programs::{
         ProgramError,
         links::{FdLink, LinkError, PinnedLink},
@@ -46,6 +46,10 @@ pub enum PinError {
     Program(#[source] ProgramError),
     #[error("the conntrack map of the previous daemon")]
     Conntrack(#[source] aya::maps::MapError),
+    #[error(
+        "the conntrack map of the previous daemon has {value_size}-byte values, a layout this daemon does not know"
+    )]
+    ConntrackLayout { value_size: u32 },
 }
 
 /// A bpffs directory holding one pinned link per interface and hook.
@@ -140,7 +144,7 @@ impl PinDir {
         };
         let now = monotonic_ns();
         let mut copied_to = BTreeMap::<Owner, u64>::new();
-        for (key, mut value) in old.iter().flatten() {
+        for (key, mut value) in old {
             if value.expired(key.protocol, now) {
                 continue;
             }
@@ -163,9 +167,9 @@ impl PinDir {
     }
 }
 
-fn previous_conntrack(
-    program_id: u32,
-) -> Result<Option<HashMap<MapData, ConnKey, ConnValue>>, PinError> {
+/// The live entries of the conntrack table of the programs `program_id`,
+/// in whichever layout their daemon used.
+fn previous_conntrack(program_id: u32) -> Result<Option<Vec<(ConnKey, ConnValue)>>, PinError> {
     let Some(program) = loaded_programs()
         .flatten()
         .find(|program| program.id() == program_id)
@@ -182,14 +186,97 @@ fn previous_conntrack(
             .unwrap_or(false);
         if is_conntrack {
             let data = MapData::from_id(map_id).map_err(PinError::Conntrack)?;
-            // Daemons before the per-endpoint shares kept a least-recently-used table.
-            let map = match data.info().map(|info| info.map_type()) {
-                Ok(Ok(MapType::LruHash)) => Map::LruHashMap(data),
-                _ => Map::HashMap(data),
+            let value_size = data.info().map_err(PinError::Conntrack)?.value_size();
+            let entries = match value_size as usize {
+                size if size == size_of::<ConnValue>() => entries::<6>(data),
+                64 => entries::<8>(data),
+                24 => entries::<3>(data),
+                _ => return Err(PinError::ConntrackLayout { value_size }),
             };
-            let map = HashMap::try_from(map).map_err(PinError::Conntrack)?;
-            return Ok(Some(map));
+            return entries.map(Some).map_err(PinError::Conntrack);
         }
     }
     Ok(None)
+}
+
+/// The entries of a conntrack table whose values are `N` words.
+fn entries<const N: usize>(data: MapData) -> Result<Vec<(ConnKey, ConnValue)>, MapError> {
+    // Daemons before the per-endpoint shares kept a least-recently-used table.
+    let map = match data.info().map(|info| info.map_type()) {
+        Ok(Ok(MapType::LruHash)) => Map::LruHashMap(data),
+        _ => Map::HashMap(data),
+    };
+    let map = HashMap::<_, ConnKey, [u64; N]>::try_from(map)?;
+    Ok(map
+        .iter()
+        .flatten()
+        .map(|(key, words)| (key, carried_over(&words)))
+        .collect())
+}
+
+/// An entry of an earlier layout as this daemon's programs keep it. Every
+/// layout begins with the stamp, revision, rule and state; all but the
+/// first (24 bytes) then have when the connection opened. The traffic
+/// counts start again: the exporter reports an inherited connection from
+/// its first reading on.
+fn carried_over(words: &[u64]) -> ConnValue {
+    let halves = |word: u64| {
+        let [a, b, c, d, e, f, g, h] = word.to_ne_bytes();
+        (
+            u32::from_ne_bytes([a, b, c, d]),
+            u32::from_ne_bytes([e, f, g, h]),
+        )
+    };
+    let (revision, rule) = halves(words[1]);
+    let (state, _) = halves(words[2]);
+    ConnValue {
+        last_seen_ns: words[0],
+        revision,
+        rule,
+        state,
+        _pad: 0,
+        // Unknown to the first layout: its last packet is the best bound.
+        opened_ns: words.get(3).copied().unwrap_or(words[0]),
+        traffic: [0; 2],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netseg_contract::{CONN_CLOSING, ConnValue};
+
+    use super::carried_over;
+
+    /// Two `u32` fields laid out in one word, as the programs store them.
+    fn word(low: u32, high: u32) -> u64 {
+        let [a, b, c, d] = low.to_ne_bytes();
+        let [e, f, g, h] = high.to_ne_bytes();
+        u64::from_ne_bytes([a, b, c, d, e, f, g, h])
+    }
+
+    #[test]
+    fn an_entry_of_every_earlier_layout_keeps_its_stamp_revision_rule_state_and_start() {
+        let expected = ConnValue {
+            last_seen_ns: 9_000,
+            revision: 7,
+            rule: 42,
+            state: CONN_CLOSING,
+            _pad: 0,
+            opened_ns: 1_000,
+            traffic: [0; 2],
+        };
+        let head = [9_000, word(7, 42), word(CONN_CLOSING, 0)];
+        // Issue 11's first layout: opened, then packets and bytes per side.
+        let unpacked = [&head[..], &[1_000, 5, 6, 700, 800]].concat();
+        assert_eq!(carried_over(&unpacked), expected);
+        // This layout, counters packed.
+        let packed = [&head[..], &[1_000, u64::MAX, 77]].concat();
+        assert_eq!(carried_over(&packed), expected);
+        // Before counting: when it opened is unknown, its stamp bounds it.
+        let uncounted = ConnValue {
+            opened_ns: 9_000,
+            ..expected
+        };
+        assert_eq!(carried_over(&head), uncounted);
+    }
 }

@@ -20,7 +20,7 @@ use aya::maps::MapData;
 use tokio::sync::mpsc;
 
 use netseg_contract::{
-    CONN_CLOSING, ConnKey, ConnValue, FIRST_COMPILED_RULE, FORWARD, FlowEvent, REPLY, age_ns,
+    CONN_CLOSING, ConnKey, ConnValue, FIRST_COMPILED_RULE, FlowEvent, age_ns, traffic::Sent,
 };
 
 use super::{
@@ -94,12 +94,12 @@ struct Tracked {
     endpoint: Option<Arc<JsonText>>,
     /// What allows it, as last named; kept when its rule is gone.
     decision: Option<Arc<VerdictNames>>,
-    /// The entry as the last scan read it.
+    /// The entry as the last scan read it (or as it opened).
     last: ConnValue,
-    /// Whether the last two readings had the same packet counts.
+    /// Whether the last two readings had the same traffic counters.
     quiet: bool,
-    /// The entry's counts when its previous record was written.
-    reported: ConnValue,
+    /// What each side sent since the previous record.
+    unreported: [Sent; 2],
     /// When its previous record was written (or it opened).
     reported_at_ns: u64,
     ended: bool,
@@ -110,8 +110,8 @@ struct Tracked {
 
 impl Tracked {
     /// A connection as `value` has it, named now, whose traffic is yet to
-    /// be reported from `reported` on.
-    fn new(key: &ConnKey, value: &ConnValue, reported: ConnValue, context: &FlowContext) -> Self {
+    /// be reported from `value`'s counters on.
+    fn new(key: &ConnKey, value: &ConnValue, context: &FlowContext) -> Self {
         let party = |bytes: [u8; 16]| context.party(super::record::address(bytes)).clone();
         Self {
             opened_ns: value.opened_ns,
@@ -121,7 +121,7 @@ impl Tracked {
             decision: compiled_names(context, value),
             last: *value,
             quiet: false,
-            reported,
+            unreported: [Sent::default(); 2],
             reported_at_ns: value.opened_ns,
             ended: false,
             seen_in_scan: 0,
@@ -129,16 +129,35 @@ impl Tracked {
         }
     }
 
+    /// Takes in a reading of its entry: what each side sent since the
+    /// reading before is yet to be reported. Readings come every
+    /// [`SCAN_INTERVAL`], so the counters' differences are exact.
+    fn read(&mut self, value: ConnValue) {
+        for (unreported, (before, after)) in
+            (self.unreported.iter_mut()).zip(self.last.traffic.into_iter().zip(value.traffic))
+        {
+            let sent = Sent::between(before, after);
+            unreported.packets = unreported.packets.wrapping_add(sent.packets);
+            unreported.bytes = unreported.bytes.wrapping_add(sent.bytes);
+        }
+        self.last = value;
+    }
+
     /// The traffic since the previous record, by the last reading.
     fn traffic(&self) -> Traffic {
-        let grown =
-            |now: [u64; 2], before: [u64; 2], side: usize| now[side].wrapping_sub(before[side]);
+        let [src, dst] = self.unreported;
         Traffic {
-            src_packets: grown(self.last.packets, self.reported.packets, FORWARD),
-            src_bytes: grown(self.last.bytes, self.reported.bytes, FORWARD),
-            dst_packets: grown(self.last.packets, self.reported.packets, REPLY),
-            dst_bytes: grown(self.last.bytes, self.reported.bytes, REPLY),
+            src_packets: src.packets,
+            src_bytes: src.bytes,
+            dst_packets: dst.packets,
+            dst_bytes: dst.bytes,
         }
+    }
+
+    /// A record was written: the traffic so far is reported.
+    fn reported(&mut self, now: u64) {
+        self.unreported = [Sent::default(); 2];
+        self.reported_at_ns = now;
     }
 
     /// Why the connection is over by the last reading at `now`, if it is:
@@ -167,11 +186,10 @@ impl Tracked {
     }
 }
 
-/// A connection's entry without its counts: nothing of it reported yet.
-fn nothing_reported(value: &ConnValue) -> ConnValue {
+/// A connection's entry as it opened, before it counted anything.
+fn uncounted(value: &ConnValue) -> ConnValue {
     ConnValue {
-        packets: [0; 2],
-        bytes: [0; 2],
+        traffic: [0; 2],
         ..*value
     }
 }
@@ -203,10 +221,9 @@ impl Connections {
             state: netseg_contract::CONN_HALF_OPEN,
             _pad: 0,
             opened_ns: event.timestamp_ns,
-            packets: [0; 2],
-            bytes: [0; 2],
+            traffic: [0; 2],
         };
-        let fresh = || Tracked::new(&key, &value, value, context);
+        let fresh = || Tracked::new(&key, &value, context);
         match self.tracked.get_mut(&key) {
             // A scan met it first: it keeps the names it got then.
             Some(known) if known.opened_ns == value.opened_ns => {}
@@ -240,16 +257,13 @@ impl Connections {
             // A connection a previous daemon reported is reported from
             // here on: never twice.
             let first_met = |value: &ConnValue| {
-                let reported = if inherited {
-                    *value
-                } else {
-                    nothing_reported(value)
-                };
-                let mut tracked = Tracked::new(&key, value, reported, context);
                 if inherited {
+                    let mut tracked = Tracked::new(&key, value, context);
                     tracked.reported_at_ns = now;
+                    tracked
+                } else {
+                    Tracked::new(&key, &uncounted(value), context)
                 }
-                tracked
             };
             let tracked = self.tracked.entry(key).or_insert_with(|| first_met(&value));
             if tracked.opened_ns != value.opened_ns {
@@ -262,10 +276,10 @@ impl Connections {
                 *tracked = first_met(&value);
             }
             tracked.quiet =
-                tracked.seen_in_scan == self.scans - 1 && tracked.last.packets == value.packets;
+                tracked.seen_in_scan == self.scans - 1 && tracked.last.traffic == value.traffic;
             tracked.seen_in_scan = self.scans;
             tracked.missed = 0;
-            tracked.last = value;
+            tracked.read(value);
             if let Some(names) = compiled_names(context, &value) {
                 tracked.decision = Some(names);
             }
@@ -279,8 +293,7 @@ impl Connections {
             } else if age_ns(now, tracked.reported_at_ns) >= self.update_every_ns {
                 let established = super::record::reason_name(netseg_contract::reason::ESTABLISHED);
                 write_record(writer, &key, tracked, RecordKind::Update, established, now)?;
-                tracked.reported = value;
-                tracked.reported_at_ns = now;
+                tracked.reported(now);
             }
         }
         // A connection whose entry two readings in a row did not have is

@@ -5,7 +5,7 @@
 
 use netseg_contract::{
     CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS,
-    DIRECTION_INGRESS, FORWARD, REPLY, age_ns,
+    DIRECTION_INGRESS, FORWARD, REPLY, age_ns, traffic,
 };
 
 use crate::{
@@ -100,21 +100,19 @@ pub fn open(
         state: CONN_HALF_OPEN,
         _pad: 0,
         opened_ns: now,
-        packets: [1, 0],
-        bytes: [ip_bytes, 0],
+        traffic: [traffic::packet(ip_bytes), 0],
     };
     // A closed connection's tuple reused: the same entry, counted once.
     usage::insert(&CONNTRACK, &key, &value, &owner(&key), &CONNTRACK_SHARE)
 }
 
 /// Counts a packet of `ip_bytes` that belongs to the connection; `reply`
-/// when it went against the connection's first packet. Two atomic adds:
+/// when it went against the connection's first packet. One atomic add:
 /// the hooks of one connection run on several CPUs at once.
 #[inline(always)]
 pub fn count(value: &mut ConnValue, reply: bool, ip_bytes: u64) {
     let side = if reply { REPLY } else { FORWARD };
-    atomic::add(&mut value.packets[side], 1);
-    atomic::add(&mut value.bytes[side], ip_bytes);
+    atomic::add(&mut value.traffic[side], traffic::packet(ip_bytes));
 }
 
 /// Restamps the entry of a packet that belongs to it; `reply` when the

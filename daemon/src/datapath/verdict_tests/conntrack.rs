@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use netseg_contract::{CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue};
+use netseg_contract::{CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, traffic::Sent};
 
 use super::packet::{ACK, FIN, Frame, SYN};
 use super::{Bench, DROP, PASS, bench};
@@ -146,8 +146,9 @@ fn the_entry_counts_packets_and_ip_bytes_of_each_side() {
     );
     let (_, value) = bench.only_connection();
     // An IPv4 header and a TCP header without options: 40 bytes a segment.
-    assert_eq!(value.packets, [3, 1]);
-    assert_eq!(value.bytes, [120, 40]);
+    let sent = value.traffic.map(|counter| Sent::between(0, counter));
+    let sent = sent.map(|side| (side.packets, side.bytes));
+    assert_eq!(sent, [(3, 120), (1, 40)]);
     assert!(value.opened_ns >= before && value.opened_ns <= value.last_seen_ns);
 }
 

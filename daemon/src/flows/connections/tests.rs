@@ -31,8 +31,7 @@ fn entry(
         state,
         _pad: 0,
         opened_ns,
-        packets,
-        bytes,
+        traffic: [0, 1].map(|side| netseg_contract::traffic::counted(packets[side], bytes[side])),
     }
 }
 
@@ -337,4 +336,42 @@ fn a_connection_a_previous_daemon_reported_is_reported_from_its_first_reading_on
         "its verdict id is the previous daemon's"
     );
     assert_eq!(update.duration_ms, Some(71_000));
+}
+
+#[test]
+fn an_update_counts_more_than_one_reading_of_the_packed_counters_can_say() {
+    // Each side's counter holds 26 bits of packets and 38 of bytes; an
+    // update interval of a busy connection carries more than that, read
+    // every 2 s.
+    let context = context();
+    let open = allowed();
+    let t0 = open.timestamp_ns;
+    let key = connection_of(&open);
+    let mut scanner = Scanner::new();
+    scanner.open(&open, &context);
+    let (packets_a_reading, bytes_a_packet) = (3_000_000, 9_000);
+    let mut update = Vec::new();
+    for reading in 1..=30 {
+        let sent = reading * packets_a_reading;
+        let live = entry(
+            t0,
+            t0 + reading * 2 * SECOND,
+            CONN_OPEN,
+            [sent, sent / 2],
+            [sent * bytes_a_packet, sent / 2 * 40],
+        );
+        update = scanner.scan(&[(key, live)], t0 + reading * 2 * SECOND, &context);
+    }
+    let update = only(update, RecordKind::Update);
+    let sent = 30 * packets_a_reading;
+    assert!(sent > 1 << 26 && sent * bytes_a_packet > 1 << 38);
+    assert_eq!(
+        traffic(&update),
+        [
+            Some(sent),
+            Some(sent * bytes_a_packet),
+            Some(sent / 2),
+            Some(sent / 2 * 40)
+        ]
+    );
 }
