@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use aya::maps::{HashMap, MapData};
-use netseg::datapath::{Datapath, MapSizes};
+use netseg::datapath::{Datapath, MapSizes, read_whole};
 use netseg::flows::{
     Connections, FlowContext, FlowLabels, FlowWriter, Naming, Reading, SCAN_INTERVAL,
     monotonic_epoch,
@@ -114,10 +114,7 @@ fn scan_once(
     let mut tracker = Connections::new(UPDATE_EVERY, 0);
     let mut scan = |now: u64| -> Result<(f64, f64, u64)> {
         let started = thread_cpu_ns();
-        let entries = table
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .context("reading CONNTRACK")?;
+        let entries = read_whole(table).context("reading CONNTRACK")?;
         let read = thread_cpu_ns() - started;
         ensure!(
             entries.len() == size,

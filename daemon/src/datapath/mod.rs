@@ -9,6 +9,7 @@ pub mod publish;
 pub mod remembered;
 pub mod state;
 pub mod test_run;
+mod whole_map;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +20,7 @@ use aya::{
 };
 
 pub use kernel::KernelMaps;
+pub use whole_map::read_whole;
 
 use attach::Attachment;
 use netseg_contract::{ConnKey, ConnValue};

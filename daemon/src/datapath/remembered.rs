@@ -18,7 +18,7 @@ use netseg_contract::{
     USAGE_BY_PROGRAMS, USAGE_CONNTRACK, USAGE_FRAGMENTS, UsageKey,
 };
 
-use super::{DatapathError, MapEntries, kernel::take_map};
+use super::{DatapathError, MapEntries, kernel::take_map, read_whole};
 
 /// What one sweep reclaimed, and what it left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl Remembered {
     pub fn sweep(&mut self, now: u64, live: &BTreeSet<u32>) -> Result<Swept, MapError> {
         let mut states = ConnStates::default();
         let mut stale_connections = Vec::new();
-        for (key, value) in self.conntrack.iter().filter_map(Result::ok) {
+        for (key, value) in read_whole(&self.conntrack)? {
             if !live.contains(&key.ifindex) || value.expired(key.protocol, now) {
                 stale_connections.push(key);
             } else {
@@ -150,7 +150,7 @@ impl Remembered {
         // The origin is in the value, which never changes while the entry lives.
         let mut fragments_left = 0;
         let mut stale_fragments = Vec::new();
-        for (key, value) in self.fragments.iter().filter_map(Result::ok) {
+        for (key, value) in read_whole(&self.fragments)? {
             if !live.contains(&key.ifindex) || value.expired(now) {
                 stale_fragments.push((key, Owner::of_fragment(&key, &value)));
             } else {

@@ -54,7 +54,7 @@ pub async fn read_every_scan_interval(
         tick.tick().await;
         let read = tokio::task::spawn_blocking(move || {
             let taken_ns = super::monotonic_now().as_nanos() as u64;
-            let entries = table.iter().collect::<Result<Vec<_>, _>>();
+            let entries = crate::datapath::read_whole(&table);
             (table, taken_ns, entries)
         })
         .await;

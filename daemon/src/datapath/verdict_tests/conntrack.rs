@@ -3,13 +3,14 @@
 //! A test run is one packet on one CPU, so the other CPU is played by
 //! writing the entry the way its program would have left it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use netseg_contract::{CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, traffic::Sent};
 
 use super::packet::{ACK, FIN, Frame, SYN};
 use super::{Bench, DROP, PASS, bench};
 use crate::datapath::remembered::{ConnStates, monotonic_ns};
+use crate::datapath::whole_map::read_in_chunks;
 
 /// Far enough ahead that even a slow test run reads the clock before it.
 const LATER_STAMP_NS: u64 = 1_000_000_000;
@@ -190,4 +191,41 @@ fn the_sweep_counts_the_connections_it_leaves_by_state() {
     );
     assert_eq!((fragments.map, fragments.entries), ("fragments", 0));
     assert!(fragments.capacity > 0);
+}
+
+/// The exporter and the sweep read the table whole, in batches: every entry
+/// once, however the batches fall (a bucket larger than a batch included).
+#[test]
+fn a_whole_table_reading_has_every_entry_once() {
+    let mut bench = bench();
+    let conntrack = &mut bench.datapath.remembered.conntrack;
+    let mut inserted = BTreeMap::new();
+    for n in 0..1000u16 {
+        let key = ConnKey {
+            ifindex: 1,
+            origin: 0,
+            protocol: 6,
+            _pad: [0; 2],
+            src_port: n,
+            dst_port: 80,
+            src: [1; 16],
+            dst: [2; 16],
+        };
+        let value = ConnValue {
+            last_seen_ns: u64::from(n),
+            revision: 1,
+            rule: u32::from(n),
+            state: CONN_OPEN,
+            _pad: 0,
+            opened_ns: 0,
+            traffic: [u64::from(n); 2],
+        };
+        conntrack.insert(key, value, 0).expect("room for 1000");
+        inserted.insert(key, value);
+    }
+    for chunk in [1, 100, 4096] {
+        let read = read_in_chunks(conntrack, chunk).expect("read whole");
+        assert_eq!(read.len(), inserted.len(), "chunks of {chunk}");
+        assert_eq!(read.into_iter().collect::<BTreeMap<_, _>>(), inserted);
+    }
 }
