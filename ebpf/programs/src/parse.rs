@@ -1,7 +1,11 @@
-//! Packet parsing. Every read goes through `bpf_skb_load_bytes`, which fails
-//! on a short packet; callers turn any failure into a drop. The common
-//! headers (IPv4, TCP, UDP, SCTP) are read with one call each: a helper
-//! call costs more than copying the bytes it saves re-fetching.
+//! Packet parsing. A header in the packet's linear part (nearly always:
+//! the stack puts the headers there) is read straight from it; one that is
+//! not, or a packet too short for it, goes through `bpf_skb_load_bytes`,
+//! which reads paged data and fails on a short packet. Callers turn any
+//! failure into a drop. The common headers (IPv4, TCP, UDP, SCTP) are read
+//! whole, once each.
+
+use core::{intrinsics::is_val_statically_known, mem::size_of};
 
 use aya_ebpf::programs::TcContext;
 use netseg_contract::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, reason};
@@ -114,6 +118,14 @@ pub type Drop = u8;
 
 #[inline(always)]
 fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, Drop> {
+    // At an offset the compiler knows (the verifier follows a constant
+    // offset; a computed one it loses once the compiler folds it).
+    let start = ctx.data();
+    if is_val_statically_known(offset) && start + offset + size_of::<T>() <= ctx.data_end() {
+        // SAFETY: the bytes lie between `data` and `data_end`, as checked
+        // just above (the verifier checks it too).
+        return Ok(unsafe { ((start + offset) as *const T).read_unaligned() });
+    }
     ctx.load::<T>(offset).map_err(|_| reason::MALFORMED)
 }
 
@@ -174,7 +186,13 @@ fn parse_ipv4(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
         return Ok(());
     }
     packet.first_fragment = more_fragments;
-    parse_l4(ctx, packet, ETH_HLEN + header_len, false)
+    // Nearly every IPv4 header has no options: at a constant offset, the
+    // transport header is read straight from the packet.
+    if header_len == 20 {
+        parse_l4(ctx, packet, ETH_HLEN + 20, false)
+    } else {
+        parse_l4(ctx, packet, ETH_HLEN + header_len, false)
+    }
 }
 
 #[inline(always)]
@@ -227,7 +245,13 @@ fn parse_ipv6(ctx: &TcContext, packet: &mut Packet) -> Result<(), Drop> {
         return Err(reason::EXTENSION_HEADERS);
     }
     packet.tuple.protocol = next;
-    parse_l4(ctx, packet, offset, true)?;
+    // Without extension headers (nearly always), at a constant offset the
+    // transport header is read straight from the packet.
+    if walked == 0 {
+        parse_l4(ctx, packet, ETH_HLEN + IPV6_HLEN, true)?;
+    } else {
+        parse_l4(ctx, packet, offset, true)?;
+    }
     if packet.kind == Kind::LinkControl && !valid_link_control(packet, hop_limit) {
         return Err(reason::MALFORMED);
     }
