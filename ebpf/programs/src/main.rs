@@ -4,7 +4,8 @@
 //! explicit allow drops.
 #![no_std]
 #![no_main]
-// Atomic adds to map values: the BPF target offers no atomic read-modify-write types.
+// Atomic adds to map values (the BPF target offers no atomic read-modify-write
+// types), and direct packet reads at offsets known when compiling.
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
@@ -82,6 +83,29 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
     }
     let packet = &*packet;
+    let ip_bytes = ip_bytes(ctx);
+    let tracked = match packet.kind {
+        Kind::Flow | Kind::EchoReply => {
+            conntrack::find(hook.ifindex, hook.direction, &packet.tuple, hook.now)
+        }
+        _ => None,
+    };
+    if let Some((key, entry)) = tracked
+        && !packet.first_fragment
+    {
+        // SAFETY: a valid pointer into the conntrack map's value.
+        let value = unsafe { &mut *entry };
+        // Opened, or judged again, under this revision's policy, at this
+        // interface, by a packet that passed the address checks; its key
+        // is this packet's tuple or its reverse. It passes on its entry
+        // alone, without reading the endpoint.
+        if value.revision == hook.revision && continues(packet, value) {
+            let rule = value.rule;
+            let decision = pass(hook, packet, &key, value, rule, ip_bytes);
+            record(hook, &packet.tuple, &decision);
+            return Ok(TC_ACT_OK);
+        }
+    }
     let slot = hook.revision & 1;
     let key = EndpointKey {
         slot,
@@ -103,7 +127,7 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         }
         Kind::LaterFragment => later_fragment(hook, &endpoint, packet),
         Kind::IcmpError => related(hook, slot, &endpoint, packet, ctx.len()),
-        Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet, ip_bytes(ctx)),
+        Kind::Flow | Kind::EchoReply => flow(hook, slot, &endpoint, packet, ip_bytes, tracked),
     };
     if decision.allow && packet.first_fragment {
         decision = remember_fragment(hook, packet, decision);
@@ -170,30 +194,32 @@ fn ip_bytes(ctx: &TcContext) -> u64 {
     (ctx.len() as u64).saturating_sub(ETH_HLEN as u64)
 }
 
-/// A packet that starts, continues or answers a connection, of `ip_bytes`.
+/// A packet that starts, continues or answers a connection, of `ip_bytes`;
+/// `tracked` is the live connection it belongs to, if any.
 #[inline(always)]
-fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, ip_bytes: u64) -> Decision {
+fn flow(
+    hook: &Hook,
+    slot: u32,
+    endpoint: &Endpoint,
+    packet: &Packet,
+    ip_bytes: u64,
+    tracked: Option<(ConnKey, *mut ConnValue)>,
+) -> Decision {
     let tuple = &packet.tuple;
-    let tcp = tuple.protocol == PROTO_TCP;
-    let syn_only = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
-    if let Some((key, entry)) = conntrack::find(hook.ifindex, hook.direction, tuple, hook.now) {
+    if let Some((key, entry)) = tracked {
         // SAFETY: a valid pointer into the conntrack map's value.
         let value = unsafe { &mut *entry };
-        // A SYN on a closed tuple is a new connection (port reuse).
-        if !(syn_only && value.state == CONN_CLOSING) {
+        if continues(packet, value) {
             let rule = match reaffirm(hook, endpoint, &key, value) {
                 Ok(rule) => rule,
                 Err(revoked) => return revoked,
             };
-            let closing = tcp && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
-            let reply = key.origin != hook.direction;
-            conntrack::count(value, reply, ip_bytes);
-            conntrack::touch(value, reply, closing, hook.now);
-            return Decision::allow(reason::ESTABLISHED, rule);
+            return pass(hook, packet, &key, value, rule, ip_bytes);
         }
     }
+    let tcp = tuple.protocol == PROTO_TCP;
     // Only a first packet may open a connection: never a reply.
-    if (tcp && !syn_only) || packet.kind == Kind::EchoReply {
+    if (tcp && !syn_only(packet)) || packet.kind == Kind::EchoReply {
         return Decision::deny(reason::NO_CONNECTION, 0);
     }
     let peer = if hook.direction == DIRECTION_EGRESS {
@@ -226,6 +252,37 @@ fn flow(hook: &Hook, slot: u32, endpoint: &Endpoint, packet: &Packet, ip_bytes: 
         }
         Err(rule) => Decision::deny(reason::POLICY_DENIED, rule),
     }
+}
+
+/// A TCP segment with SYN alone: the first of a connection.
+#[inline(always)]
+fn syn_only(packet: &Packet) -> bool {
+    packet.tuple.protocol == PROTO_TCP
+        && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN
+}
+
+/// Whether the packet continues the tracked connection `value`: a SYN on a
+/// closed tuple starts a new one (port reuse).
+#[inline(always)]
+fn continues(packet: &Packet, value: &ConnValue) -> bool {
+    !(syn_only(packet) && value.state == CONN_CLOSING)
+}
+
+/// Passes a packet of the tracked connection `key`, allowed by `rule`.
+#[inline(always)]
+fn pass(
+    hook: &Hook,
+    packet: &Packet,
+    key: &ConnKey,
+    value: &mut ConnValue,
+    rule: u32,
+    ip_bytes: u64,
+) -> Decision {
+    let closing = packet.tuple.protocol == PROTO_TCP && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
+    let reply = key.origin != hook.direction;
+    conntrack::count(value, reply, ip_bytes);
+    conntrack::touch(value, reply, closing, hook.now);
+    Decision::allow(reason::ESTABLISHED, rule)
 }
 
 /// Judges a tracked connection that an older revision admitted by the
