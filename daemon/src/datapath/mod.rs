@@ -24,8 +24,6 @@ use netseg_contract::{ConnKey, ConnValue};
 use pins::PinDir;
 use remembered::{Remembered, Swept, monotonic_ns};
 
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netseg-ebpf"));
-
 /// Program attached to the host side's ingress hook: what the pod sends.
 const POD_EGRESS: &str = "pod_egress";
 /// Program attached to the host side's egress hook: what the pod receives.
@@ -173,7 +171,7 @@ impl Datapath {
         sizes: MapSizes,
         pins: Option<PinDir>,
     ) -> Result<(Self, KernelMaps, Telemetry), DatapathError> {
-        if EBPF_OBJECT.is_empty() {
+        if netseg_ebpf_object::OBJECT.is_empty() {
             return Err(DatapathError::NotBuilt);
         }
         let effective = capabilities::effective().map_err(DatapathError::ReadCapabilities)?;
@@ -184,7 +182,7 @@ impl Datapath {
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("CONNTRACK", sizes.conntrack)
             .map_max_entries("EVENTS", sizes.events_bytes)
-            .load(EBPF_OBJECT)
+            .load(netseg_ebpf_object::OBJECT)
             .map_err(DatapathError::Load)?;
         for name in [POD_EGRESS, POD_INGRESS] {
             classifier(&mut ebpf, name)?
