@@ -22,10 +22,10 @@ pub struct CrdManifest {
 
 impl CrdManifest {
     /// The file's contents: a do-not-edit header and the definition as YAML.
-    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+    pub fn to_yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
         Ok(format!(
             "{GENERATED_HEADER}{}",
-            serde_yaml::to_string(&self.definition)?
+            serde_saphyr::to_string(&self.definition)?
         ))
     }
 }

@@ -16,7 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use netseg_crd::{ClusterNetworkPolicy, NetsegNode, Segment, SegmentPolicy};
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// Where one YAML document came from, for error messages.
 #[derive(Clone, Debug)]
@@ -77,7 +77,7 @@ fn field_path(path: &serde_ignored::Path) -> String {
 /// The same for a custom resource: kube's derived types take apiVersion and kind as given
 /// (the dispatch in `parse_document` has already matched them), so they are removed first.
 fn strict_custom_resource<T: DeserializeOwned>(mut value: Value) -> Result<T, String> {
-    if let Value::Mapping(map) = &mut value {
+    if let Value::Object(map) = &mut value {
         map.remove("apiVersion");
         map.remove("kind");
     }
@@ -132,19 +132,17 @@ fn parse_document(value: Value) -> Result<Parsed, String> {
     }
 }
 
-/// Parses every document of `text`, each error naming `file` and the document.
+/// Parses every document of `text` (documents that hold nothing are skipped, as kubectl
+/// skips them), each error naming `file` and the document.
 fn parse_file(file: &Path, text: &str) -> Result<Vec<(Origin, Parsed)>, String> {
+    let documents: Vec<Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| format!("{}: not YAML: {e}", file.display()))?;
     let mut parsed = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, value) in documents.into_iter().enumerate() {
         let origin = Origin {
             file: file.to_owned(),
             document: index + 1,
         };
-        let value = <Value as serde::Deserialize>::deserialize(document)
-            .map_err(|e| format!("{origin}: not YAML: {e}"))?;
-        if value.is_null() {
-            return Err(format!("{origin}: empty document"));
-        }
         let typed = parse_document(value).map_err(|e| format!("{origin}: {e}"))?;
         parsed.push((origin, typed));
     }

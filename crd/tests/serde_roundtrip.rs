@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 fn manifest(file: &str) -> Value {
     let path = format!("{}/tests/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Parses `file` as `T` and checks that writing it back yields the same document.

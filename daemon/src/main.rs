@@ -66,6 +66,13 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Print netseg's version; with --verbose also the SHA-256 of the eBPF
+    /// object it embeds and the pinned toolchain that built it
+    /// (ebpf/toolchain.txt), to compare with a rebuild from source.
+    Version {
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -383,6 +390,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Check { dir, strict } => check(&dir, strict),
         Command::Detach { pin_dir } => detach(&pin_dir),
+        Command::Version { verbose } => {
+            print!("{}", cli::version::report(verbose));
+            ExitCode::SUCCESS
+        }
         Command::Explain(args) => explain(&args),
         Command::Flows(args) => cli::flows::run(*args).await,
         Command::Demo => match tokio::task::spawn_blocking(demo::run).await {
@@ -419,7 +430,7 @@ mod tests {
     fn the_daemonset_runs_a_command_line_netseg_accepts() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/daemonset.yaml");
         let text = std::fs::read_to_string(path).expect("deploy/daemonset.yaml");
-        let daemonset: DaemonSet = serde_yaml::from_str(&text).expect("a DaemonSet");
+        let daemonset: DaemonSet = serde_saphyr::from_str(&text).expect("a DaemonSet");
         let spec = daemonset
             .spec
             .expect("spec")

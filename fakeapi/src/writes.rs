@@ -78,7 +78,7 @@ pub(crate) fn patch(
                     "fieldManager: Required value: is required for apply patch",
                 ));
             }
-            let applied: Value = serde_yaml::from_slice(body)
+            let applied: Value = serde_saphyr::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("the body is not YAML or JSON: {e}")))?;
             let applied = named_as(target, scoped_to(target, applied)?)?;
             match stored {

@@ -118,7 +118,7 @@ impl Manifests {
         });
         self.write(
             &format!("pod-{namespace}-{name}.yaml"),
-            &serde_yaml::to_string(&manifest)?,
+            &serde_saphyr::to_string(&manifest)?,
         )
     }
 
@@ -180,7 +180,7 @@ pub fn namespace_yaml(name: &str, labels: &[(&str, &str)]) -> Result<String> {
         "kind": "Namespace",
         "metadata": { "name": name, "labels": all },
     });
-    Ok(serde_yaml::to_string(&manifest)?)
+    Ok(serde_saphyr::to_string(&manifest)?)
 }
 
 /// A running Pod on the topology's node, with its addresses in the status.
@@ -204,7 +204,7 @@ pub fn pod_yaml(pod: &Pod, labels: &[(&str, &str)], ports: &[ContainerPort]) -> 
             "podIPs": [{ "ip": pod.ipv4().to_string() }, { "ip": pod.ipv6().to_string() }],
         },
     });
-    Ok(serde_yaml::to_string(&manifest)?)
+    Ok(serde_saphyr::to_string(&manifest)?)
 }
 
 /// A running host-network Pod on `node`: as the API server shows one, its
@@ -235,7 +235,7 @@ pub fn host_network_pod_yaml(
             "podIPs": [{ "ip": v4 }, { "ip": v6 }],
         },
     });
-    Ok(serde_yaml::to_string(&manifest)?)
+    Ok(serde_saphyr::to_string(&manifest)?)
 }
 
 /// The Node object of `node`, as the kubelet registers one: labels, and its
@@ -253,7 +253,7 @@ pub fn node_yaml(node: &Node, labels: &[(&str, &str)]) -> Result<String> {
             ],
         },
     });
-    Ok(serde_yaml::to_string(&manifest)?)
+    Ok(serde_saphyr::to_string(&manifest)?)
 }
 
 fn container_ports(ports: &[ContainerPort]) -> Vec<Value> {
@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn namespace_carries_its_name_label() {
         let yaml = namespace_yaml("x", &[("team", "a")]).expect("yaml");
-        let parsed: Value = serde_yaml::from_str(&yaml).expect("parses");
+        let parsed: Value = serde_saphyr::from_str(&yaml).expect("parses");
         assert_eq!(parsed["kind"], "Namespace");
         assert_eq!(parsed["metadata"]["labels"]["team"], "a");
         assert_eq!(

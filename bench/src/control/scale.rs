@@ -161,8 +161,8 @@ fn write_cluster(
     kube_system.extend(dns);
     manifests.write("kube-system.json", &list(kube_system))?;
     let mut locals = vec![
-        serde_yaml_to_json(&pod_yaml(&bed.client, &[("app", "client")], &[])?)?,
-        serde_yaml_to_json(&pod_yaml(&bed.server, &[("app", "server")], &[])?)?,
+        yaml_to_json(&pod_yaml(&bed.client, &[("app", "client")], &[])?)?,
+        yaml_to_json(&pod_yaml(&bed.server, &[("app", "server")], &[])?)?,
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": "bench", "labels": { "kubernetes.io/metadata.name": "bench" } } }),
     ];
@@ -178,22 +178,16 @@ pub(super) fn local_pod(pod: &netseg_testbed::Pod, j: usize) -> Result<Value> {
     let labels = pod_labels(j);
     let tier = labels["tier"].as_str().unwrap_or("db").to_owned();
     let app = labels["app"].as_str().unwrap_or("app-0").to_owned();
-    serde_yaml_to_json(&pod_yaml(
+    yaml_to_json(&pod_yaml(
         pod,
         &[("app", &app), ("tier", &tier), ("version", "v1")],
         &[netseg_testbed::ContainerPort::tcp(8080)],
     )?)
 }
 
-pub(super) fn serde_yaml_to_json(yaml: &str) -> Result<Value> {
-    // pod_yaml renders YAML; the manifests here are JSON lists.
-    let value: Value = serde_json::from_str(&yaml_to_json_text(yaml)?)?;
-    Ok(value)
-}
-
-fn yaml_to_json_text(yaml: &str) -> Result<String> {
-    let parsed: serde_yaml::Value = serde_yaml::from_str(yaml)?;
-    Ok(serde_json::to_string(&parsed)?)
+/// pod_yaml renders YAML; the manifests here are JSON lists.
+pub(super) fn yaml_to_json(yaml: &str) -> Result<Value> {
+    Ok(serde_saphyr::from_str(yaml)?)
 }
 
 /// Starts the daemon on the cluster, reports time to the first publication

@@ -51,7 +51,7 @@ pub fn example_manifests() -> Vec<(String, Value)> {
         .map(|path| {
             let text = std::fs::read_to_string(&path).unwrap();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, serde_yaml::from_str(&text).unwrap())
+            (name, serde_saphyr::from_str(&text).unwrap())
         })
         .collect()
 }

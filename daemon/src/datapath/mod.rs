@@ -27,14 +27,12 @@ use netseg_contract::{ConnKey, ConnValue};
 use pins::PinDir;
 use remembered::{Remembered, Swept, monotonic_ns};
 
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netseg-ebpf"));
-
 /// The eBPF object built into this netseg.
 pub fn embedded_object() -> Result<&'static [u8], DatapathError> {
-    if EBPF_OBJECT.is_empty() {
+    if netseg_ebpf_object::OBJECT.is_empty() {
         return Err(DatapathError::NotBuilt);
     }
-    Ok(EBPF_OBJECT)
+    Ok(netseg_ebpf_object::OBJECT)
 }
 
 /// Program attached to the host side's ingress hook: what the pod sends.

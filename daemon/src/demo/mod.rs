@@ -11,7 +11,6 @@ mod shop;
 
 use anyhow::{Context as _, Result, bail};
 use netseg_testbed::{Daemon, Family, Node, Pod, require_root};
-use serde::Deserialize as _;
 
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// The `spec.nodeName` of the example pods.
@@ -76,8 +75,10 @@ fn stop(mut daemon: Daemon, wrong: usize) -> Result<()> {
 /// namespaces actually have; every pod must be one of `pods`.
 fn pods_with_addresses(yaml: &str, pods: &[&Pod]) -> Result<String> {
     let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let mut object = serde_yaml::Value::deserialize(document)?;
+    for mut object in serde_saphyr::from_multiple_with_options::<serde_json::Value>(
+        yaml,
+        crate::sources::manifests::yaml_options(),
+    )? {
         if object["kind"].as_str() == Some("Pod") {
             let name = format!(
                 "{}/{}",
@@ -93,10 +94,9 @@ fn pods_with_addresses(yaml: &str, pods: &[&Pod]) -> Result<String> {
                 target.ip(Family::V6).to_string(),
             );
             object["status"]["podIP"] = v4.clone().into();
-            object["status"]["podIPs"] =
-                serde_yaml::to_value(serde_json::json!([{ "ip": v4 }, { "ip": v6 }]))?;
+            object["status"]["podIPs"] = serde_json::json!([{ "ip": v4 }, { "ip": v6 }]);
         }
-        documents.push(serde_yaml::to_string(&object)?);
+        documents.push(serde_saphyr::to_string(&object)?);
     }
     Ok(documents.join("---\n"))
 }

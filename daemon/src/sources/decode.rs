@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::object::{Object, ObjectKind};
 
@@ -22,7 +22,7 @@ pub(crate) enum DecodeError {
     #[error("{source}")]
     WrongType {
         path: Option<String>,
-        source: serde_yaml::Error,
+        source: serde_json::Error,
     },
     // Rejected rather than ignored: a misspelt `matchLabels` would otherwise
     // silently become an empty selector that matches every pod.

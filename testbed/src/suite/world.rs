@@ -245,7 +245,7 @@ impl World {
             Change::Policy(policy) => {
                 let key = policy_key(policy)?;
                 self.manifests
-                    .policy(&file_stem(&key), &serde_yaml::to_string(policy)?)?;
+                    .policy(&file_stem(&key), &serde_saphyr::to_string(policy)?)?;
                 self.policies.insert(key);
             }
             Change::DeletePolicy { namespace, name } => {

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use netseg_fake_apiserver::FakeApiServer;
 use netseg_testbed::{Daemon, Manifests, Node, Pod, in_netns};
-use serde::Deserialize;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -92,13 +91,9 @@ fn documents(dir: &Path) -> Result<Vec<Value>> {
             continue;
         }
         let text = fs::read_to_string(&file)?;
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let object = Value::deserialize(document)
-                .with_context(|| format!("parsing {}", file.display()))?;
-            if !object.is_null() {
-                objects.push(object);
-            }
-        }
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
+            .with_context(|| format!("parsing {}", file.display()))?;
+        objects.extend(documents);
     }
     Ok(objects)
 }

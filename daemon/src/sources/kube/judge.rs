@@ -60,10 +60,7 @@ pub fn custom(id: &ObjectId, object: DynamicObject) -> Judged {
     if let Some(fields) = value.as_object_mut() {
         fields.remove("status");
     }
-    match serde_yaml::to_value(value) {
-        Ok(value) => judged(id, decode_valid(id.kind, value)),
-        Err(error) => refused(id, &error),
-    }
+    judged(id, decode_valid(id.kind, value))
 }
 
 /// An object that does not even deserialize as its kind.

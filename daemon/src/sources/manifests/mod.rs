@@ -18,6 +18,7 @@ use std::path::Path;
 
 use crate::sources::Problem;
 
+pub(crate) use parse::yaml_options;
 pub use store::ManifestStore;
 pub use watch::{ManifestWatch, WatchError, watch};
 

@@ -2,8 +2,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 
 use super::files::is_json;
 use super::superseded;
@@ -17,11 +16,9 @@ pub(super) enum ParseError {
         #[source]
         source: io::Error,
     },
-    #[error("invalid YAML")]
-    Yaml {
-        #[source]
-        source: serde_yaml::Error,
-    },
+    /// `detail` is serde-saphyr's message for people, naming line and column.
+    #[error("invalid YAML: {detail}")]
+    Yaml { detail: String },
     #[error("invalid JSON")]
     Json {
         #[source]
@@ -96,15 +93,27 @@ pub(super) fn parse_text(path: &Path, text: &str) -> Result<Vec<ParsedDocument>,
     Ok(parsed)
 }
 
+/// Documents that hold nothing are skipped and not counted.
 fn yaml_documents(text: &str) -> Result<Vec<Value>, ParseError> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|document| {
-            let mut value = Value::deserialize(document)?;
-            value.apply_merge()?;
-            Ok(value)
-        })
-        .collect::<Result<_, serde_yaml::Error>>()
-        .map_err(|source| ParseError::Yaml { source })
+    serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|error| {
+        ParseError::Yaml {
+            detail: error.render_with_formatter(&serde_saphyr::UserMessageFormatter),
+        }
+    })
+}
+
+/// YAML as netseg has always read it (YAML 1.2's core schema, as serde_yaml
+/// did): `on`, `yes`, `0755`, `1_000` and `!!binary` text stay strings,
+/// merge keys (`<<`) expand, a duplicate key is an error; errors name line
+/// and column on one line.
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+        ignore_binary_tag_for_string: true,
+        with_snippet: false,
+    }
 }
 
 /// Like kubectl, a JSON file may hold a stream of objects.
@@ -118,12 +127,12 @@ fn json_documents(text: &str) -> Result<Vec<Value>, ParseError> {
 fn parse_document(document: Value, location: &str, out: &mut Vec<ParsedDocument>) {
     match document {
         Value::Null => {}
-        Value::Mapping(map) => parse_mapping(map, location, out),
+        Value::Object(map) => parse_mapping(map, location, out),
         _ => out.push(rejected(None, location.to_owned(), ParseError::NotAMapping)),
     }
 }
 
-fn parse_mapping(map: Mapping, location: &str, out: &mut Vec<ParsedDocument>) {
+fn parse_mapping(map: Map<String, Value>, location: &str, out: &mut Vec<ParsedDocument>) {
     let type_meta = string_field(&map, "apiVersion").and_then(|api_version| {
         string_field(&map, "kind").map(|kind| (api_version.to_owned(), kind.to_owned()))
     });
@@ -150,7 +159,7 @@ fn parse_mapping(map: Mapping, location: &str, out: &mut Vec<ParsedDocument>) {
         Ok(id) => id,
         Err(error) => return out.push(rejected(None, format!("{kind} in {location}"), error)),
     };
-    let (errors, invalid) = match decode_valid(object_kind, Value::Mapping(map)) {
+    let (errors, invalid) = match decode_valid(object_kind, Value::Object(map)) {
         Ok(object) => return out.push(ParsedDocument::Valid { id, object }),
         Err(Rejection { errors, invalid }) => {
             (errors.into_iter().map(ParseError::from).collect(), invalid)
@@ -165,10 +174,15 @@ fn parse_mapping(map: Mapping, location: &str, out: &mut Vec<ParsedDocument>) {
     });
 }
 
-fn expand_list(mut map: Mapping, kind: &str, location: &str, out: &mut Vec<ParsedDocument>) {
+fn expand_list(
+    mut map: Map<String, Value>,
+    kind: &str,
+    location: &str,
+    out: &mut Vec<ParsedDocument>,
+) {
     let items = match map.remove("items") {
         None | Some(Value::Null) => return,
-        Some(Value::Sequence(items)) => items,
+        Some(Value::Array(items)) => items,
         Some(_) => {
             let error = ParseError::NotAList { field: "items" };
             return out.push(rejected(None, format!("{kind} in {location}"), error));
@@ -176,17 +190,20 @@ fn expand_list(mut map: Mapping, kind: &str, location: &str, out: &mut Vec<Parse
     };
     let item_kind = ObjectKind::from_list_kind(kind);
     for (index, mut item) in items.into_iter().enumerate() {
-        if let (Some(item_kind), Value::Mapping(item)) = (item_kind, &mut item) {
-            item.entry("apiVersion".into())
+        if let (Some(item_kind), Value::Object(item)) = (item_kind, &mut item) {
+            item.entry("apiVersion")
                 .or_insert_with(|| item_kind.api_version().into());
-            item.entry("kind".into())
+            item.entry("kind")
                 .or_insert_with(|| item_kind.name().into());
         }
         parse_document(item, &format!("{location} items[{index}]"), out);
     }
 }
 
-fn string_field<'a>(map: &'a Mapping, field: &'static str) -> Result<&'a str, ParseError> {
+fn string_field<'a>(
+    map: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, ParseError> {
     match map.get(field) {
         None | Some(Value::Null) => Err(ParseError::MissingField { field }),
         Some(Value::String(value)) if value.is_empty() => Err(ParseError::MissingField { field }),
@@ -197,7 +214,7 @@ fn string_field<'a>(map: &'a Mapping, field: &'static str) -> Result<&'a str, Pa
 
 /// The identity is read before decoding so that an object whose body is
 /// malformed can still be matched to its last good version.
-fn object_id(kind: ObjectKind, map: &Mapping) -> Result<ObjectId, ParseError> {
+fn object_id(kind: ObjectKind, map: &Map<String, Value>) -> Result<ObjectId, ParseError> {
     let metadata = map.get("metadata");
     let name = match metadata.and_then(|metadata| metadata.get("name")) {
         Some(Value::String(name)) if !name.is_empty() => name.clone(),
@@ -229,7 +246,7 @@ fn object_id(kind: ObjectKind, map: &Mapping) -> Result<ObjectId, ParseError> {
     })
 }
 
-fn raw_label(kind: &str, map: &Mapping, location: &str) -> String {
+fn raw_label(kind: &str, map: &Map<String, Value>, location: &str) -> String {
     let metadata = map.get("metadata");
     let name = metadata.and_then(|m| m.get("name")).and_then(Value::as_str);
     let namespace = metadata

@@ -3,7 +3,7 @@
 //! replaced without a conversion. netseg does not enforce them; it says how
 //! to rewrite them.
 
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 
 const V1ALPHA1: &str = "policy.networking.k8s.io/v1alpha1";
 
@@ -16,7 +16,7 @@ const RULES: &str = "action Allow -> Accept; ports -> protocols: \
 
 /// How to rewrite a v1alpha1 object as a ClusterNetworkPolicy, or `None`
 /// for any other type.
-pub(super) fn migration(api_version: &str, kind: &str, map: &Mapping) -> Option<String> {
+pub(super) fn migration(api_version: &str, kind: &str, map: &Map<String, Value>) -> Option<String> {
     if api_version != V1ALPHA1 {
         return None;
     }

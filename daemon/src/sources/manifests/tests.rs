@@ -12,6 +12,7 @@ mod kinds;
 mod parse;
 mod store;
 mod watch;
+mod yaml;
 
 pub(super) const NAMESPACE_SHOP: &str =
     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";

@@ -79,7 +79,7 @@ fn the_new_kinds_are_read_typed_lists_included() {
 }
 
 fn yaml_to_json(yaml: &str) -> String {
-    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("yaml");
     value.to_string()
 }
 
