@@ -140,6 +140,10 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let cluster = client.map(|client| {
         cluster::ClusterReporter::start(client, &config.compile.node_name, &config.namespace)
     });
+    let status = Status {
+        ebpf: Some(datapath.loaded.clone()),
+        ..Status::default()
+    };
     let mut daemon = Daemon {
         enforcer: Enforcer::new(maps, config.compile.clone(), source.sync_awaited()),
         config,
@@ -148,7 +152,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         cni: CniRegistry::default(),
         flow_context,
         detached,
-        status: Status::default(),
+        status,
         served: BTreeMap::new(),
         metrics,
         cluster,

@@ -7,7 +7,7 @@ use aya::maps::{MapData, PerCpuArray};
 use netseg_contract::COUNTER_COUNT;
 use serde::Serialize;
 
-use crate::flows::reason_name;
+use crate::{datapath::LoadedObject, flows::reason_name};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
@@ -31,6 +31,9 @@ pub struct Status {
     pub problems: Vec<String>,
     /// Packets per verdict reason since the programs were loaded.
     pub counters: BTreeMap<&'static str, u64>,
+    /// The eBPF object's SHA-256 and the kernel's tag of each program
+    /// loaded from it (docs/supply-chain.md).
+    pub ebpf: Option<LoadedObject>,
 }
 
 #[derive(Debug, Serialize)]

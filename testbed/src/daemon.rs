@@ -43,6 +43,16 @@ pub struct DaemonStatus {
     pub problems: Vec<String>,
     /// Packets per verdict reason.
     pub counters: BTreeMap<String, u64>,
+    pub ebpf: Option<LoadedObject>,
+}
+
+/// The eBPF object the daemon loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct LoadedObject {
+    pub sha256: String,
+    /// By program name: the kernel's tag, 16 hex digits.
+    pub program_tags: BTreeMap<String, String>,
 }
 
 /// One interface the daemon attached to.

@@ -2,12 +2,14 @@
 //! pods behind veth pairs, default-deny both ways, allowed connections and
 //! their replies, flow records, revocation, and fail-closed pod start.
 
+use std::collections::BTreeSet;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use netseg_testbed::{
-    Family, PROBE_TIMEOUT, SctpReceiver, TcpEchoServer, TcpSession, UdpEchoServer, ping,
-    sctp_probe, tcp_probe, udp_request,
+    Family, PROBE_TIMEOUT, SctpReceiver, TcpEchoServer, TcpSession, UdpEchoServer, netseg_binary,
+    ping, sctp_probe, tcp_probe, udp_request,
 };
 
 mod common;
@@ -235,5 +237,51 @@ fn a_pod_interface_named_without_the_prefix_is_attached_and_enforced() -> Result
         FLOW_WAIT,
     )?;
     assert_eq!(record["direction"], "egress");
+    Ok(())
+}
+
+/// An auditor ties the running programs to the source: the status names the
+/// embedded object's SHA-256, as `netseg version --verbose` prints it (and a
+/// rebuild reproduces, scripts/check-ebpf-reproducible), and the tag of each
+/// program, as the kernel reports it for the programs the daemon holds.
+#[test]
+fn the_status_names_the_loaded_object_and_the_kernels_tags_of_its_programs() -> Result<()> {
+    let mut w = world("audit")?;
+    let status = w
+        .daemon
+        .wait_status("the object named", Duration::from_secs(10), |s| {
+            s.ebpf.is_some()
+        })?;
+    let ebpf = status.ebpf.context("the status names the object")?;
+    let version = Command::new(netseg_binary()?)
+        .args(["version", "--verbose"])
+        .output()?;
+    let version = String::from_utf8(version.stdout)?;
+    assert!(
+        version.contains(&format!("ebpf-object-sha256: {}\n", ebpf.sha256)),
+        "status {} against\n{version}",
+        ebpf.sha256
+    );
+    let pid = w.daemon.pid().context("the daemon runs")?;
+    let mut kernel_tags = BTreeSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        // An fd closed since the listing has no fdinfo any more.
+        let Ok(info) = std::fs::read_to_string(fd?.path()) else {
+            continue;
+        };
+        if let Some(tag) = info.lines().find_map(|line| line.strip_prefix("prog_tag:")) {
+            kernel_tags.insert(tag.trim().to_owned());
+        }
+    }
+    assert_eq!(
+        ebpf.program_tags.keys().collect::<Vec<_>>(),
+        ["pod_egress", "pod_ingress"]
+    );
+    for (program, tag) in &ebpf.program_tags {
+        assert!(
+            kernel_tags.contains(tag),
+            "{program} {tag} not among the kernel's tags {kernel_tags:?}"
+        );
+    }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::datapath::sha256_hex;
+
 /// The lines `netseg version [--verbose]` prints.
 pub fn report(verbose: bool) -> String {
     let mut out = format!("netseg {}\n", env!("CARGO_PKG_VERSION"));
@@ -22,28 +24,9 @@ pub fn report(verbose: bool) -> String {
     out
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_digest_is_the_sha256_of_the_bytes() {
-        // FIPS 180-2's first example.
-        assert_eq!(
-            sha256_hex(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     #[test]
     fn verbose_names_the_object_and_every_pinned_tool() {

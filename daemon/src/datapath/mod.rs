@@ -4,6 +4,7 @@
 mod attach;
 mod capabilities;
 mod kernel;
+mod loaded;
 pub mod pins;
 pub mod publish;
 pub mod remembered;
@@ -20,6 +21,7 @@ use aya::{
 };
 
 pub use kernel::KernelMaps;
+pub use loaded::{LoadedObject, sha256_hex};
 pub use whole_map::read_whole;
 
 use attach::Attachment;
@@ -173,6 +175,8 @@ pub struct Datapath {
     pins: Option<PinDir>,
     /// Where a previous daemon's connections are copied on take-over.
     remembered: Remembered,
+    /// The object's digest and the kernel's tags of its programs.
+    pub loaded: LoadedObject,
 }
 
 impl Datapath {
@@ -182,7 +186,9 @@ impl Datapath {
         sizes: MapSizes,
         pins: Option<PinDir>,
     ) -> Result<(Self, KernelMaps, Telemetry), DatapathError> {
-        let mut ebpf = load_programs(embedded_object()?, sizes)?;
+        let object = embedded_object()?;
+        let mut ebpf = load_programs(object, sizes)?;
+        let loaded = LoadedObject::of(object, &mut ebpf)?;
         let connections = kernel::second_handle(&ebpf, "CONNTRACK")?;
         let remembered = Remembered::take(&mut ebpf)?;
         let maps = KernelMaps::take(&mut ebpf)?;
@@ -197,6 +203,7 @@ impl Datapath {
             attached: BTreeMap::new(),
             pins,
             remembered,
+            loaded,
         };
         Ok((datapath, maps, telemetry))
     }

@@ -438,6 +438,47 @@ fn revoking_an_allow_cuts_the_established_connection() {
     );
 }
 
+/// An established packet passes on its conntrack entry alone only while
+/// the entry carries the active revision: once a revision takes its pod's
+/// endpoint away, or gives the interface another address, the connection's
+/// packets go the full way and are denied.
+#[test]
+fn an_established_connection_does_not_outlive_its_endpoint_or_its_address() {
+    let established = |bench: &mut Bench| {
+        assert_eq!(
+            bench.egress(&Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, SYN)),
+            PASS
+        );
+        assert_eq!(
+            bench.ingress(&Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, SYN | ACK)),
+            PASS
+        );
+    };
+    let both_ways_denied = |bench: &mut Bench, why: &str| {
+        let out = Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, ACK);
+        let back = Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, ACK);
+        assert_eq!(bench.egress(&out), DROP, "{why}: the pod's packet");
+        assert_eq!(bench.ingress(&back), DROP, "{why}: the peer's packet");
+    };
+
+    let mut pod_gone = bench();
+    established(&mut pod_gone);
+    let mut gone = policy();
+    gone.endpoints.clear();
+    pod_gone.publisher.publish(&gone).expect("publish");
+    both_ways_denied(&mut pod_gone, "endpoint gone");
+
+    let mut pod_moved = bench();
+    established(&mut pod_moved);
+    let mut moved = policy();
+    moved
+        .endpoints
+        .values_mut()
+        .for_each(|endpoint| endpoint.ipv4 = [10, 0, 0, 9]);
+    pod_moved.publisher.publish(&moved).expect("publish");
+    both_ways_denied(&mut pod_moved, "address changed");
+}
+
 #[test]
 fn a_new_syn_after_close_is_judged_as_a_new_connection() {
     let mut bench = bench();
