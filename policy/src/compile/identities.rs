@@ -54,7 +54,7 @@ impl PeerTable {
 }
 
 /// What an identity id is allocated for: equal signatures, equal treatment.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Signature {
     kind: IdentityKind,
     peers: Vec<PeerModel>,
