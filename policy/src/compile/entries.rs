@@ -12,7 +12,7 @@ use crate::{CompileOptions, DefaultAction};
 /// identical entries, so they share the id. Keyed by policy names, not rule
 /// content, so that editing one policy keeps the ids and changes only the
 /// entries that differ.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(super) struct PolicySetKey {
     pub direction: Direction,
     /// (kind, name) of the cluster policies that apply, in their order.

@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use ipnetwork::IpNetwork;
+
+use super::blocks::BlockIndex;
 use super::identities::{NamedPorts, PeerTable};
 use super::inventory::Inventory;
 use crate::model::{Labels, NodeModel, PeerModel, PodModel};
@@ -143,11 +146,12 @@ impl HostMemo {
         &mut self,
         inv: &Inventory,
         peers: &PeerTable,
+        blocks: &BlockIndex,
         egress_names: &BTreeSet<(String, u8)>,
         hosts: &HostTable,
     ) {
         let changes = self.changes(inv, peers, egress_names);
-        let mut index = PeerIndex::new(peers);
+        let mut index = PeerIndex::new(peers, blocks);
         let mut previous = std::mem::take(&mut self.hosts).into_iter().peekable();
         for host in hosts.hosts() {
             while previous.next_if(|(addr, _)| *addr < host.addr).is_some() {}
@@ -318,20 +322,17 @@ fn peer_matches(inv: &Inventory, peer: &PeerModel, host: Host<'_>) -> bool {
 
 /// Which peers can match where: pod peers by the namespaces their scope
 /// takes in (decided once per namespace, when first needed, rather than
-/// once per pod), and the ipBlock peers.
+/// once per pod), and the ipBlock peers by the prefixes they name.
 struct PeerIndex<'a> {
     peers: &'a [PeerModel],
     pods_in_namespace: BTreeMap<String, Vec<usize>>,
-    blocks: Vec<usize>,
+    blocks: &'a BlockIndex,
     nodes: Vec<usize>,
 }
 
 impl<'a> PeerIndex<'a> {
-    fn new(peers: &'a PeerTable) -> Self {
+    fn new(peers: &'a PeerTable, blocks: &'a BlockIndex) -> Self {
         let peers = peers.peers();
-        let blocks = (0..peers.len())
-            .filter(|&i| matches!(peers[i], PeerModel::Block(_)))
-            .collect();
         let nodes = (0..peers.len())
             .filter(|&i| matches!(peers[i], PeerModel::Nodes(_)))
             .collect();
@@ -345,14 +346,13 @@ impl<'a> PeerIndex<'a> {
 
     /// The peers (table indices, ascending) that match `host`.
     fn matching(&mut self, inv: &Inventory, host: Host<'_>) -> Vec<usize> {
-        let mut matched = BTreeSet::new();
-        for &i in &self.blocks {
-            if let PeerModel::Block(block) = &self.peers[i]
-                && block.contains(host.addr, host.pods().next().is_some())
-            {
-                matched.insert(i);
-            }
-        }
+        let held_by_pod = host.pods().next().is_some();
+        let mut matched: BTreeSet<usize> = (self.blocks.containing(&IpNetwork::from(host.addr)))
+            .into_iter()
+            .filter(
+                |&i| matches!(&self.peers[i], PeerModel::Block(b) if b.admits_holder(held_by_pod)),
+            )
+            .collect();
         for &i in &self.nodes {
             if peer_matches(inv, &self.peers[i], host) {
                 matched.insert(i);

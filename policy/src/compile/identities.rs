@@ -24,6 +24,7 @@ use ipnetwork::IpNetwork;
 use netseg_contract::identity;
 
 use super::alloc::IdAllocator;
+use super::blocks::BlockIndex;
 use super::hosts::{HostMemo, HostSignature, HostTable};
 use super::inventory::Inventory;
 use crate::model::PeerModel;
@@ -53,7 +54,7 @@ impl PeerTable {
 }
 
 /// What an identity id is allocated for: equal signatures, equal treatment.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(super) struct Signature {
     kind: IdentityKind,
     peers: Vec<PeerModel>,
@@ -89,19 +90,6 @@ pub(super) fn covers(outer: &IpNetwork, inner: &IpNetwork) -> bool {
         && outer.contains(inner.network())
 }
 
-/// The signature of a split prefix: the ipBlocks that contain all of it
-/// (see the module docs for why this is exact).
-fn prefix_signature(peers: &PeerTable, prefix: &IpNetwork) -> Vec<usize> {
-    (0..peers.0.len())
-        .filter(|&i| match &peers.0[i] {
-            PeerModel::Block(b) => {
-                covers(&b.cidr, prefix) && !b.except.iter().any(|e| covers(e, prefix))
-            }
-            PeerModel::Pods { .. } | PeerModel::Nodes(_) => false,
-        })
-        .collect()
-}
-
 fn is_host_prefix(prefix: &IpNetwork) -> bool {
     prefix.prefix() == if prefix.is_ipv4() { 32 } else { 128 }
 }
@@ -120,7 +108,8 @@ pub(super) fn classify(
         by_peer: vec![BTreeSet::new(); peers.0.len()],
         ..Classes::default()
     };
-    memo.update(inv, peers, egress_names, hosts);
+    let blocks = BlockIndex::new(peers);
+    memo.update(inv, peers, &blocks, egress_names, hosts);
     let identities = memo.identities(|host| alloc.id(&Signature::of_host(peers, host)));
     let mut groups: BTreeMap<u32, (&HostSignature, Group<'_>)> = BTreeMap::new();
     for (host, (signature, id)) in hosts.hosts().zip(identities) {
@@ -141,10 +130,12 @@ pub(super) fn classify(
     }
     let mut by_prefix: BTreeMap<Vec<usize>, Vec<IpNetwork>> = BTreeMap::new();
     for prefix in split_prefixes(peers) {
-        // A host entry already says everything about its one address.
+        // A host entry already says everything about its one address. The
+        // identity of any other is the blocks that contain all of it (see
+        // the module docs for why this is exact).
         if !(is_host_prefix(&prefix) && hosts.contains(prefix.ip())) {
             by_prefix
-                .entry(prefix_signature(peers, &prefix))
+                .entry(blocks.containing(&prefix))
                 .or_default()
                 .push(prefix);
         }

@@ -1,6 +1,7 @@
 //! The compiler: a snapshot to the exact datapath map entries.
 
 mod alloc;
+mod blocks;
 mod emit;
 mod entries;
 mod hosts;

@@ -20,7 +20,9 @@ pub use pod::NAMESPACE_NAME_LABEL;
 pub(crate) use errors::Errors;
 pub(crate) use node::{NodeModel, parse_node};
 pub(crate) use pod::{NamespaceModel, PodModel, namespace_labels, parse_namespace, parse_pod};
-pub(crate) use policy::{NamespaceScope, PeerModel, PolicyModel, PortModel, parse_policy};
+pub(crate) use policy::{
+    IpBlockModel, NamespaceScope, PeerModel, PolicyModel, PortModel, parse_policy,
+};
 pub(crate) use selector::{Labels, Selector};
 pub(crate) use tiered::{
     Posture, SegmentModel, Subject, Tier, TieredPeer, TieredPolicy, TieredRule,

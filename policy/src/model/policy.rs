@@ -85,9 +85,15 @@ pub(crate) struct IpBlockModel {
 impl IpBlockModel {
     /// Whether `addr` is in the block, `held_by_pod` saying whether a pod holds it.
     pub fn contains(&self, addr: std::net::IpAddr, held_by_pod: bool) -> bool {
-        !(self.pods_excluded && held_by_pod)
+        self.admits_holder(held_by_pod)
             && self.cidr.contains(addr)
             && !self.except.iter().any(|e| e.contains(addr))
+    }
+
+    /// Whether an address in the block is in it, `held_by_pod` saying
+    /// whether a pod holds it.
+    pub fn admits_holder(&self, held_by_pod: bool) -> bool {
+        !(self.pods_excluded && held_by_pod)
     }
 }
 

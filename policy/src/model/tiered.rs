@@ -186,7 +186,7 @@ impl SegmentModel {
     pub fn as_peers(&self) -> impl Iterator<Item = PeerModel> + '_ {
         let pods = self.pods.iter().map(PodSelection::as_peer);
         let networks = self.networks.iter().map(|net| {
-            PeerModel::Block(super::policy::IpBlockModel {
+            PeerModel::Block(super::IpBlockModel {
                 cidr: *net,
                 except: Vec::new(),
                 pods_excluded: true,
