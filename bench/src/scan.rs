@@ -295,7 +295,7 @@ fn report(plan: &ScanPlan, results: &[(usize, Vec<(ScanTimes, Disturbance)>)]) -
     let update = UPDATE_EVERY.as_secs_f64() * 1e3;
     let mut md = format!(
         "#### The exporter's reading of the conntrack table (ms; median [min–max] of {} repetitions)\n\n\
-         | entries | iterate the map | tracker, steady | tracker, first reading | tracker, a record each | share of a core at {:.0} s ¹ |\n\
+         | entries | read the table | tracker, steady | tracker, first reading | tracker, a record each | share of a core at {:.0} s ¹ |\n\
          |---|---|---|---|---|---|\n",
         plan.repeats,
         SCAN_INTERVAL.as_secs_f64()

@@ -188,7 +188,9 @@ fn previous_conntrack(program_id: u32) -> Result<Option<Vec<(ConnKey, ConnValue)
             let data = MapData::from_id(map_id).map_err(PinError::Conntrack)?;
             let value_size = data.info().map_err(PinError::Conntrack)?.value_size();
             let entries = match value_size as usize {
-                size if size == size_of::<ConnValue>() => entries::<6>(data),
+                size if size == size_of::<ConnValue>() => {
+                    entries::<{ size_of::<ConnValue>() / 8 }>(data)
+                }
                 64 => entries::<8>(data),
                 24 => entries::<3>(data),
                 _ => return Err(PinError::ConntrackLayout { value_size }),
