@@ -89,6 +89,12 @@ struct Args {
     /// change), timed in the `program` section interleaved with this build's.
     #[arg(long)]
     program_baseline: Option<PathBuf>,
+    /// An eBPF object timed in the `program` section in place of this
+    /// build's (e.g. one just built from a working tree with
+    /// `cargo build -p netseg-ebpf-object`), so a datapath change is timed
+    /// without rebuilding the benchmark.
+    #[arg(long)]
+    program_object: Option<PathBuf>,
     /// Repetitions of the `program` section (each loads the objects afresh).
     #[arg(long, default_value_t = 7)]
     program_repeats: usize,
@@ -149,6 +155,7 @@ fn main() -> Result<()> {
     if section("program") {
         let plan = program::ProgramPlan {
             baseline: args.program_baseline.clone(),
+            object: args.program_object.clone(),
             repeats: args.program_repeats,
             rounds: args.program_rounds,
             runs: args.program_runs,

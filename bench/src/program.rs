@@ -46,6 +46,8 @@ const FIRST_POD_PORT: u16 = 10_000;
 pub struct ProgramPlan {
     /// An eBPF object of another build, timed beside this build's.
     pub baseline: Option<PathBuf>,
+    /// The object timed as this build's instead of the embedded one.
+    pub object: Option<PathBuf>,
     pub repeats: usize,
     /// Alternations of the objects within one measurement.
     pub rounds: usize,
@@ -61,6 +63,19 @@ pub struct ProgramPlan {
 struct Object {
     label: String,
     bytes: Vec<u8>,
+}
+
+impl Object {
+    /// An object file, labelled by its name.
+    fn read(path: &Path) -> Result<Self> {
+        Ok(Self {
+            label: path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            ),
+            bytes: fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        })
+    }
 }
 
 /// What is timed.
@@ -123,21 +138,15 @@ struct Row {
 }
 
 pub fn run(plan: &ProgramPlan, out: &Path) -> Result<String> {
-    let mut objects = vec![Object {
-        label: "this build".to_owned(),
-        bytes: embedded_object()?.to_vec(),
+    let mut objects = vec![match &plan.object {
+        Some(path) => Object::read(path)?,
+        None => Object {
+            label: "this build".to_owned(),
+            bytes: embedded_object()?.to_vec(),
+        },
     }];
     if let Some(path) = &plan.baseline {
-        objects.insert(
-            0,
-            Object {
-                label: path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into(),
-                ),
-                bytes: fs::read(path).with_context(|| format!("reading {}", path.display()))?,
-            },
-        );
+        objects.insert(0, Object::read(path)?);
     }
     let mut jsonl = File::create(out.join("program.jsonl"))?;
     let mut rows = Vec::new();
