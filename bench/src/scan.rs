@@ -2,7 +2,7 @@
 //! time (it reads it every `SCAN_INTERVAL`): the table iterated through
 //! the map handle as `flows::export` does, then `Connections::scan`
 //! writing the records due into a sink. The programs are loaded (nothing attached) and their
-//! CONNTRACK is filled directly with open connections of 100 local pods
+//! CONNECTIONS is filled directly with open connections of 100 local pods
 //! to 10,000 pods (nine TCP to one UDP), opened within the last 50 s, so
 //! that no update is due until the interval has passed.
 
@@ -24,7 +24,7 @@ use netseg::flows::{
 };
 use netseg::metrics::Metrics;
 use netseg_contract::{
-    CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS, FIRST_COMPILED_RULE,
+    CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS, DIRECTION_INGRESS, Ends, FIRST_COMPILED_RULE,
     PROTO_TCP, PROTO_UDP, traffic,
 };
 use netseg_policy::{
@@ -114,7 +114,7 @@ fn scan_once(
     let mut tracker = Connections::new(UPDATE_EVERY, 0);
     let mut scan = |now: u64| -> Result<(f64, f64, u64)> {
         let started = thread_cpu_ns();
-        let entries = read_whole(table).context("reading CONNTRACK")?;
+        let entries = read_whole(table).context("reading CONNECTIONS")?;
         let read = thread_cpu_ns() - started;
         ensure!(
             entries.len() == size,
@@ -200,23 +200,21 @@ fn entry(i: u32, now: u64) -> (ConnKey, ConnValue) {
             service_port,
         )
     };
-    let key = ConnKey {
-        ifindex: FIRST_IFINDEX + local,
-        origin,
-        protocol,
-        _pad: [0; 2],
-        src_port: src_port.to_be(),
-        dst_port: dst_port.to_be(),
+    let ends = Ends {
         src: mapped(src),
+        src_port: src_port.to_be(),
         dst: mapped(dst),
+        dst_port: dst_port.to_be(),
     };
+    let key = ConnKey::of(FIRST_IFINDEX + local, origin, protocol, &ends);
     let packets = [u64::from(i % 1000) + 1, u64::from(i % 800) + 1];
     let value = ConnValue {
         last_seen_ns: now - u64::from(i % 1000) * 1_000_000,
         revision: 1,
         rule: FIRST_COMPILED_RULE + i % RULES,
         state: CONN_OPEN,
-        _pad: 0,
+        origin,
+        _pad: [0; 3],
         opened_ns: now - u64::from(i % 50 + 1) * SECOND_NS,
         traffic: [
             traffic::counted(packets[0], packets[0] * 600),

@@ -76,6 +76,11 @@ pub struct FlowWriter<W> {
 /// Bytes of records the writer gathers before writing them out.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// How often the exporter reads the flow events the programs left in the
+/// ring without waking it (they wake it only once an eighth of the ring is
+/// unread): the most a record waits before it is written.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
 impl<W: Write> FlowWriter<W> {
     /// `boot` is the wall-clock time of the events' clock zero
     /// ([`monotonic_epoch`]); `node` names the node in every record.
@@ -223,6 +228,8 @@ pub async fn export(export: Export) -> io::Result<()> {
     });
     let mut report = tokio::time::interval(REPORT_INTERVAL);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // SAFETY: the ring buffer owns its fd and AsyncFd owns the ring buffer,
     // so the fd stays open for as long as it is registered.
     let mut ready = unsafe { AsyncFd::register(events) }.map_err(io::Error::from)?;
@@ -233,6 +240,10 @@ pub async fn export(export: Export) -> io::Result<()> {
                 let context = context.borrow().clone();
                 write_events(guard.get_inner_mut(), &mut writer, &mut tracker, &context)?;
                 guard.clear_ready();
+            }
+            _ = drain.tick() => {
+                let context = context.borrow().clone();
+                write_events(ready.get_mut(), &mut writer, &mut tracker, &context)?;
             }
             _ = report.tick() => {
                 let context = context.borrow().clone();

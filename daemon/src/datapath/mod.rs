@@ -189,7 +189,7 @@ impl Datapath {
         let object = embedded_object()?;
         let mut ebpf = load_programs(object, sizes)?;
         let loaded = LoadedObject::of(object, &mut ebpf)?;
-        let connections = kernel::second_handle(&ebpf, "CONNTRACK")?;
+        let connections = kernel::second_handle(&ebpf, "CONNECTIONS")?;
         let remembered = Remembered::take(&mut ebpf)?;
         let maps = KernelMaps::take(&mut ebpf)?;
         let telemetry = Telemetry {
@@ -231,7 +231,7 @@ fn load_programs(object: &[u8], sizes: MapSizes) -> Result<Ebpf, DatapathError> 
         return Err(DatapathError::Capabilities(missing));
     }
     let mut ebpf = EbpfLoader::new()
-        .map_max_entries("CONNTRACK", sizes.conntrack)
+        .map_max_entries("CONNECTIONS", sizes.conntrack)
         .map_max_entries("EVENTS", sizes.events_bytes)
         .load(object)
         .map_err(DatapathError::Load)?;

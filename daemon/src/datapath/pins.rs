@@ -12,6 +12,7 @@ use std::{
 };
 
 use aya::{
+    Pod,
     maps::{HashMap, Map, MapData, MapError, MapInfo, MapType},
     programs::{
         ProgramError,
@@ -19,7 +20,7 @@ use aya::{
         loaded_programs,
     },
 };
-use netseg_contract::{ConnKey, ConnValue, USAGE_CONNTRACK};
+use netseg_contract::{ConnKey, ConnValue, Ends, USAGE_CONNTRACK};
 use tracing::info;
 
 use super::remembered::{Owner, Remembered, monotonic_ns};
@@ -150,7 +151,9 @@ impl PinDir {
             }
             value.revision = 0;
             if remembered.conntrack.insert(key, value, BPF_NOEXIST).is_ok() {
-                *copied_to.entry(Owner::of_connection(&key)).or_default() += 1;
+                *copied_to
+                    .entry(Owner::of_connection(&key, &value))
+                    .or_default() += 1;
             }
         }
         for (&owner, &count) in &copied_to {
@@ -168,7 +171,9 @@ impl PinDir {
 }
 
 /// The live entries of the conntrack table of the programs `program_id`,
-/// in whichever layout their daemon used.
+/// in whichever layout their daemon used: keyed pod end first
+/// (`CONNECTIONS`, this daemon's), or by the first packet's direction and
+/// ends (`CONNTRACK`, every earlier daemon's).
 fn previous_conntrack(program_id: u32) -> Result<Option<Vec<(ConnKey, ConnValue)>>, PinError> {
     let Some(program) = loaded_programs()
         .flatten()
@@ -181,38 +186,68 @@ fn previous_conntrack(program_id: u32) -> Result<Option<Vec<(ConnKey, ConnValue)
         .map_err(PinError::Program)?
         .unwrap_or_default()
     {
-        let is_conntrack = MapInfo::from_id(map_id)
-            .map(|info| info.name_as_str() == Some("CONNTRACK"))
-            .unwrap_or(false);
-        if is_conntrack {
-            let data = MapData::from_id(map_id).map_err(PinError::Conntrack)?;
-            let value_size = data.info().map_err(PinError::Conntrack)?.value_size();
-            let entries = match value_size as usize {
-                size if size == size_of::<ConnValue>() => {
-                    entries::<{ size_of::<ConnValue>() / 8 }>(data)
-                }
-                64 => entries::<8>(data),
-                24 => entries::<3>(data),
-                _ => return Err(PinError::ConntrackLayout { value_size }),
-            };
-            return entries.map(Some).map_err(PinError::Conntrack);
-        }
+        let Ok(info) = MapInfo::from_id(map_id) else {
+            continue;
+        };
+        let keyed_by_origin = match info.name_as_str() {
+            Some("CONNECTIONS") => false,
+            Some("CONNTRACK") => true,
+            _ => continue,
+        };
+        let data = MapData::from_id(map_id).map_err(PinError::Conntrack)?;
+        let value_size = info.value_size() as usize;
+        let entries = match (keyed_by_origin, value_size) {
+            (false, size) if size == size_of::<ConnValue>() => {
+                entries::<ConnKey, ConnValue>(data).map(|entries| entries.collect())
+            }
+            (true, 48) => by_origin::<6>(data),
+            (true, 64) => by_origin::<8>(data),
+            (true, 24) => by_origin::<3>(data),
+            _ => {
+                return Err(PinError::ConntrackLayout {
+                    value_size: info.value_size(),
+                });
+            }
+        };
+        return entries.map(Some).map_err(PinError::Conntrack);
     }
     Ok(None)
 }
 
-/// The entries of a conntrack table whose values are `N` words.
-fn entries<const N: usize>(data: MapData) -> Result<Vec<(ConnKey, ConnValue)>, MapError> {
+/// The entries of a conntrack table keyed `K` with values `V`.
+fn entries<K: Pod, V: Pod>(data: MapData) -> Result<impl Iterator<Item = (K, V)>, MapError> {
     // Daemons before the per-endpoint shares kept a least-recently-used table.
     let map = match data.info().map(|info| info.map_type()) {
         Ok(Ok(MapType::LruHash)) => Map::LruHashMap(data),
         _ => Map::HashMap(data),
     };
-    let map = HashMap::<_, ConnKey, [u64; N]>::try_from(map)?;
-    Ok(map
-        .iter()
-        .flatten()
-        .map(|(key, words)| (key, carried_over(&words)))
+    let map = HashMap::<_, K, V>::try_from(map)?;
+    Ok(map.iter().flatten().collect::<Vec<_>>().into_iter())
+}
+
+/// The key of the tables before connections were keyed pod end first: a
+/// connection's first packet's direction and ends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OriginKey {
+    ifindex: u32,
+    origin: u8,
+    protocol: u8,
+    _pad: [u8; 2],
+    src_port: u16,
+    dst_port: u16,
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+
+// SAFETY: plain integers and byte arrays, with explicit padding.
+unsafe impl Pod for OriginKey {}
+
+/// The entries of a table keyed by origin whose values are `N` words, as
+/// this daemon's programs keep them.
+fn by_origin<const N: usize>(data: MapData) -> Result<Vec<(ConnKey, ConnValue)>, MapError> {
+    Ok(entries::<OriginKey, [u64; N]>(data)?
+        .map(|(key, words)| carried_over(&key, &words))
         .collect())
 }
 
@@ -221,7 +256,7 @@ fn entries<const N: usize>(data: MapData) -> Result<Vec<(ConnKey, ConnValue)>, M
 /// first (24 bytes) then have when the connection opened. The traffic
 /// counts start again: the exporter reports an inherited connection from
 /// its first reading on.
-fn carried_over(words: &[u64]) -> ConnValue {
+fn carried_over(key: &OriginKey, words: &[u64]) -> (ConnKey, ConnValue) {
     let halves = |word: u64| {
         let [a, b, c, d, e, f, g, h] = word.to_ne_bytes();
         (
@@ -231,23 +266,34 @@ fn carried_over(words: &[u64]) -> ConnValue {
     };
     let (revision, rule) = halves(words[1]);
     let (state, _) = halves(words[2]);
-    ConnValue {
+    let ends = Ends {
+        src: key.src,
+        src_port: key.src_port,
+        dst: key.dst,
+        dst_port: key.dst_port,
+    };
+    let value = ConnValue {
         last_seen_ns: words[0],
         revision,
         rule,
         state,
-        _pad: 0,
+        origin: key.origin,
+        _pad: [0; 3],
         // Unknown to the first layout: its last packet is the best bound.
         opened_ns: words.get(3).copied().unwrap_or(words[0]),
         traffic: [0; 2],
-    }
+    };
+    (
+        ConnKey::of(key.ifindex, key.origin, key.protocol, &ends),
+        value,
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use netseg_contract::{CONN_CLOSING, ConnValue};
+    use netseg_contract::{CONN_CLOSING, ConnKey, ConnValue, DIRECTION_INGRESS, Ends};
 
-    use super::carried_over;
+    use super::{OriginKey, carried_over};
 
     /// Two `u32` fields laid out in one word, as the programs store them.
     fn word(low: u32, high: u32) -> u64 {
@@ -257,28 +303,59 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_of_every_earlier_layout_keeps_its_stamp_revision_rule_state_and_start() {
+    fn an_entry_of_every_earlier_layout_keeps_its_ends_origin_stamp_revision_rule_state_and_start()
+    {
+        // A connection a peer opened toward the pod 10.0.0.2:80.
+        let (peer, pod) = ([1; 16], [2; 16]);
+        let old_key = OriginKey {
+            ifindex: 9,
+            origin: DIRECTION_INGRESS,
+            protocol: 6,
+            _pad: [0; 2],
+            src_port: 40_000,
+            dst_port: 80,
+            src: peer,
+            dst: pod,
+        };
+        let key = ConnKey {
+            ifindex: 9,
+            protocol: 6,
+            _pad: [0; 3],
+            pod_port: 80,
+            peer_port: 40_000,
+            pod,
+            peer,
+        };
         let expected = ConnValue {
             last_seen_ns: 9_000,
             revision: 7,
             rule: 42,
             state: CONN_CLOSING,
-            _pad: 0,
+            origin: DIRECTION_INGRESS,
+            _pad: [0; 3],
             opened_ns: 1_000,
             traffic: [0; 2],
         };
         let head = [9_000, word(7, 42), word(CONN_CLOSING, 0)];
         // Issue 11's first layout: opened, then packets and bytes per side.
         let unpacked = [&head[..], &[1_000, 5, 6, 700, 800]].concat();
-        assert_eq!(carried_over(&unpacked), expected);
-        // This layout, counters packed.
+        assert_eq!(carried_over(&old_key, &unpacked), (key, expected));
+        // Counters packed.
         let packed = [&head[..], &[1_000, u64::MAX, 77]].concat();
-        assert_eq!(carried_over(&packed), expected);
+        assert_eq!(carried_over(&old_key, &packed), (key, expected));
         // Before counting: when it opened is unknown, its stamp bounds it.
         let uncounted = ConnValue {
             opened_ns: 9_000,
             ..expected
         };
-        assert_eq!(carried_over(&head), uncounted);
+        assert_eq!(carried_over(&old_key, &head), (key, uncounted));
+        // Its first packet is what the old key said.
+        let first = Ends {
+            src: peer,
+            src_port: 40_000,
+            dst: pod,
+            dst_port: 80,
+        };
+        assert_eq!(key.ends(expected.origin), first);
     }
 }

@@ -80,10 +80,10 @@ pub struct Owner {
 }
 
 impl Owner {
-    pub fn of_connection(key: &ConnKey) -> Self {
+    pub fn of_connection(key: &ConnKey, value: &ConnValue) -> Self {
         Owner {
             ifindex: key.ifindex,
-            origin: key.origin,
+            origin: value.origin,
         }
     }
 
@@ -107,7 +107,7 @@ impl Owner {
 
 impl Remembered {
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
-        let conntrack: HashMap<MapData, ConnKey, ConnValue> = take_map(ebpf, "CONNTRACK")?;
+        let conntrack: HashMap<MapData, ConnKey, ConnValue> = take_map(ebpf, "CONNECTIONS")?;
         let fragments: HashMap<MapData, FragmentKey, FragmentValue> = take_map(ebpf, "FRAGMENTS")?;
         let capacity = |map: &'static str, data: &MapData| {
             data.info()
@@ -115,7 +115,7 @@ impl Remembered {
                 .map_err(|source| DatapathError::Map { map, source })
         };
         Ok(Self {
-            conntrack_capacity: capacity("CONNTRACK", conntrack.map())?,
+            conntrack_capacity: capacity("CONNECTIONS", conntrack.map())?,
             fragments_capacity: capacity("FRAGMENTS", fragments.map())?,
             conntrack,
             fragments,
@@ -133,21 +133,20 @@ impl Remembered {
         let mut stale_connections = Vec::new();
         for (key, value) in read_whole(&self.conntrack)? {
             if !live.contains(&key.ifindex) || value.expired(key.protocol, now) {
-                stale_connections.push(key);
+                stale_connections.push((key, Owner::of_connection(&key, &value)));
             } else {
                 states.count(&value);
             }
         }
         let mut reclaimed = BTreeMap::new();
         let mut connections = 0;
-        for key in stale_connections {
+        // The origin is in the value, which never changes while the entry lives.
+        for (key, owner) in stale_connections {
             if self.conntrack.remove(&key).is_ok() {
-                let owner = Owner::of_connection(&key);
                 *reclaimed.entry((owner, USAGE_CONNTRACK)).or_insert(0) += 1;
                 connections += 1;
             }
         }
-        // The origin is in the value, which never changes while the entry lives.
         let mut fragments_left = 0;
         let mut stale_fragments = Vec::new();
         for (key, value) in read_whole(&self.fragments)? {

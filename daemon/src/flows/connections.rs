@@ -20,7 +20,7 @@ use aya::maps::MapData;
 use tokio::sync::mpsc;
 
 use netseg_contract::{
-    CONN_CLOSING, ConnKey, ConnValue, FIRST_COMPILED_RULE, FlowEvent, age_ns, traffic::Sent,
+    CONN_CLOSING, ConnKey, ConnValue, Ends, FIRST_COMPILED_RULE, FlowEvent, age_ns, traffic::Sent,
 };
 
 use super::{
@@ -113,10 +113,11 @@ impl Tracked {
     /// be reported from `value`'s counters on.
     fn new(key: &ConnKey, value: &ConnValue, context: &FlowContext) -> Self {
         let party = |bytes: [u8; 16]| context.party(super::record::address(bytes)).clone();
+        let ends = key.ends(value.origin);
         Self {
             opened_ns: value.opened_ns,
-            src: party(key.src),
-            dst: party(key.dst),
+            src: party(ends.src),
+            dst: party(ends.dst),
             endpoint: context.endpoint_names.get(&key.ifindex).cloned(),
             decision: compiled_names(context, value),
             last: *value,
@@ -219,7 +220,8 @@ impl Connections {
             revision: event.revision,
             rule: event.rule,
             state: netseg_contract::CONN_HALF_OPEN,
-            _pad: 0,
+            origin: event.direction,
+            _pad: [0; 3],
             opened_ns: event.timestamp_ns,
             traffic: [0; 2],
         };
@@ -327,16 +329,13 @@ impl Connections {
 
 /// The conntrack key of the connection an `open` event reports.
 pub(super) fn connection_of(event: &FlowEvent) -> ConnKey {
-    ConnKey {
-        ifindex: event.ifindex,
-        origin: event.direction,
-        protocol: event.protocol,
-        _pad: [0; 2],
-        src_port: event.src_port,
-        dst_port: event.dst_port,
+    let ends = Ends {
         src: event.src,
+        src_port: event.src_port,
         dst: event.dst,
-    }
+        dst_port: event.dst_port,
+    };
+    ConnKey::of(event.ifindex, event.direction, event.protocol, &ends)
 }
 
 /// The names of the compiled verdict that allowed the connection of
@@ -361,6 +360,7 @@ fn write_record<W: Write>(
         kind,
         reason,
         key,
+        origin: tracked.last.origin,
         src: &tracked.src,
         dst: &tracked.dst,
         endpoint: tracked.endpoint.as_deref(),

@@ -329,6 +329,8 @@ pub(super) struct ConnectionRecord<'a> {
     pub(super) kind: RecordKind,
     pub(super) reason: &'a str,
     pub(super) key: &'a ConnKey,
+    /// The direction of the connection's first packet (`ConnValue::origin`).
+    pub(super) origin: u8,
     /// Its parties and endpoint, named when it opened.
     pub(super) src: &'a PartyNames,
     pub(super) dst: &'a PartyNames,
@@ -351,6 +353,7 @@ pub(super) fn write_connection(
     start: &[u8],
 ) -> io::Result<()> {
     let key = record.key;
+    let ends = key.ends(record.origin);
     let mut object = Object::new(out);
     Heading {
         kind: record.kind,
@@ -358,15 +361,15 @@ pub(super) fn write_connection(
         node,
         allowed: true,
         reason: record.reason,
-        direction: key.origin,
+        direction: record.origin,
     }
     .write(&mut object);
     FlowTuple {
         protocol: key.protocol,
-        src: key.src,
-        src_port: key.src_port,
-        dst: key.dst,
-        dst_port: key.dst_port,
+        src: ends.src,
+        src_port: ends.src_port,
+        dst: ends.dst,
+        dst_port: ends.dst_port,
     }
     .write(&mut object)?;
     object.party(Side::Src, Some(record.src));

@@ -115,7 +115,7 @@ pub const CONFIG_REVISION: u32 = 0;
 /// bits) in the `CONFIG` array map. Zero, as a fresh map holds, reports
 /// everything. Verdicts and counters do not depend on it.
 pub const CONFIG_FLOW_EVENTS_OFF: u32 = 1;
-/// Index of the most `CONNTRACK` entries one endpoint may hold in the
+/// Index of the most `CONNECTIONS` entries one endpoint may hold in the
 /// `CONFIG` array map. Zero, as a fresh map holds, admits no new connection.
 pub const CONFIG_CONNTRACK_PER_ENDPOINT: u32 = 2;
 /// Index of the most `FRAGMENTS` entries one endpoint may hold.
@@ -224,20 +224,73 @@ pub struct PolicyValue {
     pub _pad: [u8; 3],
 }
 
-/// Key of `CONNTRACK`: one connection as seen at one endpoint, in the
-/// direction of its first packet. IPv4 addresses are IPv4-mapped IPv6.
+/// Key of `CONNECTIONS`: one connection as seen at one endpoint, its
+/// pod's end first whichever end sent its first packet, so that a packet
+/// and its reply find the entry with one lookup ([`ConnValue::origin`] says
+/// which way the connection was opened). IPv4 addresses are IPv4-mapped
+/// IPv6.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnKey {
     pub ifindex: u32,
-    /// Direction of the first packet: [`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`].
-    pub origin: u8,
     pub protocol: u8,
-    pub _pad: [u8; 2],
-    pub src_port: u16,
-    pub dst_port: u16,
+    pub _pad: [u8; 3],
+    pub pod_port: u16,
+    pub peer_port: u16,
+    pub pod: [u8; 16],
+    pub peer: [u8; 16],
+}
+
+/// One packet's addresses and ports, source first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ends {
     pub src: [u8; 16],
+    pub src_port: u16,
     pub dst: [u8; 16],
+    pub dst_port: u16,
+}
+
+impl ConnKey {
+    /// The key of the connection a packet of `ends` belongs to, seen at
+    /// `ifindex` going `direction`: the pod sends at egress and receives
+    /// at ingress.
+    #[inline(always)]
+    pub fn of(ifindex: u32, direction: u8, protocol: u8, ends: &Ends) -> Self {
+        let (pod, pod_port, peer, peer_port) = if direction == DIRECTION_EGRESS {
+            (ends.src, ends.src_port, ends.dst, ends.dst_port)
+        } else {
+            (ends.dst, ends.dst_port, ends.src, ends.src_port)
+        };
+        Self {
+            ifindex,
+            protocol,
+            _pad: [0; 3],
+            pod_port,
+            peer_port,
+            pod,
+            peer,
+        }
+    }
+
+    /// The ends of a packet going `direction` on this connection.
+    #[inline(always)]
+    pub fn ends(&self, direction: u8) -> Ends {
+        if direction == DIRECTION_EGRESS {
+            Ends {
+                src: self.pod,
+                src_port: self.pod_port,
+                dst: self.peer,
+                dst_port: self.peer_port,
+            }
+        } else {
+            Ends {
+                src: self.peer,
+                src_port: self.peer_port,
+                dst: self.pod,
+                dst_port: self.pod_port,
+            }
+        }
+    }
 }
 
 /// A reply was seen.
@@ -281,7 +334,10 @@ pub struct ConnValue {
     pub revision: u32,
     pub rule: u32,
     pub state: u32,
-    pub _pad: u32,
+    /// Direction of the connection's first packet: [`DIRECTION_INGRESS`]
+    /// or [`DIRECTION_EGRESS`]. Set when the entry is made, never changed.
+    pub origin: u8,
+    pub _pad: [u8; 3],
     /// When the connection's first packet was seen: with the key, it tells
     /// a connection from a later one on the same tuple.
     pub opened_ns: u64,
@@ -423,7 +479,7 @@ pub struct UsageKey {
     /// [`USAGE_BY_PROGRAMS`] or [`USAGE_BY_DAEMON`].
     pub writer: u8,
     /// Direction of the first packet of the entry's connection
-    /// ([`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`]): `ConnKey::origin`,
+    /// ([`DIRECTION_INGRESS`] or [`DIRECTION_EGRESS`]): `ConnValue::origin`,
     /// `FragmentValue::origin`.
     pub origin: u8,
     pub _pad: u8,
@@ -434,7 +490,7 @@ pub const USAGE_FRAGMENTS: u8 = 1;
 pub const USAGE_BY_PROGRAMS: u8 = 0;
 pub const USAGE_BY_DAEMON: u8 = 1;
 
-/// A denial of one [`ConnKey`] gets a record of its own at most once per
+/// A denied flow (one [`ConnKey`], either direction) gets a record of its own at most once per
 /// [`DENY_SAMPLE_INTERVAL_NS`] (`DENY_SAMPLES` holds the time of the last);
 /// the ones in between are counted in `DENY_COUNTS`.
 pub const DENY_SAMPLE_INTERVAL_NS: u64 = 1_000_000_000;

@@ -1,16 +1,18 @@
-//! Connection tracking per endpoint. An entry is keyed by the connection's
-//! first packet as seen at one endpoint, so each hook tracks what it
-//! admitted, and remembers the revision whose policy admitted it: after a
-//! policy change, the next packet re-asks the policy (revocation).
+//! Connection tracking per endpoint. An entry is keyed by the connection
+//! as seen at one endpoint, the pod's end first (`ConnKey`), so that each
+//! hook tracks what it admitted and a packet and its reply find it with one
+//! lookup. It remembers which way the connection opened and the revision
+//! whose policy admitted it: after a policy change, the next packet re-asks
+//! the policy (revocation).
 
 use netseg_contract::{
     CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS,
-    DIRECTION_INGRESS, FORWARD, REPLY, age_ns, traffic,
+    DIRECTION_INGRESS, Ends, FORWARD, REPLY, age_ns, traffic,
 };
 
 use crate::{
     atomic,
-    maps::CONNTRACK,
+    maps::CONNECTIONS,
     parse::{Addr, Tuple},
     usage::{self, CONNTRACK_SHARE, Owner},
 };
@@ -19,18 +21,17 @@ use crate::{
 /// from dirtying a shared cache line each time.
 const LAST_SEEN_GRANULARITY_NS: u64 = 1_000_000_000;
 
+/// The key of the connection `tuple` belongs to, seen at `ifindex` going
+/// `direction`.
 #[inline(always)]
-pub fn conn_key(ifindex: u32, origin: u8, tuple: &Tuple) -> ConnKey {
-    ConnKey {
-        ifindex,
-        origin,
-        protocol: tuple.protocol,
-        _pad: [0; 2],
-        src_port: tuple.src_port,
-        dst_port: tuple.dst_port,
+pub fn conn_key(ifindex: u32, direction: u8, tuple: &Tuple) -> ConnKey {
+    let ends = Ends {
         src: tuple.src.0,
+        src_port: tuple.src_port,
         dst: tuple.dst.0,
-    }
+        dst_port: tuple.dst_port,
+    };
+    ConnKey::of(ifindex, direction, tuple.protocol, &ends)
 }
 
 #[inline(always)]
@@ -61,23 +62,15 @@ pub fn find(
     tuple: &Tuple,
     now: u64,
 ) -> Option<(ConnKey, *mut ConnValue)> {
-    let forward = conn_key(ifindex, direction, tuple);
-    if let Some(entry) = live(&forward, now) {
-        return Some((forward, entry));
-    }
-    let reply = conn_key(ifindex, opposite(direction), &reversed(tuple));
-    live(&reply, now).map(|entry| (reply, entry))
-}
-
-#[inline(always)]
-fn live(key: &ConnKey, now: u64) -> Option<*mut ConnValue> {
-    let entry = CONNTRACK.get_ptr_mut(key)?;
+    let key = conn_key(ifindex, direction, tuple);
+    let entry = CONNECTIONS.get_ptr_mut(&key)?;
     // SAFETY: a valid pointer into the map's value for the duration of the program.
-    if unsafe { &*entry }.expired(key.protocol, now) {
-        close(key);
+    let value = unsafe { &*entry };
+    if value.expired(key.protocol, now) {
+        close(&key, value.origin);
         return None;
     }
-    Some(entry)
+    Some((key, entry))
 }
 
 /// Tracks a new connection, half-open until its first reply. False when
@@ -98,12 +91,31 @@ pub fn open(
         revision,
         rule,
         state: CONN_HALF_OPEN,
-        _pad: 0,
+        origin: direction,
+        _pad: [0; 3],
         opened_ns: now,
         traffic: [traffic::packet(ip_bytes), 0],
     };
-    // A closed connection's tuple reused: the same entry, counted once.
-    usage::insert(&CONNTRACK, &key, &value, &owner(&key), &CONNTRACK_SHARE)
+    if let Some(existing) = CONNECTIONS.get_ptr_mut(&key) {
+        // SAFETY: a valid pointer into the map's value; ConnValue is plain data.
+        let closed_origin = unsafe { (*existing).origin };
+        if closed_origin == direction {
+            // A closed connection's tuple reused the same way: the same
+            // entry, counted once.
+            unsafe { core::ptr::copy_nonoverlapping(&value, existing, 1) };
+            return true;
+        }
+        // Reused the other way: the closed connection leaves the share of
+        // its opener before the new one asks for room in its own.
+        close(&key, closed_origin);
+    }
+    usage::insert_new(
+        &CONNECTIONS,
+        &key,
+        &value,
+        &owner(&key, direction),
+        &CONNTRACK_SHARE,
+    )
 }
 
 /// Counts a packet of `ip_bytes` that belongs to the connection; `reply`
@@ -130,28 +142,30 @@ pub fn touch(value: &mut ConnValue, reply: bool, closing: bool, now: u64) {
     }
 }
 
+/// Forgets the connection `key`, opened going `origin`.
 #[inline(always)]
-pub fn close(key: &ConnKey) {
-    usage::remove(&CONNTRACK, key, &owner(key), &CONNTRACK_SHARE);
+pub fn close(key: &ConnKey, origin: u8) {
+    usage::remove(&CONNECTIONS, key, &owner(key, origin), &CONNTRACK_SHARE);
 }
 
 /// A connection counts against the share of its endpoint and origin.
 #[inline(always)]
-fn owner(key: &ConnKey) -> Owner {
+fn owner(key: &ConnKey, origin: u8) -> Owner {
     Owner {
         ifindex: key.ifindex,
-        origin: key.origin,
+        origin,
     }
 }
 
 /// The tuple of a tracked connection's first packet.
 #[inline(always)]
-pub fn original(key: &ConnKey) -> Tuple {
+pub fn original(key: &ConnKey, value: &ConnValue) -> Tuple {
+    let ends = key.ends(value.origin);
     Tuple {
-        src: Addr(key.src),
-        dst: Addr(key.dst),
+        src: Addr(ends.src),
+        dst: Addr(ends.dst),
         protocol: key.protocol,
-        src_port: key.src_port,
-        dst_port: key.dst_port,
+        src_port: ends.src_port,
+        dst_port: ends.dst_port,
     }
 }

@@ -4,7 +4,12 @@
 //! last second; every other denial is counted per endpoint and reason in
 //! `DENY_COUNTS`, which the daemon turns into aggregated records.
 
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{
+    bindings::{
+        BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_RING_SIZE,
+    },
+    helpers::bpf_ktime_get_ns,
+};
 use netseg_contract::{
     BudgetKey, CONFIG_DENY_RECORDS_PER_ENDPOINT, CONFIG_DENY_RECORDS_TOTAL, CONFIG_FLOW_EVENTS_OFF,
     DENY_SAMPLE_INTERVAL_NS, DenyCountKey, FlowEvent, RecordBudget, VERDICT_ALLOW, VERDICT_DENY,
@@ -46,12 +51,30 @@ impl Decision {
     }
 }
 
-/// Where the packet was seen.
+/// Where the packet was seen, and when.
+#[derive(Clone, Copy)]
 pub struct Hook {
     pub ifindex: u32,
     pub direction: u8,
     pub revision: u32,
+    /// CLOCK_MONOTONIC. On the established path the coarse clock (a tick
+    /// behind at most), enough to expire entries and restamp them; any other
+    /// path reads the precise one ([`Hook::precisely`]), since its records'
+    /// timestamps, and a new connection's `opened_ns` that its open record
+    /// must equal, are what analysts and the daemon see.
     pub now: u64,
+}
+
+impl Hook {
+    /// At the same place, with the precise time.
+    #[inline(always)]
+    pub fn precisely(self) -> Self {
+        Self {
+            // SAFETY: a helper without preconditions.
+            now: unsafe { bpf_ktime_get_ns() },
+            ..self
+        }
+    }
 }
 
 #[inline(always)]
@@ -190,7 +213,12 @@ fn count_denial(hook: &Hook, why: u8) {
     });
 }
 
-/// Puts the event into the ring buffer; false when it is full.
+/// Puts the event into the ring buffer; false when it is full. The daemon
+/// drains the ring on a timer (`flows::DRAIN_INTERVAL`), so a record wakes
+/// it only once the unread part holds an eighth of the ring: a new
+/// connection does not pay for a wakeup of its own (an interrupt on this
+/// CPU, a context switch on another), and a burst still reaches the daemon
+/// long before the ring fills.
 #[inline(always)]
 fn emit(hook: &Hook, tuple: &Tuple, decision: &Decision) -> bool {
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
@@ -215,6 +243,13 @@ fn emit(hook: &Hook, tuple: &Tuple, decision: &Decision) -> bool {
         },
         reason: decision.reason,
     });
-    entry.submit(0);
+    let unread = EVENTS.query(u64::from(BPF_RB_AVAIL_DATA));
+    let size = EVENTS.query(u64::from(BPF_RB_RING_SIZE));
+    let wakeup = if unread.saturating_mul(8) >= size {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(u64::from(wakeup));
     true
 }

@@ -37,10 +37,12 @@ pub fn remember_fragment(hook: &Hook, packet: &Packet, decision: Decision) -> De
         return decision;
     }
     let tuple = &packet.tuple;
-    let Some((connection, _)) = conntrack::find(hook.ifindex, hook.direction, tuple, hook.now)
+    let Some((_, connection)) = conntrack::find(hook.ifindex, hook.direction, tuple, hook.now)
     else {
         return decision;
     };
+    // SAFETY: a valid pointer into the conntrack map's value.
+    let connection = unsafe { &*connection };
     let value = FragmentValue {
         first_seen_ns: hook.now,
         revision: hook.revision,

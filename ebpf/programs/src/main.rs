@@ -21,7 +21,7 @@ mod usage;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::classifier,
     programs::TcContext,
 };
@@ -57,16 +57,16 @@ fn classify(ctx: &TcContext, direction: u8) -> i32 {
         direction,
         revision: CONFIG.get(CONFIG_REVISION).copied().unwrap_or(0),
         // SAFETY: a helper without preconditions.
-        now: unsafe { bpf_ktime_get_ns() },
+        now: unsafe { bpf_ktime_get_coarse_ns() },
     };
-    match try_classify(ctx, &hook) {
+    match try_classify(ctx, hook) {
         Ok(action) => action,
         Err(action) => action,
     }
 }
 
 #[inline(always)]
-fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
+fn try_classify(ctx: &TcContext, hook: Hook) -> Result<i32, i32> {
     let scratch = SCRATCH.get_ptr_mut(0).ok_or(TC_ACT_SHOT)?;
     // SAFETY: this CPU's scratch slot; nothing else uses it while the program runs.
     let packet = unsafe { &mut *scratch };
@@ -80,7 +80,11 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
             src_port: 0,
             dst_port: 0,
         };
-        return Err(deny(hook, &packet.tuple, Decision::deny(why, 0)));
+        return Err(deny(
+            &hook.precisely(),
+            &packet.tuple,
+            Decision::deny(why, 0),
+        ));
     }
     let packet = &*packet;
     let ip_bytes = ip_bytes(ctx);
@@ -90,22 +94,23 @@ fn try_classify(ctx: &TcContext, hook: &Hook) -> Result<i32, i32> {
         }
         _ => None,
     };
-    if let Some((key, entry)) = tracked
+    if let Some((_, entry)) = tracked
         && !packet.first_fragment
     {
         // SAFETY: a valid pointer into the conntrack map's value.
         let value = unsafe { &mut *entry };
         // Opened, or judged again, under this revision's policy, at this
         // interface, by a packet that passed the address checks; its key
-        // is this packet's tuple or its reverse. It passes on its entry
+        // is this packet's ends at this interface. It passes on its entry
         // alone, without reading the endpoint.
         if value.revision == hook.revision && continues(packet, value) {
             let rule = value.rule;
-            let decision = pass(hook, packet, &key, value, rule, ip_bytes);
-            record(hook, &packet.tuple, &decision);
+            let decision = pass(&hook, packet, value, rule, ip_bytes);
+            record(&hook, &packet.tuple, &decision);
             return Ok(TC_ACT_OK);
         }
     }
+    let hook = &hook.precisely();
     let slot = hook.revision & 1;
     let key = EndpointKey {
         slot,
@@ -214,7 +219,7 @@ fn flow(
                 Ok(rule) => rule,
                 Err(revoked) => return revoked,
             };
-            return pass(hook, packet, &key, value, rule, ip_bytes);
+            return pass(hook, packet, value, rule, ip_bytes);
         }
     }
     let tcp = tuple.protocol == PROTO_TCP;
@@ -268,18 +273,11 @@ fn continues(packet: &Packet, value: &ConnValue) -> bool {
     !(syn_only(packet) && value.state == CONN_CLOSING)
 }
 
-/// Passes a packet of the tracked connection `key`, allowed by `rule`.
+/// Passes a packet of the tracked connection `value`, allowed by `rule`.
 #[inline(always)]
-fn pass(
-    hook: &Hook,
-    packet: &Packet,
-    key: &ConnKey,
-    value: &mut ConnValue,
-    rule: u32,
-    ip_bytes: u64,
-) -> Decision {
+fn pass(hook: &Hook, packet: &Packet, value: &mut ConnValue, rule: u32, ip_bytes: u64) -> Decision {
     let closing = packet.tuple.protocol == PROTO_TCP && packet.tcp_flags & (TCP_FIN | TCP_RST) != 0;
-    let reply = key.origin != hook.direction;
+    let reply = value.origin != hook.direction;
     conntrack::count(value, reply, ip_bytes);
     conntrack::touch(value, reply, closing, hook.now);
     Decision::allow(reason::ESTABLISHED, rule)
@@ -300,8 +298,8 @@ pub(crate) fn reaffirm(
         || still_allowed(
             hook.revision,
             endpoint,
-            key.origin,
-            &conntrack::original(key),
+            value.origin,
+            &conntrack::original(key, value),
             &mut value.revision,
             &mut value.rule,
         )
@@ -309,7 +307,7 @@ pub(crate) fn reaffirm(
         return Ok(value.rule);
     }
     let rule = value.rule;
-    conntrack::close(key);
+    conntrack::close(key, value.origin);
     Err(Decision::deny(reason::REVOKED, rule))
 }
 

@@ -36,12 +36,12 @@ pub static POLICY: LpmTrie<PolicyKey, PolicyValue> =
 /// evict another endpoint's connection. Expired entries are deleted by the
 /// programs when they meet them and by the daemon's sweep.
 #[map]
-pub static CONNTRACK: HashMap<ConnKey, ConnValue> = HashMap::with_max_entries(262144, 0);
+pub static CONNECTIONS: HashMap<ConnKey, ConnValue> = HashMap::with_max_entries(262144, 0);
 
 #[map]
 pub static FRAGMENTS: HashMap<FragmentKey, FragmentValue> = HashMap::with_max_entries(8192, 0);
 
-/// What each endpoint holds of `CONNTRACK` and `FRAGMENTS` (see `UsageKey`):
+/// What each endpoint holds of `CONNECTIONS` and `FRAGMENTS` (see `UsageKey`):
 /// two tables, two writers and two origins, for up to 8192 interfaces.
 #[map]
 pub static USAGE: HashMap<UsageKey, u64> = HashMap::with_max_entries(8 * 8192, 0);

@@ -100,25 +100,11 @@ pub const FRAGMENTS_SHARE: Share = Share {
 /// Errno of an insert whose key another CPU inserted first.
 const EEXIST: i32 = 17;
 
-/// Inserts an entry of `owner`, counted against its share; an entry
-/// already under `key` is overwritten and stays counted once, so the key
-/// must decide the owner. False when there is no room: the owner holds its
-/// share, or the table is full (a plain hash map refuses; it never evicts
-/// another's entry).
-#[inline(always)]
-pub fn insert<K, V>(map: &HashMap<K, V>, key: &K, value: &V, owner: &Owner, share: &Share) -> bool {
-    if let Some(existing) = map.get_ptr_mut(key) {
-        // SAFETY: a valid pointer into the map's value; V is plain data.
-        unsafe { core::ptr::copy_nonoverlapping(value, existing, 1) };
-        return true;
-    }
-    insert_new(map, key, value, owner, share)
-}
-
 /// Inserts an entry of `owner` under a `key` that holds none, counted
 /// against its share; an entry another CPU inserted first is left as it is
 /// (true: the key holds an entry, counted once). False when there is no
-/// room, as for [`insert`].
+/// room: the owner holds its share, or the table is full (a plain hash map
+/// refuses; it never evicts another's entry).
 #[inline(always)]
 pub fn insert_new<K, V>(
     map: &HashMap<K, V>,

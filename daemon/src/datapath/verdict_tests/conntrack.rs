@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use netseg_contract::{CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, traffic::Sent};
+use netseg_contract::{
+    CONN_CLOSING, CONN_HALF_OPEN, CONN_OPEN, ConnKey, ConnValue, DIRECTION_EGRESS, traffic::Sent,
+};
 
 use super::packet::{ACK, FIN, Frame, SYN};
 use super::{Bench, DROP, PASS, bench};
@@ -203,20 +205,20 @@ fn a_whole_table_reading_has_every_entry_once() {
     for n in 0..1000u16 {
         let key = ConnKey {
             ifindex: 1,
-            origin: 0,
             protocol: 6,
-            _pad: [0; 2],
-            src_port: n,
-            dst_port: 80,
-            src: [1; 16],
-            dst: [2; 16],
+            _pad: [0; 3],
+            pod_port: n,
+            peer_port: 80,
+            pod: [1; 16],
+            peer: [2; 16],
         };
         let value = ConnValue {
             last_seen_ns: u64::from(n),
             revision: 1,
             rule: u32::from(n),
             state: CONN_OPEN,
-            _pad: 0,
+            origin: DIRECTION_EGRESS,
+            _pad: [0; 3],
             opened_ns: 0,
             traffic: [u64::from(n); 2],
         };

@@ -305,7 +305,8 @@ impl Model {
         let tuple = packet.tuple;
         let tcp = tuple.protocol == TCP;
         let bare_syn = tcp && packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST | TCP_FIN) == TCP_SYN;
-        if let Some(connection) = self.tracked(direction, tuple) {
+        let tracked = self.tracked(direction, tuple);
+        if let Some(connection) = tracked {
             let closing = self.connections[&connection].closing;
             // A bare SYN on a closing tuple opens a new connection (port reuse).
             if !(bare_syn && closing) {
@@ -332,6 +333,13 @@ impl Model {
         let Some(rule) = self.allowing_rule(connection) else {
             return Verdict::deny(reason::POLICY_DENIED);
         };
+        // The table keeps one entry for a tuple and its reverse: a closing
+        // connection opened the other way leaves (and its share) first.
+        if let Some(closed) = tracked
+            && closed.origin != direction
+        {
+            self.connections.remove(&closed);
+        }
         // Reopening a closing connection's own entry takes no more room.
         let limit = self.limits.conntrack_per_endpoint as usize;
         if self.rules.endpoint_shares

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use netseg_contract::{DIRECTION_EGRESS, DIRECTION_INGRESS, USAGE_CONNTRACK, reason};
 
-use super::packet::{Frame, SYN};
+use super::packet::{ACK, FIN, Frame, SYN};
 use super::{Bench, DROP, LIMITS, PASS, bench, bench_sized};
 use crate::datapath::{
     FlowEvents, Limits,
@@ -152,4 +152,45 @@ fn connections_opened_toward_an_endpoint_leave_its_own_share() {
     bench.fill(LIMITS.conntrack_per_endpoint - 1);
     assert_eq!(bench.egress(&to_dns(6000)), DROP, "one over its own share");
     assert_eq!(bench.counter(reason::CONNTRACK_FULL), 2);
+}
+
+/// A packet and its reply share one entry, so a closed connection's tuple
+/// can be reused the other way (the peer's SYN to the port the pod just
+/// closed from): the new connection takes the entry, and the room moves
+/// from the share of the closed one's opener to the new opener's.
+#[test]
+fn a_closed_connection_reused_the_other_way_moves_to_its_new_openers_share() {
+    let mut bench = bench();
+    let out = |flags| Frame::tcp("10.0.0.1", 8000, "10.0.0.2", 80, flags);
+    let back = |flags| Frame::tcp("10.0.0.2", 80, "10.0.0.1", 8000, flags);
+    assert_eq!(bench.egress(&out(SYN)), PASS, "the pod opens");
+    assert_eq!(bench.egress(&out(FIN | ACK)), PASS, "and closes");
+    assert_eq!(
+        (
+            bench.conntrack_held_from(DIRECTION_EGRESS),
+            bench.conntrack_held_from(DIRECTION_INGRESS)
+        ),
+        (1, 0)
+    );
+    assert_eq!(
+        bench.ingress(&back(SYN)),
+        PASS,
+        "the peer opens the reverse"
+    );
+    assert_eq!(
+        (
+            bench.conntrack_held_from(DIRECTION_EGRESS),
+            bench.conntrack_held_from(DIRECTION_INGRESS)
+        ),
+        (0, 1),
+        "the room moved with the entry"
+    );
+    assert_eq!(bench.egress(&out(SYN | ACK)), PASS, "the pod answers it");
+    assert_eq!(bench.counter(reason::NEW_ALLOWED), 2);
+    // The pod's whole share is its own again.
+    bench.fill(LIMITS.conntrack_per_endpoint);
+    assert_eq!(
+        bench.conntrack_held(),
+        u64::from(LIMITS.conntrack_per_endpoint)
+    );
 }

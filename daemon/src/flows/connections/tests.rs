@@ -16,7 +16,8 @@ const SECOND: u64 = 1_000_000_000;
 const UPDATE_EVERY: Duration = Duration::from_secs(60);
 
 /// The entry of a connection opened at `opened_ns`, last seen at
-/// `last_seen_ns`, that carried `packets` and `bytes` (source, destination).
+/// `last_seen_ns`, that carried `packets` and `bytes` (source, destination),
+/// opened toward the endpoint as [`allowed`]'s was.
 fn entry(
     opened_ns: u64,
     last_seen_ns: u64,
@@ -29,7 +30,8 @@ fn entry(
         revision: 3,
         rule: 16,
         state,
-        _pad: 0,
+        origin: allowed().direction,
+        _pad: [0; 3],
         opened_ns,
         traffic: [0, 1].map(|side| netseg_contract::traffic::counted(packets[side], bytes[side])),
     }
