@@ -12,6 +12,7 @@ use netseg_contract::{
 
 use crate::{
     atomic,
+    events::Hook,
     maps::CONNECTIONS,
     parse::{Addr, Tuple},
     usage::{self, CONNTRACK_SHARE, Owner},
@@ -73,30 +74,31 @@ pub fn find(
     Some((key, entry))
 }
 
-/// Tracks a new connection, half-open until its first reply. False when
-/// there is no room: the endpoint holds its share, or the table is full.
+/// Tracks a new connection, half-open until its first reply, in place of
+/// the `closed` one its tuple had, if any (what [`find`] found: no second
+/// lookup). False when there is no room: the endpoint holds its share, or
+/// the table is full.
 #[inline(always)]
 pub fn open(
-    ifindex: u32,
-    direction: u8,
+    hook: &Hook,
     tuple: &Tuple,
-    revision: u32,
+    closed: Option<*mut ConnValue>,
     rule: u32,
-    now: u64,
     ip_bytes: u64,
 ) -> bool {
-    let key = conn_key(ifindex, direction, tuple);
+    let direction = hook.direction;
+    let key = conn_key(hook.ifindex, direction, tuple);
     let value = ConnValue {
-        last_seen_ns: now,
-        revision,
+        last_seen_ns: hook.now,
+        revision: hook.revision,
         rule,
         state: CONN_HALF_OPEN,
         origin: direction,
         _pad: [0; 3],
-        opened_ns: now,
+        opened_ns: hook.now,
         traffic: [traffic::packet(ip_bytes), 0],
     };
-    if let Some(existing) = CONNECTIONS.get_ptr_mut(&key) {
+    if let Some(existing) = closed {
         // SAFETY: a valid pointer into the map's value; ConnValue is plain data.
         let closed_origin = unsafe { (*existing).origin };
         if closed_origin == direction {

@@ -241,15 +241,8 @@ fn flow(
         tuple.dst_port,
     ) {
         Ok(rule) => {
-            if conntrack::open(
-                hook.ifindex,
-                hook.direction,
-                tuple,
-                hook.revision,
-                rule,
-                hook.now,
-                ip_bytes,
-            ) {
+            let closed = tracked.map(|(_, entry)| entry);
+            if conntrack::open(hook, tuple, closed, rule, ip_bytes) {
                 Decision::allow(reason::NEW_ALLOWED, rule)
             } else {
                 Decision::deny(reason::CONNTRACK_FULL, rule)
