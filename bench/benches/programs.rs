@@ -59,8 +59,9 @@ impl Case {
         }
     }
 
-    /// Samples, warm-up and measurement time: a new connection is one
-    /// system call a run, so it gets fewer runs.
+    /// Samples, warm-up and measurement time (set here, they override
+    /// criterion's command line): a new connection is one system call a
+    /// run, so it gets fewer runs.
     fn sampling(self) -> (usize, Duration, Duration) {
         match self {
             Case::Established => (50, Duration::from_secs(1), Duration::from_secs(3)),
