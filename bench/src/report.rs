@@ -111,7 +111,10 @@ pub fn datapath_tables(results: &[ConfigResult]) -> String {
         .map(|r| r.n)
         .collect();
     let mut md = String::new();
-    for (title, unit, metric) in METRICS {
+    // A receiver left out of `--receivers` has no table; a measure that
+    // failed has one (its errors are listed under Disturbance).
+    let taken = |metric: Metric| results.iter().any(|r| metric(r).is_some());
+    for (title, unit, metric) in METRICS.into_iter().filter(|m| taken(m.2)) {
         let base: Vec<f64> = baselines(results, metric).into_values().collect();
         let _ = writeln!(
             md,
