@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bed::Bed;
 use crate::measures::{self, Durations};
 use crate::quiet::{self, Disturbance, Measured};
+use crate::receiver::Receiver;
 use crate::stats::Shuffler;
 use crate::variants::{self, Enforcement, Variant};
 
@@ -22,6 +23,9 @@ pub struct DatapathPlan {
     pub variants: Vec<Variant>,
     /// N at which the /dev/null flow-log variant of netseg runs.
     pub no_flow_events_sizes: Vec<usize>,
+    /// What the server does with the 64-byte stream: each named receiver
+    /// is measured in turn on every configuration.
+    pub receivers: Vec<Receiver>,
     pub durations: Durations,
     /// A measurement during which others used more than this share of a
     /// core is repeated (up to `attempts` times; the least disturbed is kept).
@@ -51,7 +55,10 @@ pub struct ConfigResult {
     pub setup_ms: Option<f64>,
     pub error: Option<String>,
     pub tcp_gbps: Option<Sample>,
-    pub pps: Option<Sample>,
+    /// 64-byte packets with the server's stack receiving them.
+    pub pps_receiver_stack: Option<Sample>,
+    /// 64-byte packets dropped at the server's eth0 ingress.
+    pub pps_receiver_drop: Option<Sample>,
     pub udp_p50_us: Option<Sample>,
     pub udp_p99_us: Option<Sample>,
     pub conn_per_s: Option<Sample>,
@@ -128,10 +135,11 @@ fn one_line(r: &ConfigResult) -> String {
     match &r.error {
         Some(e) => format!("error: {e}"),
         None => format!(
-            "setup {:.0} ms, tcp {} Gbit/s, {} pps, udp p50/p99 {}/{} us, {} conn/s",
+            "setup {:.0} ms, tcp {} Gbit/s, {}/{} pps (stack/drop receiver), udp p50/p99 {}/{} us, {} conn/s",
             r.setup_ms.unwrap_or(f64::NAN),
             v(&r.tcp_gbps),
-            v(&r.pps),
+            v(&r.pps_receiver_stack),
+            v(&r.pps_receiver_drop),
             v(&r.udp_p50_us),
             v(&r.udp_p99_us),
             v(&r.conn_per_s)
@@ -155,7 +163,8 @@ fn run_config(
         setup_ms: None,
         error: None,
         tcp_gbps: None,
-        pps: None,
+        pps_receiver_stack: None,
+        pps_receiver_drop: None,
         udp_p50_us: None,
         udp_p99_us: None,
         conn_per_s: None,
@@ -182,7 +191,13 @@ fn measure_config(
     bed.start_servers()?;
     let d = plan.durations;
     result.tcp_gbps = Some(measure(plan, || measures::tcp_throughput(&bed, d.tcp)).into());
-    result.pps = Some(measure(plan, || measures::packet_rate(&bed, d.packets)).into());
+    for &receiver in &plan.receivers {
+        let pps = measure(plan, || measures::packet_rate(&bed, receiver, d.packets)).into();
+        match receiver {
+            Receiver::Stack => result.pps_receiver_stack = Some(pps),
+            Receiver::Drop => result.pps_receiver_drop = Some(pps),
+        }
+    }
     let latency = measure(plan, || measures::udp_latency(&bed, d.latency));
     result.udp_p50_us = Some(latency.map_value(|(p50, _)| p50));
     result.udp_p99_us = Some(latency.map_value(|(_, p99)| p99));

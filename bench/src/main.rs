@@ -13,6 +13,7 @@ mod measures;
 mod netseg;
 mod program;
 mod quiet;
+mod receiver;
 mod report;
 mod scan;
 mod stats;
@@ -27,6 +28,7 @@ use clap::Parser;
 
 use crate::datapath::DatapathPlan;
 use crate::measures::Durations;
+use crate::receiver::Receiver;
 use crate::variants::Variant;
 
 #[derive(Parser, Debug)]
@@ -58,6 +60,12 @@ struct Args {
     /// N at which netseg also runs with flow events off (`--flow-events none`).
     #[arg(long, value_delimiter = ',', default_value = "0,1000")]
     no_flow_events_sizes: Vec<usize>,
+    /// What the server pod does with the 64-byte stream, each measured in
+    /// turn: `stack` lets its stack receive every packet (socket lookup,
+    /// ICMP unreachable), `drop` drops the stream at its eth0 ingress with a
+    /// constant-cost program, so the ratio shows enforcement cost alone.
+    #[arg(long, value_delimiter = ',', default_value = "stack,drop")]
+    receivers: Vec<String>,
     /// Seconds per measure (iperf3, trafgen, sockperf; connections use 2/3).
     #[arg(long, default_value_t = 2)]
     seconds: u64,
@@ -260,12 +268,21 @@ fn plan(args: &Args, seed: u64) -> Result<DatapathPlan> {
         }
         chosen
     };
+    let mut receivers = Vec::new();
+    for name in &args.receivers {
+        let receiver = Receiver::parse(name)
+            .with_context(|| format!("unknown receiver {name} (stack or drop)"))?;
+        if !receivers.contains(&receiver) {
+            receivers.push(receiver);
+        }
+    }
     let seconds = Duration::from_secs(args.seconds);
     Ok(DatapathPlan {
         repeats: args.repeats,
         sizes: args.sizes.clone(),
         variants,
         no_flow_events_sizes: args.no_flow_events_sizes.clone(),
+        receivers,
         durations: Durations {
             tcp: seconds,
             packets: seconds,

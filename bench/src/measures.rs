@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::bed::{self, Bed, CONN_PORT, IPERF_PORT, SENDER_CPU, SINK_PORT, SOCKPERF_PORT};
 use crate::connrate;
+use crate::receiver::{self, Receiver, SinkDrop};
 
 /// How long each measure runs (after its warm-up).
 #[derive(Debug, Clone, Copy)]
@@ -177,8 +178,13 @@ impl Drop for Trafgen {
 }
 
 /// 64-byte packets per second received by the server pod's eth0 while
-/// trafgen sends as fast as it can, after a one-second warm-up.
-pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
+/// trafgen sends as fast as it can, after a one-second warm-up, with the
+/// server's `receiver` installed for the measurement.
+pub fn packet_rate(bed: &Bed, receiver: Receiver, duration: Duration) -> Result<f64> {
+    let _drop = match receiver {
+        Receiver::Drop => Some(SinkDrop::install(bed)?),
+        Receiver::Stack => None,
+    };
     let config = trafgen_config(
         bed,
         bed.server_ip(),
@@ -189,9 +195,11 @@ pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
     std::thread::sleep(Duration::from_secs(1));
     let sent_before = dev_counter(&bed.client, "eth0", TX_PACKETS)?;
     let cpu_before = cpu_times()?;
+    let stack_before = receiver::udp_no_ports(&bed.server)?;
     let (before, start) = (rx_packets(&bed.server, "eth0")?, Instant::now());
     std::thread::sleep(duration);
     let (after, end) = (rx_packets(&bed.server, "eth0")?, Instant::now());
+    let reached_stack = receiver::udp_no_ports(&bed.server)? - stack_before;
     let seconds = end.duration_since(start).as_secs_f64();
     let sent = dev_counter(&bed.client, "eth0", TX_PACKETS)? - sent_before;
     let busy: Vec<String> = cpu_times()?
@@ -210,15 +218,18 @@ pub fn packet_rate(bed: &Bed, duration: Duration) -> Result<f64> {
         })
         .collect();
     eprintln!(
-        "netseg-bench:     packets: client sent {:.0}/s, server received {:.0}/s; {}",
+        "netseg-bench:     packets ({} receiver): client sent {:.0}/s, server received {:.0}/s, its stack {:.0}/s; {}",
+        receiver.name(),
         sent as f64 / seconds,
         (after - before) as f64 / seconds,
+        reached_stack as f64 / seconds,
         busy.iter()
             .enumerate()
             .map(|(i, b)| format!("cpu{i} {b}"))
             .collect::<Vec<_>>()
             .join("; ")
     );
+    receiver::check(receiver, after - before, reached_stack)?;
     Ok((after - before) as f64 / seconds)
 }
 

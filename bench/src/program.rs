@@ -1,7 +1,8 @@
 //! The programs themselves, timed with BPF_PROG_TEST_RUN: no interface and
 //! no traffic; the kernel runs one crafted 64-byte frame through one
 //! program many times in a row on the calling CPU. Timed: an established
-//! TCP segment at each hook, a new connection's SYN, and the established
+//! TCP segment at each hook, a new allowed connection's SYN at each hook,
+//! and the established
 //! segments of one connection run on both CPUs at once, so that its
 //! conntrack entry's cache line moves between them on every packet (the
 //! worst case for counters kept in the entry). An object of another build
@@ -16,32 +17,14 @@ use std::sync::Barrier;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use netseg::datapath::{
-    DenyBudgets, FlowEvents, KernelMaps, Limits, MapSizes, embedded_object,
-    publish::Publisher,
-    state::SlotState,
+    embedded_object,
     test_run::{Program, TestPrograms},
 };
-use netseg_contract::{ENDPOINT_HAS_IPV4, Endpoint, PolicyValue, VERDICT_ALLOW};
-use netseg_policy::{PolicyEntryKey, PortPrefix};
-use netseg_testbed::packet::{ACK, Frame, SYN, TCP};
+use netseg_bench::program_fixture::{PASS, ProgramFixture};
 use serde::Serialize;
 
 use crate::quiet::{self, Disturbance};
 use crate::stats::{Shuffler, summarize};
-
-/// `TC_ACT_OK`.
-const PASS: u32 = 0;
-/// The endpoint is the device test runs use (loopback, ifindex 1).
-const TEST_RUN_IFINDEX: u32 = 1;
-const POD: &str = "10.0.0.1";
-const PEER: &str = "10.0.0.2";
-const PEER_IDENTITY: u32 = 16;
-const PEER_PORT: u16 = 80;
-const INGRESS_POLICY: u32 = 1;
-const EGRESS_POLICY: u32 = 2;
-const FRAME_BYTES: usize = 64;
-const ETHERNET_IPV4_HEADERS: usize = 14 + 20;
-const FIRST_POD_PORT: u16 = 10_000;
 
 pub struct ProgramPlan {
     /// An eBPF object of another build, timed beside this build's.
@@ -83,7 +66,7 @@ impl Object {
 enum Case {
     EstablishedEgress,
     EstablishedIngress,
-    NewConnection,
+    NewConnection(Program),
     /// Pod egress on CPU 0 while the same connection's pod ingress runs on CPU 1.
     TwoDirections {
         cpu: usize,
@@ -99,7 +82,12 @@ impl Case {
         match self {
             Case::EstablishedEgress => "established, pod egress".to_owned(),
             Case::EstablishedIngress => "established, pod ingress".to_owned(),
-            Case::NewConnection => "new connection (SYN), pod egress ¹".to_owned(),
+            Case::NewConnection(Program::PodEgress) => {
+                "new connection (SYN), pod egress ¹".to_owned()
+            }
+            Case::NewConnection(Program::PodIngress) => {
+                "new connection (SYN), pod ingress ¹".to_owned()
+            }
             Case::TwoDirections { cpu } => {
                 format!("same connection, egress on CPU 0 ‖ ingress on CPU 1: CPU {cpu}")
             }
@@ -169,16 +157,17 @@ pub fn run(plan: &ProgramPlan, out: &Path) -> Result<String> {
 #[derive(Clone, Copy)]
 enum Measurement {
     Established(Program),
-    NewConnections,
+    NewConnections(Program),
     TwoDirections,
     OneDirection,
 }
 
 impl Measurement {
-    const ALL: [Measurement; 5] = [
+    const ALL: [Measurement; 6] = [
         Measurement::Established(Program::PodEgress),
         Measurement::Established(Program::PodIngress),
-        Measurement::NewConnections,
+        Measurement::NewConnections(Program::PodEgress),
+        Measurement::NewConnections(Program::PodIngress),
         Measurement::TwoDirections,
         Measurement::OneDirection,
     ];
@@ -187,7 +176,7 @@ impl Measurement {
         match self {
             Measurement::Established(Program::PodEgress) => vec![Case::EstablishedEgress],
             Measurement::Established(Program::PodIngress) => vec![Case::EstablishedIngress],
-            Measurement::NewConnections => vec![Case::NewConnection],
+            Measurement::NewConnections(program) => vec![Case::NewConnection(program)],
             Measurement::TwoDirections => (0..2).map(|cpu| Case::TwoDirections { cpu }).collect(),
             Measurement::OneDirection => (0..2).map(|cpu| Case::OneDirection { cpu }).collect(),
         }
@@ -195,26 +184,26 @@ impl Measurement {
 
     /// One timing per case: `alone` is a connection timed on one CPU,
     /// `shared` one timed on both.
-    fn time(self, bench: &mut ProgramBench, plan: &ProgramPlan) -> Result<Vec<Timing>> {
+    fn time(self, fixture: &mut ProgramFixture, plan: &ProgramPlan) -> Result<Vec<Timing>> {
         let runs = plan.runs;
-        let (alone, shared) = bench.connections;
-        let out = |port| segment(port, ACK, true);
-        let back = |port| segment(port, ACK, false);
+        let (alone, shared) = fixture.connections;
+        let out = |port| ProgramFixture::established(Program::PodEgress, port);
+        let back = |port| ProgramFixture::established(Program::PodIngress, port);
         Ok(match self {
-            Measurement::Established(Program::PodEgress) => {
-                vec![bench.alone(Program::PodEgress, &out(alone), runs)?]
+            Measurement::Established(program) => {
+                let frame = ProgramFixture::established(program, alone);
+                vec![alone_on_cpu0(fixture, program, &frame, runs)?]
             }
-            Measurement::Established(Program::PodIngress) => {
-                vec![bench.alone(Program::PodIngress, &back(alone), runs)?]
+            Measurement::NewConnections(program) => {
+                vec![new_connections(fixture, program, plan.syns)?]
             }
-            Measurement::NewConnections => vec![bench.new_connections(plan.syns)?],
             Measurement::TwoDirections => {
                 let (out, back) = (out(shared), back(shared));
                 let work = [
                     (Program::PodEgress, &out[..]),
                     (Program::PodIngress, &back[..]),
                 ];
-                bench.together(work, runs)?.to_vec()
+                together(fixture, work, runs)?.to_vec()
             }
             Measurement::OneDirection => {
                 let out = out(shared);
@@ -222,7 +211,7 @@ impl Measurement {
                     (Program::PodEgress, &out[..]),
                     (Program::PodEgress, &out[..]),
                 ];
-                bench.together(work, runs)?.to_vec()
+                together(fixture, work, runs)?.to_vec()
             }
         })
     }
@@ -237,10 +226,10 @@ fn measure_repetition(
     objects: &[Object],
     shuffler: &mut Shuffler,
 ) -> Result<Vec<Row>> {
-    let mut benches = objects
+    let mut fixtures = objects
         .iter()
         .map(|object| {
-            ProgramBench::load(&object.bytes).with_context(|| format!("loading {}", object.label))
+            ProgramFixture::load(&object.bytes).with_context(|| format!("loading {}", object.label))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
@@ -252,7 +241,7 @@ fn measure_repetition(
                 let mut order: Vec<usize> = (0..objects.len()).collect();
                 shuffler.shuffle(&mut order);
                 for index in order {
-                    rounds[index].push(measurement.time(&mut benches[index], plan)?);
+                    rounds[index].push(measurement.time(&mut fixtures[index], plan)?);
                 }
             }
             Ok(rounds)
@@ -284,104 +273,42 @@ fn measure_repetition(
     Ok(rows)
 }
 
-/// The programs of one object with a policy published: the pod at
-/// 10.0.0.1 may open TCP connections to port 80 of 10.0.0.2.
-struct ProgramBench {
-    programs: TestPrograms,
-    _policy: Publisher<KernelMaps>,
-    next_port: u16,
-    /// The pod ports of two open connections: one timed on one CPU, one on both.
-    connections: (u16, u16),
+/// `program` on `frame`, `runs` times in one call, on CPU 0.
+fn alone_on_cpu0(
+    fixture: &ProgramFixture,
+    program: Program,
+    frame: &[u8],
+    runs: u32,
+) -> Result<Timing> {
+    let [timing] = on_cpus([(program, frame)], |(program, frame)| {
+        timed(&fixture.programs, program, frame, runs)
+    })?;
+    Ok(timing)
 }
 
-impl ProgramBench {
-    fn load(object: &[u8]) -> Result<Self> {
-        // The daemon's default sizes and limits.
-        let sizes = MapSizes {
-            conntrack: 262_144,
-            events_bytes: 4 << 20,
-        };
-        let (programs, mut maps) = TestPrograms::load(object, sizes)?;
-        maps.set_flow_events(FlowEvents::All)?;
-        maps.set_limits(Limits {
-            conntrack_per_endpoint: 32_768,
-            fragments_per_endpoint: 1_024,
-        })?;
-        maps.set_deny_budgets(DenyBudgets::DEFAULT)?;
-        let mut policy = Publisher::new(maps);
-        policy.publish(&slot_state()?)?;
-        let mut bench = Self {
-            programs,
-            _policy: policy,
-            next_port: FIRST_POD_PORT,
-            connections: (0, 0),
-        };
-        bench.connections = (bench.connect()?, bench.connect()?);
-        Ok(bench)
-    }
+/// `work[i]` on CPU i, both at once.
+fn together(
+    fixture: &ProgramFixture,
+    work: [(Program, &[u8]); 2],
+    runs: u32,
+) -> Result<[Timing; 2]> {
+    on_cpus(work, |(program, frame)| {
+        timed(&fixture.programs, program, frame, runs)
+    })
+}
 
-    fn port(&mut self) -> Result<u16> {
-        let port = self.next_port;
-        self.next_port = port
-            .checked_add(1)
-            .ok_or_else(|| anyhow!("out of pod ports for new connections"))?;
-        Ok(port)
-    }
-
-    /// Opens a connection (the SYN out, the SYN-ACK back); its pod port.
-    fn connect(&mut self) -> Result<u16> {
-        let port = self.port()?;
-        for (program, frame) in [
-            (Program::PodEgress, segment(port, SYN, true)),
-            (Program::PodIngress, segment(port, SYN | ACK, false)),
-        ] {
-            let verdict = self.programs.run(program, &frame, 1)?.verdict;
-            ensure!(
-                verdict == PASS,
-                "{program:?} returned {verdict} opening the connection"
-            );
-        }
-        Ok(port)
-    }
-
-    fn alone(&self, program: Program, frame: &[u8], runs: u32) -> Result<Timing> {
-        let [timing] = on_cpus([(program, frame)], |(program, frame)| {
-            timed(&self.programs, program, frame, runs)
-        })?;
-        Ok(timing)
-    }
-
-    fn together(&self, work: [(Program, &[u8]); 2], runs: u32) -> Result<[Timing; 2]> {
-        on_cpus(work, |(program, frame)| {
-            timed(&self.programs, program, frame, runs)
-        })
-    }
-
-    /// The median of `syns` new connections, one call of one run each:
-    /// the kernel's time, clock reads included.
-    fn new_connections(&mut self, syns: u16) -> Result<Timing> {
-        let ports = (0..syns)
-            .map(|_| self.port())
-            .collect::<Result<Vec<u16>>>()?;
-        let [ns] = on_cpus([ports], |ports| {
-            let mut times = Vec::with_capacity(ports.len());
-            for port in ports {
-                let outcome =
-                    self.programs
-                        .run(Program::PodEgress, &segment(port, SYN, true), 1)?;
-                ensure!(
-                    outcome.verdict == PASS,
-                    "a new connection's SYN returned {}",
-                    outcome.verdict
-                );
-                times.push(outcome.mean.as_nanos() as f64);
-            }
-            summarize(&times)
-                .map(|s| s.median)
-                .ok_or_else(|| anyhow!("no SYN was timed"))
-        })?;
-        Ok(Timing { ns, kernel_ns: ns })
-    }
+/// The median of `syns` new allowed connections through `program`, one
+/// call of one run each: the kernel's time, clock reads included.
+fn new_connections(fixture: &mut ProgramFixture, program: Program, syns: u16) -> Result<Timing> {
+    let [ns] = on_cpus([fixture], |fixture| {
+        let times = (0..syns)
+            .map(|_| Ok(fixture.open(program)?.as_nanos() as f64))
+            .collect::<Result<Vec<f64>>>()?;
+        summarize(&times)
+            .map(|s| s.median)
+            .ok_or_else(|| anyhow!("no SYN was timed"))
+    })?;
+    Ok(Timing { ns, kernel_ns: ns })
 }
 
 /// Runs `program` on `frame` `runs` times in one call.
@@ -448,47 +375,6 @@ fn pin_to_cpu(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-/// A 64-byte frame of the connection from the pod's `pod_port`: `outbound`
-/// from the pod, otherwise from the peer.
-fn segment(pod_port: u16, flags: u8, outbound: bool) -> Vec<u8> {
-    let mut frame = if outbound {
-        Frame::tcp(POD, pod_port, PEER, PEER_PORT, flags)
-    } else {
-        Frame::tcp(PEER, PEER_PORT, POD, pod_port, flags)
-    };
-    frame.l4.resize(FRAME_BYTES - ETHERNET_IPV4_HEADERS, 0);
-    frame.bytes()
-}
-
-fn slot_state() -> Result<SlotState> {
-    let endpoint = Endpoint {
-        ingress_policy: INGRESS_POLICY,
-        egress_policy: EGRESS_POLICY,
-        flags: ENDPOINT_HAS_IPV4,
-        ipv4: [10, 0, 0, 1],
-        ipv6: [0; 16],
-    };
-    let allow_http = PolicyEntryKey {
-        policy: EGRESS_POLICY,
-        identity: PEER_IDENTITY,
-        protocol: Some(TCP),
-        port: Some(PortPrefix {
-            port: PEER_PORT,
-            len: 16,
-        }),
-    };
-    let allow = PolicyValue {
-        rule: 100,
-        verdict: VERDICT_ALLOW,
-        _pad: [0; 3],
-    };
-    Ok(SlotState {
-        endpoints: [(TEST_RUN_IFINDEX, endpoint)].into(),
-        ipcache: [(format!("{PEER}/32").parse()?, PEER_IDENTITY)].into(),
-        policy: [(allow_http, allow)].into(),
-    })
-}
-
 fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
     let row = |object: &str, case: &str, repeat: usize| {
         rows.iter()
@@ -520,7 +406,8 @@ fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
     let cases = [
         Case::EstablishedEgress,
         Case::EstablishedIngress,
-        Case::NewConnection,
+        Case::NewConnection(Program::PodEgress),
+        Case::NewConnection(Program::PodIngress),
         Case::TwoDirections { cpu: 0 },
         Case::TwoDirections { cpu: 1 },
         Case::OneDirection { cpu: 0 },
@@ -585,26 +472,4 @@ fn report(plan: &ProgramPlan, objects: &[Object], rows: &[Row]) -> String {
             .map_or(String::new(), |e| format!(" (first: {e})")),
     );
     md
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_are_64_byte_ipv4_tcp_frames_of_the_connection() {
-        let out = segment(10_000, ACK, true);
-        assert_eq!(out.len(), FRAME_BYTES);
-        assert_eq!(&out[12..14], &[0x08, 0x00], "IPv4");
-        assert_eq!(
-            u16::from_be_bytes([out[16], out[17]]),
-            50,
-            "IP total length"
-        );
-        assert_eq!(out[23], TCP);
-        assert_eq!(&out[26..30], &[10, 0, 0, 1], "from the pod");
-        let back = segment(10_000, ACK, false);
-        assert_eq!(&back[30..34], &[10, 0, 0, 1], "to the pod");
-        assert_eq!(u16::from_be_bytes([back[36], back[37]]), 10_000);
-    }
 }
