@@ -177,8 +177,14 @@ impl HostMemo {
             self.hosts.push((host.addr, remembered));
         }
         self.peers = peers.clone();
-        self.namespaces = inv.namespaces().clone();
-        self.egress_names = egress_names.clone();
+        // Copied only when changed: at 5,000 namespaces the copy costs more
+        // than a recompile after a pod relabel should.
+        if !changes.namespaces.is_empty() {
+            self.namespaces = inv.namespaces().clone();
+        }
+        if changes.egress_names {
+            self.egress_names = egress_names.clone();
+        }
     }
 
     /// The signature and identity of each host of the last update, in

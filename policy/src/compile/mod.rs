@@ -19,7 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use netseg_contract::{
     FIRST_COMPILED_IDENTITY, FIRST_COMPILED_RULE, PolicyValue, VERDICT_ALLOW, VERDICT_DENY, rule,
 };
-use rustc_hash::FxHashMap;
 
 use self::alloc::IdAllocator;
 use self::entries::{Applicable, EntryContext, PolicySetKey, order};
@@ -184,26 +183,10 @@ impl Compiler {
         }
         let id = self.policies.id(&key);
         let order = order(ctx, &key, applicable);
-        let mut values: FxHashMap<&DecisionKey, PolicyValue> = FxHashMap::default();
-        let entries = self.sets.entries(&key, &order);
-        for ((identity, protocol, port), decision) in entries {
-            let value = match values.get(decision) {
-                Some(value) => *value,
-                None => {
-                    let verdict = verdict_of(&order, decision);
-                    let value = verdict_value(&mut self.verdicts, &verdict);
-                    written.verdicts.insert(value.rule, verdict);
-                    *values.entry(decision).or_insert(value)
-                }
-            };
-            let (identity, protocol, port) = (*identity, *protocol, *port);
-            let entry = PolicyEntryKey {
-                policy: id,
-                identity,
-                protocol,
-                port,
-            };
-            written.entries.push((entry, value));
+        let set = self.sets.entries(&key, id, &order, &mut self.verdicts);
+        written.entries.extend_from_slice(&set.entries);
+        for (rule, verdict) in &set.verdicts {
+            written.verdicts.insert(*rule, verdict.clone());
         }
         written.ids.insert(key, id);
         id
