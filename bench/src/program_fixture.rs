@@ -106,6 +106,7 @@ impl ProgramFixture {
                 "{program:?} returned {verdict} opening the connection"
             );
         }
+        self.programs.discard_events();
         Ok(port)
     }
 
@@ -124,6 +125,10 @@ impl ProgramFixture {
             outcome.verdict == PASS,
             "{program:?} returned {} on a new allowed connection's SYN",
             outcome.verdict
+        );
+        ensure!(
+            self.programs.discard_events() == 1,
+            "a new allowed connection's SYN left other than one flow event"
         );
         Ok(outcome.mean)
     }

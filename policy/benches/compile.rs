@@ -13,7 +13,7 @@ mod cluster;
 
 use std::hint::black_box;
 
-use cluster::{Scale, cluster, edited, options, relabelled};
+use cluster::{Scale, cluster, edited, options, relabelled, summary};
 use criterion::{Criterion, criterion_group, criterion_main};
 use netseg_policy::{Compiler, diff_maps};
 
@@ -22,15 +22,7 @@ fn compile_at(c: &mut Criterion, group_name: &str, full_name: &str, scale: Scale
     let options = options();
     let mut compiler = Compiler::new();
     let base = compiler.compile(&snapshot, &options);
-    eprintln!(
-        "cluster: {} pods, {} namespaces, {} policies; this node: {} endpoints, {} ipcache and {} policy entries",
-        snapshot.pods.len(),
-        snapshot.namespaces.len(),
-        snapshot.network_policies.len(),
-        base.endpoints.len(),
-        base.ipcache.len(),
-        base.policy.len()
-    );
+    eprintln!("cluster: {}", summary(&snapshot, &base));
     let mut group = c.benchmark_group(group_name);
     group.sample_size(10);
     // A fresh compiler: nothing remembered from an earlier compilation.

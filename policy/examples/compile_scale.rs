@@ -20,7 +20,7 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use cluster::{Scale, cluster, edited, options, relabelled};
+use cluster::{Scale, cluster, edited, options, relabelled, summary};
 use netseg_policy::{Compiled, Compiler, Snapshot, diff_maps};
 
 fn main() -> Result<()> {
@@ -42,15 +42,7 @@ fn main() -> Result<()> {
     let mut compiler = Compiler::new();
     let (base, full) = timed(|| compiler.compile(&snapshot, &options))?;
     let peak = status_kib("VmHWM")?;
-    println!(
-        "{} pods, {} namespaces, {} policies; node-0: {} endpoints, {} ipcache and {} policy entries",
-        snapshot.pods.len(),
-        snapshot.namespaces.len(),
-        snapshot.network_policies.len(),
-        base.endpoints.len(),
-        base.ipcache.len(),
-        base.policy.len()
-    );
+    println!("{}", summary(&snapshot, &base));
     println!("full compile (fresh compiler): {full}");
     println!(
         "memory: {} MiB with the snapshot built; peak {} MiB after compiling, so compiling adds {} MiB",

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use aya::{
     Ebpf,
+    maps::{MapData, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions},
 };
 
-use super::{DatapathError, KernelMaps, MapSizes, POD_EGRESS, POD_INGRESS, load_programs};
+use super::{
+    DatapathError, KernelMaps, MapSizes, POD_EGRESS, POD_INGRESS, kernel::take_map, load_programs,
+};
 
 /// One of the two programs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +48,7 @@ pub struct TestRunOutcome {
 /// layout loads too: only its programs create and read those entries.
 pub struct TestPrograms {
     ebpf: Ebpf,
+    events: RingBuf<MapData>,
 }
 
 impl TestPrograms {
@@ -52,7 +56,20 @@ impl TestPrograms {
     pub fn load(object: &[u8], sizes: MapSizes) -> Result<(Self, KernelMaps), DatapathError> {
         let mut ebpf = load_programs(object, sizes)?;
         let maps = KernelMaps::take(&mut ebpf)?;
-        Ok((Self { ebpf }, maps))
+        let events = take_map(&mut ebpf, "EVENTS")?;
+        Ok((Self { ebpf, events }, maps))
+    }
+
+    /// Reads and drops every flow event the programs left, as the daemon's
+    /// exporter would: the programs wake a reader once the unread events
+    /// fill an eighth of the ring, which a ring nobody reads would make
+    /// every later event pay for. How many there were.
+    pub fn discard_events(&mut self) -> usize {
+        let mut read = 0;
+        while self.events.next().is_some() {
+            read += 1;
+        }
+        read
     }
 
     /// Runs `program` on `packet` `repeat` times in a row on this CPU.

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use netseg_policy::{CompileOptions, DefaultAction, Snapshot};
+use netseg_policy::{CompileOptions, Compiled, DefaultAction, Snapshot};
 use serde_json::json;
 
 use crate::common::{namespace, pod, policy, with_ports};
@@ -118,6 +118,19 @@ fn namespace_policies(scale: Scale, i: usize) -> Vec<NetworkPolicy> {
                 {"ports": [{"port": 53, "protocol": "UDP"}]}]}),
         ),
     ]
+}
+
+/// What the cluster holds and what node-0's compile of it gave, in a line.
+pub fn summary(snapshot: &Snapshot, compiled: &Compiled) -> String {
+    format!(
+        "{} pods, {} namespaces, {} policies; node-0: {} endpoints, {} ipcache and {} policy entries",
+        snapshot.pods.len(),
+        snapshot.namespaces.len(),
+        snapshot.network_policies.len(),
+        compiled.endpoints.len(),
+        compiled.ipcache.len(),
+        compiled.policy.len()
+    )
 }
 
 pub fn options() -> CompileOptions {
