@@ -41,9 +41,29 @@ pub struct DaemonStatus {
     pub interfaces: Vec<InterfaceStatus>,
     pub pods_without_interface: Vec<String>,
     pub problems: Vec<String>,
+    /// The last publication that carried a change of the source, timed.
+    pub last_change: Option<LastChange>,
     /// Packets per verdict reason.
     pub counters: BTreeMap<String, u64>,
     pub ebpf: Option<LoadedObject>,
+}
+
+/// A policy change's implementation delay and the stages it went through,
+/// in order.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LastChange {
+    /// The revision that carried it.
+    pub revision: u32,
+    pub total_ms: f64,
+    pub stages: Vec<StageTime>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StageTime {
+    pub stage: String,
+    pub ms: f64,
 }
 
 /// The eBPF object the daemon loaded.
