@@ -46,9 +46,7 @@ pub struct Enforcer<W: MapWriter> {
     /// enforcement departs from what they say (rules that fail closed,
     /// unknown subject Segments); every warning is logged.
     policy_warnings: Vec<String>,
-    /// Whether `policy_warnings` are those of the objects in force: they
-    /// are checked after a publication, off the path of the change (at
-    /// cluster scale the check costs as much as a compile).
+    /// Whether `policy_warnings` are those of the objects in force.
     warnings_checked: bool,
     publish_problem: Option<String>,
     /// The change of the objects in force that no publication has
@@ -187,15 +185,19 @@ impl<W: MapWriter> Enforcer<W> {
                 Some(error)
             }
         };
-        self.check_warnings();
         implemented
     }
 
-    fn check_warnings(&mut self) {
+    /// Checks the objects in force for policy warnings if they changed
+    /// since the last check; whether the warnings changed. Kept off the
+    /// path of a change (at cluster scale it costs as much as a compile):
+    /// call it once the publication is reported.
+    pub fn check_warnings(&mut self) -> bool {
         if self.warnings_checked {
-            return;
+            return false;
         }
         self.warnings_checked = true;
+        let before = std::mem::take(&mut self.policy_warnings);
         let warnings = netseg_policy::warnings(&self.snapshot);
         for warning in &warnings {
             warn!(%warning, "policy warning");
@@ -205,6 +207,7 @@ impl<W: MapWriter> Enforcer<W> {
             .filter(|warning| warning.enforced_otherwise)
             .map(ToString::to_string)
             .collect();
+        self.policy_warnings != before
     }
 
     /// How full the published tables' slots are: the active one, or the

@@ -66,6 +66,9 @@ impl Daemon {
             self.publish_flow_context(&compiled, &interfaces);
         }
         self.report(&compiled, &interfaces);
+        if self.enforcer.check_warnings() {
+            self.report(&compiled, &interfaces);
+        }
         self.served = interfaces;
     }
 

@@ -202,11 +202,11 @@ async fn a_file_still_being_written_is_not_read_until_closed() {
     let mut watch = watch(dir.path()).expect("watch");
     let whole = pod("web", "v1");
     let (first, rest) = whole.split_at(whole.len() / 2);
+    let began = Instant::now();
     let mut file = fs::File::create(dir.path().join("pod.yaml")).expect("create");
     file.write_all(first.as_bytes()).expect("write");
     file.sync_all().expect("sync");
     expect_none_within(&mut watch, QUIET / 2, "the file was half written").await;
-    let began = Instant::now();
     file.write_all(rest.as_bytes()).expect("write");
     drop(file);
     expect_change(&mut watch, "the file was closed", began).await;
