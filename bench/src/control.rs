@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use netseg_testbed::Manifests;
-use netseg_testbed::daemon::DaemonSource;
+use netseg_testbed::daemon::{DaemonSource, LastChange};
 use serde_json::{Value, json};
 
 use crate::bed::Bed;
@@ -19,6 +19,7 @@ use crate::variants::netseg_manifests;
 
 mod kube;
 mod scale;
+mod stages;
 
 pub use kube::{KubeScale, run as run_kube};
 pub use scale::Scale;
@@ -29,19 +30,52 @@ pub use scale::Scale;
 pub fn delays(
     daemon: &mut NetsegDaemon,
     changes: usize,
-    mut write_change: impl FnMut(usize) -> Result<()>,
+    write_change: impl FnMut(usize) -> Result<()>,
 ) -> Result<Vec<Option<f64>>> {
-    let mut delays = Vec::with_capacity(changes);
+    let timed = timed_delays(daemon, changes, write_change)?;
+    Ok(timed.into_iter().map(|timed| timed.end_to_end).collect())
+}
+
+/// One change: the delay seen from outside, and the daemon's own account
+/// of it (the status file's `last_change`, when it names the revision seen).
+pub struct Timed {
+    pub end_to_end: Option<f64>,
+    pub daemon: Option<LastChange>,
+}
+
+/// [`delays`], each with the daemon's breakdown of it by stage.
+pub fn timed_delays(
+    daemon: &mut NetsegDaemon,
+    changes: usize,
+    mut write_change: impl FnMut(usize) -> Result<()>,
+) -> Result<Vec<Timed>> {
+    let mut timed = Vec::with_capacity(changes);
     for i in 0..changes {
         let before = daemon.status().map_or(0, |s| s.revision);
         let start = Instant::now();
         write_change(i)?;
         let seen = daemon.wait_for(Duration::from_secs(10), |s| s.revision != before);
-        delays.push(seen.ok().map(|_| start.elapsed().as_secs_f64() * 1e3));
-        // Let the watcher's 50 ms quiet period pass so changes do not merge.
+        let end_to_end = seen
+            .as_ref()
+            .ok()
+            .map(|_| start.elapsed().as_secs_f64() * 1e3);
+        let stages = seen.ok().and_then(|status| {
+            let change = status.last_change?;
+            (change.revision == status.revision).then_some(change)
+        });
+        timed.push(Timed {
+            end_to_end,
+            daemon: stages,
+        });
+        // Past the watcher's 50 ms hold after a notification, so that each
+        // change is read on its own.
         std::thread::sleep(Duration::from_millis(120));
     }
-    Ok(delays)
+    Ok(timed)
+}
+
+fn end_to_end(timed: &[Timed]) -> Vec<Option<f64>> {
+    timed.iter().map(|timed| timed.end_to_end).collect()
 }
 
 fn summary_row(what: &str, delays: &[Option<f64>]) -> String {
@@ -63,16 +97,22 @@ pub fn run(netseg: &Path, out: &Path, changes: usize, scale: Scale) -> Result<St
     let mut md = String::from(
         "| what | changes | min ms | p50 ms | p99 ms | max ms | not seen in 10 s |\n|---|---|---|---|---|---|---|\n",
     );
-    md.push_str(&small_delay(netseg, &work, changes)?);
-    let (rows, memory) = scale::run(netseg, &work, changes.min(20), &scale)?;
-    md.push_str(&rows);
-    let _ = write!(md, "\n{memory}\n");
+    let small_name = "2 pods, 2 policies (the datapath harness)";
+    let small = small_delay(netseg, &work, changes)?;
+    md.push_str(&summary_row(small_name, &end_to_end(&small)));
+    let (scale_name, at_scale, memory) = scale::run(netseg, &work, changes.min(20), &scale)?;
+    md.push_str(&summary_row(&scale_name, &end_to_end(&at_scale)));
+    let _ = write!(md, "\n{memory}\n\n");
+    md.push_str(&stages::table(&[
+        (small_name, &small),
+        (&scale_name, &at_scale),
+    ]));
     Ok(md)
 }
 
 /// The harness of the datapath benchmark with its two policies; each change
 /// adds a different /24 ipBlock peer to the server's ingress policy.
-fn small_delay(netseg: &Path, work: &Path, changes: usize) -> Result<String> {
+fn small_delay(netseg: &Path, work: &Path, changes: usize) -> Result<Vec<Timed>> {
     let bed = Bed::new("bench-delay")?;
     let manifests = netseg_manifests(&bed, 0)?;
     let mut daemon = NetsegDaemon::start(
@@ -86,7 +126,7 @@ fn small_delay(netseg: &Path, work: &Path, changes: usize) -> Result<String> {
     daemon.wait_for(Duration::from_secs(30), |s| {
         s.endpoints == 2 && s.revision > 0
     })?;
-    let delays = delays(&mut daemon, changes, |i| edit_ingress(&manifests, i))?;
+    let timed = timed_delays(&mut daemon, changes, |i| edit_ingress(&manifests, i))?;
     if let Some(status) = daemon.status()
         && !status.problems.is_empty()
     {
@@ -94,12 +134,9 @@ fn small_delay(netseg: &Path, work: &Path, changes: usize) -> Result<String> {
     }
     std::fs::write(
         work.join("delays-small.json"),
-        serde_json::to_string(&delays)?,
+        serde_json::to_string(&end_to_end(&timed))?,
     )?;
-    Ok(summary_row(
-        "2 pods, 2 policies (the datapath harness)",
-        &delays,
-    ))
+    Ok(timed)
 }
 
 fn edit_ingress(manifests: &Manifests, i: usize) -> Result<()> {

@@ -4,21 +4,24 @@
 //! went wrong, and whether the daemon may take over from a previous one.
 //! It does no I/O of its own, so it is driven in tests without root.
 
+mod stages;
 #[cfg(test)]
 mod tests;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use netseg_policy::{CompileOptions, Compiled, Compiler, Snapshot};
 use tracing::{error, info, warn};
 
 use crate::cni::CniRegistry;
 use crate::datapath::MapEntries;
-use crate::datapath::publish::{MapWriter, Publisher};
+use crate::datapath::publish::{MapWriter, Published, Publisher};
 use crate::datapath::state::SlotState;
 use crate::sources::{Refused, Update};
+
+pub use stages::ChangeStages;
+use stages::ChangeTimer;
 
 pub struct Enforcer<W: MapWriter> {
     options: CompileOptions,
@@ -43,10 +46,12 @@ pub struct Enforcer<W: MapWriter> {
     /// enforcement departs from what they say (rules that fail closed,
     /// unknown subject Segments); every warning is logged.
     policy_warnings: Vec<String>,
+    /// Whether `policy_warnings` are those of the objects in force.
+    warnings_checked: bool,
     publish_problem: Option<String>,
-    /// When the source first saw a change of the objects in force that no
-    /// publication has carried yet.
-    unpublished_since: Option<Instant>,
+    /// The change of the objects in force that no publication has
+    /// carried yet, timed from when the source first saw it.
+    unpublished: Option<ChangeTimer>,
     /// How full a slot is with what was last published, or what a failed
     /// publication could not write.
     tables: [MapEntries; 4],
@@ -67,8 +72,9 @@ impl<W: MapWriter> Enforcer<W> {
             source_synced: false,
             source_problems: Vec::new(),
             policy_warnings: Vec::new(),
+            warnings_checked: true,
             publish_problem: None,
-            unpublished_since: None,
+            unpublished: None,
             tables: SlotState::default().entries(),
         }
     }
@@ -84,19 +90,17 @@ impl<W: MapWriter> Enforcer<W> {
         }
         if update.changed {
             if let Some(seen_at) = update.seen_at.filter(|_| self.source_synced) {
-                self.unpublished_since.get_or_insert(seen_at);
+                let timer = self
+                    .unpublished
+                    .get_or_insert_with(|| ChangeTimer::new(seen_at));
+                timer.taken(update.taken_at.unwrap_or(seen_at));
             }
             self.compiled = None;
             self.snapshot = snapshot();
-            let warnings = netseg_policy::warnings(&self.snapshot);
-            for warning in &warnings {
-                warn!(%warning, "policy warning");
+            self.warnings_checked = false;
+            if let Some(timer) = &mut self.unpublished {
+                timer.snapshot_taken();
             }
-            self.policy_warnings = warnings
-                .iter()
-                .filter(|warning| warning.enforced_otherwise)
-                .map(ToString::to_string)
-                .collect();
         }
         self.invalid = update.invalid;
         self.refused = update.refused;
@@ -125,9 +129,16 @@ impl<W: MapWriter> Enforcer<W> {
     /// CNI plugin reported are overlaid on the source's.
     pub fn compiled(&mut self, cni: &mut CniRegistry) -> Arc<Compiled> {
         let compiled = self.compiled.get_or_insert_with(|| {
+            if let Some(timer) = &mut self.unpublished {
+                timer.compile_starts();
+            }
             let snapshot = cni.overlay(self.snapshot.clone(), &self.options.node_name);
             self.compilations += 1;
-            Arc::new(self.compiler.compile(&snapshot, &self.options))
+            let compiled = Arc::new(self.compiler.compile(&snapshot, &self.options));
+            if let Some(timer) = &mut self.unpublished {
+                timer.compiled();
+            }
+            compiled
         });
         compiled.clone()
     }
@@ -135,13 +146,16 @@ impl<W: MapWriter> Enforcer<W> {
     /// Writes `desired` into the inactive slot and activates it; a failure
     /// leaves the last good revision enforced and is reported.
     ///
-    /// Returns the policy implementation delay when this publication
-    /// carries a change of the source: how long ago the source first saw
-    /// it. A change that compiles to what is already published ends here
-    /// without one; a failed publication keeps it waiting.
-    pub fn publish(&mut self, desired: &SlotState) -> Option<Duration> {
+    /// Returns the policy implementation delay, stage by stage, when this
+    /// publication carries a change of the source: from when the source
+    /// first saw it. A change that compiles to what is already published
+    /// ends here without one; a failed publication keeps it waiting.
+    pub fn publish(&mut self, desired: &SlotState) -> Option<ChangeStages> {
         let active = self.publisher.revision();
         let mut implemented = None;
+        if let Some(timer) = &mut self.unpublished {
+            timer.publish_starts();
+        }
         let published = self.publisher.publish(desired);
         let unchanged = matches!(&published, Ok(done) if done.revision == active);
         if !unchanged {
@@ -150,21 +164,19 @@ impl<W: MapWriter> Enforcer<W> {
         self.publish_problem = match published {
             Ok(published) => {
                 implemented = self
-                    .unpublished_since
+                    .unpublished
                     .take()
                     .filter(|_| published.revision != active)
-                    .map(|seen_at| seen_at.elapsed());
+                    .map(|timer| timer.published(&published));
                 if published.upserts + published.removals > 0 {
-                    info!(
-                        revision = published.revision,
-                        upserts = published.upserts,
-                        removals = published.removals,
-                        "published"
-                    );
+                    log_published(&published, implemented.as_ref());
                 }
                 None
             }
             Err(error) => {
+                if let Some(timer) = &mut self.unpublished {
+                    timer.failed();
+                }
                 let error = format!("{:#}", anyhow::Error::from(error));
                 error!(
                     error,
@@ -174,6 +186,28 @@ impl<W: MapWriter> Enforcer<W> {
             }
         };
         implemented
+    }
+
+    /// Checks the objects in force for policy warnings if they changed
+    /// since the last check; whether the warnings changed. Kept off the
+    /// path of a change (at cluster scale it costs as much as a compile):
+    /// call it once the publication is reported.
+    pub fn check_warnings(&mut self) -> bool {
+        if self.warnings_checked {
+            return false;
+        }
+        self.warnings_checked = true;
+        let before = std::mem::take(&mut self.policy_warnings);
+        let warnings = netseg_policy::warnings(&self.snapshot);
+        for warning in &warnings {
+            warn!(%warning, "policy warning");
+        }
+        self.policy_warnings = warnings
+            .iter()
+            .filter(|warning| warning.enforced_otherwise)
+            .map(ToString::to_string)
+            .collect();
+        self.policy_warnings != before
     }
 
     /// How full the published tables' slots are: the active one, or the
@@ -226,5 +260,25 @@ impl<W: MapWriter> Enforcer<W> {
     #[cfg(test)]
     pub fn writer(&self) -> &W {
         self.publisher.writer()
+    }
+
+    #[cfg(test)]
+    pub fn writer_mut(&mut self) -> &mut W {
+        self.publisher.writer_mut()
+    }
+}
+
+fn log_published(published: &Published, change: Option<&ChangeStages>) {
+    let (revision, upserts, removals) = (published.revision, published.upserts, published.removals);
+    match change {
+        Some(stages) => info!(
+            revision,
+            upserts,
+            removals,
+            delay_ms = stages.total.as_secs_f64() * 1e3,
+            %stages,
+            "published"
+        ),
+        None => info!(revision, upserts, removals, "published"),
     }
 }

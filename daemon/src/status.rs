@@ -7,7 +7,7 @@ use aya::maps::{MapData, PerCpuArray};
 use netseg_contract::COUNTER_COUNT;
 use serde::Serialize;
 
-use crate::{datapath::LoadedObject, flows::reason_name};
+use crate::{datapath::LoadedObject, enforcer::ChangeStages, flows::reason_name};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
@@ -29,6 +29,9 @@ pub struct Status {
     pub pods_without_interface: Vec<String>,
     /// Problems of the last reload or publication, one line each.
     pub problems: Vec<String>,
+    /// The last publication that carried a change of the source: its
+    /// policy implementation delay and where the time went.
+    pub last_change: Option<ChangeStages>,
     /// Packets per verdict reason since the programs were loaded.
     pub counters: BTreeMap<&'static str, u64>,
     /// The eBPF object's SHA-256 and the kernel's tag of each program

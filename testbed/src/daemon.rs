@@ -21,6 +21,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the daemon gets to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
+/// Longer than the daemon's sources hold a burst after a reload (50 ms).
+const RELOADS_SETTLED: Duration = Duration::from_millis(150);
 
 /// The status file the daemon rewrites (atomically) after every policy
 /// application. Unknown fields are ignored, missing ones default.
@@ -41,9 +43,29 @@ pub struct DaemonStatus {
     pub interfaces: Vec<InterfaceStatus>,
     pub pods_without_interface: Vec<String>,
     pub problems: Vec<String>,
+    /// The last publication that carried a change of the source, timed.
+    pub last_change: Option<LastChange>,
     /// Packets per verdict reason.
     pub counters: BTreeMap<String, u64>,
     pub ebpf: Option<LoadedObject>,
+}
+
+/// A policy change's implementation delay and the stages it went through,
+/// in order.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct LastChange {
+    /// The revision that carried it.
+    pub revision: u32,
+    pub total_ms: f64,
+    pub stages: Vec<StageTime>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct StageTime {
+    pub stage: String,
+    pub ms: f64,
 }
 
 /// The eBPF object the daemon loaded.
@@ -300,13 +322,27 @@ impl Daemon {
         )
     }
 
-    /// Waits until the daemon applied policy again after `previous_reloads`.
+    /// Waits until the daemon applied policy again after `previous_reloads`,
+    /// and took in whatever followed: its sources take the first change of
+    /// a burst at once and the rest within 50 ms, so one reload may be of
+    /// an earlier change (the daemon's own status writes to the API wake it
+    /// too) and not yet of the one the caller just made.
     pub fn wait_reload_after(&mut self, previous_reloads: u64) -> Result<DaemonStatus> {
-        self.wait_status(
+        let mut status = self.wait_status(
             &format!("a reload after reload {previous_reloads}"),
             READY_TIMEOUT,
             |s| s.reloads > previous_reloads,
-        )
+        )?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while Instant::now() < deadline {
+            std::thread::sleep(RELOADS_SETTLED);
+            match self.status()? {
+                Some(now) if now.reloads == status.reloads => return Ok(now),
+                Some(now) => status = now,
+                None => {}
+            }
+        }
+        Ok(status)
     }
 
     /// Waits until the status satisfies `done`; fails early if the daemon

@@ -14,7 +14,7 @@ use netseg_testbed::daemon::DaemonSource;
 use netseg_testbed::manifests::pod_yaml;
 use serde_json::{Value, json};
 
-use super::{delays, summary_row};
+use super::{Timed, end_to_end, timed_delays};
 use crate::bed::Bed;
 use crate::netseg::NetsegDaemon;
 
@@ -191,8 +191,14 @@ pub(super) fn yaml_to_json(yaml: &str) -> Result<Value> {
 }
 
 /// Starts the daemon on the cluster, reports time to the first publication
-/// and memory, then measures the delay of `changes` policy edits.
-pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<(String, String)> {
+/// and memory, then measures the delay of `changes` policy edits: what was
+/// measured, the delays, and the memory paragraph.
+pub fn run(
+    netseg: &Path,
+    work: &Path,
+    changes: usize,
+    scale: &Scale,
+) -> Result<(String, Vec<Timed>, String)> {
     let bed = Bed::new("bench-scale")?;
     let local: Vec<netseg_testbed::Pod> = (0..EXTRA_LOCAL_PODS)
         .map(|i| {
@@ -234,7 +240,7 @@ pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<
         manifests.write(&format!("{}.json", namespace_name(EDITED_NS)), &list(items))?;
         Ok(())
     };
-    let delays = delays(&mut daemon, changes, edited)?;
+    let timed = timed_delays(&mut daemon, changes, edited)?;
     let (rss_after, hwm_after) = daemon.memory_kib()?;
     let mut memory = String::new();
     let _ = write!(
@@ -260,18 +266,15 @@ pub fn run(netseg: &Path, work: &Path, changes: usize, scale: &Scale) -> Result<
             &status.problems[..status.problems.len().min(3)]
         );
     }
-    let row = summary_row(
-        &format!(
-            "{} pods, {} policies: one policy's port changes",
-            scale.pods, scale.policies
-        ),
-        &delays,
+    let what = format!(
+        "{} pods, {} policies: one policy's port changes",
+        scale.pods, scale.policies
     );
     std::fs::write(
         work.join("delays-scale.json"),
-        serde_json::to_string(&delays)?,
+        serde_json::to_string(&end_to_end(&timed))?,
     )?;
     drop(daemon);
     drop(local);
-    Ok((row, memory))
+    Ok((what, timed, memory))
 }

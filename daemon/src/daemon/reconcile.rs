@@ -57,14 +57,18 @@ impl Daemon {
             // once, every pod interface of this daemon denies everything.
             (SlotState::default(), BTreeMap::new())
         };
-        if let Some(delay) = self.enforcer.publish(&desired) {
-            self.metrics.datapath.policy_implemented(delay);
+        if let Some(stages) = self.enforcer.publish(&desired) {
+            self.metrics.datapath.policy_implemented(&stages);
+            self.status.last_change = Some(stages);
         }
         self.take_over_when_ready();
         if !self.names_the_same(&compiled, &interfaces) {
             self.publish_flow_context(&compiled, &interfaces);
         }
         self.report(&compiled, &interfaces);
+        if self.enforcer.check_warnings() {
+            self.report(&compiled, &interfaces);
+        }
         self.served = interfaces;
     }
 

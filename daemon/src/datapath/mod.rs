@@ -2,6 +2,7 @@
 //! with tcx, and the map handles the rest of the daemon writes and reads.
 
 mod attach;
+mod batch_write;
 mod capabilities;
 mod kernel;
 mod loaded;

@@ -8,7 +8,7 @@ use ipnetwork::IpNetwork;
 use netseg_policy::{CompileOptions, Snapshot};
 use serde_json::json;
 
-use super::Enforcer;
+use super::{ChangeStages, Enforcer};
 use crate::cni::CniRegistry;
 use crate::datapath::publish::memory::MemoryMaps;
 use crate::datapath::state::SlotState;
@@ -28,6 +28,10 @@ fn enforcer(maps: MemoryMaps) -> Enforcer<MemoryMaps> {
 /// ipcache and policy tables); the implementation delay, if it published a
 /// change of the source.
 fn publish(enforcer: &mut Enforcer<MemoryMaps>) -> Option<Duration> {
+    publish_in_stages(enforcer).map(|stages| stages.total)
+}
+
+fn publish_in_stages(enforcer: &mut Enforcer<MemoryMaps>) -> Option<ChangeStages> {
     let compiled = enforcer.compiled(&mut CniRegistry::default());
     let desired = SlotState {
         endpoints: Default::default(),
@@ -183,6 +187,46 @@ fn a_published_change_is_one_delay_sample_from_when_the_source_saw_it() {
     );
     assert!(published_addresses(&enforcer).contains(&"10.0.1.1".parse().unwrap()));
     assert_eq!(publish(&mut enforcer), None, "one change, one sample");
+}
+
+#[test]
+fn the_stages_of_a_change_add_up_to_its_delay_and_name_its_revision() {
+    let mut enforcer = enforcer(MemoryMaps::default());
+    enforcer.take_update(synced(true), Snapshot::default);
+    publish(&mut enforcer);
+    let ago = Duration::from_millis(300);
+    let taken = Update {
+        taken_at: Some(Instant::now() - Duration::from_millis(100)),
+        ..seen(synced(true), ago)
+    };
+    enforcer.take_update(taken, || peer_at("10.0.1.1"));
+    let stages = publish_in_stages(&mut enforcer).expect("a change published is timed");
+    let sum: Duration = stages.named().iter().map(|(_, took)| *took).sum();
+    assert_eq!(sum, stages.total, "{stages}");
+    assert!(stages.total >= ago, "{stages}");
+    assert!(
+        stages.settle >= Duration::from_millis(195) && stages.settle <= Duration::from_millis(205),
+        "seen 300 ms ago, read from 100 ms ago: {stages}"
+    );
+    assert!(stages.read >= Duration::from_millis(100), "{stages}");
+    assert_eq!(stages.revision, enforcer.revision());
+}
+
+#[test]
+fn a_change_whose_publication_failed_is_timed_from_when_it_was_seen_until_one_succeeds() {
+    let mut enforcer = enforcer(MemoryMaps::default());
+    enforcer.take_update(synced(true), Snapshot::default);
+    publish(&mut enforcer);
+    let ago = Duration::from_millis(300);
+    enforcer.take_update(seen(synced(true), ago), || peer_at("10.0.1.1"));
+    let writes = enforcer.writer().writes;
+    enforcer.writer_mut().fail_after = Some(writes);
+    assert_eq!(publish(&mut enforcer), None, "nothing published, no sample");
+    enforcer.writer_mut().fail_after = None;
+    let stages = publish_in_stages(&mut enforcer).expect("published at last");
+    let sum: Duration = stages.named().iter().map(|(_, took)| *took).sum();
+    assert_eq!(sum, stages.total, "{stages}");
+    assert!(stages.total >= ago, "{stages}");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! reach it, how full its tables are, and the connections it tracks by
 //! state.
 
-use std::{sync::atomic::AtomicU64, time::Duration};
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -11,14 +11,31 @@ use prometheus_client::{
 };
 
 use crate::datapath::{MapEntries, remembered::ConnStates};
+use crate::enforcer::ChangeStages;
 
-/// Upper bounds, in seconds, of the implementation delay's buckets: the
-/// sources wait 50 ms for a burst to settle, a large cluster's compile
-/// takes seconds, and a failed publication waits for the next change or
-/// pass (minutes when something is wrong).
-const DELAY_BUCKETS: [f64; 13] = [
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+/// Upper bounds, in seconds, of the implementation delay's buckets: a
+/// small node takes milliseconds, a large cluster's compile seconds, and
+/// a failed publication waits for the next change or pass (minutes when
+/// something is wrong).
+const DELAY_BUCKETS: [f64; 17] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
 ];
+/// Upper bounds, in seconds, of each stage's buckets: from a map write of
+/// one entry to a compile of a large cluster.
+const STAGE_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+fn stage_histogram() -> Histogram {
+    Histogram::new(STAGE_BUCKETS)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MapLabels {
@@ -32,6 +49,7 @@ struct StateLabels {
 
 pub struct DatapathMetrics {
     implementation_delay: Histogram,
+    stages: Family<StageLabels, Histogram, fn() -> Histogram>,
     map_entries: Family<MapLabels, Gauge>,
     map_pressure: Family<MapLabels, Gauge<f64, AtomicU64>>,
     conntrack: Family<StateLabels, Gauge>,
@@ -41,6 +59,7 @@ impl DatapathMetrics {
     pub(super) fn new(registry: &mut Registry) -> Self {
         let metrics = Self {
             implementation_delay: Histogram::new(DELAY_BUCKETS),
+            stages: Family::new_with_constructor(stage_histogram as fn() -> Histogram),
             map_entries: Family::default(),
             map_pressure: Family::default(),
             conntrack: Family::default(),
@@ -50,6 +69,12 @@ impl DatapathMetrics {
             "From a change of the source seen to the maps carrying it published",
             Unit::Seconds,
             metrics.implementation_delay.clone(),
+        );
+        registry.register_with_unit(
+            "policy_implementation_stage",
+            "The policy implementation delay by stage: settle, read, snapshot, node, compile, prepare, diff, write, flip",
+            Unit::Seconds,
+            metrics.stages.clone(),
         );
         registry.register(
             "bpf_map_entries",
@@ -69,9 +94,16 @@ impl DatapathMetrics {
         metrics
     }
 
-    /// A change of the source reached the datapath `delay` after it was seen.
-    pub fn policy_implemented(&self, delay: Duration) {
-        self.implementation_delay.observe(delay.as_secs_f64());
+    /// A change of the source reached the datapath `stages.total` after it
+    /// was seen.
+    pub fn policy_implemented(&self, stages: &ChangeStages) {
+        self.implementation_delay
+            .observe(stages.total.as_secs_f64());
+        for (stage, took) in stages.named() {
+            self.stages
+                .get_or_create(&StageLabels { stage })
+                .observe(took.as_secs_f64());
+        }
     }
 
     pub fn observe_tables(&self, tables: &[MapEntries]) {
@@ -104,6 +136,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::datapath::{MapEntries, remembered::ConnStates};
+    use crate::enforcer::ChangeStages;
     use crate::metrics::Metrics;
 
     /// The value of the sample line `series` in a scrape.
@@ -113,11 +146,14 @@ mod tests {
     }
 
     #[test]
-    fn a_scrape_carries_the_delay_the_tables_and_the_connections_by_state() {
+    fn a_scrape_carries_the_delay_its_stages_the_tables_and_the_connections_by_state() {
         let metrics = Metrics::new();
-        metrics
-            .datapath
-            .policy_implemented(Duration::from_millis(300));
+        metrics.datapath.policy_implemented(&ChangeStages {
+            settle: Duration::from_millis(2),
+            compile: Duration::from_millis(298),
+            total: Duration::from_millis(300),
+            ..ChangeStages::default()
+        });
         metrics.datapath.observe_tables(&[MapEntries {
             map: "policy",
             entries: 65536,
@@ -143,6 +179,21 @@ mod tests {
         assert_eq!(
             sample(&text, &format!("{delay}_bucket{{le=\"0.5\"}}")),
             Some(1.0)
+        );
+        let stage = |name: &str, le: &str| {
+            let series = format!(
+                "netseg_policy_implementation_stage_seconds_bucket{{le=\"{le}\",stage=\"{name}\"}}"
+            );
+            sample(&text, &series)
+        };
+        assert_eq!(stage("settle", "0.001"), Some(0.0), "{text}");
+        assert_eq!(stage("settle", "0.0025"), Some(1.0), "{text}");
+        assert_eq!(stage("compile", "0.25"), Some(0.0), "{text}");
+        assert_eq!(stage("compile", "0.5"), Some(1.0), "{text}");
+        assert_eq!(
+            stage("flip", "0.0001"),
+            Some(1.0),
+            "every stage has a sample"
         );
         let table = |metric| format!("netseg_bpf_map_{metric}{{map=\"policy\"}}");
         assert_eq!(sample(&text, &table("entries")), Some(65536.0), "{text}");

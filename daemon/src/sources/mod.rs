@@ -34,6 +34,8 @@ pub struct Update {
     /// event, a watch event), if it saw one: where the policy
     /// implementation delay starts.
     pub seen_at: Option<Instant>,
+    /// When the source started reading what this update holds.
+    pub taken_at: Option<Instant>,
     /// Everything refused or unreadable, one line each.
     pub problems: Vec<Problem>,
     /// The objects refused for failing validation, as written (not
@@ -75,7 +77,8 @@ impl Source {
 
     /// Takes in what changed (rereads the directory, or reads the watches).
     pub fn update(&mut self) -> Update {
-        match self {
+        let taken_at = Some(Instant::now());
+        let update = match self {
             Self::Manifests(source) => {
                 let reload = source.store.reload(&source.dir);
                 Update {
@@ -85,10 +88,12 @@ impl Source {
                     invalid: reload.invalid,
                     synced: reload.complete,
                     refused: Vec::new(),
+                    taken_at: None,
                 }
             }
             Self::Kube(source) => source.update(),
-        }
+        };
+        Update { taken_at, ..update }
     }
 
     /// The objects in force as of the last [`Source::update`].

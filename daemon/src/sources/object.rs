@@ -95,7 +95,7 @@ impl fmt::Display for ObjectId {
 
 /// Shared: a Pod is over 2 KiB, and the objects of an unchanged file are
 /// carried from one reload to the next without copying.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Object {
     Namespace(Arc<Namespace>),
     Pod(Arc<Pod>),
@@ -104,6 +104,27 @@ pub enum Object {
     ClusterNetworkPolicy(Arc<ClusterNetworkPolicy>),
     Segment(Arc<Segment>),
     SegmentPolicy(Arc<SegmentPolicy>),
+}
+
+/// Objects carried over unchanged are one allocation: comparing them is a
+/// pointer comparison, not a walk of every field (a reload compares every
+/// object of the cluster with its last version, twice).
+impl PartialEq for Object {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T: PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+            Arc::ptr_eq(a, b) || a == b
+        }
+        match (self, other) {
+            (Self::Namespace(a), Self::Namespace(b)) => same(a, b),
+            (Self::Pod(a), Self::Pod(b)) => same(a, b),
+            (Self::Node(a), Self::Node(b)) => same(a, b),
+            (Self::NetworkPolicy(a), Self::NetworkPolicy(b)) => same(a, b),
+            (Self::ClusterNetworkPolicy(a), Self::ClusterNetworkPolicy(b)) => same(a, b),
+            (Self::Segment(a), Self::Segment(b)) => same(a, b),
+            (Self::SegmentPolicy(a), Self::SegmentPolicy(b)) => same(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl Object {

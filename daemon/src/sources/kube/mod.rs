@@ -38,7 +38,9 @@ use state::KindState;
 use super::object::{Object, ObjectId, ObjectKind};
 use super::{Problem, Refused, Update};
 
-/// A burst of changes (a rollout, a relist) is taken as one.
+/// The first change after a quiet spell is taken at once; what follows
+/// within this long of an update (the rest of a rollout, a relist) is
+/// gathered into one more.
 const SETTLE: Duration = Duration::from_millis(50);
 
 /// One watch of the API server.
@@ -138,6 +140,8 @@ pub struct KubeSource {
     /// (the daemon's `select!` drops it whenever another event comes
     /// first) loses nothing.
     settled_at: Option<tokio::time::Instant>,
+    /// No update is taken before this: [`SETTLE`] after the last.
+    held_until: tokio::time::Instant,
 }
 
 impl KubeSource {
@@ -199,18 +203,20 @@ impl KubeSource {
             tasks,
             last: BTreeMap::new(),
             settled_at: None,
+            held_until: tokio::time::Instant::now(),
         }
     }
 
-    /// Waits until a watch recorded a change, then for the burst to settle.
-    /// Cancel-safe: dropped before it returns, the next call resumes the
-    /// same wait.
+    /// Waits until a watch recorded a change, and until [`SETTLE`] has
+    /// passed since the last update. Cancel-safe: dropped before it
+    /// returns, the next call resumes the same wait.
     pub async fn changed(&mut self) {
         let settled_at = match self.settled_at {
             Some(at) => at,
             None => {
                 self.shared.changed.notified().await;
-                *self.settled_at.insert(tokio::time::Instant::now() + SETTLE)
+                let now = tokio::time::Instant::now();
+                *self.settled_at.insert(self.held_until.max(now))
             }
         };
         tokio::time::sleep_until(settled_at).await;
@@ -219,6 +225,7 @@ impl KubeSource {
     /// What the watches hold now.
     pub fn update(&mut self) -> Update {
         self.settled_at = None;
+        self.held_until = tokio::time::Instant::now() + SETTLE;
         let watches = self.shared.lock();
         let seen_at = self.shared.seen_at().take();
         let mut objects = BTreeMap::new();
@@ -266,6 +273,7 @@ impl KubeSource {
             invalid,
             synced,
             refused,
+            taken_at: None,
         }
     }
 

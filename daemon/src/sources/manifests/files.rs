@@ -61,7 +61,7 @@ fn walk(dir: &Path, visited: &mut BTreeSet<PathBuf>, listing: &mut Listing) {
 /// Hidden files and editor backup, swap, lock and autosave files (`.x.swp`,
 /// `.#x`, `#x#`, `x~`): never what the user meant to enforce, and often a
 /// half-written copy of a real manifest. The extension rule catches the rest.
-fn is_ignored_name(path: &Path) -> bool {
+pub(super) fn is_ignored_name(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
         return true;
     };

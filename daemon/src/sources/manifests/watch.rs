@@ -1,16 +1,21 @@
+mod burst;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout_at};
-use tracing::{debug, warn};
+use tracing::debug;
 
-/// An editor save or `kubectl`-style apply is a burst of events within a few
-/// milliseconds; one reload after it settles is enough.
+use burst::{Burst, Change, classify};
+
+/// A burst whose files are not all whole (one still written to, one gone
+/// and not replaced) is read once it has been quiet this long; and after a
+/// notification, what follows within this long is gathered into one more,
+/// so an editor's save or a `git checkout` costs two reloads, not one a file.
 const QUIET: Duration = Duration::from_millis(50);
 /// A directory that never settles still gets reloaded this often, well
 /// inside the one second within which a change must be enforced.
@@ -66,15 +71,6 @@ impl Drop for ManifestWatch {
     }
 }
 
-/// What one filesystem event means for the directory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Change {
-    Contents,
-    /// The directory itself was created, removed, renamed or replaced (or
-    /// events were lost): its recursive watch must be set up again.
-    Directory,
-}
-
 /// Watches `dir` recursively, and its parent for the directory being
 /// replaced (`mv new dir`, a swapped symlink) or created later. A missing
 /// `dir` is not an error; its parent must exist.
@@ -88,7 +84,7 @@ pub fn watch(dir: &Path) -> Result<ManifestWatch, WatchError> {
     let (changes, raw) = mpsc::unbounded_channel();
     let watched = dir.clone();
     let mut watcher = notify::recommended_watcher(move |event| {
-        if let Some(change) = classify(&event, &watched) {
+        for change in classify(&event, &watched) {
             // The receiver only goes away when the watch is dropped.
             let _ = changes.send(change);
         }
@@ -111,30 +107,6 @@ pub fn watch(dir: &Path) -> Result<ManifestWatch, WatchError> {
     })
 }
 
-fn classify(event: &notify::Result<Event>, dir: &Path) -> Option<Change> {
-    let event = match event {
-        Ok(event) => event,
-        Err(error) => {
-            warn!(error = %error, "manifests watch error; rescanning");
-            return Some(Change::Directory);
-        }
-    };
-    // Opening and reading files (our own reloads included) changes nothing.
-    if let EventKind::Access(kind) = event.kind
-        && kind != AccessKind::Close(AccessMode::Write)
-    {
-        return None;
-    }
-    if event.need_rescan() || event.paths.iter().any(|path| path == dir) {
-        Some(Change::Directory)
-    } else if event.paths.iter().any(|path| path.starts_with(dir)) {
-        Some(Change::Contents)
-    } else {
-        // A sibling of the directory, seen through the parent's watch.
-        None
-    }
-}
-
 fn watch_dir(watcher: &mut RecommendedWatcher, dir: &Path) {
     // Drops watches on an inode that may no longer be at this path.
     let _ = watcher.unwatch(dir);
@@ -147,27 +119,49 @@ fn watch_dir(watcher: &mut RecommendedWatcher, dir: &Path) {
     }
 }
 
+/// Notifies at once when a burst leaves every file it touched whole (a
+/// rename into place, a file closed after writing), else once the burst
+/// has been quiet for [`QUIET`]; never sooner than [`QUIET`] after the
+/// previous notification, and never later than [`MAX_DELAY`] after the
+/// burst began.
 async fn debounce(
     mut watcher: RecommendedWatcher,
     dir: PathBuf,
     mut raw: mpsc::UnboundedReceiver<Change>,
     notifications: mpsc::Sender<std::time::Instant>,
 ) {
-    while let Some(first) = raw.recv().await {
+    let mut held_until = Instant::now();
+    loop {
+        let mut burst = Burst::default();
+        let Some(first) = raw.recv().await else {
+            return;
+        };
         let seen_at = std::time::Instant::now();
-        let mut rewatch = first == Change::Directory;
+        burst.take(first);
         let deadline = Instant::now() + MAX_DELAY;
         loop {
-            let quiet_until = (Instant::now() + QUIET).min(deadline);
-            match timeout_at(quiet_until, raw.recv()).await {
-                Ok(Some(change)) => rewatch |= change == Change::Directory,
+            while let Ok(change) = raw.try_recv() {
+                burst.take(change);
+            }
+            let now = Instant::now();
+            if burst.is_whole() && now >= held_until {
+                break;
+            }
+            let wake = match burst.is_whole() {
+                true => held_until,
+                false => now + QUIET,
+            };
+            match timeout_at(wake.min(deadline), raw.recv()).await {
+                Ok(Some(change)) => burst.take(change),
                 Ok(None) => return,
+                Err(_elapsed) if burst.is_whole() && wake < deadline => {}
                 Err(_elapsed) => break,
             }
         }
-        if rewatch {
+        if burst.rewatch {
             watch_dir(&mut watcher, &dir);
         }
+        held_until = Instant::now() + QUIET;
         // A full channel already holds a notification that covers this
         // one, and an earlier start.
         if let Err(mpsc::error::TrySendError::Closed(_)) = notifications.try_send(seen_at) {
