@@ -7,6 +7,7 @@
 
 mod files;
 mod parse;
+mod stamp;
 mod store;
 mod superseded;
 mod watch;

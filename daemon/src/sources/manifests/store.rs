@@ -7,6 +7,7 @@ use tracing::{debug, instrument};
 
 use super::files::list_manifest_files;
 use super::parse::{ParseError, ParsedDocument, parse_text, read_file};
+use super::stamp::{self, Stamp};
 use crate::sources::Problem;
 use crate::sources::object::{Object, ObjectId};
 
@@ -29,13 +30,16 @@ enum StoreError {
 pub struct ManifestStore {
     objects: BTreeMap<ObjectId, StoredObject>,
     /// Files whose every document was valid, by their text: an unchanged
-    /// file is not parsed again (at cluster scale parsing dominates a reload).
+    /// file is not parsed again (at cluster scale parsing dominates a
+    /// reload), nor read again while its stamp says it did not change.
     clean_files: BTreeMap<PathBuf, CleanFile>,
 }
 
 #[derive(Clone, Debug)]
 struct CleanFile {
     text: String,
+    /// Its stamp when it was read, if it could be taken.
+    read: Option<stamp::Read>,
     objects: Vec<(ObjectId, Object)>,
 }
 
@@ -187,20 +191,43 @@ impl ManifestStore {
         sources
     }
 
-    /// The documents of `file`, reusing those of an unchanged clean file.
+    /// The documents of `file`, reusing those of an unchanged clean file:
+    /// not read again while its stamp holds, not parsed again while its
+    /// text is the same.
     fn documents(
         &self,
         file: &Path,
         next: &mut NextState,
     ) -> Result<Vec<ParsedDocument>, ParseError> {
-        let text = read_file(file)?;
-        let clean = match self.clean_files.get(file) {
-            Some(clean) if clean.text == text => clean.clone(),
-            _ => {
-                let documents = parse_text(file, &text)?;
-                match clean_objects(&documents) {
-                    Some(objects) => CleanFile { text, objects },
-                    None => return Ok(documents),
+        let known = self.clean_files.get(file);
+        let unread = known.filter(|clean| {
+            let stamp_now = Stamp::of(file).ok();
+            clean
+                .read
+                .zip(stamp_now)
+                .is_some_and(|(read, now)| read.still_holds(now))
+        });
+        let clean = match (unread, known) {
+            (Some(clean), _) => clean.clone(),
+            (None, known) => {
+                let read = stamp::Read::starting(file);
+                let text = read_file(file)?;
+                match known {
+                    Some(clean) if clean.text == text => CleanFile {
+                        read,
+                        ..clean.clone()
+                    },
+                    _ => {
+                        let documents = parse_text(file, &text)?;
+                        match clean_objects(&documents) {
+                            Some(objects) => CleanFile {
+                                text,
+                                read,
+                                objects,
+                            },
+                            None => return Ok(documents),
+                        }
+                    }
                 }
             }
         };

@@ -187,3 +187,22 @@ fn editing_one_document_keeps_the_others_shared_with_the_compiler() {
     );
     assert!(!Arc::ptr_eq(&before.pods[1], &after.pods[1]), "b changed");
 }
+
+/// A reload reads only the files whose stamp moved. A file written again
+/// in place right after it was read, to the same size, may keep its stamp
+/// (the file system's clock ticks coarsely): it must be read again anyway.
+#[test]
+fn a_file_rewritten_in_place_at_once_to_the_same_size_is_read_again() {
+    let dir = TempDir::new().expect("tempdir");
+    let file = write(dir.path(), "policy.yaml", &policy("allow-web", "80"));
+    let mut store = ManifestStore::default();
+    store.reload(dir.path());
+    let before = fs::metadata(&file).expect("stat").len();
+    fs::write(&file, policy("allow-web", "81")).expect("rewrite in place");
+    assert_eq!(fs::metadata(&file).expect("stat").len(), before);
+    assert!(store.reload(dir.path()).changed);
+    assert_eq!(
+        policy_port(&store.snapshot().network_policies[0]),
+        Some(IntOrString::Int(81))
+    );
+}
