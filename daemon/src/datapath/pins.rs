@@ -197,9 +197,7 @@ fn previous_conntrack(program_id: u32) -> Result<Option<Vec<(ConnKey, ConnValue)
         let data = MapData::from_id(map_id).map_err(PinError::Conntrack)?;
         let value_size = info.value_size() as usize;
         let entries = match (keyed_by_origin, value_size) {
-            (false, size) if size == size_of::<ConnValue>() => {
-                entries::<ConnKey, ConnValue>(data).map(|entries| entries.collect())
-            }
+            (false, size) if size == size_of::<ConnValue>() => entries::<ConnKey, ConnValue>(data),
             (true, 48) => by_origin::<6>(data),
             (true, 64) => by_origin::<8>(data),
             (true, 24) => by_origin::<3>(data),
@@ -215,14 +213,14 @@ fn previous_conntrack(program_id: u32) -> Result<Option<Vec<(ConnKey, ConnValue)
 }
 
 /// The entries of a conntrack table keyed `K` with values `V`.
-fn entries<K: Pod, V: Pod>(data: MapData) -> Result<impl Iterator<Item = (K, V)>, MapError> {
+fn entries<K: Pod, V: Pod>(data: MapData) -> Result<Vec<(K, V)>, MapError> {
     // Daemons before the per-endpoint shares kept a least-recently-used table.
     let map = match data.info().map(|info| info.map_type()) {
         Ok(Ok(MapType::LruHash)) => Map::LruHashMap(data),
         _ => Map::HashMap(data),
     };
     let map = HashMap::<_, K, V>::try_from(map)?;
-    Ok(map.iter().flatten().collect::<Vec<_>>().into_iter())
+    Ok(map.iter().flatten().collect())
 }
 
 /// The key of the tables before connections were keyed pod end first: a
@@ -247,6 +245,7 @@ unsafe impl Pod for OriginKey {}
 /// this daemon's programs keep them.
 fn by_origin<const N: usize>(data: MapData) -> Result<Vec<(ConnKey, ConnValue)>, MapError> {
     Ok(entries::<OriginKey, [u64; N]>(data)?
+        .into_iter()
         .map(|(key, words)| carried_over(&key, &words))
         .collect())
 }

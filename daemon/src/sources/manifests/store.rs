@@ -200,16 +200,15 @@ impl ManifestStore {
         next: &mut NextState,
     ) -> Result<Vec<ParsedDocument>, ParseError> {
         let known = self.clean_files.get(file);
-        let unread = known.filter(|clean| {
-            let stamp_now = Stamp::of(file).ok();
+        let unchanged = |clean: &CleanFile| {
             clean
                 .read
-                .zip(stamp_now)
+                .zip(Stamp::of(file).ok())
                 .is_some_and(|(read, now)| read.still_holds(now))
-        });
-        let clean = match (unread, known) {
-            (Some(clean), _) => clean.clone(),
-            (None, known) => {
+        };
+        let clean = match known {
+            Some(clean) if unchanged(clean) => clean.clone(),
+            _ => {
                 let read = stamp::Read::starting(file);
                 let text = read_file(file)?;
                 match known {
@@ -219,13 +218,13 @@ impl ManifestStore {
                     },
                     _ => {
                         let documents = parse_text(file, &text)?;
-                        match clean_objects(&documents) {
-                            Some(objects) => CleanFile {
-                                text,
-                                read,
-                                objects,
-                            },
-                            None => return Ok(documents),
+                        let Some(objects) = clean_objects(&documents) else {
+                            return Ok(documents);
+                        };
+                        CleanFile {
+                            text,
+                            read,
+                            objects,
                         }
                     }
                 }
