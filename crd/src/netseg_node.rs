@@ -69,7 +69,7 @@ pub struct EnforcedPolicy {
 /// How full one datapath map is.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct MapUsage {
-    /// The map's name in the eBPF object, e.g. `CONNTRACK`.
+    /// The map's name in the eBPF object, e.g. `conntrack`.
     pub name: String,
     /// Entries in use.
     pub used: u32,
