@@ -3,7 +3,7 @@
 
 use netseg_contract::reason;
 
-use super::packet::{Frame, ICMP, ICMPV6, SYN, TCP, UDP, ethernet};
+use super::packet::{ACK, Frame, ICMP, ICMPV6, SYN, TCP, UDP, ethernet};
 use super::{Bench, DROP, EGRESS_POLICY, INGRESS_POLICY, PASS, allow, bench, entry, policy};
 
 const UNREACHABLE_V4: u8 = 3;
@@ -248,4 +248,26 @@ fn icmpv6_inside_ipv4_is_a_protocol_the_policy_decides() {
         assert_eq!(b.egress(&allowed), PASS);
     });
     assert_eq!(opened, 1);
+}
+
+/// One conntrack key serves a connection's packets and its replies, and an
+/// established packet passes on its entry before the address checks. So a
+/// pod forging its peer's side of its own connection (the reply's tuple,
+/// sent out of the pod), or a peer forging the pod's side (the pod's
+/// tuple, sent toward it), must find no entry and fail as spoofed.
+#[test]
+fn neither_end_passes_as_the_other_on_their_connection() {
+    let mut bench = bench();
+    let out = |flags| Frame::tcp("10.0.0.1", 4000, "10.0.0.2", 80, flags);
+    let back = |flags| Frame::tcp("10.0.0.2", 80, "10.0.0.1", 4000, flags);
+    assert_eq!(bench.egress(&out(SYN)), PASS);
+    assert_eq!(bench.ingress(&back(SYN | ACK)), PASS);
+    let spoofed = bench.counted(reason::SPOOFED, |b| {
+        assert_eq!(b.egress(&back(ACK)), DROP, "the pod sending as its peer");
+        assert_eq!(b.ingress(&out(ACK)), DROP, "the peer sending as the pod");
+    });
+    assert_eq!(spoofed, 2);
+    // The connection itself carries on.
+    assert_eq!(bench.egress(&out(ACK)), PASS);
+    assert_eq!(bench.ingress(&back(ACK)), PASS);
 }
