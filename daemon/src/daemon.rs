@@ -31,7 +31,7 @@ use crate::{
         recent::{RecentFlows, RecentLimits},
     },
     metrics::Metrics,
-    node::{self, NodeChange, NodeView},
+    node::{self, NodeView},
     status::Status,
 };
 
@@ -104,6 +104,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         .context("configuring the per-endpoint limits")?;
     maps.set_deny_budgets(config.deny_budgets)
         .context("configuring denial record budgets")?;
+    datapath
+        .attach_as_announced(config.interface_prefixes.clone())
+        .context("watching for new pod interfaces")?;
     let (handle, mut node_changes) = node::watch().context("watching the node namespace")?;
     let (mut source, client) =
         cluster::open_source(&config.source, &config.compile.node_name).await?;
@@ -174,10 +177,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             Some(()) = source.changed() => daemon.take_update(&mut source),
-            Some(change) = node_changes.next() => {
-                daemon.attach_announced(change);
-                settle(&mut node_changes, |change| daemon.attach_announced(change)).await;
-            }
+            Some(()) = node_changes.next() => settle(&mut node_changes).await,
             Some(request) = next_cni_request(&mut cni_requests) => {
                 let reply = match NodeView::read(&handle).await {
                     Ok(view) => daemon.answer(request.request, &view),
@@ -232,15 +232,9 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Netlink events come in bursts (a veth brings links, addresses, routes):
-/// take them all (each to `each` as it comes) before reconciling once.
-async fn settle(
-    changes: &mut (impl futures::Stream<Item = NodeChange> + Unpin),
-    mut each: impl FnMut(NodeChange),
-) {
-    while let Ok(Some(change)) =
-        tokio::time::timeout(Duration::from_millis(20), changes.next()).await
-    {
-        each(change);
+/// take them all before reconciling once.
+async fn settle(changes: &mut (impl futures::Stream<Item = ()> + Unpin)) {
+    while let Ok(Some(())) = tokio::time::timeout(Duration::from_millis(20), changes.next()).await {
     }
 }
 

@@ -2,12 +2,11 @@
 //! (a local pod's interface is the one its IP is routed to, as CNI plugins
 //! set up) and its own addresses (the source of kubelet probes).
 
-use std::{net::IpAddr, time::Instant};
+use std::net::IpAddr;
 
-use futures::{Stream, StreamExt, TryStreamExt, channel::mpsc};
+use futures::{Stream, StreamExt, TryStreamExt};
 use ipnetwork::IpNetwork;
 use netlink_packet_route::{
-    RouteNetlinkMessage,
     address::AddressAttribute,
     link::{LinkAttribute, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteHeader},
@@ -18,7 +17,6 @@ use rtnetlink::{
     constants::{
         RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE, RTMGRP_LINK,
     },
-    packet_core::NetlinkPayload,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,18 +48,11 @@ pub struct NodeView {
     pub addresses: Vec<IpAddr>,
 }
 
-/// A change of the namespace, stamped when the daemon received it.
-#[derive(Debug)]
-pub struct NodeChange {
-    /// The link an `RTM_NEWLINK` announced (a new link, or a change of one).
-    pub link: Option<NodeLink>,
-    pub received: Instant,
-}
-
 /// A handle for dumps, and a stream that yields whenever a link, route or
-/// address of the namespace changes.
-pub fn watch() -> Result<(Handle, impl Stream<Item = NodeChange>), NodeError> {
-    let (mut connection, handle, mut messages) =
+/// address of the namespace changes. (Pod-named links are attached as they
+/// appear by a thread of their own: [`crate::datapath::Datapath::attach_as_announced`].)
+pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
+    let (mut connection, handle, messages) =
         rtnetlink::new_connection().map_err(NodeError::Socket)?;
     let groups = RTMGRP_LINK
         | RTMGRP_IPV4_ROUTE
@@ -74,31 +65,18 @@ pub fn watch() -> Result<(Handle, impl Stream<Item = NodeChange>), NodeError> {
         .bind(&SocketAddr::new(0, groups))
         .map_err(NodeError::Socket)?;
     tokio::spawn(connection);
-    // Stamped here, apart from the daemon's loop, so that the time from a
-    // link's creation to its attach includes the time the loop was busy.
-    let (changes, received) = mpsc::unbounded();
-    tokio::spawn(async move {
-        while let Some((message, _)) = messages.next().await {
-            let link = match message.payload {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-                    node_link(&link)
-                }
-                _ => None,
-            };
-            let change = NodeChange {
-                link,
-                received: Instant::now(),
-            };
-            if changes.unbounded_send(change).is_err() {
-                break;
-            }
-        }
-    });
-    Ok((handle, received))
+    Ok((handle, messages.map(|_| ())))
+}
+
+/// Whether `name` is named with one of the pod interface `prefixes`.
+pub fn pod_named(prefixes: &[String], name: &str) -> bool {
+    prefixes
+        .iter()
+        .any(|prefix| name.starts_with(prefix.as_str()))
 }
 
 /// A link as a dump or an event describes it.
-fn node_link(message: &LinkMessage) -> Option<NodeLink> {
+pub fn node_link(message: &LinkMessage) -> Option<NodeLink> {
     let attributes = &message.attributes;
     let name = attributes.iter().find_map(|attribute| match attribute {
         LinkAttribute::IfName(name) => Some(name.clone()),

@@ -11,7 +11,7 @@ use super::Daemon;
 use crate::{
     datapath::state::SlotState,
     flows::{FlowContext, Naming},
-    node::{NodeChange, NodeView},
+    node::{self, NodeView},
     sources::Source,
     status::{self, InterfaceStatus},
 };
@@ -97,43 +97,8 @@ impl Daemon {
         }
     }
 
-    /// A link named with a pod prefix is attached as soon as rtnetlink
-    /// announces it, without waiting for the burst to settle and the
-    /// namespace dump: it then denies everything until its pod's policy is
-    /// published, where it would pass traffic until the next reconcile.
-    pub(super) fn attach_announced(&mut self, change: NodeChange) {
-        let Some(link) = change.link else {
-            return;
-        };
-        let attached = self
-            .datapath
-            .attached()
-            .any(|attached| attached == (link.name.as_str(), link.ifindex));
-        if attached || !self.named_as_pod(&link.name) {
-            return;
-        }
-        let waited = change.received.elapsed();
-        match self.datapath.attach(&link.name, link.ifindex) {
-            Ok(()) => info!(
-                interface = link.name,
-                ifindex = link.ifindex,
-                waited_us = waited.as_micros(),
-                since_announced_us = change.received.elapsed().as_micros(),
-                "attached as it appeared"
-            ),
-            Err(error) => error!(
-                interface = link.name,
-                error = format!("{:#}", anyhow::Error::from(error)),
-                "attach"
-            ),
-        }
-    }
-
     fn named_as_pod(&self, name: &str) -> bool {
-        self.config
-            .interface_prefixes
-            .iter()
-            .any(|prefix| name.starts_with(prefix.as_str()))
+        node::pod_named(&self.config.interface_prefixes, name)
     }
 
     /// Programs go on every pod interface first: until its pod's policy is
@@ -164,8 +129,8 @@ impl Daemon {
         let gone: Vec<(String, u32)> = self
             .datapath
             .attached()
-            .filter(|(name, ifindex)| present.get(name) != Some(ifindex))
-            .map(|(name, ifindex)| (name.to_owned(), ifindex))
+            .into_iter()
+            .filter(|(name, ifindex)| present.get(name.as_str()) != Some(ifindex))
             .collect();
         for (name, ifindex) in gone {
             self.datapath.detach(&name);
@@ -192,9 +157,10 @@ impl Daemon {
         compiled: &Compiled,
         view: &NodeView,
     ) -> (SlotState, BTreeMap<u32, PodRef>) {
-        let attached: BTreeMap<u32, &str> = self
+        let attached: BTreeMap<u32, String> = self
             .datapath
             .attached()
+            .into_iter()
             .map(|(name, index)| (index, name))
             .collect();
         let mut endpoints = BTreeMap::new();
@@ -278,8 +244,9 @@ impl Daemon {
         self.status.interfaces = self
             .datapath
             .attached()
+            .into_iter()
             .map(|(name, ifindex)| InterfaceStatus {
-                name: name.to_owned(),
+                name,
                 ifindex,
                 pod: interfaces.get(&ifindex).map(ToString::to_string),
             })

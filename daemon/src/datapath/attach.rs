@@ -2,6 +2,11 @@
 //! (owned, or pinned so they outlive the daemon), and taking over the links
 //! a previous daemon pinned.
 
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
 use aya::{
     Ebpf,
     programs::{
@@ -12,7 +17,10 @@ use aya::{
 };
 use tracing::{error, info, warn};
 
-use super::{Datapath, DatapathError, POD_EGRESS, POD_INGRESS, classifier, pins::PinError};
+use super::{
+    Datapath, DatapathError, POD_EGRESS, POD_INGRESS, classifier,
+    pins::{PinDir, PinError},
+};
 
 /// The two programs and the hook each goes on.
 const HOOKS: [(&str, TcAttachType); 2] = [
@@ -20,8 +28,18 @@ const HOOKS: [(&str, TcAttachType); 2] = [
     (POD_INGRESS, TcAttachType::Egress),
 ];
 
-pub(super) struct Attachment {
-    pub ifindex: u32,
+/// The loaded programs and the interfaces they are attached to: shared by
+/// the daemon's loop and the thread that attaches links as rtnetlink
+/// announces them ([`super::announced`]). Dropping it detaches everything
+/// that is not pinned.
+pub(super) struct Attachments {
+    ebpf: Ebpf,
+    attached: BTreeMap<String, Attachment>,
+    pins: Option<PinDir>,
+}
+
+struct Attachment {
+    ifindex: u32,
     links: Links,
 }
 
@@ -35,12 +53,39 @@ enum Links {
     Inherited,
 }
 
-impl Datapath {
+/// The shared attachments, whoever panicked while holding them (every
+/// change to them is a whole attach or detach).
+pub(super) fn locked(attachments: &Mutex<Attachments>) -> MutexGuard<'_, Attachments> {
+    attachments.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Attachments {
+    pub(super) fn new(ebpf: Ebpf, pins: Option<PinDir>) -> Self {
+        Self {
+            ebpf,
+            attached: BTreeMap::new(),
+            pins,
+        }
+    }
+
+    /// The loaded programs (for test runs).
+    #[cfg(test)]
+    pub(super) fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The interfaces the programs are attached to, with their ifindex.
+    pub(super) fn attached(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.attached
+            .iter()
+            .map(|(name, a)| (name.as_str(), a.ifindex))
+    }
+
     /// Attaches both programs to `interface` unless they already are (for
     /// this ifindex: a re-created interface gets a fresh attachment). An
     /// interface a previous daemon pinned is adopted as it is, to be taken
     /// over once this daemon has published its policy.
-    pub fn attach(&mut self, interface: &str, ifindex: u32) -> Result<(), DatapathError> {
+    pub(super) fn attach(&mut self, interface: &str, ifindex: u32) -> Result<(), DatapathError> {
         match self.attached.get(interface) {
             Some(existing) if existing.ifindex == ifindex => return Ok(()),
             Some(_) => self.detach(interface),
@@ -92,66 +137,9 @@ impl Datapath {
         Ok(Links::Pinned(pinned))
     }
 
-    /// Swaps this daemon's programs into the links a previous daemon pinned.
-    /// Call after the first publication, so that the swap changes nothing a
-    /// packet would notice.
-    pub fn take_over(&mut self) -> Result<(), DatapathError> {
-        let Some(pins) = self.pins.clone() else {
-            return Ok(());
-        };
-        let inherited = self
-            .attached
-            .values()
-            .any(|a| matches!(a.links, Links::Inherited));
-        if inherited {
-            // Right before the swap, so that connections the old programs
-            // admitted until now survive it. Without them the swap still
-            // happens: the old programs would otherwise enforce a stale
-            // policy for good, and a connection without its entry is
-            // judged from its next packet (a TCP one is denied: fail closed).
-            if let Err(error) = pins.hand_over_conntrack(&mut self.remembered) {
-                error!(
-                    error = format!("{:#}", anyhow::Error::from(error)),
-                    "the previous daemon's connections are not handed over"
-                );
-            }
-        }
-        for (interface, attachment) in &mut self.attached {
-            if !matches!(attachment.links, Links::Inherited) {
-                continue;
-            }
-            let mut pinned = Vec::new();
-            for (program, _) in HOOKS {
-                let path = pins.link_path(attachment.ifindex, program);
-                let failed = |source| PinError::Link {
-                    path: path.clone(),
-                    source,
-                };
-                let link = SchedClassifierLink::try_from(FdLink::from(
-                    PinnedLink::from_pin(&path).map_err(failed)?,
-                ))
-                .map_err(failed)?;
-                let classifier = classifier(&mut self.ebpf, program)?;
-                let id =
-                    classifier
-                        .attach_to_link(link)
-                        .map_err(|source| DatapathError::Attach {
-                            interface: interface.clone(),
-                            source,
-                        })?;
-                // The program no longer needs the link: the pin holds it.
-                drop(classifier.take_link(id));
-                pinned.push(PinnedLink::from_pin(&path).map_err(failed)?);
-            }
-            info!(interface, "took over from the previous daemon");
-            attachment.links = Links::Pinned(pinned);
-        }
-        Ok(())
-    }
-
     /// Detaches from `interface` (unpinning its links); a vanished interface
     /// took its links with it.
-    pub fn detach(&mut self, interface: &str) {
+    fn detach(&mut self, interface: &str) {
         let Some(attachment) = self.attached.remove(interface) else {
             return;
         };
@@ -174,10 +162,89 @@ impl Datapath {
         }
         info!(interface, "detached");
     }
+}
+
+impl Datapath {
+    /// See [`Attachments::attach`].
+    pub fn attach(&self, interface: &str, ifindex: u32) -> Result<(), DatapathError> {
+        locked(&self.attachments).attach(interface, ifindex)
+    }
+
+    /// The interfaces the programs are attached to, with their ifindex.
+    pub fn attached(&self) -> Vec<(String, u32)> {
+        locked(&self.attachments)
+            .attached()
+            .map(|(name, ifindex)| (name.to_owned(), ifindex))
+            .collect()
+    }
+
+    /// See [`Attachments::detach`].
+    pub fn detach(&self, interface: &str) {
+        locked(&self.attachments).detach(interface);
+    }
+
+    /// Swaps this daemon's programs into the links a previous daemon pinned.
+    /// Call after the first publication, so that the swap changes nothing a
+    /// packet would notice.
+    pub fn take_over(&mut self) -> Result<(), DatapathError> {
+        let mut attachments = locked(&self.attachments);
+        let Some(pins) = attachments.pins.clone() else {
+            return Ok(());
+        };
+        let inherited = attachments
+            .attached
+            .values()
+            .any(|a| matches!(a.links, Links::Inherited));
+        if inherited {
+            // Right before the swap, so that connections the old programs
+            // admitted until now survive it. Without them the swap still
+            // happens: the old programs would otherwise enforce a stale
+            // policy for good, and a connection without its entry is
+            // judged from its next packet (a TCP one is denied: fail closed).
+            if let Err(error) = pins.hand_over_conntrack(&mut self.remembered) {
+                error!(
+                    error = format!("{:#}", anyhow::Error::from(error)),
+                    "the previous daemon's connections are not handed over"
+                );
+            }
+        }
+        let Attachments { ebpf, attached, .. } = &mut *attachments;
+        for (interface, attachment) in attached {
+            if !matches!(attachment.links, Links::Inherited) {
+                continue;
+            }
+            let mut pinned = Vec::new();
+            for (program, _) in HOOKS {
+                let path = pins.link_path(attachment.ifindex, program);
+                let failed = |source| PinError::Link {
+                    path: path.clone(),
+                    source,
+                };
+                let link = SchedClassifierLink::try_from(FdLink::from(
+                    PinnedLink::from_pin(&path).map_err(failed)?,
+                ))
+                .map_err(failed)?;
+                let classifier = classifier(ebpf, program)?;
+                let id =
+                    classifier
+                        .attach_to_link(link)
+                        .map_err(|source| DatapathError::Attach {
+                            interface: interface.clone(),
+                            source,
+                        })?;
+                // The program no longer needs the link: the pin holds it.
+                drop(classifier.take_link(id));
+                pinned.push(PinnedLink::from_pin(&path).map_err(failed)?);
+            }
+            info!(interface, "took over from the previous daemon");
+            attachment.links = Links::Pinned(pinned);
+        }
+        Ok(())
+    }
 
     /// Unpins links a previous daemon left on interfaces that are gone.
     pub fn sweep_stale_pins(&self, live: &[u32]) -> Result<(), DatapathError> {
-        if let Some(pins) = &self.pins {
+        if let Some(pins) = &locked(&self.attachments).pins {
             for ifindex in pins.pinned_ifindexes()? {
                 if !live.contains(&ifindex) {
                     pins.unpin(ifindex)?;

@@ -1,6 +1,7 @@
 //! The kernel side: loading the programs, attaching them to pod interfaces
 //! with tcx, and the map handles the rest of the daemon writes and reads.
 
+pub mod announced;
 mod attach;
 mod batch_write;
 mod capabilities;
@@ -13,7 +14,7 @@ pub mod state;
 pub mod test_run;
 mod whole_map;
 
-use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -25,7 +26,7 @@ pub use kernel::KernelMaps;
 pub use loaded::{LoadedObject, sha256_hex};
 pub use whole_map::read_whole;
 
-use attach::Attachment;
+use attach::Attachments;
 use netseg_contract::{ConnKey, ConnValue};
 use pins::PinDir;
 use remembered::{Remembered, Swept, monotonic_ns};
@@ -171,9 +172,7 @@ pub struct Telemetry {
 /// The loaded programs and the interfaces they are attached to. Dropping it
 /// detaches everything that is not pinned.
 pub struct Datapath {
-    ebpf: Ebpf,
-    attached: BTreeMap<String, Attachment>,
-    pins: Option<PinDir>,
+    attachments: Arc<Mutex<Attachments>>,
     /// Where a previous daemon's connections are copied on take-over.
     remembered: Remembered,
     /// The object's digest and the kernel's tags of its programs.
@@ -200,9 +199,7 @@ impl Datapath {
             connections,
         };
         let datapath = Self {
-            ebpf,
-            attached: BTreeMap::new(),
-            pins,
+            attachments: Arc::new(Mutex::new(Attachments::new(ebpf, pins))),
             remembered,
             loaded,
         };
@@ -211,15 +208,8 @@ impl Datapath {
 
     /// Reclaims expired entries, and those of interfaces no longer attached.
     pub fn sweep(&mut self) -> Result<Swept, aya::maps::MapError> {
-        let live = self.attached.values().map(|a| a.ifindex).collect();
-        self.remembered.sweep(monotonic_ns(), &live)
-    }
-
-    /// The interfaces the programs are attached to, with their ifindex.
-    pub fn attached(&self) -> impl Iterator<Item = (&str, u32)> {
-        self.attached
-            .iter()
-            .map(|(name, a)| (name.as_str(), a.ifindex))
+        let live = self.attached().into_iter().map(|(_, ifindex)| ifindex);
+        self.remembered.sweep(monotonic_ns(), &live.collect())
     }
 }
 
@@ -271,7 +261,8 @@ impl Datapath {
         } else {
             test_run::Program::PodEgress
         };
-        test_run::run(&self.ebpf, program, packet, 1).map(|run| run.verdict)
+        test_run::run(attach::locked(&self.attachments).ebpf(), program, packet, 1)
+            .map(|run| run.verdict)
     }
 }
 
