@@ -92,10 +92,13 @@ pub fn run(netseg: &Path, out: &Path) -> Result<String> {
     let manifests = netseg_manifests(&bed, 0)?;
     // The largest budgets: every denied flow may get its own record.
     let unlimited = u32::MAX.to_string();
+    // No rotation either: the records are counted as lines of one file.
     let budgets = [
         "--deny-records-per-endpoint",
         unlimited.as_str(),
         "--deny-records-total",
+        unlimited.as_str(),
+        "--flow-log-max-bytes",
         unlimited.as_str(),
     ];
     let mut daemon = NetsegDaemon::start(

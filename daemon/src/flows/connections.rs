@@ -78,7 +78,10 @@ pub async fn read_every_scan_interval(
 
 /// The exporter's view of the connections in the conntrack table.
 pub struct Connections {
-    tracked: HashMap<ConnKey, Tracked>,
+    /// Hashed with foldhash, seeded at random per map (a pod chooses its
+    /// ports: the keys must not collide at its will); SipHash was about 4 %
+    /// of the daemon's time under a stream of short connections.
+    tracked: HashMap<ConnKey, Tracked, foldhash::fast::RandomState>,
     update_every_ns: u64,
     /// When this exporter started (the programs' clock): connections
     /// opened before were reported by a previous daemon.
@@ -199,7 +202,7 @@ impl Connections {
     /// `started_ns`: now, on the programs' clock.
     pub fn new(update_every: Duration, started_ns: u64) -> Self {
         Self {
-            tracked: HashMap::new(),
+            tracked: HashMap::default(),
             update_every_ns: update_every.as_nanos().try_into().unwrap_or(u64::MAX),
             started_ns,
             scans: 0,
@@ -277,16 +280,18 @@ impl Connections {
                 }
                 *tracked = first_met(&value);
             }
-            tracked.quiet =
-                tracked.seen_in_scan == self.scans - 1 && tracked.last.traffic == value.traffic;
+            let seen_last_scan = tracked.seen_in_scan == self.scans - 1;
             tracked.seen_in_scan = self.scans;
             tracked.missed = 0;
+            // Its records are written: only its going is left to see. (A
+            // closed entry stays some seconds in the table, read each scan.)
+            if tracked.ended {
+                continue;
+            }
+            tracked.quiet = seen_last_scan && tracked.last.traffic == value.traffic;
             tracked.read(value);
             if let Some(names) = compiled_names(context, &value) {
                 tracked.decision = Some(names);
-            }
-            if tracked.ended {
-                continue;
             }
             if let Some(why) = tracked.over(key.protocol, now) {
                 let time = value.last_seen_ns;

@@ -6,6 +6,7 @@
 //! for anyone.
 
 use std::{
+    borrow::Cow,
     collections::VecDeque,
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -62,9 +63,18 @@ impl RecentFlows {
     /// Takes in `text`, whole lines each ending in a newline, as the
     /// exporter writes them.
     pub fn push_lines(&self, text: &[u8]) {
+        // The exporter writes UTF-8: checked once for the whole text, with
+        // the standard library's fast check (the lossy one goes a character
+        // at a time), and split with memchr.
+        let text = match std::str::from_utf8(text) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(text),
+        };
         let mut ring = self.ring();
-        for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-            let line: Arc<str> = String::from_utf8_lossy(line).into();
+        // Under the ring's lock, which `follow` subscribes under.
+        let followed = self.new_lines.receiver_count() > 0;
+        for line in text.split('\n').filter(|line| !line.is_empty()) {
+            let line: Arc<str> = line.into();
             ring.bytes += line.len();
             ring.lines.push_back(line.clone());
             while ring.lines.len() > self.limits.records || ring.bytes > self.limits.bytes {
@@ -73,8 +83,10 @@ impl RecentFlows {
                 };
                 ring.bytes -= oldest.len();
             }
-            // An error only says nobody follows.
-            let _ = self.new_lines.send(line);
+            if followed {
+                // An error only says the last follower just went.
+                let _ = self.new_lines.send(line);
+            }
         }
     }
 
