@@ -68,6 +68,14 @@ pub fn watch() -> Result<(Handle, impl Stream<Item = ()>), NodeError> {
     Ok((handle, messages.map(|_| ())))
 }
 
+/// The ifindex of the link named `name` now, rather than at the last dump.
+pub fn current_ifindex(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
 /// Whether `name` is named with one of the pod interface `prefixes`.
 pub fn pod_named(prefixes: &[String], name: &str) -> bool {
     prefixes

@@ -131,6 +131,11 @@ impl Daemon {
             .attached()
             .into_iter()
             .filter(|(name, ifindex)| present.get(name.as_str()) != Some(ifindex))
+            // The link thread attaches pod-named links as they appear,
+            // maybe after `view` was read: one still there stays attached.
+            .filter(|(name, ifindex)| {
+                !(self.named_as_pod(name) && node::current_ifindex(name) == Some(*ifindex))
+            })
             .collect();
         for (name, ifindex) in gone {
             self.datapath.detach(&name);

@@ -242,11 +242,16 @@ impl Datapath {
         Ok(())
     }
 
-    /// Unpins links a previous daemon left on interfaces that are gone.
+    /// Unpins links a previous daemon left on interfaces that are gone:
+    /// pinned, neither `live` nor attached (the link thread may have
+    /// attached and pinned an interface newer than `live`; an attached
+    /// interface's pins go when it is detached).
     pub fn sweep_stale_pins(&self, live: &[u32]) -> Result<(), DatapathError> {
-        if let Some(pins) = &locked(&self.attachments).pins {
+        let attachments = locked(&self.attachments);
+        if let Some(pins) = &attachments.pins {
+            let attached: Vec<u32> = attachments.attached().map(|(_, ifindex)| ifindex).collect();
             for ifindex in pins.pinned_ifindexes()? {
-                if !live.contains(&ifindex) {
+                if !live.contains(&ifindex) && !attached.contains(&ifindex) {
                     pins.unpin(ifindex)?;
                 }
             }
