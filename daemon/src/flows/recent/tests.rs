@@ -30,6 +30,14 @@ fn the_ring_keeps_the_newest_records_up_to_the_bytes() {
     assert_eq!(texts(&recent.lines()), ["dd"]);
 }
 
+#[test]
+fn a_write_that_is_not_utf8_keeps_its_lines_with_the_bad_bytes_replaced() {
+    let recent = RecentFlows::new(RecentLimits::DEFAULT);
+    recent.push_lines("é\n".as_bytes());
+    recent.push_lines(b"ok\nbad \xff\n");
+    assert_eq!(texts(&recent.lines()), ["é", "ok", "bad \u{FFFD}"]);
+}
+
 #[tokio::test]
 async fn a_follower_gets_every_line_after_those_held() {
     let recent = RecentFlows::new(RecentLimits::DEFAULT);
