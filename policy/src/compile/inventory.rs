@@ -30,17 +30,16 @@ pub(crate) struct Models {
     segment_policies: ModelCache<SegmentPolicy, TieredPolicy>,
     segments: ModelCache<Segment, SegmentModel>,
     nodes: ModelCache<Node, NodeModel>,
-    /// The pods and namespaces of the previous build, with `slots`.
+    /// What the previous build derived from the pods and namespaces.
     kept: Option<Kept>,
-    /// For each position of the snapshot's pods, the pod's index in
-    /// [`Inventory::pods`] (`None`: invalid, a later copy, or not a peer).
-    slots: Vec<Option<usize>>,
 }
 
-/// What the previous build derived from the pods and namespaces.
+/// What a build derived from the pods and namespaces.
 struct Kept {
     pods: Arc<Vec<Arc<PodModel>>>,
     namespaces: Arc<BTreeMap<String, Labels>>,
+    /// For each position of the snapshot's pods, the pod's index in
+    /// `pods` (`None`: invalid, a later copy, or not a peer).
     slots: Vec<Option<usize>>,
 }
 
@@ -69,19 +68,12 @@ impl Models {
                 }
             }
         }
-        self.slots = kept.slots;
-        Some(Kept {
-            slots: Vec::new(),
-            ..kept
-        })
+        Some(kept)
     }
 
     /// The pods and namespaces of `snapshot`, from scratch (but for the
-    /// models of objects seen before), recording [`Models::slots`].
-    fn rebuilt(
-        &mut self,
-        snapshot: &Snapshot,
-    ) -> (Arc<Vec<Arc<PodModel>>>, Arc<BTreeMap<String, Labels>>) {
+    /// models of objects seen before).
+    fn rebuilt(&mut self, snapshot: &Snapshot) -> Kept {
         let parse = |ns: &Namespace| parse_namespace(ns, &mut Errors::default());
         let mut namespaces = BTreeMap::new();
         for ns in self
@@ -97,7 +89,7 @@ impl Models {
         let parse = |pod: &Pod| parse_pod(pod, &mut Errors::default());
         let mut names = FxHashSet::default();
         let mut pods = Vec::new();
-        self.slots = vec![None; snapshot.pods.len()];
+        let mut slots = vec![None; snapshot.pods.len()];
         let models = self.pods.models(&snapshot.pods, parse);
         for (position, pod) in models.into_iter().enumerate() {
             // Deduplicate before filtering, so a later copy of a terminated
@@ -106,7 +98,7 @@ impl Models {
                 && names.insert(pod.pod_ref.clone())
                 && pod.is_peer()
             {
-                self.slots[position] = Some(pods.len());
+                slots[position] = Some(pods.len());
                 pods.push(pod);
             }
         }
@@ -118,7 +110,11 @@ impl Models {
             }
             namespace = Some(ns);
         }
-        (Arc::new(pods), Arc::new(namespaces))
+        Kept {
+            pods: Arc::new(pods),
+            namespaces: Arc::new(namespaces),
+            slots,
+        }
     }
 }
 
@@ -149,15 +145,9 @@ impl Inventory {
             }
             _ => None,
         };
-        let (pods, namespaces) = match kept {
-            Some(kept) => (kept.pods, kept.namespaces),
-            None => models.rebuilt(snapshot),
-        };
-        models.kept = Some(Kept {
-            pods: Arc::clone(&pods),
-            namespaces: Arc::clone(&namespaces),
-            slots: std::mem::take(&mut models.slots),
-        });
+        let kept = kept.unwrap_or_else(|| models.rebuilt(snapshot));
+        let (pods, namespaces) = (Arc::clone(&kept.pods), Arc::clone(&kept.namespaces));
+        models.kept = Some(kept);
         let parse = |policy: &NetworkPolicy| parse_policy(policy, &mut Errors::default());
         let policies = models.policies.models(&snapshot.network_policies, parse);
         let policies = first_by_name(policies.into_iter().flatten().collect(), |a, b| {
