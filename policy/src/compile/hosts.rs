@@ -17,7 +17,7 @@ use super::blocks::BlockIndex;
 use super::identities::{NamedPorts, PeerTable};
 use super::inventory::Inventory;
 use crate::model::{Labels, NodeModel, PeerModel, PodModel};
-use crate::types::IdentityKind;
+use crate::types::{IdentityInfo, IdentityKind};
 
 /// Who holds each host address: (address, holder) pairs sorted by address,
 /// a holder being an index into [`Inventory::pods`], [`NODE_OBJECTS`] plus
@@ -121,10 +121,23 @@ struct Remembered {
 #[derive(Default)]
 pub(super) struct HostMemo {
     peers: PeerTable,
-    namespaces: BTreeMap<String, Labels>,
+    namespaces: Arc<BTreeMap<String, Labels>>,
     egress_names: BTreeSet<(String, u8)>,
     /// One per host of the last [`HostTable`], in its (address) order.
     hosts: Vec<(IpAddr, Remembered)>,
+    /// The identities that an address left in the last update (it went, or
+    /// its signature was derived again or changed).
+    left: BTreeSet<u32>,
+    /// What each identity of host addresses stood for in the previous
+    /// compilation.
+    described: BTreeMap<u32, IdentityInfo>,
+}
+
+/// See [`HostMemo::identities`].
+pub(super) struct HostIdentities<'a> {
+    pub hosts: Vec<(&'a HostSignature, u32)>,
+    pub changed: BTreeSet<u32>,
+    pub described: &'a mut BTreeMap<u32, IdentityInfo>,
 }
 
 /// What changed since the memo was written, as far as kept entries care.
@@ -153,16 +166,26 @@ impl HostMemo {
         let changes = self.changes(inv, peers, egress_names);
         let mut index = PeerIndex::new(peers, blocks);
         let mut previous = std::mem::take(&mut self.hosts).into_iter().peekable();
+        let left = &mut self.left;
+        left.clear();
+        let mut leave = |remembered: &Remembered| left.extend(remembered.identity);
         for host in hosts.hosts() {
-            while previous.next_if(|(addr, _)| *addr < host.addr).is_some() {}
-            let kept = previous
-                .next_if(|(addr, _)| *addr == host.addr)
-                .map(|(_, remembered)| remembered)
-                .filter(|r| changes.keep(inv, r, host));
+            while let Some((_, gone)) = previous.next_if(|(addr, _)| *addr < host.addr) {
+                leave(&gone);
+            }
+            let kept = match previous.next_if(|(addr, _)| *addr == host.addr) {
+                Some((_, remembered)) if changes.keep(inv, &remembered, host) => Some(remembered),
+                Some((_, stale)) => {
+                    leave(&stale);
+                    None
+                }
+                None => None,
+            };
             let remembered = match kept {
                 Some(mut remembered) => {
                     if changes.peers && changes.adjust(inv, peers, host, &mut remembered.signature)
                     {
+                        leave(&remembered);
                         remembered.identity = None;
                     }
                     remembered
@@ -176,11 +199,12 @@ impl HostMemo {
             };
             self.hosts.push((host.addr, remembered));
         }
+        previous.for_each(|(_, gone)| leave(&gone));
         self.peers = peers.clone();
         // Copied only when changed: at 5,000 namespaces the copy costs more
         // than a recompile after a pod relabel should.
         if !changes.namespaces.is_empty() {
-            self.namespaces = inv.namespaces().clone();
+            self.namespaces = Arc::clone(inv.namespaces());
         }
         if changes.egress_names {
             self.egress_names = egress_names.clone();
@@ -188,13 +212,18 @@ impl HostMemo {
     }
 
     /// The signature and identity of each host of the last update, in
-    /// address order. A signature without an identity yet gets `id` of it,
-    /// called once per distinct signature, in address order (so that new ids
-    /// do not depend on the memo's history).
+    /// address order, and the identities whose addresses changed since the
+    /// update before (an address came, went or moved from one to another,
+    /// or its holders changed), with what each identity stood for after the
+    /// previous compilation, for the caller to bring up to date (the
+    /// changed ones are stale). A signature without an identity yet gets
+    /// `id` of it, called once per distinct signature, in address order (so
+    /// that new ids do not depend on the memo's history).
     pub(super) fn identities(
         &mut self,
         mut id: impl FnMut(&HostSignature) -> u32,
-    ) -> Vec<(&HostSignature, u32)> {
+    ) -> HostIdentities<'_> {
+        let mut changed = std::mem::take(&mut self.left);
         let mut assigned: BTreeMap<HostSignature, u32> = BTreeMap::new();
         let mut assign = |signature: &HostSignature| match assigned.get(signature) {
             Some(&identity) => identity,
@@ -202,7 +231,8 @@ impl HostMemo {
                 .entry(signature.clone())
                 .or_insert_with_key(|signature| id(signature)),
         };
-        self.hosts
+        let identities = self
+            .hosts
             .iter_mut()
             .map(|(_, remembered)| {
                 let Remembered {
@@ -210,10 +240,19 @@ impl HostMemo {
                     identity,
                     ..
                 } = remembered;
-                let identity = *identity.get_or_insert_with(|| assign(signature));
+                let identity = *identity.get_or_insert_with(|| {
+                    let identity = assign(signature);
+                    changed.insert(identity);
+                    identity
+                });
                 (&*signature, identity)
             })
-            .collect()
+            .collect();
+        HostIdentities {
+            hosts: identities,
+            changed,
+            described: &mut self.described,
+        }
     }
 
     fn changes(

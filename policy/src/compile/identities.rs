@@ -25,7 +25,7 @@ use netseg_contract::identity;
 
 use super::alloc::IdAllocator;
 use super::blocks::BlockIndex;
-use super::hosts::{HostMemo, HostSignature, HostTable};
+use super::hosts::{HostIdentities, HostMemo, HostSignature, HostTable};
 use super::inventory::Inventory;
 use crate::model::PeerModel;
 use crate::types::{IdentityInfo, IdentityKind, PodRef};
@@ -110,18 +110,31 @@ pub(super) fn classify(
     };
     let blocks = BlockIndex::new(peers);
     memo.update(inv, peers, &blocks, egress_names, hosts);
-    let identities = memo.identities(|host| alloc.id(&Signature::of_host(peers, host)));
-    let mut groups: BTreeMap<u32, (&HostSignature, Group<'_>)> = BTreeMap::new();
+    let HostIdentities {
+        hosts: identities,
+        changed,
+        described,
+    } = memo.identities(|host| alloc.id(&Signature::of_host(peers, host)));
+    let mut signatures: BTreeMap<u32, &HostSignature> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, Group<'_>> = BTreeMap::new();
     for (host, (signature, id)) in hosts.hosts().zip(identities) {
-        let (_, group) = groups
-            .entry(id)
-            .or_insert_with(|| (signature, Group::default()));
-        group.pods.extend(host.pods().map(|p| &inv.pods[p].pod_ref));
-        group.prefixes.push(IpNetwork::from(host.addr));
+        signatures.entry(id).or_insert(signature);
+        classes.ipcache.push((IpNetwork::from(host.addr), id));
+        if changed.contains(&id) {
+            let group = groups.entry(id).or_default();
+            group.pods.extend(host.pods().map(|p| &inv.pods[p].pod_ref));
+            group.prefixes.push(IpNetwork::from(host.addr));
+        }
     }
-    for (id, (signature, group)) in groups {
+    // Only the identities whose addresses changed are described again.
+    described.retain(|id, _| !changed.contains(id));
+    for (id, group) in groups {
+        described.insert(id, group.describe(signatures[&id].kind));
+    }
+    classes.identities = described.clone();
+    for (id, signature) in signatures {
         alloc.keep(id);
-        classes.add(id, signature.kind, &signature.matched, group);
+        classes.note(id, signature.kind, &signature.matched);
         if !signature.named_ports.is_empty() {
             classes
                 .named_ports
@@ -200,23 +213,34 @@ impl Classes {
     /// Records identity `id`, matched by the peers `matched`, for the
     /// addresses of `group`.
     fn add(&mut self, id: u32, kind: IdentityKind, matched: &[usize], group: Group<'_>) {
+        self.note(id, kind, matched);
+        self.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
+        self.identities.insert(id, group.describe(kind));
+    }
+
+    /// Records that identity `id` is of `kind` and matched by the peers `matched`.
+    fn note(&mut self, id: u32, kind: IdentityKind, matched: &[usize]) {
         if kind == IdentityKind::Node {
             self.node.insert(id);
         }
         for &i in matched {
             self.by_peer[i].insert(id);
         }
-        self.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
-        let mut prefixes = group.prefixes;
+    }
+}
+
+impl Group<'_> {
+    /// What an identity of `kind` with these addresses stands for.
+    fn describe(self, kind: IdentityKind) -> IdentityInfo {
+        let mut prefixes = self.prefixes;
         prefixes.sort();
-        let mut pods = group.pods;
+        let mut pods = self.pods;
         pods.sort();
         pods.dedup();
-        let info = IdentityInfo {
+        IdentityInfo {
             kind,
             pods: pods.into_iter().cloned().collect(),
             prefixes,
-        };
-        self.identities.insert(id, info);
+        }
     }
 }

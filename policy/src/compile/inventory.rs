@@ -10,7 +10,7 @@ use netseg_crd::{ClusterNetworkPolicy, Segment, SegmentPolicy};
 use rustc_hash::FxHashSet;
 
 use super::entries::Applicable;
-use super::models::ModelCache;
+use super::models::{ModelCache, Replaced};
 use super::resolve::ResolvedPolicy;
 use crate::model::{
     Errors, Labels, NamespaceModel, NamespaceScope, NodeModel, PodModel, PolicyModel, SegmentModel,
@@ -30,16 +30,102 @@ pub(crate) struct Models {
     segment_policies: ModelCache<SegmentPolicy, TieredPolicy>,
     segments: ModelCache<Segment, SegmentModel>,
     nodes: ModelCache<Node, NodeModel>,
+    /// What the previous build derived from the pods and namespaces.
+    kept: Option<Kept>,
+}
+
+/// What a build derived from the pods and namespaces.
+struct Kept {
+    pods: Arc<Vec<Arc<PodModel>>>,
+    namespaces: Arc<BTreeMap<String, Labels>>,
+    /// For each position of the snapshot's pods, the pod's index in
+    /// `pods` (`None`: invalid, a later copy, or not a peer).
+    slots: Vec<Option<usize>>,
+}
+
+impl Models {
+    /// `kept`, with the pods of `snapshot_pods` that replaced others put in
+    /// their place, when that is what a rebuild would give: the same
+    /// number of pods, each replacing one of the same name, valid and a
+    /// peer alike (so that the same copies win and pass the filter, and the
+    /// namespaces that pods bring are the same). `None` otherwise.
+    fn patched(&mut self, mut kept: Kept, snapshot_pods: &[Arc<Pod>]) -> Option<Kept> {
+        let parse = |pod: &Pod| parse_pod(pod, &mut Errors::default());
+        let replaced = self.pods.replaced(snapshot_pods, parse)?;
+        let alike = replaced.iter().all(|r| match (&r.old, &r.new) {
+            (Some(old), Some(new)) => old.pod_ref == new.pod_ref && old.is_peer() == new.is_peer(),
+            (None, None) => true,
+            _ => false,
+        });
+        if !alike {
+            return None;
+        }
+        if !replaced.is_empty() {
+            let pods = Arc::make_mut(&mut kept.pods);
+            for Replaced { position, new, .. } in replaced {
+                if let (Some(slot), Some(new)) = (kept.slots[position], new) {
+                    pods[slot] = new;
+                }
+            }
+        }
+        Some(kept)
+    }
+
+    /// The pods and namespaces of `snapshot`, from scratch (but for the
+    /// models of objects seen before).
+    fn rebuilt(&mut self, snapshot: &Snapshot) -> Kept {
+        let parse = |ns: &Namespace| parse_namespace(ns, &mut Errors::default());
+        let mut namespaces = BTreeMap::new();
+        for ns in self
+            .namespaces
+            .models(&snapshot.namespaces, parse)
+            .iter()
+            .flatten()
+        {
+            namespaces
+                .entry(ns.name.clone())
+                .or_insert_with(|| ns.labels.clone());
+        }
+        let parse = |pod: &Pod| parse_pod(pod, &mut Errors::default());
+        let mut names = FxHashSet::default();
+        let mut pods = Vec::new();
+        let mut slots = vec![None; snapshot.pods.len()];
+        let models = self.pods.models(&snapshot.pods, parse);
+        for (position, pod) in models.into_iter().enumerate() {
+            // Deduplicate before filtering, so a later copy of a terminated
+            // pod cannot stand in for the first one.
+            if let Some(pod) = pod
+                && names.insert(pod.pod_ref.clone())
+                && pod.is_peer()
+            {
+                slots[position] = Some(pods.len());
+                pods.push(pod);
+            }
+        }
+        let mut namespace = None;
+        for pod in &pods {
+            let ns = &pod.pod_ref.namespace;
+            if namespace != Some(ns) && !namespaces.contains_key(&**ns) {
+                namespaces.insert(ns.to_string(), namespace_labels(ns, None));
+            }
+            namespace = Some(ns);
+        }
+        Kept {
+            pods: Arc::new(pods),
+            namespaces: Arc::new(namespaces),
+            slots,
+        }
+    }
 }
 
 /// The valid objects of a snapshot. Invalid objects are dropped; of several
 /// valid objects with the same name, the first in the snapshot wins.
 pub(crate) struct Inventory {
     /// Labels of every namespace that has a Namespace object or a pod.
-    namespaces: BTreeMap<String, Labels>,
+    namespaces: Arc<BTreeMap<String, Labels>>,
     /// Pods whose addresses are pod addresses ([`PodModel::is_peer`]), in
     /// snapshot order.
-    pub pods: Vec<Arc<PodModel>>,
+    pub pods: Arc<Vec<Arc<PodModel>>>,
     /// Policies sorted by namespace and name.
     pub policies: Vec<Arc<PolicyModel>>,
     /// ClusterNetworkPolicies and SegmentPolicies in their order (tier,
@@ -53,37 +139,15 @@ pub(crate) struct Inventory {
 
 impl Inventory {
     pub(crate) fn build(snapshot: &Snapshot, models: &mut Models) -> Self {
-        let parse = |ns: &Namespace| parse_namespace(ns, &mut Errors::default());
-        let mut namespaces = BTreeMap::new();
-        for ns in models
-            .namespaces
-            .models(&snapshot.namespaces, parse)
-            .iter()
-            .flatten()
-        {
-            namespaces
-                .entry(ns.name.clone())
-                .or_insert_with(|| ns.labels.clone());
-        }
-        let parse = |pod: &Pod| parse_pod(pod, &mut Errors::default());
-        let mut names = FxHashSet::default();
-        // Deduplicate before filtering, so a later copy of a terminated pod
-        // cannot stand in for the first one.
-        let pods: Vec<Arc<PodModel>> = models
-            .pods
-            .models(&snapshot.pods, parse)
-            .into_iter()
-            .flatten()
-            .filter(|p| names.insert(p.pod_ref.clone()) && p.is_peer())
-            .collect();
-        let mut namespace = None;
-        for pod in &pods {
-            let ns = &pod.pod_ref.namespace;
-            if namespace != Some(ns) && !namespaces.contains_key(&**ns) {
-                namespaces.insert(ns.to_string(), namespace_labels(ns, None));
+        let kept = match models.kept.take() {
+            Some(kept) if models.namespaces.unchanged(&snapshot.namespaces) => {
+                models.patched(kept, &snapshot.pods)
             }
-            namespace = Some(ns);
-        }
+            _ => None,
+        };
+        let kept = kept.unwrap_or_else(|| models.rebuilt(snapshot));
+        let (pods, namespaces) = (Arc::clone(&kept.pods), Arc::clone(&kept.namespaces));
+        models.kept = Some(kept);
         let parse = |policy: &NetworkPolicy| parse_policy(policy, &mut Errors::default());
         let policies = models.policies.models(&snapshot.network_policies, parse);
         let policies = first_by_name(policies.into_iter().flatten().collect(), |a, b| {
@@ -147,7 +211,7 @@ impl Inventory {
     }
 
     /// Every namespace's labels, as namespace selectors see them.
-    pub(super) fn namespaces(&self) -> &BTreeMap<String, Labels> {
+    pub(super) fn namespaces(&self) -> &Arc<BTreeMap<String, Labels>> {
         &self.namespaces
     }
 
@@ -171,9 +235,12 @@ impl Inventory {
     /// disappeared.
     pub(super) fn namespaces_changed_since(
         &self,
-        before: &BTreeMap<String, Labels>,
+        before: &Arc<BTreeMap<String, Labels>>,
     ) -> BTreeSet<String> {
         let now = &self.namespaces;
+        if Arc::ptr_eq(before, now) {
+            return BTreeSet::new();
+        }
         before
             .keys()
             .chain(now.keys())

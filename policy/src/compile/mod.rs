@@ -95,6 +95,19 @@ impl Compiler {
         }
     }
 
+    /// A compiler that hands out the ids this one would, but remembers
+    /// nothing else: its next compilation derives everything from the
+    /// snapshot, as a fresh compiler's would. What this one's next
+    /// (incremental) compilation must equal, entry for entry.
+    pub fn without_memo(&self) -> Compiler {
+        Compiler {
+            identities: self.identities.clone(),
+            policies: self.policies.clone(),
+            verdicts: self.verdicts.clone(),
+            ..Compiler::new()
+        }
+    }
+
     /// Compiles `snapshot` for the node of `options`. Invalid objects are
     /// skipped (see [`crate::validate_network_policy`] and friends); this
     /// never fails.

@@ -56,4 +56,44 @@ impl<T, M> ModelCache<T, M> {
             .collect();
         models
     }
+
+    /// Whether `objects` are the previous call's, position by position.
+    pub(super) fn unchanged(&self, objects: &[Arc<T>]) -> bool {
+        self.previous.len() == objects.len()
+            && (self.previous.iter().zip(objects))
+                .all(|((seen, _), object)| Arc::ptr_eq(seen, object))
+    }
+
+    /// When `objects` are as many as the previous call's, the positions
+    /// where they differ, each with the model remembered there and the
+    /// model of the new object (parsed), remembering the new objects as a
+    /// call of [`ModelCache::models`] would. `None` (and nothing
+    /// remembered) when the count changed.
+    pub(super) fn replaced(
+        &mut self,
+        objects: &[Arc<T>],
+        parse: impl Fn(&T) -> Option<M>,
+    ) -> Option<Vec<Replaced<M>>> {
+        if self.previous.len() != objects.len() {
+            return None;
+        }
+        let replaced = (self.previous.iter_mut().zip(objects).enumerate())
+            .filter(|(_, ((seen, _), object))| !Arc::ptr_eq(seen, object))
+            .map(|(position, ((seen, model), object))| {
+                let new = parse(object).map(Arc::new);
+                *seen = Arc::clone(object);
+                let old = std::mem::replace(model, new.clone());
+                Replaced { position, old, new }
+            })
+            .collect();
+        Some(replaced)
+    }
+}
+
+/// An object replaced at `position` of the snapshot's list, with the
+/// models of the object before and after.
+pub(super) struct Replaced<M> {
+    pub position: usize,
+    pub old: Option<Arc<M>>,
+    pub new: Option<Arc<M>>,
 }

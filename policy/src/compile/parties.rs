@@ -29,7 +29,7 @@ pub(super) struct PartyMemo {
     /// Their names, shared by every party.
     names: Vec<Arc<str>>,
     /// Every namespace's labels, as namespace selectors saw them.
-    namespaces: BTreeMap<String, Labels>,
+    namespaces: Arc<BTreeMap<String, Labels>>,
     /// The party of each pod of [`Inventory::pods`], with the pod's model.
     /// The model is held, so that no other model can live at its address
     /// while it is remembered.
@@ -55,7 +55,7 @@ impl PartyMemo {
         }
         let relabelled = inv.namespaces_changed_since(&self.namespaces);
         if !relabelled.is_empty() {
-            self.namespaces = inv.namespaces().clone();
+            self.namespaces = Arc::clone(inv.namespaces());
         }
         let address = |model: &Arc<PodModel>| Arc::as_ptr(model) as usize;
         // Pods mostly keep their positions; the others are looked up.

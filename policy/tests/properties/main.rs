@@ -132,6 +132,32 @@ fn mix<T>(a: &[Arc<T>], b: &[Arc<T>], take: u32) -> Vec<Arc<T>> {
     mixed
 }
 
+/// `a` with objects taken from `b` (see [`mix`]), one word of `edits` a
+/// kind.
+fn mixed(a: &Snapshot, b: &Snapshot, edits: &[u32; 6]) -> Snapshot {
+    Snapshot {
+        namespaces: mix(&a.namespaces, &b.namespaces, edits[0]),
+        pods: mix(&a.pods, &b.pods, edits[1]),
+        network_policies: mix(&a.network_policies, &b.network_policies, edits[2]),
+        cluster_network_policies: mix(
+            &a.cluster_network_policies,
+            &b.cluster_network_policies,
+            edits[3],
+        ),
+        segments: mix(&a.segments, &b.segments, edits[4]),
+        segment_policies: mix(&a.segment_policies, &b.segment_policies, edits[5]),
+        nodes: mix(&a.nodes, &b.nodes, edits[0]),
+    }
+}
+
+/// `objects` without those at the positions whose bit of `remove` is set.
+fn without<T>(objects: &[Arc<T>], remove: u32) -> Vec<Arc<T>> {
+    (objects.iter().enumerate())
+        .filter(|(i, _)| remove & (1 << (i % 32)) == 0)
+        .map(|(_, object)| Arc::clone(object))
+        .collect()
+}
+
 /// Whether the raw policy isolates `direction` (defaulting as the API server).
 fn isolates(spec: &Value, direction: Direction) -> bool {
     let types: Vec<&str> = spec["policyTypes"]
@@ -189,21 +215,38 @@ proptest! {
         // `edited` shares `a`'s objects except where a bit of `edits` takes
         // `b`'s object at that position (same names, other content), so the
         // warm compiler reuses what it derived from the shared ones.
-        let edited = Snapshot {
-            namespaces: mix(&a.namespaces, &b.namespaces, edits[0]),
-            pods: mix(&a.pods, &b.pods, edits[1]),
-            network_policies: mix(&a.network_policies, &b.network_policies, edits[2]),
-            cluster_network_policies: mix(&a.cluster_network_policies, &b.cluster_network_policies, edits[3]),
-            segments: mix(&a.segments, &b.segments, edits[4]),
-            segment_policies: mix(&a.segment_policies, &b.segment_policies, edits[5]),
-            nodes: mix(&a.nodes, &b.nodes, edits[0]),
-        };
+        let edited = mixed(&a, &b, &edits);
         let mut compiler = Compiler::new();
         compiler.compile(&a, &options);
         let warm = compiler.compile(&edited, &options);
         agree(&edited, &options, &warm)?;
         let back = compiler.compile(&a, &options);
         agree(&a, &options, &back)?;
+    }
+
+    #[test]
+    fn incremental_recompiles_equal_full_compiles(
+        (a, options) in arb::cluster(),
+        (b, _) in arb::cluster(),
+        edits in any::<[([u32; 6], u32, u32); 4]>(),
+    ) {
+        // Each round changes the previous round's snapshot: objects
+        // replaced by `b`'s at the same position (a relabel or an edit
+        // when the name is the same, else a rename), added (`b`'s beyond
+        // `a`'s length) and removed (pods and policies).
+        let mut compiler = Compiler::new();
+        let mut snapshot = a.clone();
+        compiler.compile(&snapshot, &options);
+        for (mix_words, remove_pods, remove_policies) in edits {
+            snapshot = mixed(&snapshot, &b, &mix_words);
+            snapshot.pods = without(&snapshot.pods, remove_pods);
+            snapshot.network_policies = without(&snapshot.network_policies, remove_policies);
+            let full = compiler.without_memo().compile(&snapshot, &options);
+            let incremental = compiler.compile(&snapshot, &options);
+            prop_assert_eq!(&incremental, &full, "an incremental recompile differs from a full one");
+        }
+        let full = compiler.without_memo().compile(&a, &options);
+        prop_assert_eq!(&compiler.compile(&a, &options), &full, "recompiling the first snapshot differs");
     }
 
     #[test]
