@@ -10,6 +10,7 @@ use crate::sources::Problem;
 
 mod kinds;
 mod parse;
+mod scale;
 mod store;
 mod watch;
 mod yaml;
