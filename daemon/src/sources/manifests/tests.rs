@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::ManifestStore;
 use crate::sources::Problem;
 
+mod incremental;
 mod kinds;
 mod parse;
 mod scale;

@@ -45,7 +45,11 @@ fn policy(ns: usize, shape: usize, port: usize) -> Value {
 
 fn write_namespace(dir: &Path, ns: usize, port: usize) {
     let typed = |kind: &str, mut item: Value| {
-        item["apiVersion"] = json!(if kind == "Pod" { "v1" } else { "networking.k8s.io/v1" });
+        item["apiVersion"] = json!(if kind == "Pod" {
+            "v1"
+        } else {
+            "networking.k8s.io/v1"
+        });
         item["kind"] = json!(kind);
         item
     };
