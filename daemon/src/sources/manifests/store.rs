@@ -112,8 +112,9 @@ impl ManifestStore {
         snapshot
     }
 
-    /// The files to read, plus the files last read from under any entry
-    /// that could not be listed this time, so those keep their objects.
+    /// The files of `dir` that changed since the last reload, each with its
+    /// new state (or gone); the files last read from under an entry that
+    /// could not be listed this time keep the objects they owned.
     fn changes(&mut self, dir: &Path) -> Changes {
         let listing = list_manifest_files(dir);
         let mut changes = Changes {
@@ -166,7 +167,7 @@ impl ManifestStore {
     fn settle(&mut self, id: &ObjectId) -> bool {
         let before = self.index.object(id);
         let now = self.index.owner(id).and_then(|owner| {
-            match &self.files.get(&owner.file)?.entries[owner.position] {
+            match self.files.get(&owner.file)?.entries.get(owner.position)? {
                 // An edited file's unchanged objects keep their identity,
                 // so the compiler reuses what it derived from them.
                 Entry::Valid { object, .. } => match before {

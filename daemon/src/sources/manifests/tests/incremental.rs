@@ -97,7 +97,7 @@ fn a_file_added_after_an_unchanged_one_is_the_duplicate() {
         added.display(),
         unchanged.display()
     );
-    assert_eq!(lines(&reload.problems), [duplicate.clone()]);
+    assert_eq!(lines(&reload.problems), std::slice::from_ref(&duplicate));
     // Reloads that read neither file still report it.
     write(dir.path(), "c.yaml", NAMESPACE_SHOP);
     assert_eq!(lines(&store.reload(dir.path()).problems), [duplicate]);
