@@ -25,7 +25,9 @@ impl Claim {
 
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    claims: BTreeMap<ObjectId, BTreeSet<Claim>>,
+    /// Sorted; nearly always one claim, so a `Vec` (a set would cost a
+    /// tree node for every identity of the cluster).
+    claims: BTreeMap<ObjectId, Vec<Claim>>,
     objects: BTreeMap<ObjectId, Object>,
 }
 
@@ -38,11 +40,14 @@ impl Index {
         touched: &mut BTreeSet<ObjectId>,
     ) {
         for (position, id) in named(entries) {
-            let file = file.to_path_buf();
-            self.claims
-                .entry(id.clone())
-                .or_default()
-                .insert(Claim { file, position });
+            let claim = Claim {
+                file: file.to_path_buf(),
+                position,
+            };
+            let claims = self.claims.entry(id.clone()).or_default();
+            if let Err(at) = claims.binary_search(&claim) {
+                claims.insert(at, claim);
+            }
             touched.insert(id.clone());
         }
     }
