@@ -5,7 +5,9 @@
 //! The store keeps the last good version of every object, so a typo saved in
 //! an editor is reported but never weakens or drops enforcement.
 
+mod file_state;
 mod files;
+mod index;
 mod parse;
 mod stamp;
 mod store;

@@ -8,8 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::ManifestStore;
 use crate::sources::Problem;
 
+mod incremental;
 mod kinds;
 mod parse;
+mod scale;
 mod store;
 mod watch;
 mod yaml;
