@@ -3,7 +3,6 @@
 
 use crate::parse::Packet;
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -37,8 +36,7 @@ pub static POLICY: LpmTrie<PolicyKey, PolicyValue> =
 /// evict another endpoint's connection. Expired entries are deleted by the
 /// programs when they meet them and by the daemon's sweep.
 #[map]
-pub static CONNECTIONS: HashMap<ConnKey, ConnValue> =
-    HashMap::with_max_entries(262144, BPF_F_NO_PREALLOC);
+pub static CONNECTIONS: HashMap<ConnKey, ConnValue> = HashMap::with_max_entries(262144, 0);
 
 #[map]
 pub static FRAGMENTS: HashMap<FragmentKey, FragmentValue> = HashMap::with_max_entries(8192, 0);
