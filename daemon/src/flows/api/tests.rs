@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::{
     cli::flows::{flows_url, read_lines},
-    flows::recent::{FOLLOW_BACKLOG, RecentLimits},
+    flows::recent::RecentLimits,
 };
 
 const SAMPLE: &str = include_str!("../testdata/sample.jsonl");
@@ -112,8 +112,8 @@ async fn a_follower_gets_the_latest_then_new_matching_records_and_what_it_lost()
     recent.push_lines(format!("{allowed}\n{}\n", denial(1)).as_bytes());
     assert_eq!(next().await, denial(1));
     // The test's runtime has one thread: the server sends nothing while
-    // these are pushed, so the follower falls behind by exactly 10.
-    let burst: String = (0..FOLLOW_BACKLOG + 10)
+    // these are pushed, so the follower falls behind the ring by exactly 10.
+    let burst: String = (0..RecentLimits::DEFAULT.records + 10)
         .map(|n| denial(2 + n as u16) + "\n")
         .collect();
     recent.push_lines(burst.as_bytes());

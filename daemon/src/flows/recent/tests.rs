@@ -40,7 +40,7 @@ fn a_write_that_is_not_utf8_keeps_its_lines_with_the_bad_bytes_replaced() {
 
 #[tokio::test]
 async fn a_follower_gets_every_line_after_those_held() {
-    let recent = RecentFlows::new(RecentLimits::DEFAULT);
+    let recent = Arc::new(RecentFlows::new(RecentLimits::DEFAULT));
     recent.push_lines(b"old\n");
     let (held, mut follower) = recent.follow();
     recent.push_lines(b"new1\nnew2\n");
@@ -52,12 +52,56 @@ async fn a_follower_gets_every_line_after_those_held() {
 }
 
 #[tokio::test]
-async fn a_slow_follower_is_told_how_many_lines_it_lost() {
-    let recent = RecentFlows::new(RecentLimits::DEFAULT);
+async fn a_waiting_follower_wakes_for_a_line_pushed_later() {
+    let recent = Arc::new(RecentFlows::new(RecentLimits::DEFAULT));
     let (_, mut follower) = recent.follow();
-    let lines: String = (0..FOLLOW_BACKLOG + 3).map(|n| format!("{n}\n")).collect();
+    let pusher = recent.clone();
+    let waiting = tokio::spawn(async move { follower.next().await });
+    tokio::task::yield_now().await;
+    pusher.push_lines(b"late\n");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+    assert_eq!(got.unwrap().unwrap(), Some(Followed::Line("late".into())));
+}
+
+#[tokio::test]
+async fn a_follower_gets_lines_past_a_batch_and_across_writes_in_order() {
+    let recent = Arc::new(RecentFlows::new(RecentLimits::DEFAULT));
+    let (_, mut follower) = recent.follow();
+    for write in 0..3 {
+        let lines: String = (0..FOLLOW_BATCH)
+            .map(|n| format!("{write}-{n}\n"))
+            .collect();
+        recent.push_lines(lines.as_bytes());
+    }
+    for write in 0..3 {
+        for n in 0..FOLLOW_BATCH {
+            let line = format!("{write}-{n}");
+            assert_eq!(follower.next().await, Some(Followed::Line(line.into())));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_follower_further_behind_than_the_ring_holds_is_told_how_many_lines_it_lost() {
+    let recent = Arc::new(RecentFlows::new(RecentLimits {
+        records: 5,
+        bytes: 1 << 20,
+    }));
+    let (_, mut follower) = recent.follow();
+    let lines: String = (0..8).map(|n| format!("{n}\n")).collect();
     // The exporter is not held up by the follower that does not read.
     recent.push_lines(lines.as_bytes());
     assert_eq!(follower.next().await, Some(Followed::Lost(3)));
-    assert_eq!(follower.next().await, Some(Followed::Line("3".into())));
+    for n in 3..8 {
+        assert_eq!(
+            follower.next().await,
+            Some(Followed::Line(n.to_string().into()))
+        );
+    }
+    // Lost again while it holds lines it took: those are still its own.
+    recent.push_lines(b"8\n");
+    assert_eq!(follower.next().await, Some(Followed::Line("8".into())));
+    recent.push_lines(b"9\n10\n11\n12\n13\n14\n15\n");
+    assert_eq!(follower.next().await, Some(Followed::Lost(2)));
+    assert_eq!(follower.next().await, Some(Followed::Line("11".into())));
 }
