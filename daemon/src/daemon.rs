@@ -119,7 +119,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
     let recent = config
         .flow_api_addr
         .map(|addr| (addr, Arc::new(RecentFlows::new(config.flow_api_limits))));
-    let mut exporter = tokio::spawn(flows::export(flows::Export {
+    let (exporter_thread, mut exporter) = flows::ExporterThread::spawn(flows::Export {
         events: telemetry.events,
         denials: telemetry.denials,
         connections: allowed_reported.then_some(telemetry.connections),
@@ -130,7 +130,8 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         node: Some(config.compile.node_name.clone()),
         update_every: config.flow_update_interval,
         metrics: metrics.clone(),
-    }));
+    })
+    .context("starting the flow exporter's thread")?;
     let mut flow_api = recent.map(|(addr, recent)| tokio::spawn(flows::api::serve(addr, recent)));
     let server = config.metrics_addr.map(|addr| {
         let metrics = metrics.clone();
@@ -216,6 +217,7 @@ pub async fn run(config: DaemonConfig) -> anyhow::Result<()> {
         None => info!("stopping: detaching from every interface"),
     }
     exporter.abort();
+    drop(exporter_thread);
     if let Some(flow_api) = flow_api {
         flow_api.abort();
     }

@@ -201,6 +201,72 @@ pub struct Export {
     pub metrics: Arc<Metrics>,
 }
 
+/// How far below the daemon's other threads the exporter runs (in nice
+/// steps): a flood of records waits (and, past the ring, is counted as
+/// lost) rather than delaying a compile, an attach or a CNI answer, or the
+/// traffic on the node's cores. Lowering a thread's priority needs no
+/// privilege.
+const EXPORTER_NICER_BY: libc::c_int = 10;
+
+/// The exporter's own runtime: one thread (and its blocking pool, for the
+/// conntrack readings), [`EXPORTER_NICER_BY`] below the daemon.
+pub struct ExporterThread {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ExporterThread {
+    /// Starts [`export`] on a thread of its own; the handle tells how it ended.
+    pub fn spawn(export: Export) -> io::Result<(Self, tokio::task::JoinHandle<io::Result<()>>)> {
+        let nice = (thread_nice()? + EXPORTER_NICER_BY).min(19);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("netseg-flows")
+            .on_thread_start(move || set_thread_nice(nice))
+            .enable_all()
+            .build()?;
+        let task = runtime.spawn(self::export(export));
+        Ok((
+            Self {
+                runtime: Some(runtime),
+            },
+            task,
+        ))
+    }
+}
+
+impl Drop for ExporterThread {
+    fn drop(&mut self) {
+        // Dropped on the daemon's runtime, which must not wait for it.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// This thread's nice value.
+fn thread_nice() -> io::Result<libc::c_int> {
+    // SAFETY: plain syscalls about this thread. -1 is a valid nice value:
+    // errno tells.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t);
+        match *libc::__errno_location() {
+            0 => Ok(nice),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Sets this thread's nice value. On Linux it is the thread's own
+/// (PRIO_PROCESS with a thread id); a new thread starts with its creator's.
+fn set_thread_nice(nice: libc::c_int) {
+    // SAFETY: a plain syscall about this thread.
+    let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if set != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "the flow exporter runs at the daemon's priority");
+    }
+}
+
 /// Reads flow events, every second the counts of denials without a record
 /// of their own, and every [`connections::SCAN_INTERVAL`] the conntrack
 /// table, writing one JSON record per line. Returns on the first failed read or write.

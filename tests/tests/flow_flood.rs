@@ -161,7 +161,39 @@ fn a_flood_of_denied_flows_is_bounded_and_every_denial_is_counted() -> Result<()
         "an aggregated record of the flooding endpoint"
     );
     assert!(files.len() >= 2, "the log rotated: {files:?}");
+    // The records of the flood were written below the rest of the daemon.
+    let threads = thread_nice_values(w.daemon.pid().context("the daemon's pid")?)?;
+    let nice_of = |wanted: &str| {
+        let mut of = threads
+            .iter()
+            .filter(|(name, _)| name == wanted)
+            .map(|(_, nice)| *nice);
+        of.next().filter(|first| of.all(|nice| nice == *first))
+    };
+    let daemon = nice_of("netseg").context("the main thread")?;
+    assert_eq!(
+        nice_of("netseg-flows"),
+        Some((daemon + 10).min(19)),
+        "{threads:?}"
+    );
+    assert_eq!(nice_of("netseg-attach"), Some(daemon), "{threads:?}");
     Ok(())
+}
+
+/// Each thread of process `pid`: its name and nice value.
+fn thread_nice_values(pid: u32) -> Result<Vec<(String, i64)>> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("stat"))?;
+        // `pid (comm) state ...`: the fields after the name, nice the 17th.
+        let (name, rest) = stat
+            .split_once(" (")
+            .and_then(|(_, rest)| rest.rsplit_once(") "))
+            .context("a thread's stat")?;
+        let nice = rest.split(' ').nth(16).context("its nice value")?.parse()?;
+        threads.push((name.to_owned(), nice));
+    }
+    Ok(threads)
 }
 
 #[test]
