@@ -25,6 +25,9 @@ use anyhow::{Context, Result};
 use cluster::{Scale, cluster, edited, options, relabelled, summary};
 use netseg_policy::{Compiled, Compiler, Snapshot, diff_maps};
 
+/// A change to the cluster: the snapshot after it.
+type Change = fn(&Snapshot) -> Snapshot;
+
 fn main() -> Result<()> {
     let mut scale = Scale::DEFAULT;
     let mut rounds = 15;
@@ -55,8 +58,7 @@ fn main() -> Result<()> {
         peak / 1024,
         (peak - snapshot_rss) / 1024
     );
-    let changes: [(&str, fn(&Snapshot) -> Snapshot); 2] =
-        [("pod relabel", relabelled), ("policy edit", edited)];
+    let changes: [(&str, Change); 2] = [("pod relabel", relabelled), ("policy edit", edited)];
     for (name, change) in changes {
         if only.is_some_and(|only| only != name) {
             continue;

@@ -39,9 +39,13 @@ pub(super) struct SetEntries {
 struct Remembered {
     id: u32,
     steps: Vec<Step>,
+    decided: Decided,
+}
+
+/// A set's entries, and the value of each decision they name (whose
+/// verdict ids are those of `written.verdicts`).
+struct Decided {
     written: SetEntries,
-    /// The value of each decision the entries name (their verdict ids are
-    /// those of `written.verdicts`).
     values: FxHashMap<DecisionKey, PolicyValue>,
 }
 
@@ -72,17 +76,21 @@ impl SetCache {
         &mut self,
         key: &PolicySetKey,
         id: u32,
-        order: &Order<'_>,
+        order: Order<'_>,
         verdicts: &mut IdAllocator<Verdict>,
     ) -> &SetEntries {
-        let remembered = match self.previous.remove(key) {
-            Some(previous) if previous.id == id => self.update(previous, order, verdicts),
-            _ => write(id, order, verdicts),
+        let decided = match self.previous.remove(key) {
+            Some(previous) if previous.id == id => self.update(previous, &order, verdicts),
+            _ => write(id, &order, verdicts),
         };
-        &self
-            .current
-            .entry(key.clone())
-            .or_insert(remembered)
+        // The steps are moved, not copied: they hold every identity they name.
+        let remembered = Remembered {
+            id,
+            steps: order.steps,
+            decided,
+        };
+        &(self.current.entry(key.clone()).or_insert(remembered))
+            .decided
             .written
     }
 
@@ -98,25 +106,26 @@ impl SetCache {
         previous: Remembered,
         order: &Order<'_>,
         verdicts: &mut IdAllocator<Verdict>,
-    ) -> Remembered {
+    ) -> Decided {
         let Some(mut changed) = renamed_identities(&previous.steps, &order.steps) else {
             return write(previous.id, order, verdicts);
         };
         if order.direction == Direction::Egress && order.steps.iter().any(Step::has_named) {
             changed.extend(self.resolutions_changed.iter().copied());
         }
-        let remembered = if changed.is_empty() {
-            previous
+        let id = previous.id;
+        let decided = if changed.is_empty() {
+            previous.decided
         } else {
-            patch(previous, order, &changed, verdicts)
+            patch(id, previous.decided, order, &changed, verdicts)
         };
         // Also marks each verdict id as used in this compilation.
-        let current = (remembered.written.verdicts.iter())
+        let current = (decided.written.verdicts.iter())
             .all(|(rule, verdict)| verdict_value(verdicts, verdict).rule == *rule);
         if current {
-            remembered
+            decided
         } else {
-            write(remembered.id, order, verdicts)
+            write(id, order, verdicts)
         }
     }
 }
@@ -132,27 +141,23 @@ fn differing_keys<V: PartialEq>(a: &BTreeMap<u32, V>, b: &BTreeMap<u32, V>) -> B
 }
 
 /// The entries of `order` under policy id `id`.
-fn write(id: u32, order: &Order<'_>, ids: &mut IdAllocator<Verdict>) -> Remembered {
+fn write(id: u32, order: &Order<'_>, ids: &mut IdAllocator<Verdict>) -> Decided {
     let mut values = Values::default();
     let mut entries = values.entries(id, order, emit::entries(order), ids);
     entries.sort_unstable_by_key(|(key, _)| *key);
-    values.finish(id, order, entries)
+    values.finish(entries)
 }
 
 /// `previous`, whose steps differ from `order`'s only in the identities
 /// they name, with the entries of the `changed` identities decided again.
 fn patch(
-    previous: Remembered,
+    id: u32,
+    previous: Decided,
     order: &Order<'_>,
     changed: &BTreeSet<u32>,
     ids: &mut IdAllocator<Verdict>,
-) -> Remembered {
-    let Remembered {
-        id,
-        written,
-        values,
-        ..
-    } = previous;
+) -> Decided {
+    let Decided { written, values } = previous;
     let mut emitter = Emitter::new(order);
     let mut decided = Vec::new();
     for &identity in changed.iter().filter(|&&identity| order.names(identity)) {
@@ -165,7 +170,7 @@ fn patch(
     let mut fresh = values.entries(id, order, decided, ids);
     fresh.sort_unstable_by_key(|(key, _)| *key);
     let kept = (written.entries.into_iter()).filter(|(key, _)| !changed.contains(&key.identity));
-    values.finish(id, order, merge(kept, fresh))
+    values.finish(merge(kept, fresh))
 }
 
 /// The entries of `a` and `b` (each sorted, no key in both), sorted.
@@ -229,20 +234,13 @@ impl Values {
     }
 
     /// The set of `entries` (sorted), remembering only what they name.
-    fn finish(
-        mut self,
-        id: u32,
-        order: &Order<'_>,
-        entries: Vec<(PolicyEntryKey, PolicyValue)>,
-    ) -> Remembered {
+    fn finish(mut self, entries: Vec<(PolicyEntryKey, PolicyValue)>) -> Decided {
         let named: BTreeSet<u32> = entries.iter().map(|(_, value)| value.rule).collect();
         self.known.retain(|_, value| named.contains(&value.rule));
         self.verdicts.retain(|(rule, _)| named.contains(rule));
         self.verdicts.sort_unstable_by_key(|(rule, _)| *rule);
         self.verdicts.dedup_by_key(|(rule, _)| *rule);
-        Remembered {
-            id,
-            steps: order.steps.clone(),
+        Decided {
             written: SetEntries {
                 entries,
                 verdicts: self.verdicts,
