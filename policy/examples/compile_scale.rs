@@ -3,7 +3,9 @@
 //! process's peak memory: what `benches/compile.rs` cannot say on a shared
 //! machine (criterion times the wall clock) or at all (memory).
 //!
-//! `cargo run --release -p netseg-policy --example compile_scale -- [large] [ROUNDS]`
+//! `cargo run --release -p netseg-policy --example compile_scale -- [large] [relabel|edit] [ROUNDS]`
+//!
+//! `relabel` or `edit` times only that change (to profile it alone).
 //!
 //! Memory is the process's own (`/proc/self/status`): `VmRSS` once the
 //! snapshot is built (the Kubernetes objects the compiler reads, which a
@@ -23,12 +25,18 @@ use anyhow::{Context, Result};
 use cluster::{Scale, cluster, edited, options, relabelled, summary};
 use netseg_policy::{Compiled, Compiler, Snapshot, diff_maps};
 
+/// A change to the cluster: the snapshot after it.
+type Change = fn(&Snapshot) -> Snapshot;
+
 fn main() -> Result<()> {
     let mut scale = Scale::DEFAULT;
     let mut rounds = 15;
+    let mut only = None;
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "large" => scale = Scale::LARGE,
+            "relabel" => only = Some("pod relabel"),
+            "edit" => only = Some("policy edit"),
             n => {
                 rounds = n
                     .parse()
@@ -50,10 +58,12 @@ fn main() -> Result<()> {
         peak / 1024,
         (peak - snapshot_rss) / 1024
     );
-    for (name, changed) in [
-        ("pod relabel", relabelled(&snapshot)),
-        ("policy edit", edited(&snapshot)),
-    ] {
+    let changes: [(&str, Change); 2] = [("pod relabel", relabelled), ("policy edit", edited)];
+    for (name, change) in changes {
+        if only.is_some_and(|only| only != name) {
+            continue;
+        }
+        let changed = change(&snapshot);
         recompiles(&mut compiler, &base, (&snapshot, &changed), name, rounds)?;
     }
     Ok(())

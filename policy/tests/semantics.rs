@@ -5,7 +5,7 @@ mod common;
 
 use common::{Cluster, ICMP, NODE, SCTP, TCP, UDP, ip, pair, pod, with_ports};
 use netseg_contract::identity;
-use netseg_policy::{DefaultAction, Direction, PodRef};
+use netseg_policy::{Compiler, DefaultAction, Direction, PodRef};
 use serde_json::json;
 
 const IN: Direction = Direction::Ingress;
@@ -153,6 +153,30 @@ fn named_egress_port_to_every_peer_reaches_every_pod_that_has_it() {
     assert!(c.allowed(&m, "x/c", OUT, ip("10.0.0.1"), TCP, 8080));
     assert!(c.allowed(&m, "x/c", OUT, ip("fd00::1"), TCP, 8080));
     assert!(!c.allowed(&m, "x/c", OUT, ip("198.51.100.1"), TCP, 8080));
+}
+
+#[test]
+fn a_warm_compiler_follows_a_peer_whose_named_port_moves() {
+    // Only the server's resolution of `http` changes: a recompile decides
+    // again the identities whose resolutions changed, and no others.
+    let mut c = pair(DefaultAction::Deny);
+    c.add("x", "p", json!({"podSelector": {"matchLabels": {"app": "client"}}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "http"}]}]}));
+    let mut compiler = Compiler::new();
+    let before = compiler.compile(&c.snapshot, &c.options);
+    assert!(c.allowed(&before, "x/c", OUT, ip("10.0.0.1"), TCP, 8080));
+    let server = pod(
+        "x",
+        "s",
+        json!({"app": "server"}),
+        NODE,
+        &["10.0.0.1", "fd00::1"],
+    );
+    c.snapshot.pods[0] = with_ports(server, &[("http", 8081, "TCP")]).into();
+    let full = compiler.without_memo().compile(&c.snapshot, &c.options);
+    let warm = compiler.compile(&c.snapshot, &c.options);
+    assert!(c.allowed(&warm, "x/c", OUT, ip("10.0.0.1"), TCP, 8081));
+    assert!(!c.allowed(&warm, "x/c", OUT, ip("10.0.0.1"), TCP, 8080));
+    assert_eq!(warm, full, "a recompile differs from a full compile");
 }
 
 #[test]

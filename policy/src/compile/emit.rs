@@ -26,36 +26,79 @@ type Runs = Vec<(u16, u16, DecisionKey)>;
 /// The entries of `order`, with the decision each stands for.
 pub(super) fn entries(order: &Order<'_>) -> Vec<(EntryKey, DecisionKey)> {
     let mut out = Vec::new();
-    let protocols = order.boundaries();
-    let other = Class::Other;
-    let (other_base, other_runs) = decisions(order, other, &order.active(other), &protocols);
-    out.push(((other.key(), None, None), other_base.clone()));
-    let whole = |decision: &DecisionKey| vec![(0, u16::MAX, decision.clone())];
-    let other_whole = whole(&other_base);
-    for (protocol, runs) in &other_runs {
-        write_protocol(&mut out, other, *protocol, runs, &other_whole);
-    }
-    // Identities that the same steps match (and that resolve named ports
-    // alike) decide alike: most pods share their peers' selections.
-    let mut memo: HashMap<DecidedAlike<'_>, (DecisionKey, ProtocolRuns)> = HashMap::new();
+    let mut emitter = Emitter::new(order);
+    emitter.other(&mut out);
     for id in order.named_identities() {
+        emitter.identity(id, &mut out);
+    }
+    out
+}
+
+/// Writes the entries of `order` class by class: every other address's,
+/// and each identity's against them. An identity's entries depend only on
+/// the steps that match it (and its egress named-port resolutions), so
+/// they can be written for some identities alone.
+pub(super) struct Emitter<'o, 'a> {
+    order: &'o Order<'a>,
+    protocols: Vec<(u8, BTreeSet<u32>)>,
+    other_base: DecisionKey,
+    other_runs: ProtocolRuns,
+    /// Identities that the same steps match (and that resolve named ports
+    /// alike) decide alike: most pods share their peers' selections.
+    memo: HashMap<DecidedAlike<'o>, (DecisionKey, ProtocolRuns)>,
+}
+
+impl<'o, 'a> Emitter<'o, 'a> {
+    pub(super) fn new(order: &'o Order<'a>) -> Self {
+        let protocols = order.boundaries();
+        let other = Class::Other;
+        let (other_base, other_runs) = decisions(order, other, &order.active(other), &protocols);
+        Emitter {
+            order,
+            protocols,
+            other_base,
+            other_runs,
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The entries of every address that no step names.
+    pub(super) fn other(&self, out: &mut Vec<(EntryKey, DecisionKey)>) {
+        let other = Class::Other;
+        out.push(((other.key(), None, None), self.other_base.clone()));
+        let other_whole = whole(&self.other_base);
+        for (protocol, runs) in &self.other_runs {
+            write_protocol(out, other, *protocol, runs, &other_whole);
+        }
+    }
+
+    /// The entries of identity `id`, where they differ from every other
+    /// address's.
+    pub(super) fn identity(&mut self, id: u32, out: &mut Vec<(EntryKey, DecisionKey)>) {
+        let order = self.order;
         let class = Class::Identity(id);
         let active = order.active(class);
         let key = (active, order.resolutions(class));
-        let (base, runs) = memo
+        let protocols = &self.protocols;
+        let (base, runs) = self
+            .memo
             .entry(key)
-            .or_insert_with_key(|(active, _)| decisions(order, class, active, &protocols));
-        let own_base = *base != other_base;
+            .or_insert_with_key(|(active, _)| decisions(order, class, active, protocols));
+        let own_base = *base != self.other_base;
         if own_base {
             out.push(((id, None, None), base.clone()));
         }
         let own_whole = whole(base);
-        for ((protocol, runs), (_, other_runs)) in runs.iter().zip(&other_runs) {
+        for ((protocol, runs), (_, other_runs)) in runs.iter().zip(&self.other_runs) {
             let fallback = if own_base { &own_whole } else { other_runs };
-            write_protocol(&mut out, class, *protocol, runs, fallback);
+            write_protocol(out, class, *protocol, runs, fallback);
         }
     }
-    out
+}
+
+/// One run over every port.
+fn whole(decision: &DecisionKey) -> Runs {
+    vec![(0, u16::MAX, decision.clone())]
 }
 
 /// Decision runs per protocol.

@@ -165,7 +165,9 @@ impl HostMemo {
     ) {
         let changes = self.changes(inv, peers, egress_names);
         let mut index = PeerIndex::new(peers, blocks);
-        let mut previous = std::mem::take(&mut self.hosts).into_iter().peekable();
+        let previous = std::mem::take(&mut self.hosts);
+        self.hosts.reserve(previous.len());
+        let mut previous = previous.into_iter().peekable();
         let left = &mut self.left;
         left.clear();
         let mut leave = |remembered: &Remembered| left.extend(remembered.identity);
@@ -304,24 +306,21 @@ impl Changes {
         host: Host<'_>,
         signature: &mut HostSignature,
     ) -> bool {
-        let before = signature.matched.len();
-        let mut matched: Vec<usize> = signature
-            .matched
-            .iter()
-            .filter_map(|&i| self.remap[i])
-            .collect();
+        // In place: a recompile after an edit adjusts every address's.
+        let matched = &mut signature.matched;
+        let before = matched.len();
+        matched.retain_mut(|i| self.remap[*i].map(|new| *i = new).is_some());
         let kept = matched.len();
         let table = peers.peers();
-        matched.extend(
-            self.added
-                .iter()
-                .copied()
-                .filter(|&i| peer_matches(inv, &table[i], host)),
-        );
-        matched.sort_unstable();
-        let changed = kept != before || matched.len() != kept;
-        signature.matched = matched;
-        changed
+        for &i in &self.added {
+            if peer_matches(inv, &table[i], host) {
+                matched.push(i);
+            }
+        }
+        if matched.len() != kept {
+            matched.sort_unstable();
+        }
+        kept != before || matched.len() != kept
     }
 }
 

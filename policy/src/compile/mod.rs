@@ -196,7 +196,7 @@ impl Compiler {
         }
         let id = self.policies.id(&key);
         let order = order(ctx, &key, applicable);
-        let set = self.sets.entries(&key, id, &order, &mut self.verdicts);
+        let set = self.sets.entries(&key, id, order, &mut self.verdicts);
         written.entries.extend_from_slice(&set.entries);
         for (rule, verdict) in &set.verdicts {
             written.verdicts.insert(*rule, verdict.clone());

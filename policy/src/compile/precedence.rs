@@ -260,6 +260,18 @@ impl Order<'_> {
         ids
     }
 
+    /// Whether some step names identity `id` (see [`Order::named_identities`]).
+    pub(super) fn names(&self, id: u32) -> bool {
+        self.steps.iter().any(|step| match &step.targets {
+            Targets::Identities(named) => named.contains(&id),
+            Targets::Any => {
+                self.direction == Direction::Egress
+                    && step.has_named()
+                    && self.classes.named_ports.contains_key(&id)
+            }
+        })
+    }
+
     /// Every protocol some step names, with the ports where a step's
     /// match can change: the decision is constant between them.
     pub(super) fn boundaries(&self) -> Vec<(u8, BTreeSet<u32>)> {
@@ -296,6 +308,33 @@ impl Order<'_> {
         }
         by_protocol.into_iter().collect()
     }
+}
+
+/// The identities whose matching steps differ between `before` and
+/// `after`: those one of them names and the other does not, step by step.
+/// `None` when the steps differ in anything but the identities they name.
+pub(super) fn renamed_identities(before: &[Step], after: &[Step]) -> Option<BTreeSet<u32>> {
+    if before.len() != after.len() {
+        return None;
+    }
+    let mut changed = BTreeSet::new();
+    for (old, new) in before.iter().zip(after) {
+        let same_but_targets = old.band == new.band
+            && old.audit == new.audit
+            && old.ports == new.ports
+            && old.action == new.action
+            && old.decided_by == new.decided_by
+            && old.fails_closed == new.fails_closed;
+        match (&old.targets, &new.targets) {
+            _ if !same_but_targets => return None,
+            (Targets::Any, Targets::Any) => {}
+            (Targets::Identities(old), Targets::Identities(new)) => {
+                changed.extend(old.symmetric_difference(new).copied());
+            }
+            _ => return None,
+        }
+    }
+    Some(changed)
 }
 
 impl Step {
