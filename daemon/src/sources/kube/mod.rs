@@ -133,8 +133,10 @@ impl Shared {
 pub struct KubeSource {
     shared: Arc<Shared>,
     tasks: Vec<(Watch, JoinHandle<()>)>,
-    /// The objects in force at the last [`KubeSource::update`].
-    last: BTreeMap<ObjectId, Object>,
+    /// The objects in force at the last [`KubeSource::update`], in the
+    /// order of their ids. Their ids are not copied here: equal objects
+    /// have equal ids, and the watches' state keeps one copy of each.
+    last: Vec<Object>,
     /// When the burst a watch woke [`KubeSource::changed`] for has settled;
     /// kept until [`KubeSource::update`], so that a wait dropped meanwhile
     /// (the daemon's `select!` drops it whenever another event comes
@@ -201,7 +203,7 @@ impl KubeSource {
         Self {
             shared,
             tasks,
-            last: BTreeMap::new(),
+            last: Vec::new(),
             settled_at: None,
             held_until: tokio::time::Instant::now(),
         }
@@ -228,7 +230,9 @@ impl KubeSource {
         self.held_until = tokio::time::Instant::now() + SETTLE;
         let watches = self.shared.lock();
         let seen_at = self.shared.seen_at().take();
-        let mut objects = BTreeMap::new();
+        // Borrowed from the watches: a pod listed by both pod watches (in
+        // the moment it is scheduled here) counts once, as this node's.
+        let mut objects: BTreeMap<&ObjectId, &Object> = BTreeMap::new();
         let mut problems = Vec::new();
         let mut invalid = Snapshot::default();
         let mut refused = Vec::new();
@@ -242,7 +246,7 @@ impl KubeSource {
             }
             let Some(state) = state else { continue };
             for (id, object) in &state.current().objects {
-                objects.entry(id.clone()).or_insert_with(|| object.clone());
+                objects.entry(id).or_insert(object);
             }
             for (id, refusal) in &state.current().refused {
                 problems.extend(refusal.problems.iter().cloned());
@@ -259,6 +263,7 @@ impl KubeSource {
         let synced = Watch::ALL
             .iter()
             .all(|watch| watches.get(watch).is_some_and(|s| s.synced));
+        let objects: Vec<Object> = objects.into_values().cloned().collect();
         drop(watches);
         if let Some(watch) = self.stopped_watch() {
             problems.push(watch_problem(watch, synced, "the watch task stopped"));
@@ -289,7 +294,7 @@ impl KubeSource {
     /// The objects in force at the last [`KubeSource::update`].
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();
-        for object in self.last.values() {
+        for object in &self.last {
             object.add_to(&mut snapshot);
         }
         snapshot

@@ -2,6 +2,7 @@
 //! then the real kube client against the fake API server.
 
 pub(crate) mod fake_api;
+mod trimmed;
 
 use std::sync::Arc;
 
