@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, ICMP, NODE, SCTP, TCP, UDP, ip, pair, pod, with_ports};
+use common::{Cluster, ICMP, NODE, SCTP, TCP, UDP, ip, pair, pair_server, pod, with_ports};
 use netseg_contract::identity;
 use netseg_policy::{Compiler, DefaultAction, Direction, PodRef};
 use serde_json::json;
@@ -164,14 +164,7 @@ fn a_warm_compiler_follows_a_peer_whose_named_port_moves() {
     let mut compiler = Compiler::new();
     let before = compiler.compile(&c.snapshot, &c.options);
     assert!(c.allowed(&before, "x/c", OUT, ip("10.0.0.1"), TCP, 8080));
-    let server = pod(
-        "x",
-        "s",
-        json!({"app": "server"}),
-        NODE,
-        &["10.0.0.1", "fd00::1"],
-    );
-    c.snapshot.pods[0] = with_ports(server, &[("http", 8081, "TCP")]).into();
+    c.snapshot.pods[0] = pair_server(&[("http", 8081, "TCP")]).into();
     let full = compiler.without_memo().compile(&c.snapshot, &c.options);
     let warm = compiler.compile(&c.snapshot, &c.options);
     assert!(c.allowed(&warm, "x/c", OUT, ip("10.0.0.1"), TCP, 8081));

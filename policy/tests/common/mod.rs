@@ -267,9 +267,8 @@ pub fn ports_protocol(name: &str) -> u8 {
     netseg_policy::protocol_number(name).expect("known protocol")
 }
 
-/// Server `x/s` (10.0.0.1, fd00::1) and client `x/c` (10.0.0.2, fd00::2) on this node.
-pub fn pair(default_action: DefaultAction) -> Cluster {
-    let mut c = Cluster::new(default_action);
+/// The server `x/s` of [`pair`] (10.0.0.1, fd00::1), naming `ports`.
+pub fn pair_server(ports: &[(&str, i32, &str)]) -> Pod {
     let server = pod(
         "x",
         "s",
@@ -277,7 +276,13 @@ pub fn pair(default_action: DefaultAction) -> Cluster {
         NODE,
         &["10.0.0.1", "fd00::1"],
     );
-    let server = with_ports(server, &[("http", 8080, "TCP"), ("dns", 53, "UDP")]);
+    with_ports(server, ports)
+}
+
+/// Server `x/s` (10.0.0.1, fd00::1) and client `x/c` (10.0.0.2, fd00::2) on this node.
+pub fn pair(default_action: DefaultAction) -> Cluster {
+    let mut c = Cluster::new(default_action);
+    let server = pair_server(&[("http", 8080, "TCP"), ("dns", 53, "UDP")]);
     c.snapshot.pods.push(server.into());
     c.snapshot.pods.push(
         pod(
