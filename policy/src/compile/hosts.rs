@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
+use smallvec::SmallVec;
 
 use super::blocks::BlockIndex;
 use super::identities::{NamedPorts, PeerTable};
@@ -102,14 +103,17 @@ impl Host<'_> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct HostSignature {
     pub kind: IdentityKind,
-    /// Indices into the compilation's [`PeerTable`], ascending.
-    pub matched: Vec<usize>,
+    /// Indices into the compilation's [`PeerTable`], ascending. Inline
+    /// while few, so that a recompile that renumbers the peers of every
+    /// address reads the memo's one array, not an allocation per address.
+    pub matched: SmallVec<[usize; 4]>,
     pub named_ports: NamedPorts,
 }
 
 struct Remembered {
     /// Held so that their addresses cannot be reused while remembered.
-    holders: Vec<Arc<PodModel>>,
+    /// Inline, as `matched`: an address mostly has one holder.
+    holders: SmallVec<[Arc<PodModel>; 1]>,
     /// The same for Node objects.
     nodes: Vec<Arc<NodeModel>>,
     signature: HostSignature,
@@ -164,44 +168,39 @@ impl HostMemo {
         hosts: &HostTable,
     ) {
         let changes = self.changes(inv, peers, egress_names);
-        let mut index = PeerIndex::new(peers, blocks);
-        let previous = std::mem::take(&mut self.hosts);
-        self.hosts.reserve(previous.len());
-        let mut previous = previous.into_iter().peekable();
+        let mut updater = Updater {
+            inv,
+            peers,
+            egress_names,
+            index: PeerIndex::new(peers, blocks),
+            changes: &changes,
+        };
         let left = &mut self.left;
         left.clear();
-        let mut leave = |remembered: &Remembered| left.extend(remembered.identity);
-        for host in hosts.hosts() {
-            while let Some((_, gone)) = previous.next_if(|(addr, _)| *addr < host.addr) {
-                leave(&gone);
-            }
-            let kept = match previous.next_if(|(addr, _)| *addr == host.addr) {
-                Some((_, remembered)) if changes.keep(inv, &remembered, host) => Some(remembered),
-                Some((_, stale)) => {
-                    leave(&stale);
-                    None
-                }
-                None => None,
-            };
-            let remembered = match kept {
-                Some(mut remembered) => {
-                    if changes.peers && changes.adjust(inv, peers, host, &mut remembered.signature)
-                    {
-                        leave(&remembered);
-                        remembered.identity = None;
-                    }
-                    remembered
-                }
-                None => Remembered {
-                    holders: host.pods().map(|p| Arc::clone(&inv.pods[p])).collect(),
-                    nodes: host.nodes().map(|n| Arc::clone(&inv.nodes[n])).collect(),
-                    signature: signature(inv, &mut index, egress_names, host),
-                    identity: None,
-                },
-            };
-            self.hosts.push((host.addr, remembered));
+        let mut now = hosts.hosts().peekable();
+        // While the addresses are the memo's, in its order (none came or
+        // went before them: the common case), each is updated where it is.
+        let mut same = 0;
+        while let Some((addr, remembered)) = self.hosts.get_mut(same)
+            && let Some(host) = now.next_if(|host| host.addr == *addr)
+        {
+            updater.refresh(host, remembered, left);
+            same += 1;
         }
-        previous.for_each(|(_, gone)| leave(&gone));
+        let mut previous = self.hosts.split_off(same).into_iter().peekable();
+        for host in now {
+            while let Some((_, gone)) = previous.next_if(|(addr, _)| *addr < host.addr) {
+                left.extend(gone.identity);
+            }
+            match previous.next_if(|(addr, _)| *addr == host.addr) {
+                Some((addr, mut remembered)) => {
+                    updater.refresh(host, &mut remembered, left);
+                    self.hosts.push((addr, remembered));
+                }
+                None => self.hosts.push((host.addr, updater.remembered(host))),
+            }
+        }
+        previous.for_each(|(_, gone)| left.extend(gone.identity));
         self.peers = peers.clone();
         // Copied only when changed: at 5,000 namespaces the copy costs more
         // than a recompile after a pod relabel should.
@@ -324,6 +323,43 @@ impl Changes {
     }
 }
 
+/// What [`HostMemo::update`] brings each address up to date with.
+struct Updater<'a> {
+    inv: &'a Inventory,
+    peers: &'a PeerTable,
+    egress_names: &'a BTreeSet<(String, u8)>,
+    index: PeerIndex<'a>,
+    changes: &'a Changes,
+}
+
+impl Updater<'_> {
+    /// Brings `remembered`, what the memo holds for `host`'s address, up
+    /// to date, adding the identity it leaves (if any) to `left`.
+    fn refresh(&mut self, host: Host<'_>, remembered: &mut Remembered, left: &mut BTreeSet<u32>) {
+        if !self.changes.keep(self.inv, remembered, host) {
+            left.extend(remembered.identity);
+            *remembered = self.remembered(host);
+        } else if self.changes.peers
+            && (self.changes).adjust(self.inv, self.peers, host, &mut remembered.signature)
+        {
+            left.extend(remembered.identity.take());
+        }
+    }
+
+    /// What to remember of `host`, derived afresh.
+    fn remembered(&mut self, host: Host<'_>) -> Remembered {
+        Remembered {
+            holders: host.pods().map(|p| Arc::clone(&self.inv.pods[p])).collect(),
+            nodes: host
+                .nodes()
+                .map(|n| Arc::clone(&self.inv.nodes[n]))
+                .collect(),
+            signature: signature(self.inv, &mut self.index, self.egress_names, host),
+            identity: None,
+        }
+    }
+}
+
 fn signature(
     inv: &Inventory,
     index: &mut PeerIndex<'_>,
@@ -389,7 +425,7 @@ impl<'a> PeerIndex<'a> {
     }
 
     /// The peers (table indices, ascending) that match `host`.
-    fn matching(&mut self, inv: &Inventory, host: Host<'_>) -> Vec<usize> {
+    fn matching(&mut self, inv: &Inventory, host: Host<'_>) -> SmallVec<[usize; 4]> {
         let held_by_pod = host.pods().next().is_some();
         let mut matched: BTreeSet<usize> = (self.blocks.containing(&IpNetwork::from(host.addr)))
             .into_iter()

@@ -28,7 +28,7 @@ use super::blocks::BlockIndex;
 use super::hosts::{HostIdentities, HostMemo, HostSignature, HostTable};
 use super::inventory::Inventory;
 use crate::model::PeerModel;
-use crate::types::{IdentityInfo, IdentityKind, PodRef};
+use crate::types::{IdentityInfo, IdentityKind};
 
 /// Resolutions of named ports: (name, protocol) to port numbers.
 pub(super) type NamedPorts = BTreeMap<(String, u8), BTreeSet<u16>>;
@@ -72,14 +72,18 @@ pub(super) struct Classes {
     pub by_peer: Vec<BTreeSet<u32>>,
     /// The egress named-port resolutions of identities that have any.
     pub named_ports: BTreeMap<u32, NamedPorts>,
+    /// Every port number each egress named port resolves to, over all
+    /// identities: where a rule naming it can change its match.
+    pub named_port_numbers: NamedPorts,
     /// The identities of the node's own addresses.
     pub node: BTreeSet<u32>,
 }
 
 /// The addresses of one identity.
 #[derive(Default)]
-struct Group<'a> {
-    pods: Vec<&'a PodRef>,
+struct Group {
+    /// Indices into [`Inventory::pods`].
+    pods: Vec<usize>,
     prefixes: Vec<IpNetwork>,
 }
 
@@ -116,26 +120,30 @@ pub(super) fn classify(
         described,
     } = memo.identities(|host| alloc.id(&Signature::of_host(peers, host)));
     let mut signatures: BTreeMap<u32, &HostSignature> = BTreeMap::new();
-    let mut groups: BTreeMap<u32, Group<'_>> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
     for (host, (signature, id)) in hosts.hosts().zip(identities) {
         signatures.entry(id).or_insert(signature);
         classes.ipcache.push((IpNetwork::from(host.addr), id));
         if changed.contains(&id) {
             let group = groups.entry(id).or_default();
-            group.pods.extend(host.pods().map(|p| &inv.pods[p].pod_ref));
+            group.pods.extend(host.pods());
             group.prefixes.push(IpNetwork::from(host.addr));
         }
     }
     // Only the identities whose addresses changed are described again.
     described.retain(|id, _| !changed.contains(id));
     for (id, group) in groups {
-        described.insert(id, group.describe(signatures[&id].kind));
+        described.insert(id, group.describe(inv, signatures[&id].kind));
     }
     classes.identities = described.clone();
     for (id, signature) in signatures {
         alloc.keep(id);
         classes.note(id, signature.kind, &signature.matched);
         if !signature.named_ports.is_empty() {
+            for (name, ports) in &signature.named_ports {
+                let numbers = classes.named_port_numbers.entry(name.clone()).or_default();
+                numbers.extend(ports);
+            }
             classes
                 .named_ports
                 .insert(id, signature.named_ports.clone());
@@ -170,13 +178,13 @@ pub(super) fn classify(
             pods: Vec::new(),
             prefixes,
         };
-        classes.add(id, IdentityKind::External, &matched, group);
+        classes.add(inv, id, IdentityKind::External, &matched, group);
     }
     let world = Group {
         pods: Vec::new(),
         prefixes: world,
     };
-    classes.add(identity::WORLD, IdentityKind::World, &[], world);
+    classes.add(inv, identity::WORLD, IdentityKind::World, &[], world);
     classes
 }
 
@@ -212,10 +220,17 @@ impl Classes {
 
     /// Records identity `id`, matched by the peers `matched`, for the
     /// addresses of `group`.
-    fn add(&mut self, id: u32, kind: IdentityKind, matched: &[usize], group: Group<'_>) {
+    fn add(
+        &mut self,
+        inv: &Inventory,
+        id: u32,
+        kind: IdentityKind,
+        matched: &[usize],
+        group: Group,
+    ) {
         self.note(id, kind, matched);
         self.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
-        self.identities.insert(id, group.describe(kind));
+        self.identities.insert(id, group.describe(inv, kind));
     }
 
     /// Records that identity `id` is of `kind` and matched by the peers `matched`.
@@ -229,17 +244,20 @@ impl Classes {
     }
 }
 
-impl Group<'_> {
+impl Group {
     /// What an identity of `kind` with these addresses stands for.
-    fn describe(self, kind: IdentityKind) -> IdentityInfo {
+    fn describe(self, inv: &Inventory, kind: IdentityKind) -> IdentityInfo {
         let mut prefixes = self.prefixes;
-        prefixes.sort();
+        prefixes.sort_unstable();
         let mut pods = self.pods;
-        pods.sort();
+        pods.sort_unstable_by_key(|&p| inv.pod_rank(p));
         pods.dedup();
         IdentityInfo {
             kind,
-            pods: pods.into_iter().cloned().collect(),
+            pods: pods
+                .into_iter()
+                .map(|p| inv.pods[p].pod_ref.clone())
+                .collect(),
             prefixes,
         }
     }

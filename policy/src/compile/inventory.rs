@@ -37,6 +37,8 @@ pub(crate) struct Models {
 /// What a build derived from the pods and namespaces.
 struct Kept {
     pods: Arc<Vec<Arc<PodModel>>>,
+    /// See [`Inventory::pod_rank`]; a patch keeps every pod's name.
+    ranks: Arc<[u32]>,
     namespaces: Arc<BTreeMap<String, Labels>>,
     /// For each position of the snapshot's pods, the pod's index in
     /// `pods` (`None`: invalid, a later copy, or not a peer).
@@ -111,6 +113,7 @@ impl Models {
             namespace = Some(ns);
         }
         Kept {
+            ranks: ranks(&pods),
             pods: Arc::new(pods),
             namespaces: Arc::new(namespaces),
             slots,
@@ -126,6 +129,7 @@ pub(crate) struct Inventory {
     /// Pods whose addresses are pod addresses ([`PodModel::is_peer`]), in
     /// snapshot order.
     pub pods: Arc<Vec<Arc<PodModel>>>,
+    pod_ranks: Arc<[u32]>,
     /// Policies sorted by namespace and name.
     pub policies: Vec<Arc<PolicyModel>>,
     /// ClusterNetworkPolicies and SegmentPolicies in their order (tier,
@@ -147,6 +151,7 @@ impl Inventory {
         };
         let kept = kept.unwrap_or_else(|| models.rebuilt(snapshot));
         let (pods, namespaces) = (Arc::clone(&kept.pods), Arc::clone(&kept.namespaces));
+        let pod_ranks = Arc::clone(&kept.ranks);
         models.kept = Some(kept);
         let parse = |policy: &NetworkPolicy| parse_policy(policy, &mut Errors::default());
         let policies = models.policies.models(&snapshot.network_policies, parse);
@@ -183,11 +188,19 @@ impl Inventory {
         Inventory {
             namespaces,
             pods,
+            pod_ranks,
             policies,
             tiered,
             segments,
             nodes,
         }
+    }
+
+    /// Where pod `p` (an index into [`Inventory::pods`]) comes in the pods'
+    /// name order: sorting indices by rank sorts the pods by name without
+    /// comparing a string.
+    pub(super) fn pod_rank(&self, p: usize) -> u32 {
+        self.pod_ranks[p]
     }
 
     /// The Segments by name.
@@ -248,6 +261,17 @@ impl Inventory {
             .cloned()
             .collect()
     }
+}
+
+/// Each pod's position in name order (names are unique among `pods`).
+fn ranks(pods: &[Arc<PodModel>]) -> Arc<[u32]> {
+    let mut order: Vec<usize> = (0..pods.len()).collect();
+    order.sort_unstable_by(|&a, &b| pods[a].pod_ref.cmp(&pods[b].pod_ref));
+    let mut ranks = vec![0; pods.len()];
+    for (rank, p) in order.into_iter().enumerate() {
+        ranks[p] = rank as u32;
+    }
+    ranks.into()
 }
 
 /// `models` sorted by `name`, keeping the first in the given order of those

@@ -293,12 +293,8 @@ impl Order<'_> {
                 PortModel::Named { protocol, name } => {
                     let cuts = by_protocol.entry(*protocol).or_default();
                     let key = (name.clone(), *protocol);
-                    let resolved = self.local_ports.get(&key).into_iter().chain(
-                        self.classes
-                            .named_ports
-                            .values()
-                            .filter_map(|names| names.get(&key)),
-                    );
+                    let resolved = (self.local_ports.get(&key).into_iter())
+                        .chain(self.classes.named_port_numbers.get(&key));
                     for port in resolved.flatten() {
                         cuts.insert(u32::from(*port));
                         cuts.insert(u32::from(*port) + 1);
