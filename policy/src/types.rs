@@ -446,14 +446,16 @@ pub enum IdentityKind {
 }
 
 /// A human description of an identity, for flow logs and `explain`.
+/// Cheap to clone: a compilation hands out the descriptions of the
+/// identities whose addresses did not change from the one before.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IdentityInfo {
     /// What kind of addresses the identity stands for.
     pub kind: IdentityKind,
     /// The pods whose addresses carry this identity (sorted).
-    pub pods: Vec<PodRef>,
+    pub pods: Arc<[PodRef]>,
     /// The ipcache prefixes that map to this identity (sorted).
-    pub prefixes: Vec<IpNetwork>,
+    pub prefixes: Arc<[IpNetwork]>,
 }
 
 impl fmt::Display for IdentityInfo {

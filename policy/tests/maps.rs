@@ -67,8 +67,8 @@ fn ip_block_except_applies_to_pods_and_external_addresses() {
     // The except prefix is matched by no peer: it is WORLD, not an identity.
     assert_eq!(m.ipcache[&net("10.0.1.0/24")], identity::WORLD);
     assert_eq!(
-        m.identities[&identity::WORLD].prefixes,
-        vec![net("10.0.1.0/24"), net("2001:db8:1::/48")]
+        *m.identities[&identity::WORLD].prefixes,
+        [net("10.0.1.0/24"), net("2001:db8:1::/48")]
     );
     let cidr_id = m.ipcache[&net("10.0.0.0/16")];
     assert_eq!(m.identities[&cidr_id].kind, IdentityKind::External);

@@ -258,7 +258,7 @@ impl Group {
                 .into_iter()
                 .map(|p| inv.pods[p].pod_ref.clone())
                 .collect(),
-            prefixes,
+            prefixes: prefixes.into(),
         }
     }
 }

@@ -87,8 +87,8 @@ fn peer_identity(
 ) -> IdentityInfo {
     identities.get(&id).cloned().unwrap_or(IdentityInfo {
         kind: IdentityKind::World,
-        pods: Vec::new(),
-        prefixes: Vec::new(),
+        pods: Default::default(),
+        prefixes: Default::default(),
     })
 }
 
