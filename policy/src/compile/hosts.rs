@@ -97,16 +97,20 @@ impl Host<'_> {
     }
 }
 
+/// Indices into a [`PeerTable`]: 32 bits, and inline up to a dozen (the
+/// benchmark cluster's addresses are matched by 10 or 11 peers each), so
+/// that a recompile that renumbers the peers of every address reads the
+/// memo's one array rather than an allocation per address.
+pub(super) type PeerIndices = SmallVec<[u32; 12]>;
+
 /// How the rules see one host address. An address held by several pods (a
 /// stale pod whose IP was reused) stands for all of them: a peer matches if
 /// it matches any holder, and named ports resolve over all holders.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct HostSignature {
     pub kind: IdentityKind,
-    /// Indices into the compilation's [`PeerTable`], ascending. Inline
-    /// while few, so that a recompile that renumbers the peers of every
-    /// address reads the memo's one array, not an allocation per address.
-    pub matched: SmallVec<[usize; 4]>,
+    /// Indices into the compilation's [`PeerTable`], ascending.
+    pub matched: PeerIndices,
     pub named_ports: NamedPorts,
 }
 
@@ -308,12 +312,12 @@ impl Changes {
         // In place: a recompile after an edit adjusts every address's.
         let matched = &mut signature.matched;
         let before = matched.len();
-        matched.retain_mut(|i| self.remap[*i].map(|new| *i = new).is_some());
+        matched.retain_mut(|i| self.remap[*i as usize].map(|new| *i = new as u32).is_some());
         let kept = matched.len();
         let table = peers.peers();
         for &i in &self.added {
             if peer_matches(inv, &table[i], host) {
-                matched.push(i);
+                matched.push(i as u32);
             }
         }
         if matched.len() != kept {
@@ -425,7 +429,7 @@ impl<'a> PeerIndex<'a> {
     }
 
     /// The peers (table indices, ascending) that match `host`.
-    fn matching(&mut self, inv: &Inventory, host: Host<'_>) -> SmallVec<[usize; 4]> {
+    fn matching(&mut self, inv: &Inventory, host: Host<'_>) -> PeerIndices {
         let held_by_pod = host.pods().next().is_some();
         let mut matched: BTreeSet<usize> = (self.blocks.containing(&IpNetwork::from(host.addr)))
             .into_iter()
@@ -456,6 +460,6 @@ impl<'a> PeerIndex<'a> {
                 }
             }
         }
-        matched.into_iter().collect()
+        matched.into_iter().map(|i| i as u32).collect()
     }
 }

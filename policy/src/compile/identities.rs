@@ -138,7 +138,8 @@ pub(super) fn classify(
     classes.identities = described.clone();
     for (id, signature) in signatures {
         alloc.keep(id);
-        classes.note(id, signature.kind, &signature.matched);
+        let matched = signature.matched.iter().map(|&i| i as usize);
+        classes.note(id, signature.kind, matched);
         if !signature.named_ports.is_empty() {
             for (name, ports) in &signature.named_ports {
                 let numbers = classes.named_port_numbers.entry(name.clone()).or_default();
@@ -204,7 +205,9 @@ impl Signature {
     fn of_host(peers: &PeerTable, host: &HostSignature) -> Self {
         Signature {
             kind: host.kind,
-            peers: host.matched.iter().map(|&i| peers.0[i].clone()).collect(),
+            peers: (host.matched.iter())
+                .map(|&i| peers.0[i as usize].clone())
+                .collect(),
             named_ports: host.named_ports.clone(),
         }
     }
@@ -228,17 +231,17 @@ impl Classes {
         matched: &[usize],
         group: Group,
     ) {
-        self.note(id, kind, matched);
+        self.note(id, kind, matched.iter().copied());
         self.ipcache.extend(group.prefixes.iter().map(|p| (*p, id)));
         self.identities.insert(id, group.describe(inv, kind));
     }
 
     /// Records that identity `id` is of `kind` and matched by the peers `matched`.
-    fn note(&mut self, id: u32, kind: IdentityKind, matched: &[usize]) {
+    fn note(&mut self, id: u32, kind: IdentityKind, matched: impl Iterator<Item = usize>) {
         if kind == IdentityKind::Node {
             self.node.insert(id);
         }
-        for &i in matched {
+        for i in matched {
             self.by_peer[i].insert(id);
         }
     }
