@@ -173,6 +173,25 @@ fn a_warm_compiler_follows_a_peer_whose_named_port_moves() {
 }
 
 #[test]
+fn a_warm_compiler_follows_a_peer_that_changes_address() {
+    // The client keeps its name and labels but moves to another address:
+    // the recompile may not keep the host table (or anything derived from
+    // it) of the address it left.
+    let mut c = pair(DefaultAction::Deny);
+    c.add("x", "p", json!({"podSelector": {"matchLabels": {"app": "server"}}, "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}));
+    let mut compiler = Compiler::new();
+    let before = compiler.compile(&c.snapshot, &c.options);
+    assert!(c.allowed(&before, "x/s", IN, ip("10.0.0.2"), TCP, 8080));
+    let moved = pod("x", "c", json!({"app": "client"}), NODE, &["10.0.0.9"]);
+    c.snapshot.pods[1] = moved.into();
+    let full = compiler.without_memo().compile(&c.snapshot, &c.options);
+    let warm = compiler.compile(&c.snapshot, &c.options);
+    assert!(c.allowed(&warm, "x/s", IN, ip("10.0.0.9"), TCP, 8080));
+    assert!(!c.allowed(&warm, "x/s", IN, ip("10.0.0.2"), TCP, 8080));
+    assert_eq!(warm, full, "a recompile differs from a full compile");
+}
+
+#[test]
 fn icmp_and_unknown_protocols_pass_only_rules_without_ports() {
     let peer = ip("10.0.0.2");
     let mut c = pair(DefaultAction::Deny);

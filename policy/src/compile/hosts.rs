@@ -139,6 +139,18 @@ pub(super) struct HostMemo {
     /// What each identity of host addresses stood for in the previous
     /// compilation.
     described: BTreeMap<u32, IdentityInfo>,
+    /// The last host table, and what it was built from.
+    table: Option<(TableSource, Arc<HostTable>)>,
+}
+
+/// What a [`HostTable`] is built from.
+#[derive(PartialEq)]
+struct TableSource {
+    /// [`Inventory::addresses`].
+    addresses: u64,
+    /// The Node objects, when their addresses are hosts.
+    nodes: Option<Vec<Arc<NodeModel>>>,
+    node_addresses: Vec<IpAddr>,
 }
 
 /// See [`HostMemo::identities`].
@@ -161,6 +173,28 @@ struct Changes {
 }
 
 impl HostMemo {
+    /// [`HostTable::new`], or the last one when built from the same.
+    pub(super) fn table(
+        &mut self,
+        inv: &Inventory,
+        node_addresses: &[IpAddr],
+        with_nodes: bool,
+    ) -> Arc<HostTable> {
+        let source = TableSource {
+            addresses: inv.addresses(),
+            nodes: with_nodes.then(|| inv.nodes.clone()),
+            node_addresses: node_addresses.to_vec(),
+        };
+        match &self.table {
+            Some((built_from, table)) if *built_from == source => Arc::clone(table),
+            _ => {
+                let table = Arc::new(HostTable::new(inv, node_addresses, with_nodes));
+                self.table = Some((source, Arc::clone(&table)));
+                table
+            }
+        }
+    }
+
     /// Brings the signature of every address of `hosts` up to date and
     /// forgets the addresses no longer held.
     pub(super) fn update(

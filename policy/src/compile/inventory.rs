@@ -32,6 +32,8 @@ pub(crate) struct Models {
     nodes: ModelCache<Node, NodeModel>,
     /// What the previous build derived from the pods and namespaces.
     kept: Option<Kept>,
+    /// The last [`Kept::addresses`] handed out.
+    addresses: u64,
 }
 
 /// What a build derived from the pods and namespaces.
@@ -39,6 +41,8 @@ struct Kept {
     pods: Arc<Vec<Arc<PodModel>>>,
     /// See [`Inventory::pod_rank`]; a patch keeps every pod's name.
     ranks: Arc<[u32]>,
+    /// See [`Inventory::addresses`].
+    addresses: u64,
     namespaces: Arc<BTreeMap<String, Labels>>,
     /// For each position of the snapshot's pods, the pod's index in
     /// `pods` (`None`: invalid, a later copy, or not a peer).
@@ -61,6 +65,14 @@ impl Models {
         });
         if !alike {
             return None;
+        }
+        let moved = replaced.iter().any(|r| match (&r.old, &r.new) {
+            (Some(old), Some(new)) => old.ips != new.ips,
+            _ => false,
+        });
+        if moved {
+            self.addresses += 1;
+            kept.addresses = self.addresses;
         }
         if !replaced.is_empty() {
             let pods = Arc::make_mut(&mut kept.pods);
@@ -112,8 +124,10 @@ impl Models {
             }
             namespace = Some(ns);
         }
+        self.addresses += 1;
         Kept {
             ranks: ranks(&pods),
+            addresses: self.addresses,
             pods: Arc::new(pods),
             namespaces: Arc::new(namespaces),
             slots,
@@ -130,6 +144,7 @@ pub(crate) struct Inventory {
     /// snapshot order.
     pub pods: Arc<Vec<Arc<PodModel>>>,
     pod_ranks: Arc<[u32]>,
+    addresses: u64,
     /// Policies sorted by namespace and name.
     pub policies: Vec<Arc<PolicyModel>>,
     /// ClusterNetworkPolicies and SegmentPolicies in their order (tier,
@@ -151,7 +166,7 @@ impl Inventory {
         };
         let kept = kept.unwrap_or_else(|| models.rebuilt(snapshot));
         let (pods, namespaces) = (Arc::clone(&kept.pods), Arc::clone(&kept.namespaces));
-        let pod_ranks = Arc::clone(&kept.ranks);
+        let (pod_ranks, addresses) = (Arc::clone(&kept.ranks), kept.addresses);
         models.kept = Some(kept);
         let parse = |policy: &NetworkPolicy| parse_policy(policy, &mut Errors::default());
         let policies = models.policies.models(&snapshot.network_policies, parse);
@@ -189,6 +204,7 @@ impl Inventory {
             namespaces,
             pods,
             pod_ranks,
+            addresses,
             policies,
             tiered,
             segments,
@@ -201,6 +217,14 @@ impl Inventory {
     /// comparing a string.
     pub(super) fn pod_rank(&self, p: usize) -> u32 {
         self.pod_ranks[p]
+    }
+
+    /// Names the pods' addresses and positions: two inventories with the
+    /// same number have pods at the same positions holding the same
+    /// addresses (a relabel keeps it; a pod that came, went or was
+    /// readdressed changes it).
+    pub(super) fn addresses(&self) -> u64 {
+        self.addresses
     }
 
     /// The Segments by name.

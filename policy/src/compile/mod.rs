@@ -15,6 +15,7 @@ mod set_cache;
 mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use netseg_contract::{
     FIRST_COMPILED_IDENTITY, FIRST_COMPILED_RULE, PolicyValue, VERDICT_ALLOW, VERDICT_DENY, rule,
@@ -53,7 +54,7 @@ struct Prepared {
     selection: Selection,
     peers: PeerTable,
     classes: Classes,
-    hosts: HostTable,
+    hosts: Arc<HostTable>,
 }
 
 /// Compiles snapshots, keeping ids stable from one compilation to the next.
@@ -164,7 +165,7 @@ impl Compiler {
         let with_nodes = relevant.iter().any(|p| matches!(p, PeerModel::Nodes(_)));
         let peers = PeerTable::new(relevant);
         let egress_names = egress_named_ports(&inv, &resolved, &selection);
-        let hosts = HostTable::new(&inv, &options.node_addresses, with_nodes);
+        let hosts = self.hosts.table(&inv, &options.node_addresses, with_nodes);
         let classes = classify(
             &inv,
             &peers,
