@@ -201,3 +201,13 @@ fn a_segment_cidr_covering_pod_addresses_is_reported() {
         ]
     );
 }
+
+/// The shortcut of `warnings` without tiered policies or Segments (pods
+/// and NetworkPolicies alone); with a Segment the check runs
+/// (`a_segment_cidr_covering_pod_addresses_is_reported`).
+#[test]
+fn pods_alone_warn_of_nothing() {
+    let snapshot = shop();
+    assert!(!snapshot.pods.is_empty() && snapshot.segments.is_empty());
+    assert_eq!(lines(&snapshot), Vec::<String>::new());
+}
