@@ -28,6 +28,10 @@ pub struct Enforcer<W: MapWriter> {
     compiler: Compiler,
     /// The last compilation; `None` when an input changed since.
     compiled: Option<Arc<Compiled>>,
+    /// What it compiled: the source's objects with the CNI plugin's pods
+    /// overlaid. The warnings check reads it, so that it parses nothing
+    /// the compiler has not.
+    compiled_from: Option<Snapshot>,
     /// How many compilations ran (a relist that changed nothing runs none).
     pub compilations: u64,
     /// The objects in force, as of the source's last update.
@@ -63,6 +67,7 @@ impl<W: MapWriter> Enforcer<W> {
             options,
             compiler: Compiler::new(),
             compiled: None,
+            compiled_from: None,
             compilations: 0,
             snapshot: Snapshot::default(),
             invalid: Snapshot::default(),
@@ -138,6 +143,7 @@ impl<W: MapWriter> Enforcer<W> {
             if let Some(timer) = &mut self.unpublished {
                 timer.compiled();
             }
+            self.compiled_from = Some(snapshot);
             compiled
         });
         compiled.clone()
@@ -190,15 +196,16 @@ impl<W: MapWriter> Enforcer<W> {
 
     /// Checks the objects in force for policy warnings if they changed
     /// since the last check; whether the warnings changed. Kept off the
-    /// path of a change (at cluster scale it costs as much as a compile):
-    /// call it once the publication is reported.
+    /// path of a change (with tiered policies or Segments it walks every
+    /// pod): call it once the publication is reported.
     pub fn check_warnings(&mut self) -> bool {
         if self.warnings_checked {
             return false;
         }
         self.warnings_checked = true;
         let before = std::mem::take(&mut self.policy_warnings);
-        let warnings = netseg_policy::warnings(&self.snapshot);
+        let snapshot = self.compiled_from.as_ref().unwrap_or(&self.snapshot);
+        let warnings = self.compiler.warnings(snapshot);
         for warning in &warnings {
             warn!(%warning, "policy warning");
         }

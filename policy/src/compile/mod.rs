@@ -152,6 +152,14 @@ impl Compiler {
         }
     }
 
+    /// [`crate::warnings`] of `snapshot`, parsing only the objects the
+    /// last compilation did not see (checking the snapshot just compiled
+    /// parses nothing). Every pod modelled from scratch instead cost the
+    /// daemon 0.7 s of CPU at 100,000 pods.
+    pub fn warnings(&mut self, snapshot: &Snapshot) -> Vec<crate::Warning> {
+        crate::warnings::found(snapshot, &mut self.models)
+    }
+
     /// What compiling `snapshot` derives before writing any entry: the
     /// valid objects, the cluster policies resolved against the Segments,
     /// which policies select which local pods, and the identities.

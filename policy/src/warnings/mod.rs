@@ -58,17 +58,21 @@ impl fmt::Display for Warning {
 ///
 /// Sorted by object kind, name, field.
 pub fn warnings(snapshot: &Snapshot) -> Vec<Warning> {
+    found(snapshot, &mut Models::default())
+}
+
+/// [`warnings`], with the objects modelled by `models` (a compiler's, so
+/// that only the objects it has not seen are parsed).
+pub(crate) fn found(snapshot: &Snapshot, models: &mut Models) -> Vec<Warning> {
     // Every warning is about one of these. Without them, skip modelling
-    // every pod from scratch: at 100,000 pods that cost the daemon about
-    // 0.7 s of CPU per change and 140 MiB that glibc kept after it was
-    // freed (docs/benchmarks.md, "The memory after the sync").
+    // the pods (docs/benchmarks.md, "The memory after the sync").
     if snapshot.cluster_network_policies.is_empty()
         && snapshot.segment_policies.is_empty()
         && snapshot.segments.is_empty()
     {
         return Vec::new();
     }
-    let inv = Inventory::build(snapshot, &mut Models::default());
+    let inv = Inventory::build(snapshot, models);
     let segments: BTreeSet<&str> = inv.segments.iter().map(|s| s.name.as_str()).collect();
     let mut out = Vec::new();
     for policy in &inv.tiered {

@@ -211,3 +211,25 @@ fn pods_alone_warn_of_nothing() {
     assert!(!snapshot.pods.is_empty() && snapshot.segments.is_empty());
     assert_eq!(lines(&snapshot), Vec::<String>::new());
 }
+
+/// A compiler's check parses only what it has not compiled, and finds
+/// what a check from scratch finds, before and after a change.
+#[test]
+fn a_compilers_check_finds_what_a_fresh_check_finds() {
+    let mut snapshot = shop();
+    snapshot.segments = vec![segment(
+        "outside",
+        json!({"members": [{"networks": ["10.0.0.0/24"]}]}),
+    )];
+    let mut compiler = crate::Compiler::new();
+    compiler.compile(&snapshot, &crate::CompileOptions::default());
+    assert_eq!(compiler.warnings(&snapshot), warnings(&snapshot));
+    assert_eq!(compiler.warnings(&snapshot).len(), 1);
+    snapshot.segments = vec![segment(
+        "outside",
+        json!({"members": [{"networks": ["10.0.0.0/8"]}]}),
+    )];
+    let fresh = warnings(&snapshot);
+    assert_eq!(compiler.warnings(&snapshot), fresh);
+    assert!(fresh[0].to_string().contains("3 pod(s)"), "{fresh:?}");
+}
