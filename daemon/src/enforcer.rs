@@ -23,15 +23,18 @@ use crate::sources::{Refused, Update};
 pub use stages::ChangeStages;
 use stages::ChangeTimer;
 
+/// A compiled policy and what it was compiled from: the source's objects
+/// with the CNI plugin's pods overlaid.
+struct Compilation {
+    compiled: Arc<Compiled>,
+    from: Snapshot,
+}
+
 pub struct Enforcer<W: MapWriter> {
     options: CompileOptions,
     compiler: Compiler,
     /// The last compilation; `None` when an input changed since.
-    compiled: Option<Arc<Compiled>>,
-    /// What it compiled: the source's objects with the CNI plugin's pods
-    /// overlaid. The warnings check reads it, so that it parses nothing
-    /// the compiler has not.
-    compiled_from: Option<Snapshot>,
+    compiled: Option<Compilation>,
     /// How many compilations ran (a relist that changed nothing runs none).
     pub compilations: u64,
     /// The objects in force, as of the source's last update.
@@ -67,7 +70,6 @@ impl<W: MapWriter> Enforcer<W> {
             options,
             compiler: Compiler::new(),
             compiled: None,
-            compiled_from: None,
             compilations: 0,
             snapshot: Snapshot::default(),
             invalid: Snapshot::default(),
@@ -143,10 +145,12 @@ impl<W: MapWriter> Enforcer<W> {
             if let Some(timer) = &mut self.unpublished {
                 timer.compiled();
             }
-            self.compiled_from = Some(snapshot);
-            compiled
+            Compilation {
+                compiled,
+                from: snapshot,
+            }
         });
-        compiled.clone()
+        compiled.compiled.clone()
     }
 
     /// Writes `desired` into the inactive slot and activates it; a failure
@@ -204,7 +208,8 @@ impl<W: MapWriter> Enforcer<W> {
         }
         self.warnings_checked = true;
         let before = std::mem::take(&mut self.policy_warnings);
-        let snapshot = self.compiled_from.as_ref().unwrap_or(&self.snapshot);
+        // What the compiler last saw, so that the check parses nothing new.
+        let snapshot = self.compiled.as_ref().map_or(&self.snapshot, |c| &c.from);
         let warnings = self.compiler.warnings(snapshot);
         for warning in &warnings {
             warn!(%warning, "policy warning");

@@ -378,7 +378,9 @@ impl Updater<'_> {
             left.extend(remembered.identity);
             *remembered = self.remembered(host);
         } else if self.changes.peers
-            && (self.changes).adjust(self.inv, self.peers, host, &mut remembered.signature)
+            && self
+                .changes
+                .adjust(self.inv, self.peers, host, &mut remembered.signature)
         {
             left.extend(remembered.identity.take());
         }
